@@ -1,0 +1,252 @@
+//! Parsers for setting values, kept pure so they can be unit-tested and fuzzed.
+
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("duration {0:?} is empty")]
+    EmptyDuration(String),
+    #[error("duration {input:?} is not valid: {reason} (use Go's format, e.g. 20s, 1m30s, 500ms, 2160h)")]
+    InvalidDuration { input: String, reason: &'static str },
+    #[error("{input:?} is not a valid namespace/name: {reason}")]
+    InvalidNamespacedName { input: String, reason: String },
+    #[error("{input:?} is not a number between 0 and 1")]
+    InvalidFraction { input: String },
+}
+
+/// Parses a duration in Go's `time.ParseDuration` format (`20s`, `1m30s`,
+/// `1.5h`, `300ms`, `0`), which is what the original agent's settings use.
+/// Negative durations are refused: no setting of the agent can use one.
+pub fn parse_go_duration(input: &str) -> Result<Duration, ParseError> {
+    let invalid = |reason| ParseError::InvalidDuration {
+        input: input.to_string(),
+        reason,
+    };
+    let text = input.trim();
+    if text.is_empty() {
+        return Err(ParseError::EmptyDuration(input.to_string()));
+    }
+    let text = text.strip_prefix('+').unwrap_or(text);
+    if text.starts_with('-') {
+        return Err(invalid("negative durations are not allowed"));
+    }
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = text;
+    let mut total_nanos: u128 = 0;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if number_len == 0 {
+            return Err(invalid("expected a number"));
+        }
+        let (number, after) = rest.split_at(number_len);
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let unit_nanos: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60 * 1_000_000_000,
+            "h" => 3600 * 1_000_000_000,
+            "" => return Err(invalid("a number needs a unit (ns, us, ms, s, m, h)")),
+            _ => return Err(invalid("unknown unit (use ns, us, ms, s, m, h)")),
+        };
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
+            return Err(invalid("malformed number"));
+        }
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| invalid("number too large"))?
+        };
+        let mut nanos = whole
+            .checked_mul(unit_nanos)
+            .ok_or_else(|| invalid("duration too large"))?;
+        // Fractions: only the digits that still matter at nanosecond precision.
+        let mut scale = unit_nanos;
+        for digit in fraction.bytes().take(30) {
+            scale /= 10;
+            nanos += u128::from(digit - b'0') * scale;
+        }
+        total_nanos = total_nanos
+            .checked_add(nanos)
+            .ok_or_else(|| invalid("duration too large"))?;
+        rest = after;
+    }
+    let secs =
+        u64::try_from(total_nanos / 1_000_000_000).map_err(|_| invalid("duration too large"))?;
+    Ok(Duration::new(secs, (total_nanos % 1_000_000_000) as u32))
+}
+
+/// A `namespace/name` reference to a Secret or ConfigMap.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NamespacedName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl NamespacedName {
+    /// `namespace/name`; a bare `name` means namespace `default`, as in the original.
+    pub fn parse(input: &str) -> Result<NamespacedName, ParseError> {
+        let invalid = |reason: String| ParseError::InvalidNamespacedName {
+            input: input.to_string(),
+            reason,
+        };
+        let text = input.trim();
+        let (namespace, name) = match text.split_once('/') {
+            Some((namespace, name)) => (namespace, name),
+            None => ("default", text),
+        };
+        if name.contains('/') {
+            return Err(invalid("more than one '/'".into()));
+        }
+        check_dns_name("namespace", namespace, 63).map_err(invalid)?;
+        check_dns_name("name", name, 253).map_err(invalid)?;
+        Ok(NamespacedName {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for NamespacedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Kubernetes object names: lower-case alphanumerics, `-` and `.`, starting and
+/// ending alphanumeric (namespaces may not contain `.`).
+fn check_dns_name(what: &str, value: &str, max_len: usize) -> Result<(), String> {
+    if value.is_empty() {
+        return Err(format!("the {what} is empty"));
+    }
+    if value.len() > max_len {
+        return Err(format!("the {what} is longer than {max_len} characters"));
+    }
+    let allowed = |c: char| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (c == '.' && what == "name")
+    };
+    if !value.chars().all(allowed) {
+        return Err(format!(
+            "the {what} {value:?} may contain only lower-case letters, digits and '-'{}",
+            if what == "name" { " or '.'" } else { "" }
+        ));
+    }
+    let alphanumeric = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if !alphanumeric(value.chars().next()) || !alphanumeric(value.chars().last()) {
+        return Err(format!(
+            "the {what} {value:?} must start and end with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// A fraction in `[0, 1]`, such as the renewal threshold `0.3`.
+pub fn parse_fraction(input: &str) -> Result<f64, ParseError> {
+    match input.trim().parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(ParseError::InvalidFraction {
+            input: input.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_of_the_original_defaults_parse() {
+        assert_eq!(parse_go_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_go_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(
+            parse_go_duration("2160h"),
+            Ok(Duration::from_secs(2160 * 3600))
+        );
+    }
+
+    #[test]
+    fn go_durations_combine_units_and_fractions() {
+        assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_go_duration(".5s"), Ok(Duration::from_millis(500)));
+        assert_eq!(
+            parse_go_duration("1h2m3s4ms5us6ns"),
+            Ok(Duration::new(3723, 4_005_006))
+        );
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_go_duration("2µs"), Ok(Duration::from_micros(2)));
+    }
+
+    #[test]
+    fn bad_durations_say_what_is_wrong() {
+        for (input, needle) in [
+            ("20", "needs a unit"),
+            ("20x", "unknown unit"),
+            ("s", "expected a number"),
+            ("-5s", "negative"),
+            ("1..5s", "malformed"),
+            ("99999999999999999999999999999999999999999h", "too large"),
+        ] {
+            let error = parse_go_duration(input).unwrap_err().to_string();
+            assert!(error.contains(needle), "{input}: {error}");
+        }
+        assert!(matches!(
+            parse_go_duration(""),
+            Err(ParseError::EmptyDuration(_))
+        ));
+    }
+
+    #[test]
+    fn namespaced_names_default_to_the_default_namespace() {
+        assert_eq!(
+            NamespacedName::parse("kyma-system/compass-agent-configuration").unwrap(),
+            NamespacedName {
+                namespace: "kyma-system".into(),
+                name: "compass-agent-configuration".into()
+            }
+        );
+        assert_eq!(
+            NamespacedName::parse("only-name").unwrap().namespace,
+            "default"
+        );
+        assert_eq!(
+            NamespacedName::parse("ns/a.b").unwrap().to_string(),
+            "ns/a.b"
+        );
+    }
+
+    #[test]
+    fn bad_namespaced_names_are_refused_with_the_reason() {
+        for (input, needle) in [
+            ("", "empty"),
+            ("ns/", "name is empty"),
+            ("/name", "namespace is empty"),
+            ("a/b/c", "more than one"),
+            ("Kyma/x", "lower-case"),
+            ("ns/-x", "start and end"),
+            ("n.s/x", "namespace"),
+        ] {
+            let error = NamespacedName::parse(input).unwrap_err().to_string();
+            assert!(error.contains(needle), "{input:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn fractions_must_lie_between_zero_and_one() {
+        assert_eq!(parse_fraction("0.3"), Ok(0.3));
+        assert!(parse_fraction("1.5").is_err());
+        assert!(parse_fraction("NaN").is_err());
+        assert!(parse_fraction("x").is_err());
+    }
+}

@@ -1,0 +1,7 @@
+//! The Compass Runtime Agent: connects a Kyma Runtime to Compass, keeps the
+//! connection and its client certificate alive, and synchronizes the Runtime's
+//! Applications from the Compass Director.
+
+pub mod certificates;
+pub mod config;
+pub mod k8s;
