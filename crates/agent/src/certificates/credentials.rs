@@ -1,0 +1,326 @@
+//! The client credentials: what the Connector returns, what the agent stores in
+//! its Secrets, and the checks both pass before the agent trusts them.
+
+use base64::Engine;
+use jiff::Timestamp;
+use rcgen::KeyPair;
+use x509_parser::prelude::*;
+
+use super::subject::Subject;
+use super::CertificateError;
+
+/// A client key, its certificate, the chain and the CA, all PEM, all checked:
+/// the certificate parses and belongs to the key. Build one only through
+/// [`ClientCredentials::new`], so an unchecked set cannot reach a Secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientCredentials {
+    key_pem: String,
+    certificate_pem: String,
+    chain_pem: String,
+    ca_pem: String,
+    info: CertificateInfo,
+}
+
+/// What the status reports of a certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateInfo {
+    pub subject: String,
+    pub common_name: String,
+    pub serial: String,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+}
+
+impl CertificateInfo {
+    pub fn is_valid_at(&self, now: Timestamp) -> bool {
+        self.not_before <= now && now < self.not_after
+    }
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("info", &self.info)
+            .field("key_pem", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCredentials {
+    /// Checks that `certificate_pem` holds a certificate for `key_pem`. `chain_pem`
+    /// may be empty (then it is the certificate itself); `ca_pem` may be empty
+    /// (a CA Secret is optional for the agent's own use).
+    pub fn new(
+        key_pem: String,
+        certificate_pem: String,
+        chain_pem: String,
+        ca_pem: String,
+    ) -> Result<ClientCredentials, CertificateError> {
+        let key = KeyPair::from_pem(&key_pem).map_err(CertificateError::InvalidKey)?;
+        let certificate_der = first_certificate_der(&certificate_pem, "client certificate")?;
+        let (_, certificate) = X509Certificate::from_der(&certificate_der).map_err(|e| {
+            CertificateError::InvalidCertificate {
+                what: "client certificate",
+                reason: e.to_string(),
+            }
+        })?;
+        if certificate.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err(CertificateError::KeyMismatch);
+        }
+        let chain_pem = if chain_pem.trim().is_empty() {
+            certificate_pem.clone()
+        } else {
+            let chain_first = first_certificate_der(&chain_pem, "certificate chain")?;
+            if chain_first != certificate_der {
+                return Err(CertificateError::ChainMismatch);
+            }
+            chain_pem
+        };
+        if !ca_pem.trim().is_empty() {
+            let ca_der = first_certificate_der(&ca_pem, "CA certificate")?;
+            X509Certificate::from_der(&ca_der).map_err(|e| {
+                CertificateError::InvalidCertificate {
+                    what: "CA certificate",
+                    reason: e.to_string(),
+                }
+            })?;
+        }
+        let info = certificate_info(&certificate)?;
+        Ok(ClientCredentials {
+            key_pem,
+            certificate_pem,
+            chain_pem,
+            ca_pem,
+            info,
+        })
+    }
+
+    /// Decodes the Connector's `signCertificateSigningRequest` result (each field
+    /// base64 of PEM) and checks it against the key that made the CSR and the
+    /// subject that was asked for.
+    pub fn from_connector(
+        key_pem: String,
+        certificate_chain_b64: &str,
+        ca_certificate_b64: &str,
+        client_certificate_b64: &str,
+        asked: &Subject,
+    ) -> Result<ClientCredentials, CertificateError> {
+        let chain = decode_base64_pem("certificateChain", certificate_chain_b64)?;
+        let ca = decode_base64_pem("caCertificate", ca_certificate_b64)?;
+        let client = decode_base64_pem("clientCertificate", client_certificate_b64)?;
+        let credentials = ClientCredentials::new(key_pem, client, chain, ca)?;
+        if credentials.info.common_name != asked.common_name {
+            return Err(CertificateError::SubjectMismatch {
+                expected: asked.common_name.clone(),
+                found: credentials.info.common_name.clone(),
+            });
+        }
+        Ok(credentials)
+    }
+
+    pub fn info(&self) -> &CertificateInfo {
+        &self.info
+    }
+    /// The private key, PEM. Never log it.
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+    pub fn certificate_pem(&self) -> &str {
+        &self.certificate_pem
+    }
+    pub fn chain_pem(&self) -> &str {
+        &self.chain_pem
+    }
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Key and chain in one PEM buffer, the form a TLS client identity takes.
+    pub fn identity_pem(&self) -> Vec<u8> {
+        let mut pem = Vec::with_capacity(self.key_pem.len() + self.chain_pem.len() + 1);
+        pem.extend_from_slice(self.key_pem.as_bytes());
+        if !self.key_pem.ends_with('\n') {
+            pem.push(b'\n');
+        }
+        pem.extend_from_slice(self.chain_pem.as_bytes());
+        pem
+    }
+}
+
+fn decode_base64_pem(field: &'static str, value: &str) -> Result<String, CertificateError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|e| CertificateError::InvalidEncoding {
+            field,
+            reason: e.to_string(),
+        })?;
+    String::from_utf8(bytes).map_err(|_| CertificateError::InvalidEncoding {
+        field,
+        reason: "the decoded value is not PEM text".into(),
+    })
+}
+
+fn first_certificate_der(pem_text: &str, what: &'static str) -> Result<Vec<u8>, CertificateError> {
+    let blocks = ::pem::parse_many(pem_text).map_err(|e| CertificateError::InvalidCertificate {
+        what,
+        reason: format!("not PEM: {e}"),
+    })?;
+    blocks
+        .into_iter()
+        .find(|block| block.tag() == "CERTIFICATE")
+        .map(|block| block.into_contents())
+        .ok_or(CertificateError::InvalidCertificate {
+            what,
+            reason: "no CERTIFICATE block".into(),
+        })
+}
+
+fn certificate_info(
+    certificate: &X509Certificate<'_>,
+) -> Result<CertificateInfo, CertificateError> {
+    let time = |t: ASN1Time| {
+        Timestamp::from_second(t.timestamp()).map_err(|e| CertificateError::InvalidCertificate {
+            what: "client certificate",
+            reason: format!("validity out of range: {e}"),
+        })
+    };
+    let validity = certificate.validity();
+    Ok(CertificateInfo {
+        subject: certificate.subject().to_string(),
+        common_name: certificate
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        serial: certificate.raw_serial_as_string(),
+        not_before: time(validity.not_before)?,
+        not_after: time(validity.not_after)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certificates::keys::{generate_csr, KeyAlgorithm};
+    use rcgen::{CertificateParams, CertificateSigningRequestParams, IsCa, Issuer, KeyPair};
+
+    struct TestCa {
+        pem: String,
+        issuer: Issuer<'static, KeyPair>,
+    }
+
+    fn test_ca() -> TestCa {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    fn sign(ca: &TestCa, csr_pem: &str) -> String {
+        CertificateSigningRequestParams::from_pem(csr_pem)
+            .unwrap()
+            .signed_by(&ca.issuer)
+            .unwrap()
+            .pem()
+    }
+
+    fn b64(text: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(text)
+    }
+
+    fn subject() -> Subject {
+        Subject::parse("O=Org,OU=OrgUnit,L=Locality,ST=State,C=PL,CN=runtime-1").unwrap()
+    }
+
+    #[test]
+    fn a_connector_answer_for_our_key_and_subject_is_accepted() {
+        let ca = test_ca();
+        let csr = generate_csr(&subject(), KeyAlgorithm::Rsa2048).unwrap();
+        let cert = sign(&ca, &csr.csr_pem);
+        let chain = format!("{cert}{}", ca.pem);
+        let credentials = ClientCredentials::from_connector(
+            csr.key_pem,
+            &b64(&chain),
+            &b64(&ca.pem),
+            &b64(&cert),
+            &subject(),
+        )
+        .unwrap();
+        assert_eq!(credentials.info().common_name, "runtime-1");
+        assert!(credentials.info().is_valid_at(Timestamp::now()));
+        assert_eq!(credentials.chain_pem(), chain);
+        assert!(
+            !format!("{credentials:?}").contains("PRIVATE"),
+            "Debug must not print the key"
+        );
+    }
+
+    #[test]
+    fn a_certificate_for_another_key_is_refused() {
+        let ca = test_ca();
+        let ours = generate_csr(&subject(), KeyAlgorithm::Rsa2048).unwrap();
+        let theirs = generate_csr(&subject(), KeyAlgorithm::Rsa2048).unwrap();
+        let cert = sign(&ca, &theirs.csr_pem);
+        let error = ClientCredentials::new(ours.key_pem, cert, String::new(), ca.pem).unwrap_err();
+        assert!(matches!(error, CertificateError::KeyMismatch), "{error}");
+    }
+
+    #[test]
+    fn a_certificate_for_another_runtime_is_refused() {
+        let ca = test_ca();
+        let other = Subject {
+            common_name: "runtime-2".into(),
+            ..subject()
+        };
+        let csr = generate_csr(&other, KeyAlgorithm::Rsa2048).unwrap();
+        let cert = sign(&ca, &csr.csr_pem);
+        let error = ClientCredentials::from_connector(
+            csr.key_pem,
+            &b64(&cert),
+            &b64(&ca.pem),
+            &b64(&cert),
+            &subject(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("runtime-2"), "{error}");
+    }
+
+    #[test]
+    fn broken_pem_and_base64_are_clear_errors() {
+        let csr = generate_csr(&subject(), KeyAlgorithm::Rsa2048).unwrap();
+        let error = ClientCredentials::new(
+            csr.key_pem.clone(),
+            "-----BEGIN CERTIFICATE-----\nnot base64\n".into(),
+            String::new(),
+            String::new(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("client certificate"), "{error}");
+        let error = ClientCredentials::new(
+            "garbage".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+        )
+        .unwrap_err();
+        assert!(matches!(error, CertificateError::InvalidKey(_)), "{error}");
+        let error =
+            ClientCredentials::from_connector(csr.key_pem, "%%%", "", "", &subject()).unwrap_err();
+        assert!(error.to_string().contains("certificateChain"), "{error}");
+    }
+
+    #[test]
+    fn a_chain_that_does_not_start_with_the_certificate_is_refused() {
+        let ca = test_ca();
+        let csr = generate_csr(&subject(), KeyAlgorithm::Rsa2048).unwrap();
+        let cert = sign(&ca, &csr.csr_pem);
+        let error = ClientCredentials::new(csr.key_pem, cert, ca.pem.clone(), ca.pem).unwrap_err();
+        assert!(matches!(error, CertificateError::ChainMismatch), "{error}");
+    }
+}
