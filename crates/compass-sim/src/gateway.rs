@@ -1,0 +1,273 @@
+//! GraphQL over HTTP for the three endpoints: find the operation, apply an
+//! injected fault, check the client certificate, run the query, log it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Extension, Router};
+use serde_json::{json, Value};
+
+use crate::clock::rfc3339;
+use crate::faults::FaultKind;
+use crate::graphql::connector::{self, ConnectorCaller, ConnectorSchema};
+use crate::graphql::director::{self, DirectorCaller, DirectorSchema};
+use crate::graphql::operations::top_level_fields;
+use crate::log::{redact_variables, Caller, Endpoint, Outcome, RequestLogEntry};
+use crate::state::Shared;
+use crate::tls::{DropConnection, PeerCertificate};
+
+pub const CONNECTOR_PATH: &str = "/connector/graphql";
+pub const DIRECTOR_PATH: &str = "/director/graphql";
+
+#[derive(Clone)]
+pub(crate) struct Gateway {
+    shared: Arc<Shared>,
+    connector: ConnectorSchema,
+    director: DirectorSchema,
+}
+
+impl Gateway {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            connector: connector::schema_without_data(),
+            director: director::schema_without_data(),
+        }
+    }
+
+    /// `gateway`: the token-secured Connector.
+    pub fn token_router(&self) -> Router {
+        Router::new()
+            .route(CONNECTOR_PATH, post(connector_token))
+            .with_state(self.clone())
+    }
+
+    /// `gateway-mtls`: the certificate-secured Connector and the Director.
+    pub fn mtls_router(&self) -> Router {
+        Router::new()
+            .route(CONNECTOR_PATH, post(connector_cert))
+            .route(DIRECTOR_PATH, post(director))
+            .with_state(self.clone())
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The body of a refusal: GraphQL-shaped, so clients show the message.
+pub fn error_body(message: &str) -> Value {
+    json!({ "errors": [ { "message": message } ] })
+}
+
+fn fault_response(kind: FaultKind, operations: &[String]) -> Response {
+    let op = operations.first().cloned().unwrap_or_default();
+    match kind {
+        FaultKind::Http500 => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error (compass-sim injected fault)",
+        )
+            .into_response(),
+        FaultKind::Http503 => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable (compass-sim injected fault)",
+        )
+            .into_response(),
+        FaultKind::GraphqlError => json_response(
+            StatusCode::OK,
+            json!({
+                "data": null,
+                "errors": [{
+                    "message": format!("compass-sim injected fault: {op} failed"),
+                    "path": [op],
+                }]
+            }),
+        ),
+        FaultKind::NullData => json_response(StatusCode::OK, json!({ "data": null })),
+        FaultKind::MalformedJson => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!("{{\"data\":{{\"{op}\":{{\"compass-sim\": injected malformed JSON"),
+        )
+            .into_response(),
+        FaultKind::DropConnection => {
+            let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            response.extensions_mut().insert(DropConnection);
+            response
+        }
+        // Delays are served normally after waiting; never reaches here.
+        FaultKind::Delay { .. } => StatusCode::OK.into_response(),
+    }
+}
+
+type Parts = (State<Gateway>, Extension<PeerCertificate>, HeaderMap, Bytes);
+
+async fn connector_token(
+    s: State<Gateway>,
+    p: Extension<PeerCertificate>,
+    h: HeaderMap,
+    b: Bytes,
+) -> Response {
+    handle(Endpoint::ConnectorToken, (s, p, h, b)).await
+}
+
+async fn connector_cert(
+    s: State<Gateway>,
+    p: Extension<PeerCertificate>,
+    h: HeaderMap,
+    b: Bytes,
+) -> Response {
+    handle(Endpoint::ConnectorCert, (s, p, h, b)).await
+}
+
+async fn director(
+    s: State<Gateway>,
+    p: Extension<PeerCertificate>,
+    h: HeaderMap,
+    b: Bytes,
+) -> Response {
+    handle(Endpoint::Director, (s, p, h, b)).await
+}
+
+async fn handle(endpoint: Endpoint, parts: Parts) -> Response {
+    let (State(gateway), Extension(peer), headers, body) = parts;
+    let shared = gateway.shared.clone();
+    let mut entry = RequestLogEntry {
+        seq: 0,
+        time: rfc3339(shared.clock.now()),
+        endpoint,
+        operations: Vec::new(),
+        operation_name: None,
+        caller: Caller::default(),
+        request_id: header_str(&headers, "x-request-id"),
+        variables: Value::Null,
+        outcome: Outcome::Ok,
+    };
+
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            let message = format!("the body is not a GraphQL request (JSON with a query): {e}");
+            return finish_refused(&shared, entry, StatusCode::BAD_REQUEST, message);
+        }
+    };
+    entry.operations = top_level_fields(&request.query, request.operation_name.as_deref());
+    entry.operation_name = request.operation_name.clone();
+    entry.variables =
+        redact_variables(&serde_json::to_value(&request.variables).unwrap_or_default());
+
+    // Who is calling (without spending a token).
+    let connector_token = header_str(&headers, "connector-token");
+    let certificate = match endpoint {
+        Endpoint::ConnectorToken => None,
+        _ => {
+            let der = peer.0.clone();
+            Some(shared.check_client_certificate(der.as_deref().map(Vec::as_slice)))
+        }
+    };
+    match (&certificate, &connector_token) {
+        (Some(Ok(identity)), _) => {
+            entry.caller.runtime_id = Some(identity.runtime_id.clone());
+            entry.caller.cert_serial = Some(identity.serial.clone());
+        }
+        (None, Some(token)) => entry.caller.runtime_id = shared.token_owner(token),
+        _ => {}
+    }
+    let tenant = header_str(&headers, "tenant");
+    if endpoint == Endpoint::Director {
+        entry.caller.tenant = tenant.clone();
+    }
+
+    let fault = shared.faults().take(endpoint, &entry.operations);
+    if let Some(kind) = fault {
+        entry.outcome = Outcome::Fault { fault: kind.name() };
+        if let FaultKind::Delay { ms } = kind {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        } else {
+            let response = fault_response(kind, &entry.operations);
+            record(&shared, entry);
+            return response;
+        }
+    }
+
+    let request = match (endpoint, certificate) {
+        (_, Some(Err(refusal))) => {
+            return finish_refused(
+                &shared,
+                entry,
+                StatusCode::UNAUTHORIZED,
+                refusal.to_string(),
+            );
+        }
+        (Endpoint::ConnectorToken, _) => request.data(ConnectorCaller::Token(connector_token)),
+        (Endpoint::ConnectorCert, Some(Ok(identity))) => {
+            request.data(ConnectorCaller::Certificate(identity))
+        }
+        (Endpoint::Director, Some(Ok(identity))) => {
+            request.data(DirectorCaller { identity, tenant })
+        }
+        (_, None) => unreachable!("mTLS endpoints always check the certificate"),
+    };
+    let request = request.data(shared.clone());
+    let response = match endpoint {
+        Endpoint::Director => gateway.director.execute(request).await,
+        _ => gateway.connector.execute(request).await,
+    };
+    if !response.errors.is_empty() {
+        let message = response
+            .errors
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        if !matches!(entry.outcome, Outcome::Fault { .. }) {
+            entry.outcome = Outcome::Error { message };
+        }
+    }
+    let body = serde_json::to_value(&response).unwrap_or_default();
+    record(&shared, entry);
+    json_response(StatusCode::OK, body)
+}
+
+fn finish_refused(
+    shared: &Shared,
+    mut entry: RequestLogEntry,
+    status: StatusCode,
+    message: String,
+) -> Response {
+    entry.outcome = Outcome::Refused {
+        status: status.as_u16(),
+        message: message.clone(),
+    };
+    record(shared, entry);
+    json_response(status, error_body(&message))
+}
+
+fn record(shared: &Shared, entry: RequestLogEntry) {
+    tracing::info!(
+        endpoint = %entry.endpoint,
+        operations = ?entry.operations,
+        runtime = entry.caller.runtime_id.as_deref().unwrap_or("-"),
+        request_id = entry.request_id.as_deref().unwrap_or("-"),
+        outcome = ?entry.outcome,
+        "graphql request"
+    );
+    shared.log().push(entry);
+}

@@ -1,0 +1,572 @@
+//! The simulator's state and the operations on it, shared by the GraphQL
+//! resolvers, the admin API and the library API.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::ca::{self, CaError, CertRefusal, CertificateAuthority, ClientIdentity, Subject};
+use crate::clock::{rfc3339, Clock};
+use crate::faults::FaultTable;
+use crate::log::RequestLog;
+use crate::model::{Application, RuntimeSpec};
+
+/// Errors of the library and admin API.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("runtime {0:?} does not exist")]
+    UnknownRuntime(String),
+    #[error("runtime {0:?} already exists")]
+    RuntimeExists(String),
+    #[error("application {app:?} does not exist in runtime {runtime:?}")]
+    UnknownApplication { runtime: String, app: String },
+    #[error("certificate with serial {0:?} was not issued by compass-sim")]
+    UnknownCertificate(String),
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Global knobs, changeable at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Validity of issued client certificates (Compass default 2160h).
+    pub cert_validity: Duration,
+    /// Lifetime of one-time tokens (default 60 minutes).
+    pub token_ttl: Duration,
+    /// Also check the CSR key against the asked `keyAlgorithm`.
+    pub strict: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            cert_validity: Duration::from_secs(2160 * 3600),
+            token_ttl: Duration::from_secs(60 * 60),
+            strict: false,
+        }
+    }
+}
+
+/// A client certificate compass-sim issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateInfo {
+    /// Lower-case hex.
+    pub serial: String,
+    pub runtime_id: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub revoked: bool,
+    /// Which client CA signed it (1 = the first; each rotation adds one).
+    pub ca_generation: u32,
+}
+
+/// The Connector's `CertificationResult`, each field base64 of PEM.
+#[derive(Debug, Clone)]
+pub struct CertificationResult {
+    pub certificate_chain: String,
+    pub ca_certificate: String,
+    pub client_certificate: String,
+}
+
+/// A runtime as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeInfo {
+    #[serde(flatten)]
+    pub spec: RuntimeSpec,
+    /// The subject the Connector hands out.
+    pub subject: String,
+    pub key_algorithm: String,
+    pub application_ids: Vec<String>,
+}
+
+pub(crate) struct RuntimeState {
+    pub spec: RuntimeSpec,
+    pub applications: Vec<Arc<Application>>,
+}
+
+impl RuntimeState {
+    pub fn subject(&self) -> Subject {
+        let t = self.spec.subject.clone().unwrap_or_default();
+        Subject {
+            common_name: self.spec.id.clone(),
+            country: t.country,
+            organization: t.organization,
+            organizational_unit: t.organizational_unit,
+            locality: t.locality,
+            province: t.province,
+        }
+    }
+
+    pub fn key_algorithm(&self) -> String {
+        self.spec
+            .key_algorithm
+            .clone()
+            .unwrap_or_else(|| "rsa2048".to_string())
+    }
+
+    pub fn name(&self) -> String {
+        self.spec
+            .name
+            .clone()
+            .unwrap_or_else(|| self.spec.id.clone())
+    }
+}
+
+struct TokenRecord {
+    runtime_id: String,
+    expires_at: SystemTime,
+    used: bool,
+}
+
+struct CertRecord {
+    runtime_id: String,
+    not_before: SystemTime,
+    not_after: SystemTime,
+    revoked: bool,
+    ca_generation: u32,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub runtimes: BTreeMap<String, RuntimeState>,
+    tokens: HashMap<String, TokenRecord>,
+    certificates: BTreeMap<String, CertRecord>,
+    pub settings: Settings,
+}
+
+/// The URLs clients use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Urls {
+    /// Token-secured Connector (`CONNECTOR_URL`).
+    pub connector_url: String,
+    /// Certificate-secured Connector (`certificateSecuredConnectorURL`).
+    pub cert_secured_connector_url: String,
+    pub director_url: String,
+    /// `None` when the admin listener is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_url: Option<String>,
+}
+
+pub(crate) struct ClientCa {
+    pub ca: CertificateAuthority,
+    pub generation: u32,
+}
+
+/// Everything the servers share.
+pub(crate) struct Shared {
+    pub clock: Clock,
+    pub urls: Urls,
+    pub server_ca_pem: String,
+    state: Mutex<State>,
+    client_ca: RwLock<Arc<ClientCa>>,
+    pub faults: Mutex<FaultTable>,
+    pub log: Mutex<RequestLog>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    pub fn new(
+        clock: Clock,
+        urls: Urls,
+        server_ca_pem: String,
+        client_ca: CertificateAuthority,
+        settings: Settings,
+        log_capacity: usize,
+    ) -> Self {
+        Self {
+            clock,
+            urls,
+            server_ca_pem,
+            state: Mutex::new(State {
+                settings,
+                ..State::default()
+            }),
+            client_ca: RwLock::new(Arc::new(ClientCa {
+                ca: client_ca,
+                generation: 1,
+            })),
+            faults: Mutex::new(FaultTable::default()),
+            log: Mutex::new(RequestLog::new(log_capacity)),
+        }
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    pub fn faults(&self) -> MutexGuard<'_, FaultTable> {
+        lock(&self.faults)
+    }
+
+    pub fn log(&self) -> MutexGuard<'_, RequestLog> {
+        lock(&self.log)
+    }
+
+    pub fn client_ca(&self) -> Arc<ClientCa> {
+        self.client_ca
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn client_ca_pem(&self) -> String {
+        self.client_ca().ca.cert_pem().to_string()
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.state().settings
+    }
+
+    pub fn update_settings(&self, f: impl FnOnce(&mut Settings)) -> Settings {
+        let mut state = self.state();
+        f(&mut state.settings);
+        state.settings
+    }
+
+    // ---- runtimes ----
+
+    pub fn create_runtime(&self, spec: RuntimeSpec) -> Result<(), SimError> {
+        if spec.id.trim().is_empty() {
+            return Err(SimError::InvalidInput("a runtime needs an id".into()));
+        }
+        if spec.tenant.trim().is_empty() {
+            return Err(SimError::InvalidInput(format!(
+                "runtime {:?} needs a tenant",
+                spec.id
+            )));
+        }
+        let mut state = self.state();
+        if state.runtimes.contains_key(&spec.id) {
+            return Err(SimError::RuntimeExists(spec.id));
+        }
+        state.runtimes.insert(
+            spec.id.clone(),
+            RuntimeState {
+                spec,
+                applications: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    pub fn delete_runtime(&self, id: &str) -> Result<(), SimError> {
+        let mut state = self.state();
+        state
+            .runtimes
+            .remove(id)
+            .map(|_| ())
+            .ok_or_else(|| SimError::UnknownRuntime(id.to_string()))
+    }
+
+    pub fn with_runtime<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut RuntimeState) -> T,
+    ) -> Result<T, SimError> {
+        let mut state = self.state();
+        let runtime = state
+            .runtimes
+            .get_mut(id)
+            .ok_or_else(|| SimError::UnknownRuntime(id.to_string()))?;
+        Ok(f(runtime))
+    }
+
+    pub fn runtime_info(&self, id: &str) -> Result<RuntimeInfo, SimError> {
+        self.with_runtime(id, |rt| runtime_info(rt))
+    }
+
+    pub fn runtimes(&self) -> Vec<RuntimeInfo> {
+        self.state().runtimes.values().map(runtime_info).collect()
+    }
+
+    pub fn runtime_labels(&self, id: &str) -> Result<Map<String, Value>, SimError> {
+        self.with_runtime(id, |rt| rt.spec.labels.clone())
+    }
+
+    pub fn set_runtime_label(&self, id: &str, key: &str, value: Value) -> Result<(), SimError> {
+        self.with_runtime(id, |rt| {
+            rt.spec.labels.insert(key.to_string(), value);
+        })
+    }
+
+    // ---- applications ----
+
+    /// Adds or replaces (by id) an application; true when it was new.
+    pub fn put_application(&self, runtime_id: &str, app: Application) -> Result<bool, SimError> {
+        validate_application(&app)?;
+        self.with_runtime(runtime_id, |rt| {
+            match rt.applications.iter_mut().find(|a| a.id == app.id) {
+                Some(existing) => {
+                    *existing = Arc::new(app);
+                    false
+                }
+                None => {
+                    rt.applications.push(Arc::new(app));
+                    true
+                }
+            }
+        })
+    }
+
+    pub fn replace_applications(
+        &self,
+        runtime_id: &str,
+        apps: Vec<Application>,
+    ) -> Result<(), SimError> {
+        let mut seen = std::collections::HashSet::new();
+        for app in &apps {
+            validate_application(app)?;
+            if !seen.insert(app.id.clone()) {
+                return Err(SimError::InvalidInput(format!(
+                    "application id {:?} appears twice",
+                    app.id
+                )));
+            }
+        }
+        self.with_runtime(runtime_id, |rt| {
+            rt.applications = apps.into_iter().map(Arc::new).collect();
+        })
+    }
+
+    pub fn remove_application(&self, runtime_id: &str, app_id: &str) -> Result<(), SimError> {
+        self.with_runtime(runtime_id, |rt| {
+            let before = rt.applications.len();
+            rt.applications.retain(|a| a.id != app_id);
+            before != rt.applications.len()
+        })?
+        .then_some(())
+        .ok_or_else(|| SimError::UnknownApplication {
+            runtime: runtime_id.to_string(),
+            app: app_id.to_string(),
+        })
+    }
+
+    pub fn applications(&self, runtime_id: &str) -> Result<Vec<Arc<Application>>, SimError> {
+        self.with_runtime(runtime_id, |rt| rt.applications.clone())
+    }
+
+    // ---- tokens ----
+
+    pub fn issue_token(&self, runtime_id: &str) -> Result<String, SimError> {
+        let mut state = self.state();
+        if !state.runtimes.contains_key(runtime_id) {
+            return Err(SimError::UnknownRuntime(runtime_id.to_string()));
+        }
+        let token = new_token();
+        let expires_at = self.clock.now() + state.settings.token_ttl;
+        // Spent and expired tokens are kept for clear refusals, but not forever.
+        let horizon = self.clock.now();
+        state
+            .tokens
+            .retain(|_, t| t.expires_at + Duration::from_secs(24 * 3600) > horizon);
+        state.tokens.insert(
+            token.clone(),
+            TokenRecord {
+                runtime_id: runtime_id.to_string(),
+                expires_at,
+                used: false,
+            },
+        );
+        Ok(token)
+    }
+
+    /// The runtime a token belongs to, without spending it (for the log).
+    pub fn token_owner(&self, token: &str) -> Option<String> {
+        self.state().tokens.get(token).map(|t| t.runtime_id.clone())
+    }
+
+    /// Spends a one-time token; the error is what the Connector answers.
+    pub fn spend_token(&self, token: Option<&str>) -> Result<String, String> {
+        const PREFIX: &str = "Failed to authenticate request, token is invalid";
+        let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
+            "Failed to authenticate request, token not provided: send the one-time token in the Connector-Token header".to_string()
+        })?;
+        let now = self.clock.now();
+        let mut state = self.state();
+        let record = state
+            .tokens
+            .get_mut(token)
+            .ok_or_else(|| format!("{PREFIX}: unknown token"))?;
+        if record.used {
+            return Err(format!("{PREFIX}: the token has already been used"));
+        }
+        if now >= record.expires_at {
+            return Err(format!(
+                "{PREFIX}: the token expired at {}",
+                rfc3339(record.expires_at)
+            ));
+        }
+        record.used = true;
+        let runtime_id = record.runtime_id.clone();
+        if !state.runtimes.contains_key(&runtime_id) {
+            return Err(format!("{PREFIX}: runtime {runtime_id:?} no longer exists"));
+        }
+        Ok(runtime_id)
+    }
+
+    /// The subject string and key algorithm the Connector hands out.
+    pub fn csr_info(&self, runtime_id: &str) -> Result<(String, String), SimError> {
+        self.with_runtime(runtime_id, |rt| {
+            (rt.subject().to_compass_string(), rt.key_algorithm())
+        })
+    }
+
+    // ---- certificates ----
+
+    /// Checks and signs a CSR for a runtime; the error is what the Connector
+    /// answers.
+    pub fn sign_csr(&self, runtime_id: &str, csr: &str) -> Result<CertificationResult, String> {
+        const PREFIX: &str = "Error while signing Certificate Signing Request";
+        let (subject, key_algorithm, settings) = {
+            let state = self.state();
+            let rt = state
+                .runtimes
+                .get(runtime_id)
+                .ok_or_else(|| format!("{PREFIX}: runtime {runtime_id:?} does not exist"))?;
+            (rt.subject(), rt.key_algorithm(), state.settings)
+        };
+        let valid = ca::validate_csr(csr, &subject, &key_algorithm, settings.strict)
+            .map_err(|e| format!("{PREFIX}: {e}"))?;
+        let client_ca = self.client_ca();
+        let issued = client_ca
+            .ca
+            .sign_client_certificate(&valid, &subject, self.clock.now(), settings.cert_validity)
+            .map_err(|e| format!("{PREFIX}: {e}"))?;
+        self.state().certificates.insert(
+            issued.serial.clone(),
+            CertRecord {
+                runtime_id: runtime_id.to_string(),
+                not_before: issued.not_before,
+                not_after: issued.not_after,
+                revoked: false,
+                ca_generation: client_ca.generation,
+            },
+        );
+        let ca_pem = client_ca.ca.cert_pem();
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+        Ok(CertificationResult {
+            certificate_chain: b64(&format!("{}{}", issued.pem, ca_pem)),
+            ca_certificate: b64(ca_pem),
+            client_certificate: b64(&issued.pem),
+        })
+    }
+
+    pub fn check_client_certificate(
+        &self,
+        der: Option<&[u8]>,
+    ) -> Result<ClientIdentity, CertRefusal> {
+        let client_ca = self.client_ca();
+        let state = self.state();
+        client_ca.ca.check_client_certificate(
+            der,
+            |serial| state.certificates.get(serial).is_some_and(|c| c.revoked),
+            self.clock.now(),
+        )
+    }
+
+    pub fn revoke_certificate(&self, serial: &str) -> Result<(), SimError> {
+        let serial = serial.to_ascii_lowercase().replace(':', "");
+        let mut state = self.state();
+        let cert = state
+            .certificates
+            .get_mut(&serial)
+            .ok_or(SimError::UnknownCertificate(serial))?;
+        cert.revoked = true;
+        Ok(())
+    }
+
+    /// Revokes every certificate of a runtime; returns how many were revoked.
+    pub fn revoke_runtime_certificates(&self, runtime_id: &str) -> Result<usize, SimError> {
+        let mut state = self.state();
+        if !state.runtimes.contains_key(runtime_id) {
+            return Err(SimError::UnknownRuntime(runtime_id.to_string()));
+        }
+        let mut count = 0;
+        for cert in state.certificates.values_mut() {
+            if cert.runtime_id == runtime_id && !cert.revoked {
+                cert.revoked = true;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    pub fn certificates(&self) -> Vec<CertificateInfo> {
+        self.state()
+            .certificates
+            .iter()
+            .map(|(serial, c)| CertificateInfo {
+                serial: serial.clone(),
+                runtime_id: c.runtime_id.clone(),
+                not_before: rfc3339(c.not_before),
+                not_after: rfc3339(c.not_after),
+                revoked: c.revoked,
+                ca_generation: c.ca_generation,
+            })
+            .collect()
+    }
+
+    /// Replaces the client CA with a new one; returns the new CA's PEM.
+    pub fn rotate_ca(&self) -> Result<String, SimError> {
+        let next = CertificateAuthority::generate_rsa("compass-sim client CA")?;
+        let pem = next.cert_pem().to_string();
+        let mut guard = self.client_ca.write().unwrap_or_else(|p| p.into_inner());
+        let generation = guard.generation + 1;
+        *guard = Arc::new(ClientCa {
+            ca: next,
+            generation,
+        });
+        Ok(pem)
+    }
+}
+
+fn runtime_info(rt: &RuntimeState) -> RuntimeInfo {
+    RuntimeInfo {
+        spec: rt.spec.clone(),
+        subject: rt.subject().to_compass_string(),
+        key_algorithm: rt.key_algorithm(),
+        application_ids: rt.applications.iter().map(|a| a.id.clone()).collect(),
+    }
+}
+
+fn validate_application(app: &Application) -> Result<(), SimError> {
+    if app.id.trim().is_empty() || app.name.trim().is_empty() {
+        return Err(SimError::InvalidInput(
+            "an application needs an id and a name".into(),
+        ));
+    }
+    let mut bundle_ids = std::collections::HashSet::new();
+    for bundle in &app.bundles {
+        if !bundle_ids.insert(bundle.id.as_str()) {
+            return Err(SimError::InvalidInput(format!(
+                "bundle id {:?} appears twice in application {:?}",
+                bundle.id, app.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// 32 random bytes, URL-safe base64 (43 characters).
+fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
