@@ -3,5 +3,6 @@
 //! Applications from the Compass Director.
 
 pub mod certificates;
+pub mod compass;
 pub mod config;
 pub mod k8s;

@@ -1,0 +1,509 @@
+//! The Compass Director: the Runtime's applications and its labels, over mTLS
+//! with the `Tenant` header. Every list is paged; the client follows every page
+//! at every level (the original reads the first page only).
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::model::{ApiDefinition, Application, Bundle, EventDefinition};
+use super::{CompassError, GraphqlClient};
+
+const PAGE_INFO: &str = "pageInfo { startCursor endCursor hasNextPage } totalCount";
+
+fn bundle_fields() -> String {
+    format!(
+        "fragment BundleFields on Bundle {{
+  id name description instanceAuthRequestInputSchema
+  defaultInstanceAuth {{
+    credential {{
+      __typename
+      ... on BasicCredentialData {{ username password }}
+      ... on OAuthCredentialData {{ clientId clientSecret url }}
+    }}
+    additionalHeaders additionalQueryParams
+    requestAuth {{ csrf {{ tokenEndpointURL }} }}
+  }}
+  apiDefinitions(first: $pageSize) {{ data {{ id name description targetURL }} {PAGE_INFO} }}
+  eventDefinitions(first: $pageSize) {{ data {{ id name description }} {PAGE_INFO} }}
+}}"
+    )
+}
+
+fn applications_query() -> String {
+    format!(
+        "query ApplicationsForRuntime($runtimeId: ID!, $pageSize: Int!, $after: PageCursor) {{
+  applicationsForRuntime(runtimeID: $runtimeId, first: $pageSize, after: $after) {{
+    data {{
+      id name providerName description labels auths {{ id }}
+      bundles(first: $pageSize) {{ data {{ ...BundleFields }} {PAGE_INFO} }}
+    }}
+    {PAGE_INFO}
+  }}
+}}
+{}",
+        bundle_fields()
+    )
+}
+
+fn bundles_query() -> String {
+    format!(
+        "query ApplicationBundles($applicationId: ID!, $pageSize: Int!, $after: PageCursor) {{
+  application(id: $applicationId) {{
+    bundles(first: $pageSize, after: $after) {{ data {{ ...BundleFields }} {PAGE_INFO} }}
+  }}
+}}
+{}",
+        bundle_fields()
+    )
+}
+
+fn api_definitions_query() -> String {
+    format!(
+        "query BundleApiDefinitions($applicationId: ID!, $bundleId: ID!, $pageSize: Int!, $after: PageCursor) {{
+  application(id: $applicationId) {{
+    bundle(id: $bundleId) {{
+      apiDefinitions(first: $pageSize, after: $after) {{ data {{ id name description targetURL }} {PAGE_INFO} }}
+    }}
+  }}
+}}"
+    )
+}
+
+fn event_definitions_query() -> String {
+    format!(
+        "query BundleEventDefinitions($applicationId: ID!, $bundleId: ID!, $pageSize: Int!, $after: PageCursor) {{
+  application(id: $applicationId) {{
+    bundle(id: $bundleId) {{
+      eventDefinitions(first: $pageSize, after: $after) {{ data {{ id name description }} {PAGE_INFO} }}
+    }}
+  }}
+}}"
+    )
+}
+
+const RUNTIME_LABELS: &str =
+    "query RuntimeLabels($runtimeId: ID!) { runtime(id: $runtimeId) { labels } }";
+
+const SET_RUNTIME_LABEL: &str =
+    "mutation SetRuntimeLabel($runtimeId: ID!, $key: String!, $value: Any!) {
+  setRuntimeLabel(runtimeID: $runtimeId, key: $key, value: $value) { key value }
+}";
+
+/// The Director's default and maximum page size.
+pub const DEFAULT_PAGE_SIZE: u32 = 200;
+
+/// More pages than any Director would serve; stops a server that never says
+/// `hasNextPage: false`.
+const MAX_PAGES: usize = 100_000;
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", bound(deserialize = "T: Deserialize<'de>"))]
+struct Page<T> {
+    #[serde(default = "Vec::new", deserialize_with = "null_as_empty")]
+    data: Vec<T>,
+    page_info: PageInfo,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct PageInfo {
+    #[serde(default)]
+    end_cursor: Option<String>,
+    has_next_page: bool,
+}
+
+#[derive(Deserialize)]
+struct RawApplication {
+    #[serde(flatten)]
+    application: Application,
+    #[serde(default)]
+    bundles: Option<Page<RawBundle>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawBundle {
+    #[serde(flatten)]
+    bundle: Bundle,
+    #[serde(default)]
+    api_definitions: Option<Page<ApiDefinition>>,
+    #[serde(default)]
+    event_definitions: Option<Page<EventDefinition>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApplicationsData {
+    applications_for_runtime: Page<RawApplication>,
+}
+
+#[derive(Deserialize)]
+struct ApplicationData<T> {
+    application: Option<T>,
+}
+
+#[derive(Deserialize)]
+struct BundlesOfApplication {
+    bundles: Option<Page<RawBundle>>,
+}
+
+#[derive(Deserialize)]
+struct BundleOfApplication<T> {
+    bundle: Option<T>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiDefinitionsOfBundle {
+    api_definitions: Option<Page<ApiDefinition>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventDefinitionsOfBundle {
+    event_definitions: Option<Page<EventDefinition>>,
+}
+
+#[derive(Deserialize)]
+struct RuntimeData {
+    runtime: Option<RuntimeLabels>,
+}
+
+#[derive(Deserialize)]
+struct RuntimeLabels {
+    #[serde(default)]
+    labels: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SetLabelData {
+    #[allow(dead_code)]
+    set_runtime_label: serde_json::Value,
+}
+
+/// The Director, for one Runtime of one tenant.
+#[derive(Clone)]
+pub struct DirectorClient {
+    graphql: GraphqlClient,
+    runtime_id: String,
+    tenant: String,
+    page_size: u32,
+}
+
+impl DirectorClient {
+    pub fn new(
+        graphql: GraphqlClient,
+        runtime_id: &str,
+        tenant: &str,
+        page_size: u32,
+    ) -> DirectorClient {
+        DirectorClient {
+            graphql,
+            runtime_id: runtime_id.to_string(),
+            tenant: tenant.to_string(),
+            page_size: page_size.clamp(1, DEFAULT_PAGE_SIZE),
+        }
+    }
+
+    async fn execute<D: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        query: &str,
+        variables: serde_json::Value,
+    ) -> Result<D, CompassError> {
+        self.graphql
+            .execute(
+                operation,
+                query,
+                variables,
+                &[("Tenant", self.tenant.as_str())],
+            )
+            .await
+    }
+
+    /// Every application assigned to the Runtime, with all of their bundles, API
+    /// definitions and event definitions. Any failure fails the whole fetch, so a
+    /// partial answer is never mistaken for the Director's truth.
+    pub async fn fetch_applications(&self) -> Result<Vec<Application>, CompassError> {
+        let query = applications_query();
+        let mut applications = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let data: ApplicationsData = self
+                .execute(
+                    "applicationsForRuntime",
+                    &query,
+                    json!({ "runtimeId": self.runtime_id, "pageSize": self.page_size, "after": after }),
+                )
+                .await?;
+            let page = data.applications_for_runtime;
+            for raw in page.data {
+                applications.push(self.complete_application(raw).await?);
+            }
+            match next_cursor("applicationsForRuntime", &page.page_info, after.as_deref())? {
+                Some(cursor) => after = Some(cursor),
+                None => return Ok(applications),
+            }
+        }
+        Err(too_many_pages("applicationsForRuntime"))
+    }
+
+    async fn complete_application(&self, raw: RawApplication) -> Result<Application, CompassError> {
+        let mut application = raw.application;
+        let Some(mut page) = raw.bundles else {
+            return Ok(application);
+        };
+        let query = bundles_query();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            for raw_bundle in page.data {
+                let bundle = self.complete_bundle(&application.id, raw_bundle).await?;
+                application.bundles.push(bundle);
+            }
+            match next_cursor("application.bundles", &page.page_info, after.as_deref())? {
+                None => return Ok(application),
+                Some(cursor) => {
+                    let data: ApplicationData<BundlesOfApplication> = self
+                        .execute(
+                            "application",
+                            &query,
+                            json!({ "applicationId": application.id, "pageSize": self.page_size, "after": cursor }),
+                        )
+                        .await?;
+                    page = data
+                        .application
+                        .ok_or_else(|| vanished("application", &application.id))?
+                        .bundles
+                        .ok_or_else(|| vanished("bundles of application", &application.id))?;
+                    after = Some(cursor);
+                }
+            }
+        }
+        Err(too_many_pages("application.bundles"))
+    }
+
+    async fn complete_bundle(
+        &self,
+        application_id: &str,
+        raw: RawBundle,
+    ) -> Result<Bundle, CompassError> {
+        let mut bundle = raw.bundle;
+        if let Some(first) = raw.api_definitions {
+            bundle.api_definitions = self
+                .follow_bundle_pages(
+                    application_id,
+                    &bundle.id,
+                    first,
+                    &api_definitions_query(),
+                    |b: ApiDefinitionsOfBundle| b.api_definitions,
+                )
+                .await?;
+        }
+        if let Some(first) = raw.event_definitions {
+            bundle.event_definitions = self
+                .follow_bundle_pages(
+                    application_id,
+                    &bundle.id,
+                    first,
+                    &event_definitions_query(),
+                    |b: EventDefinitionsOfBundle| b.event_definitions,
+                )
+                .await?;
+        }
+        Ok(bundle)
+    }
+
+    /// Collects a bundle's API or event definitions, page after page.
+    async fn follow_bundle_pages<T, B: DeserializeOwned>(
+        &self,
+        application_id: &str,
+        bundle_id: &str,
+        first: Page<T>,
+        query: &str,
+        page_of: impl Fn(B) -> Option<Page<T>>,
+    ) -> Result<Vec<T>, CompassError> {
+        let mut items = Vec::new();
+        let mut page = first;
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            items.append(&mut page.data);
+            match next_cursor("bundle definitions", &page.page_info, after.as_deref())? {
+                None => return Ok(items),
+                Some(cursor) => {
+                    let data: ApplicationData<BundleOfApplication<B>> = self
+                        .execute(
+                            "application",
+                            query,
+                            json!({
+                                "applicationId": application_id,
+                                "bundleId": bundle_id,
+                                "pageSize": self.page_size,
+                                "after": cursor,
+                            }),
+                        )
+                        .await?;
+                    let bundle = data
+                        .application
+                        .ok_or_else(|| vanished("application", application_id))?
+                        .bundle
+                        .ok_or_else(|| vanished("bundle", bundle_id))?;
+                    page = page_of(bundle)
+                        .ok_or_else(|| vanished("definitions of bundle", bundle_id))?;
+                    after = Some(cursor);
+                }
+            }
+        }
+        Err(too_many_pages("bundle definitions"))
+    }
+
+    /// The Runtime's labels.
+    pub async fn runtime_labels(
+        &self,
+    ) -> Result<BTreeMap<String, serde_json::Value>, CompassError> {
+        let data: RuntimeData = self
+            .execute(
+                "runtime",
+                RUNTIME_LABELS,
+                json!({ "runtimeId": self.runtime_id }),
+            )
+            .await?;
+        let runtime = data.runtime.ok_or_else(|| CompassError::InvalidAnswer {
+            operation: "runtime",
+            reason: format!("the Director does not know runtime {:?}", self.runtime_id),
+        })?;
+        Ok(runtime.labels.unwrap_or_default())
+    }
+
+    pub async fn set_runtime_label(&self, key: &str, value: &str) -> Result<(), CompassError> {
+        let _: SetLabelData = self
+            .execute(
+                "setRuntimeLabel",
+                SET_RUNTIME_LABEL,
+                json!({ "runtimeId": self.runtime_id, "key": key, "value": value }),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// The cursor of the next page, or `None` at the end. A server that says there
+/// is a next page but gives no new cursor would make us loop: that is an error.
+fn next_cursor(
+    list: &str,
+    info: &PageInfo,
+    previous: Option<&str>,
+) -> Result<Option<String>, CompassError> {
+    if !info.has_next_page {
+        return Ok(None);
+    }
+    match info.end_cursor.as_deref() {
+        Some(cursor) if !cursor.is_empty() && Some(cursor) != previous => {
+            Ok(Some(cursor.to_string()))
+        }
+        _ => Err(CompassError::InvalidAnswer {
+            operation: "applicationsForRuntime",
+            reason: format!("{list}: hasNextPage is true but the end cursor does not advance"),
+        }),
+    }
+}
+
+fn vanished(what: &str, id: &str) -> CompassError {
+    CompassError::InvalidAnswer {
+        operation: "application",
+        reason: format!("the {what} {id:?} vanished while its pages were read"),
+    }
+}
+
+fn too_many_pages(list: &str) -> CompassError {
+    CompassError::InvalidAnswer {
+        operation: "applicationsForRuntime",
+        reason: format!("{list}: more than {MAX_PAGES} pages"),
+    }
+}
+
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(has_next_page: bool, end_cursor: Option<&str>) -> PageInfo {
+        PageInfo {
+            end_cursor: end_cursor.map(String::from),
+            has_next_page,
+        }
+    }
+
+    #[test]
+    fn the_last_page_has_no_next_cursor() {
+        assert_eq!(
+            next_cursor("x", &info(false, Some("c")), None).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn a_next_page_gives_its_cursor() {
+        assert_eq!(
+            next_cursor("x", &info(true, Some("c2")), Some("c1")).unwrap(),
+            Some("c2".into())
+        );
+    }
+
+    #[test]
+    fn a_cursor_that_does_not_advance_is_an_error_not_a_loop() {
+        assert!(next_cursor("x", &info(true, Some("c1")), Some("c1")).is_err());
+        assert!(next_cursor("x", &info(true, None), None).is_err());
+        assert!(next_cursor("x", &info(true, Some("")), None).is_err());
+    }
+
+    #[test]
+    fn an_application_page_decodes_with_nested_pages_and_credentials() {
+        let body = br#"{"data":{"applicationsForRuntime":{"data":[{
+            "id":"app-1","name":"shop","providerName":"SAP","description":null,"labels":{"scenarios":["DEFAULT"]},
+            "auths":[{"id":"auth-1"}],
+            "bundles":{"data":[{"id":"b-1","name":"Orders","description":"d","instanceAuthRequestInputSchema":null,
+              "defaultInstanceAuth":{"credential":{"__typename":"OAuthCredentialData","clientId":"c","clientSecret":"s","url":"https://oauth"},
+                "additionalHeaders":{"h":["1","2"]},"additionalQueryParams":null,"requestAuth":{"csrf":{"tokenEndpointURL":"https://csrf"}}},
+              "apiDefinitions":{"data":[{"id":"api-1","name":"orders","description":null,"targetURL":"https://api"}],
+                "pageInfo":{"startCursor":"","endCursor":"","hasNextPage":false},"totalCount":1},
+              "eventDefinitions":{"data":null,"pageInfo":{"startCursor":"","endCursor":"","hasNextPage":false},"totalCount":0}}],
+             "pageInfo":{"startCursor":"","endCursor":"","hasNextPage":false},"totalCount":1}}],
+          "pageInfo":{"startCursor":"","endCursor":"","hasNextPage":false},"totalCount":1}}}"#;
+        let data: ApplicationsData =
+            crate::compass::graphql::decode_response("applicationsForRuntime", body).unwrap();
+        let app = &data.applications_for_runtime.data[0];
+        assert_eq!(app.application.name, "shop");
+        assert_eq!(app.application.auths[0].id, "auth-1");
+        let bundle = &app.bundles.as_ref().unwrap().data[0];
+        assert_eq!(
+            bundle.api_definitions.as_ref().unwrap().data[0].target_url,
+            "https://api"
+        );
+        let auth = bundle.bundle.default_instance_auth.as_ref().unwrap();
+        assert!(matches!(
+            auth.credential,
+            Some(crate::compass::model::Credential::OAuth { .. })
+        ));
+        assert_eq!(
+            auth.request_auth
+                .as_ref()
+                .unwrap()
+                .csrf
+                .as_ref()
+                .unwrap()
+                .token_endpoint_url,
+            "https://csrf"
+        );
+    }
+}

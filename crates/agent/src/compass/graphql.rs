@@ -1,0 +1,285 @@
+//! GraphQL over HTTPS: one request, one typed answer, and errors that say which
+//! call failed and why. Values always travel as variables, never in query text.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::CompassError;
+use crate::certificates::ClientCredentials;
+
+/// How the agent talks TLS to Compass.
+#[derive(Clone, Debug, Default)]
+pub struct TlsSettings {
+    /// `APP_SKIP_COMPASS_TLS_VERIFY`: accept any server certificate. Off by default.
+    pub skip_verify: bool,
+    /// PEM certificates trusted in addition to the system's roots
+    /// (`APP_COMPASS_CA_BUNDLE`), e.g. a private Compass CA.
+    pub extra_roots_pem: Option<Vec<u8>>,
+    /// The limit for one whole request, connection included.
+    pub request_timeout: Duration,
+}
+
+/// An HTTP client for one Compass endpoint, with or without a client certificate.
+#[derive(Clone)]
+pub struct GraphqlClient {
+    http: reqwest::Client,
+    url: String,
+    request_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Request<'a, V> {
+    query: &'a str,
+    #[serde(rename = "operationName")]
+    operation_name: &'a str,
+    variables: V,
+}
+
+#[derive(Deserialize)]
+struct Response<D> {
+    data: Option<D>,
+    #[serde(default)]
+    errors: Option<Vec<GraphqlErrorEntry>>,
+}
+
+#[derive(Deserialize)]
+struct GraphqlErrorEntry {
+    #[serde(default)]
+    message: String,
+}
+
+/// Longest piece of an unexpected body quoted in an error.
+const EXCERPT_LEN: usize = 200;
+
+impl GraphqlClient {
+    pub fn new(
+        url: &str,
+        tls: &TlsSettings,
+        identity: Option<&ClientCredentials>,
+    ) -> Result<GraphqlClient, CompassError> {
+        let parsed = url::Url::parse(url).map_err(|e| CompassError::InvalidUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        if parsed.scheme() != "https" && parsed.scheme() != "http" {
+            return Err(CompassError::InvalidUrl {
+                url: url.to_string(),
+                reason: format!("scheme {:?} is not http or https", parsed.scheme()),
+            });
+        }
+        let mut builder = reqwest::Client::builder()
+            .timeout(tls.request_timeout)
+            .connect_timeout(tls.request_timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("compass-runtime-agent/", env!("CARGO_PKG_VERSION")))
+            .tls_danger_accept_invalid_certs(tls.skip_verify);
+        if let Some(pem) = &tls.extra_roots_pem {
+            let roots =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| CompassError::Tls {
+                    reason: format!("the extra CA bundle is not valid PEM: {e}"),
+                })?;
+            builder = builder.tls_certs_merge(roots);
+        }
+        if let Some(credentials) = identity {
+            let identity =
+                reqwest::Identity::from_pem(&credentials.identity_pem()).map_err(|e| {
+                    CompassError::Tls {
+                        reason: format!("the client certificate cannot be used for TLS: {e}"),
+                    }
+                })?;
+            builder = builder.identity(identity);
+        }
+        let http = builder.build().map_err(|e| CompassError::Tls {
+            reason: format!("cannot build the HTTP client: {e}"),
+        })?;
+        Ok(GraphqlClient {
+            http,
+            url: url.to_string(),
+            request_id: None,
+        })
+    }
+
+    /// The same client, sending `x-request-id: <id>` with every request.
+    pub fn with_request_id(&self, request_id: &str) -> GraphqlClient {
+        GraphqlClient {
+            request_id: Some(request_id.to_string()),
+            ..self.clone()
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs `query` (named `operation`) with `variables` and decodes `data` as `D`.
+    /// A transport error, an HTTP error status, a body that is not JSON, a GraphQL
+    /// `errors` array or a `null` data are all errors naming the operation.
+    pub async fn execute<V: Serialize, D: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        query: &str,
+        variables: V,
+        headers: &[(&str, &str)],
+    ) -> Result<D, CompassError> {
+        let mut request = self.http.post(&self.url).json(&Request {
+            query,
+            operation_name: operation,
+            variables,
+        });
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(id) = &self.request_id {
+            request = request.header("x-request-id", id);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| CompassError::from_transport(operation, &self.url, e))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| CompassError::from_transport(operation, &self.url, e))?;
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(CompassError::Refused {
+                operation,
+                reason: format!("HTTP {status}: {}", error_messages_or_excerpt(&body)),
+            });
+        }
+        if !status.is_success() {
+            return Err(CompassError::HttpStatus {
+                operation,
+                status: status.as_u16(),
+                excerpt: error_messages_or_excerpt(&body),
+            });
+        }
+        decode_response(operation, &body)
+    }
+}
+
+/// Decodes a GraphQL answer body; pure, so it can be tested and fuzzed alone.
+pub fn decode_response<D: DeserializeOwned>(
+    operation: &'static str,
+    body: &[u8],
+) -> Result<D, CompassError> {
+    let response: Response<serde_json::Value> =
+        serde_json::from_slice(body).map_err(|e| CompassError::NotJson {
+            operation,
+            reason: e.to_string(),
+            excerpt: excerpt(body),
+        })?;
+    if let Some(errors) = response.errors.filter(|errors| !errors.is_empty()) {
+        return Err(CompassError::GraphQl {
+            operation,
+            messages: errors.into_iter().map(|e| e.message).collect(),
+        });
+    }
+    let data = match response.data {
+        None | Some(serde_json::Value::Null) => return Err(CompassError::NullData { operation }),
+        Some(data) => data,
+    };
+    serde_json::from_value(data).map_err(|e| CompassError::InvalidAnswer {
+        operation,
+        reason: e.to_string(),
+    })
+}
+
+/// The GraphQL error messages of a body if it has any, else its beginning.
+fn error_messages_or_excerpt(body: &[u8]) -> String {
+    match serde_json::from_slice::<Response<serde_json::Value>>(body) {
+        Ok(Response {
+            errors: Some(errors),
+            ..
+        }) if !errors.is_empty() => errors
+            .into_iter()
+            .map(|e| e.message)
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => excerpt(body),
+    }
+}
+
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut cut: String = text.chars().take(EXCERPT_LEN).collect();
+    if text.chars().count() > EXCERPT_LEN {
+        cut.push('…');
+    }
+    if cut.trim().is_empty() {
+        "<empty body>".into()
+    } else {
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Answer {
+        value: i32,
+    }
+
+    #[test]
+    fn data_decodes_into_the_answer_type() {
+        let answer: Answer = decode_response("op", br#"{"data":{"value":3}}"#).unwrap();
+        assert_eq!(answer, Answer { value: 3 });
+    }
+
+    #[test]
+    fn an_errors_array_is_an_error_even_with_data() {
+        let error = decode_response::<Answer>(
+            "configuration",
+            br#"{"data":{"value":3},"errors":[{"message":"token invalid"}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&error, CompassError::GraphQl { messages, .. } if messages == &["token invalid"])
+        );
+        assert!(
+            error.to_string().contains("configuration")
+                && error.to_string().contains("token invalid"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn null_or_missing_data_is_an_error() {
+        for body in [&br#"{"data":null}"#[..], br#"{}"#, br#"{"errors":[]}"#] {
+            let error = decode_response::<Answer>("runtime", body).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    CompassError::NullData {
+                        operation: "runtime"
+                    }
+                ),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_quoted_in_the_error() {
+        let error = decode_response::<Answer>("op", b"<html>502 Bad Gateway</html>").unwrap_err();
+        assert!(error.to_string().contains("502 Bad Gateway"), "{error}");
+    }
+
+    #[test]
+    fn data_of_the_wrong_shape_is_an_error() {
+        let error = decode_response::<Answer>("op", br#"{"data":{"value":"three"}}"#).unwrap_err();
+        assert!(
+            matches!(error, CompassError::InvalidAnswer { .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn long_bodies_are_cut() {
+        let body = vec![b'x'; 10_000];
+        assert!(excerpt(&body).chars().count() <= EXCERPT_LEN + 1);
+    }
+}

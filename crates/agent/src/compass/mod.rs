@@ -1,0 +1,145 @@
+//! The Compass clients: the Connector (certificates) and the Director
+//! (applications, runtime labels), both GraphQL over HTTPS.
+
+pub mod connector;
+pub mod director;
+pub mod graphql;
+pub mod model;
+
+pub use graphql::{GraphqlClient, TlsSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompassError {
+    #[error("Compass URL {url:?} is not valid: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("TLS setup failed: {reason}")]
+    Tls { reason: String },
+    #[error("{operation}: no answer from {url} within the timeout")]
+    Timeout {
+        operation: &'static str,
+        url: String,
+    },
+    #[error("{operation}: cannot reach {url}: {reason}")]
+    Unreachable {
+        operation: &'static str,
+        url: String,
+        reason: String,
+    },
+    /// Compass refused the caller's credentials (a token or a client certificate).
+    #[error("{operation}: Compass refused the credentials: {reason}")]
+    Refused {
+        operation: &'static str,
+        reason: String,
+    },
+    #[error("{operation}: HTTP status {status}: {excerpt}")]
+    HttpStatus {
+        operation: &'static str,
+        status: u16,
+        excerpt: String,
+    },
+    #[error("{operation}: the answer is not JSON ({reason}): {excerpt}")]
+    NotJson {
+        operation: &'static str,
+        reason: String,
+        excerpt: String,
+    },
+    #[error("{operation}: GraphQL error: {}", messages.join("; "))]
+    GraphQl {
+        operation: &'static str,
+        messages: Vec<String>,
+    },
+    #[error("{operation}: the answer has no data")]
+    NullData { operation: &'static str },
+    #[error("{operation}: the answer is not what was asked for: {reason}")]
+    InvalidAnswer {
+        operation: &'static str,
+        reason: String,
+    },
+}
+
+impl CompassError {
+    /// Classifies a transport error. A TLS alert about our certificate means
+    /// Compass refused it, which is not the same as a network failure.
+    pub(crate) fn from_transport(
+        operation: &'static str,
+        url: &str,
+        error: reqwest::Error,
+    ) -> CompassError {
+        if error.is_timeout() {
+            return CompassError::Timeout {
+                operation,
+                url: url.to_string(),
+            };
+        }
+        if let Some(alert) = certificate_alert(&error) {
+            return CompassError::Refused {
+                operation,
+                reason: format!("the TLS handshake was refused: {alert}"),
+            };
+        }
+        CompassError::Unreachable {
+            operation,
+            url: url.to_string(),
+            reason: error_chain(&error),
+        }
+    }
+
+    /// Whether Compass refused our credentials, so retrying with them is pointless.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, CompassError::Refused { .. })
+    }
+
+    /// A short, bounded category for metrics labels and Event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            CompassError::InvalidUrl { .. } => "InvalidURL",
+            CompassError::Tls { .. } => "TLSSetup",
+            CompassError::Timeout { .. } => "Timeout",
+            CompassError::Unreachable { .. } => "Unreachable",
+            CompassError::Refused { .. } => "CredentialsRefused",
+            CompassError::HttpStatus { .. } => "HTTPError",
+            CompassError::NotJson { .. } => "MalformedAnswer",
+            CompassError::GraphQl { .. } => "GraphQLError",
+            CompassError::NullData { .. } => "NullData",
+            CompassError::InvalidAnswer { .. } => "MalformedAnswer",
+        }
+    }
+}
+
+fn certificate_alert(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use rustls::AlertDescription as A;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(rustls::Error::AlertReceived(alert)) = current.downcast_ref::<rustls::Error>() {
+            if matches!(
+                alert,
+                A::BadCertificate
+                    | A::CertificateExpired
+                    | A::CertificateRevoked
+                    | A::CertificateUnknown
+                    | A::UnknownCA
+                    | A::CertificateRequired
+                    | A::AccessDenied
+            ) {
+                return Some(format!("{alert:?}"));
+            }
+        }
+        source = current.source();
+    }
+    None
+}
+
+/// `a: b: c` from an error and its sources, for messages.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(current) = source {
+        let part = current.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = current.source();
+    }
+    text
+}
