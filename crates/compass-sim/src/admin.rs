@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::faults::Fault;
 use crate::model::{Application, RuntimeSpec, SubjectTemplate};
-use crate::scenario::{parse_duration, Scenario};
+use crate::scenario::{format_duration, parse_duration, Scenario};
 use crate::state::{Shared, SimError};
 
 type AppState = State<Arc<Shared>>;
@@ -106,10 +106,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 fn settings_json(shared: &Shared) -> Value {
     let s = shared.settings();
     json!({
-        "certValidity": humantime::format_duration(s.cert_validity).to_string(),
-        "tokenTtl": humantime::format_duration(s.token_ttl).to_string(),
+        "certValidity": format_duration(s.cert_validity),
+        "tokenTtl": format_duration(s.token_ttl),
         "strict": s.strict,
-        "clockOffset": humantime::format_duration(shared.clock.offset()).to_string(),
+        "clockOffset": format_duration(shared.clock.offset()),
     })
 }
 
@@ -252,7 +252,7 @@ async fn issue_token(State(shared): AppState, Path(id): Path<String>) -> AdminRe
             "token": token,
             "runtimeId": id,
             "connectorUrl": shared.urls.connector_url,
-            "expiresIn": humantime::format_duration(shared.settings().token_ttl).to_string(),
+            "expiresIn": format_duration(shared.settings().token_ttl),
         })),
     )
         .into_response())

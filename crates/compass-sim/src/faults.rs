@@ -80,7 +80,7 @@ impl Fault {
 
     fn matches(&self, endpoint: Endpoint, operations: &[String]) -> bool {
         self.endpoint.is_none_or(|e| e == endpoint)
-            && (self.operation == "*" || operations.iter().any(|op| *op == self.operation))
+            && (self.operation == "*" || operations.contains(&self.operation))
     }
 }
 

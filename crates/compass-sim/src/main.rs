@@ -1,4 +1,4 @@
-//! `compass-sim`: runs a local Compass (Connector + Director) until Ctrl-C.
+//! `compass-sim`: runs a local Compass (Connector + Director) until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -161,7 +161,11 @@ async fn main() -> anyhow::Result<()> {
         println!("  runtime {runtime} (tenant {tenant}): TOKEN={token}");
     }
 
-    tokio::signal::ctrl_c().await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        stopped = tokio::signal::ctrl_c() => stopped?,
+        _ = terminate.recv() => {}
+    }
     println!("compass-sim stopping");
     sim.shutdown().await;
     Ok(())

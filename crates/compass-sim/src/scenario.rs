@@ -103,6 +103,22 @@ pub fn parse_duration(text: &str) -> Result<Duration, SimError> {
         .map_err(|e| SimError::InvalidInput(format!("duration {text:?}: {e}")))
 }
 
+/// Renders a duration in the largest whole unit: `2160h`, `5m`, `90s`, `250ms`.
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.is_zero() {
+        "0s".to_string()
+    } else if d.subsec_nanos() != 0 || secs == 0 {
+        format!("{}ms", d.as_millis())
+    } else if secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else if secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +162,15 @@ runtimes:
     fn the_demo_scenario_parses() {
         let scenario = Scenario::parse(include_str!("../examples/demo.yaml")).unwrap();
         assert_eq!(scenario.runtimes[0].all_applications().len(), 21);
+    }
+
+    #[test]
+    fn durations_render_in_their_largest_whole_unit() {
+        assert_eq!(format_duration(Duration::from_secs(2160 * 3600)), "2160h");
+        assert_eq!(format_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
     }
 
     #[test]
