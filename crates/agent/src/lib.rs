@@ -6,3 +6,4 @@ pub mod certificates;
 pub mod compass;
 pub mod config;
 pub mod k8s;
+pub mod sync;

@@ -24,7 +24,8 @@ pub const MANAGED_BY_VALUE: &str = "compass-runtime-agent";
     plural = "applications",
     singular = "application",
     shortname = "app",
-    status = "ApplicationStatus"
+    status = "ApplicationStatus",
+    derive = "PartialEq"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {

@@ -22,6 +22,7 @@ pub const COMPASS_CONNECTION_NAME: &str = "compass-connection";
     plural = "compassconnections",
     singular = "compassconnection",
     status = "CompassConnectionStatus",
+    derive = "PartialEq",
     printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.connectionState"}"#,
     printcolumn = r#"{"name":"Last Sync","type":"date","jsonPath":".status.synchronizationStatus.lastAttempt"}"#,
     printcolumn = r#"{"name":"Certificate Expiry","type":"date","jsonPath":".status.connectionStatus.certificateStatus.notAfter"}"#,

@@ -1,0 +1,511 @@
+//! A Director application becomes an `Application` resource and the Secrets
+//! that hold its bundles' credentials and request parameters.
+
+use std::collections::BTreeMap;
+
+use crate::compass::model::{self, Credential, Parameters};
+use crate::k8s::crd::application::{
+    Application, ApplicationSpec, Authentication, CompassMetadata, Credentials, CsrfInfo, Entry,
+    EntryType, Service, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+};
+
+use super::names;
+
+pub const DEFAULT_DESCRIPTION: &str = "Description not provided";
+pub const CONNECTED_APP_LABEL: &str = "connected-app";
+pub const SECRET_APP_LABEL: &str = "app";
+pub const SECRET_BUNDLE_LABEL: &str = "bundleId";
+
+/// The settings the conversion depends on.
+#[derive(Clone, Debug)]
+pub struct ConversionSettings {
+    /// `APP_CENTRAL_GATEWAY_SERVICE_URL`.
+    pub central_gateway_url: String,
+    /// `APP_SKIP_APPS_TLS_VERIFY`.
+    pub skip_apps_tls_verify: bool,
+}
+
+/// What the cluster should hold for one Director application.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WantedApplication {
+    pub application: Application,
+    pub secrets: Vec<WantedSecret>,
+}
+
+/// A credentials or request-parameters Secret, before it gets its owner.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WantedSecret {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub data: BTreeMap<String, Vec<u8>>,
+}
+
+impl std::fmt::Debug for WantedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WantedSecret")
+            .field("name", &self.name)
+            .field("labels", &self.labels)
+            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Converts one Director application. Pure: the same input always gives the
+/// same output, which is what lets an unchanged sync write nothing.
+pub fn to_wanted_application(
+    app: &model::Application,
+    settings: &ConversionSettings,
+) -> WantedApplication {
+    let mut secrets = Vec::new();
+    let services = app
+        .bundles
+        .iter()
+        .map(|bundle| to_service(app, bundle, settings, &mut secrets))
+        .collect();
+    let spec = ApplicationSpec {
+        description: description_or_default(app.description.as_deref()),
+        skip_verify: settings.skip_apps_tls_verify,
+        labels: Some(BTreeMap::from([(
+            CONNECTED_APP_LABEL.to_string(),
+            app.name.clone(),
+        )])),
+        services,
+        compass_metadata: Some(CompassMetadata {
+            application_id: app.id.clone(),
+            authentication: Authentication {
+                client_ids: app.auths.iter().map(|auth| auth.id.clone()).collect(),
+            },
+        }),
+        ..ApplicationSpec::default()
+    };
+    let mut application = Application::new(&app.name, spec);
+    application.metadata.labels = Some(BTreeMap::from([(
+        MANAGED_BY_LABEL.to_string(),
+        MANAGED_BY_VALUE.to_string(),
+    )]));
+    WantedApplication {
+        application,
+        secrets,
+    }
+}
+
+fn to_service(
+    app: &model::Application,
+    bundle: &model::Bundle,
+    settings: &ConversionSettings,
+    secrets: &mut Vec<WantedSecret>,
+) -> Service {
+    let auth = bundle.default_instance_auth.as_ref();
+    let credentials = auth.and_then(|auth| credentials_of(app, bundle, auth, secrets));
+    let parameters_secret = auth.and_then(|auth| request_parameters_of(app, bundle, auth, secrets));
+    let api_entries = bundle.api_definitions.iter().map(|api| Entry {
+        entry_type: EntryType::Api,
+        id: api.id.clone(),
+        name: api.name.clone(),
+        target_url: api.target_url.clone(),
+        central_gateway_url: names::central_gateway_url(
+            &settings.central_gateway_url,
+            &app.name,
+            &bundle.name,
+            &api.name,
+        ),
+        gateway_url: None,
+        access_label: None,
+        api_type: None,
+        specification_url: None,
+        credentials: credentials.clone(),
+        request_parameters_secret_name: parameters_secret.clone().unwrap_or_default(),
+    });
+    let event_entries = bundle.event_definitions.iter().map(|event| Entry {
+        entry_type: EntryType::Events,
+        id: event.id.clone(),
+        name: event.name.clone(),
+        target_url: String::new(),
+        central_gateway_url: String::new(),
+        gateway_url: None,
+        access_label: None,
+        api_type: None,
+        specification_url: None,
+        credentials: None,
+        request_parameters_secret_name: String::new(),
+    });
+    Service {
+        id: bundle.id.clone(),
+        name: names::service_name(&bundle.name, &bundle.id),
+        display_name: bundle.name.clone(),
+        description: description_or_default(bundle.description.as_deref()),
+        provider_display_name: app.provider_name.clone().unwrap_or_default(),
+        auth_create_parameter_schema: bundle.instance_auth_request_input_schema.clone(),
+        entries: api_entries.chain(event_entries).collect(),
+        ..Service::default()
+    }
+}
+
+fn credentials_of(
+    app: &model::Application,
+    bundle: &model::Bundle,
+    auth: &model::Auth,
+    secrets: &mut Vec<WantedSecret>,
+) -> Option<Credentials> {
+    let credential = auth.credential.as_ref()?;
+    let secret_name = names::credentials_secret_name(&app.name, &bundle.id);
+    let (credential_type, authentication_url, data) = match credential {
+        Credential::Basic { username, password } => (
+            "Basic",
+            String::new(),
+            BTreeMap::from([
+                ("username".to_string(), username.clone().into_bytes()),
+                ("password".to_string(), password.clone().into_bytes()),
+            ]),
+        ),
+        Credential::OAuth {
+            client_id,
+            client_secret,
+            url,
+        } => (
+            "OAuth",
+            url.clone(),
+            BTreeMap::from([
+                ("clientId".to_string(), client_id.clone().into_bytes()),
+                (
+                    "clientSecret".to_string(),
+                    client_secret.clone().into_bytes(),
+                ),
+            ]),
+        ),
+    };
+    secrets.push(WantedSecret {
+        name: secret_name.clone(),
+        labels: secret_labels(&app.name, &bundle.id),
+        data,
+    });
+    let csrf_info = auth
+        .request_auth
+        .as_ref()
+        .and_then(|request_auth| request_auth.csrf.as_ref())
+        .map(|csrf| CsrfInfo {
+            token_endpoint_url: csrf.token_endpoint_url.clone(),
+        });
+    Some(Credentials {
+        credential_type: credential_type.to_string(),
+        secret_name,
+        authentication_url,
+        csrf_info,
+    })
+}
+
+fn request_parameters_of(
+    app: &model::Application,
+    bundle: &model::Bundle,
+    auth: &model::Auth,
+    secrets: &mut Vec<WantedSecret>,
+) -> Option<String> {
+    let non_empty =
+        |parameters: &Option<Parameters>| parameters.as_ref().filter(|p| !p.is_empty()).cloned();
+    let headers = non_empty(&auth.additional_headers);
+    let query_parameters = non_empty(&auth.additional_query_params);
+    if headers.is_none() && query_parameters.is_none() {
+        return None;
+    }
+    let mut data = BTreeMap::new();
+    for (key, parameters) in [("headers", headers), ("queryParameters", query_parameters)] {
+        if let Some(parameters) = parameters {
+            // A map of strings to string lists always serializes.
+            let json = serde_json::to_vec(&parameters).unwrap_or_default();
+            data.insert(key.to_string(), json);
+        }
+    }
+    let name = names::request_parameters_secret_name(&app.name, &bundle.id);
+    secrets.push(WantedSecret {
+        name: name.clone(),
+        labels: secret_labels(&app.name, &bundle.id),
+        data,
+    });
+    Some(name)
+}
+
+fn secret_labels(app: &str, bundle_id: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (SECRET_APP_LABEL.to_string(), app.to_string()),
+        (SECRET_BUNDLE_LABEL.to_string(), bundle_id.to_string()),
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
+    ])
+}
+
+fn description_or_default(description: Option<&str>) -> String {
+    match description {
+        Some(text) if !text.is_empty() => text.to_string(),
+        _ => DEFAULT_DESCRIPTION.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compass::model::*;
+
+    fn settings() -> ConversionSettings {
+        ConversionSettings {
+            central_gateway_url:
+                "http://central-application-gateway.kyma-system.svc.cluster.local:8082".into(),
+            skip_apps_tls_verify: false,
+        }
+    }
+
+    fn bundle(id: &str, name: &str, auth: Option<Auth>) -> Bundle {
+        Bundle {
+            id: id.into(),
+            name: name.into(),
+            description: None,
+            instance_auth_request_input_schema: None,
+            default_instance_auth: auth,
+            api_definitions: vec![ApiDefinition {
+                id: format!("{id}-api"),
+                name: "Orders API".into(),
+                description: None,
+                target_url: "https://shop.example.com/orders".into(),
+            }],
+            event_definitions: vec![EventDefinition {
+                id: format!("{id}-event"),
+                name: "order.created".into(),
+                description: None,
+            }],
+        }
+    }
+
+    fn application(bundles: Vec<Bundle>) -> model::Application {
+        model::Application {
+            id: "app-id".into(),
+            name: "shop".into(),
+            provider_name: Some("ACME".into()),
+            description: None,
+            labels: None,
+            auths: vec![
+                SystemAuth {
+                    id: "auth-1".into(),
+                },
+                SystemAuth {
+                    id: "auth-2".into(),
+                },
+            ],
+            bundles,
+        }
+    }
+
+    fn oauth() -> Auth {
+        Auth {
+            credential: Some(Credential::OAuth {
+                client_id: "client".into(),
+                client_secret: "secret".into(),
+                url: "https://oauth.example.com/token".into(),
+            }),
+            additional_headers: Some(BTreeMap::from([("X-Tenant".into(), vec!["t1".into()])])),
+            additional_query_params: Some(BTreeMap::new()),
+            request_auth: Some(RequestAuth {
+                csrf: Some(CsrfRequestAuth {
+                    token_endpoint_url: "https://shop.example.com/csrf".into(),
+                }),
+            }),
+        }
+    }
+
+    #[test]
+    fn the_application_carries_name_label_description_default_and_compass_metadata() {
+        let wanted = to_wanted_application(&application(vec![]), &settings());
+        let app = &wanted.application;
+        assert_eq!(app.metadata.name.as_deref(), Some("shop"));
+        assert_eq!(
+            app.metadata.labels.as_ref().unwrap()[MANAGED_BY_LABEL],
+            "compass-runtime-agent"
+        );
+        assert_eq!(app.spec.description, "Description not provided");
+        assert_eq!(app.spec.labels.as_ref().unwrap()["connected-app"], "shop");
+        assert!(!app.spec.skip_verify);
+        let metadata = app.spec.compass_metadata.as_ref().unwrap();
+        assert_eq!(metadata.application_id, "app-id");
+        assert_eq!(metadata.authentication.client_ids, ["auth-1", "auth-2"]);
+        assert!(app.spec.services.is_empty());
+        assert!(wanted.secrets.is_empty());
+    }
+
+    #[test]
+    fn skip_verify_follows_the_setting() {
+        let settings = ConversionSettings {
+            skip_apps_tls_verify: true,
+            ..settings()
+        };
+        assert!(
+            to_wanted_application(&application(vec![]), &settings)
+                .application
+                .spec
+                .skip_verify
+        );
+    }
+
+    #[test]
+    fn a_bundle_becomes_a_service_with_api_and_event_entries() {
+        let wanted = to_wanted_application(
+            &application(vec![bundle("b-1", "Orders Bundle", None)]),
+            &settings(),
+        );
+        let service = &wanted.application.spec.services[0];
+        assert_eq!(service.id, "b-1");
+        assert_eq!(service.name, names::service_name("Orders Bundle", "b-1"));
+        assert!(service.name.starts_with("orders-bundle-"));
+        assert_eq!(service.display_name, "Orders Bundle");
+        assert_eq!(service.description, "Description not provided");
+        assert_eq!(service.provider_display_name, "ACME");
+        let api = &service.entries[0];
+        assert_eq!(api.entry_type, EntryType::Api);
+        assert_eq!(
+            (api.id.as_str(), api.name.as_str()),
+            ("b-1-api", "Orders API")
+        );
+        assert_eq!(api.target_url, "https://shop.example.com/orders");
+        assert_eq!(
+            api.central_gateway_url,
+            "http://central-application-gateway.kyma-system.svc.cluster.local:8082/shop/orders-bundle/orders-api"
+        );
+        assert_eq!(api.credentials, None);
+        assert_eq!(api.request_parameters_secret_name, "");
+        let event = &service.entries[1];
+        assert_eq!(event.entry_type, EntryType::Events);
+        assert_eq!(
+            (event.id.as_str(), event.name.as_str()),
+            ("b-1-event", "order.created")
+        );
+        assert_eq!(event.target_url, "");
+    }
+
+    #[test]
+    fn oauth_credentials_with_csrf_and_headers_make_two_secrets() {
+        let wanted = to_wanted_application(
+            &application(vec![bundle("b-1", "Orders", Some(oauth()))]),
+            &settings(),
+        );
+        let api = &wanted.application.spec.services[0].entries[0];
+        let credentials = api.credentials.as_ref().unwrap();
+        assert_eq!(credentials.credential_type, "OAuth");
+        assert_eq!(credentials.secret_name, "shop-b-1");
+        assert_eq!(
+            credentials.authentication_url,
+            "https://oauth.example.com/token"
+        );
+        assert_eq!(
+            credentials.csrf_info.as_ref().unwrap().token_endpoint_url,
+            "https://shop.example.com/csrf"
+        );
+        assert_eq!(api.request_parameters_secret_name, "params-shop-b-1");
+        assert!(
+            wanted.application.spec.services[0].entries[1]
+                .credentials
+                .is_none(),
+            "events have no credentials"
+        );
+
+        let [credentials_secret, parameters_secret] = &wanted.secrets[..] else {
+            panic!("expected two secrets, found {:?}", wanted.secrets)
+        };
+        assert_eq!(credentials_secret.name, "shop-b-1");
+        assert_eq!(credentials_secret.data["clientId"], b"client");
+        assert_eq!(credentials_secret.data["clientSecret"], b"secret");
+        assert_eq!(credentials_secret.labels["app"], "shop");
+        assert_eq!(credentials_secret.labels["bundleId"], "b-1");
+        assert_eq!(parameters_secret.name, "params-shop-b-1");
+        assert_eq!(parameters_secret.data["headers"], br#"{"X-Tenant":["t1"]}"#);
+        assert!(
+            !parameters_secret.data.contains_key("queryParameters"),
+            "empty query parameters are left out"
+        );
+        assert!(
+            !format!("{credentials_secret:?}").contains("secret\""),
+            "Debug must not print values"
+        );
+    }
+
+    #[test]
+    fn basic_credentials_make_a_username_password_secret() {
+        let auth = Auth {
+            credential: Some(Credential::Basic {
+                username: "user".into(),
+                password: "pass".into(),
+            }),
+            ..Auth::default()
+        };
+        let wanted = to_wanted_application(
+            &application(vec![bundle("b-2", "B", Some(auth))]),
+            &settings(),
+        );
+        let credentials = wanted.application.spec.services[0].entries[0]
+            .credentials
+            .clone()
+            .unwrap();
+        assert_eq!(credentials.credential_type, "Basic");
+        assert_eq!(credentials.authentication_url, "");
+        assert_eq!(credentials.csrf_info, None);
+        assert_eq!(wanted.secrets.len(), 1);
+        assert_eq!(wanted.secrets[0].data["username"], b"user");
+        assert_eq!(wanted.secrets[0].data["password"], b"pass");
+    }
+
+    #[test]
+    fn query_parameters_alone_make_a_parameters_secret() {
+        let auth = Auth {
+            additional_query_params: Some(BTreeMap::from([(
+                "q".into(),
+                vec!["1".into(), "2".into()],
+            )])),
+            ..Auth::default()
+        };
+        let wanted = to_wanted_application(
+            &application(vec![bundle("b-3", "B", Some(auth))]),
+            &settings(),
+        );
+        assert_eq!(wanted.secrets.len(), 1);
+        assert_eq!(
+            wanted.secrets[0].data["queryParameters"],
+            br#"{"q":["1","2"]}"#
+        );
+        assert_eq!(
+            wanted.application.spec.services[0].entries[0].credentials,
+            None
+        );
+    }
+
+    #[test]
+    fn an_empty_bundle_is_a_service_without_entries() {
+        let mut empty = bundle("b-4", "Empty", None);
+        empty.api_definitions.clear();
+        empty.event_definitions.clear();
+        let wanted = to_wanted_application(&application(vec![empty]), &settings());
+        assert!(wanted.application.spec.services[0].entries.is_empty());
+    }
+
+    #[test]
+    fn descriptions_and_the_auth_schema_are_carried_over() {
+        let mut app = application(vec![bundle("b-5", "B", None)]);
+        app.description = Some("The shop".into());
+        app.bundles[0].description = Some("Bundle text".into());
+        app.bundles[0].instance_auth_request_input_schema = Some(r#"{"type":"object"}"#.into());
+        let wanted = to_wanted_application(&app, &settings());
+        assert_eq!(wanted.application.spec.description, "The shop");
+        let service = &wanted.application.spec.services[0];
+        assert_eq!(service.description, "Bundle text");
+        assert_eq!(
+            service.auth_create_parameter_schema.as_deref(),
+            Some(r#"{"type":"object"}"#)
+        );
+    }
+
+    #[test]
+    fn conversion_is_deterministic() {
+        let app = application(vec![
+            bundle("b-1", "Orders", Some(oauth())),
+            bundle("b-2", "More", None),
+        ]);
+        assert_eq!(
+            to_wanted_application(&app, &settings()),
+            to_wanted_application(&app, &settings())
+        );
+    }
+}
