@@ -268,7 +268,10 @@ impl CertificateAuthority {
             .map_err(|e| CaError::BadCaCertificate(e.to_string()))?;
         let issuer = Issuer::from_ca_cert_der(&cert_der.clone().into(), key)?;
         Ok(Self {
-            cert_pem: pem::encode(&pem::Pem::new("CERTIFICATE", cert_der.clone())),
+            cert_pem: pem::encode_config(
+                &pem::Pem::new("CERTIFICATE", cert_der.clone()),
+                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+            ),
             cert_der,
             issuer,
         })

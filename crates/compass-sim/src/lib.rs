@@ -50,10 +50,19 @@ use crate::ca::CertificateAuthority;
 use crate::state::Shared;
 
 /// A CA to load instead of generating one.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CaPem {
     pub cert_pem: String,
     pub key_pem: String,
+}
+
+impl std::fmt::Debug for CaPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaPem")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
 }
 
 /// How to start compass-sim. `Default`: every listener on 127.0.0.1 with a

@@ -157,7 +157,7 @@ async fn main() -> anyhow::Result<()> {
     }
     for runtime in &seeded {
         let token = sim.issue_token(runtime)?;
-        let tenant = sim.runtime(runtime)?.spec.tenant;
+        let tenant = sim.runtime(runtime)?.tenant;
         println!("  runtime {runtime} (tenant {tenant}): TOKEN={token}");
     }
 

@@ -85,10 +85,15 @@ pub struct CertificationResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeInfo {
-    #[serde(flatten)]
-    pub spec: RuntimeSpec,
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub labels: Map<String, Value>,
     /// The subject the Connector hands out.
     pub subject: String,
+    /// The `keyAlgorithm` the Connector asks for.
     pub key_algorithm: String,
     pub application_ids: Vec<String>,
 }
@@ -473,11 +478,14 @@ impl Shared {
         &self,
         der: Option<&[u8]>,
     ) -> Result<ClientIdentity, CertRefusal> {
-        let client_ca = self.client_ca();
-        let state = self.state();
-        client_ca.ca.check_client_certificate(
+        self.client_ca().ca.check_client_certificate(
             der,
-            |serial| state.certificates.get(serial).is_some_and(|c| c.revoked),
+            |serial| {
+                self.state()
+                    .certificates
+                    .get(serial)
+                    .is_some_and(|c| c.revoked)
+            },
             self.clock.now(),
         )
     }
@@ -540,7 +548,11 @@ impl Shared {
 
 fn runtime_info(rt: &RuntimeState) -> RuntimeInfo {
     RuntimeInfo {
-        spec: rt.spec.clone(),
+        id: rt.spec.id.clone(),
+        tenant: rt.spec.tenant.clone(),
+        name: rt.name(),
+        description: rt.spec.description.clone(),
+        labels: rt.spec.labels.clone(),
         subject: rt.subject().to_compass_string(),
         key_algorithm: rt.key_algorithm(),
         application_ids: rt.applications.iter().map(|a| a.id.clone()).collect(),

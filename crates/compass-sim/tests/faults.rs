@@ -213,3 +213,30 @@ async fn a_fault_can_be_limited_to_one_endpoint_and_is_logged() {
     );
     assert_eq!(last.operations, vec!["runtime"]);
 }
+
+#[tokio::test]
+async fn a_drop_connection_fault_also_closes_an_http1_connection() {
+    let sim = start().await;
+    sim.create_runtime(RUNTIME, TENANT).unwrap();
+    let creds = connect(&sim, RUNTIME).await;
+    let http1 = client_http1(&sim, Some(&creds));
+    sim.inject_fault("runtime", FaultKind::DropConnection, FaultTimes::Next(1));
+    let body = json!({ "query": RUNTIME_QUERY, "variables": { "id": RUNTIME } });
+    let dropped = http1
+        .post(sim.director_url())
+        .header("Tenant", TENANT)
+        .json(&body)
+        .send()
+        .await;
+    assert!(dropped.is_err(), "expected no answer, got {dropped:?}");
+    let (status, answer) = gql(
+        &http1,
+        sim.director_url(),
+        RUNTIME_QUERY,
+        json!({ "id": RUNTIME }),
+        &tenant_header(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["data"]["runtime"]["id"], RUNTIME);
+}

@@ -33,6 +33,15 @@ pub struct Credentials {
 /// A reqwest client trusting only the simulator's server CA, presenting the
 /// given credentials when asked.
 pub fn client(sim: &CompassSim, creds: Option<&Credentials>) -> reqwest::Client {
+    client_builder(sim, creds).build().unwrap()
+}
+
+/// The same client speaking HTTP/1.1 only.
+pub fn client_http1(sim: &CompassSim, creds: Option<&Credentials>) -> reqwest::Client {
+    client_builder(sim, creds).http1_only().build().unwrap()
+}
+
+fn client_builder(sim: &CompassSim, creds: Option<&Credentials>) -> reqwest::ClientBuilder {
     let ca = reqwest::Certificate::from_pem(sim.server_ca_pem().as_bytes()).unwrap();
     let mut builder = reqwest::Client::builder()
         .tls_certs_only([ca])
@@ -43,7 +52,7 @@ pub fn client(sim: &CompassSim, creds: Option<&Credentials>) -> reqwest::Client 
                 .unwrap();
         builder = builder.identity(identity);
     }
-    builder.build().unwrap()
+    builder
 }
 
 /// POSTs a GraphQL request; returns the status and the body as JSON (or as a
