@@ -7,3 +7,4 @@ pub mod compass;
 pub mod config;
 pub mod k8s;
 pub mod sync;
+pub mod telemetry;

@@ -1,0 +1,241 @@
+//! The agent's settings: `APP_*` environment variables (and the same as flags),
+//! with the original component's names and defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::parse::{parse_fraction, parse_go_duration, NamespacedName};
+
+/// Where the one-time connection parameters live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceKind {
+    Secret,
+    ConfigMap,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct Settings {
+    /// The Secret (or ConfigMap, see --agent-configuration-source) holding CONNECTOR_URL, RUNTIME_ID, TENANT and TOKEN, as namespace/name.
+    #[arg(long, env = "APP_AGENT_CONFIGURATION_SECRET", default_value = "kyma-system/compass-agent-configuration", value_parser = NamespacedName::parse)]
+    pub agent_configuration_secret: NamespacedName,
+
+    /// Whether the connection parameters are read from a Secret or a ConfigMap.
+    #[arg(
+        long,
+        env = "APP_AGENT_CONFIGURATION_SOURCE",
+        value_enum,
+        default_value = "secret"
+    )]
+    pub agent_configuration_source: SourceKind,
+
+    /// How often the CompassConnection is reconciled when nothing happens.
+    #[arg(long, env = "APP_CONTROLLER_SYNC_PERIOD", default_value = "20s", value_parser = parse_go_duration)]
+    pub controller_sync_period: Duration,
+
+    /// The shortest time between two connection checks or two synchronizations (unless resyncNow is set).
+    #[arg(long, env = "APP_MINIMAL_COMPASS_SYNC_TIME", default_value = "10s", value_parser = parse_go_duration)]
+    pub minimal_compass_sync_time: Duration,
+
+    /// Renew the certificate when less than this share of its lifetime is left.
+    #[arg(long, env = "APP_CERT_VALIDITY_RENEWAL_THRESHOLD", default_value = "0.3", value_parser = parse_fraction)]
+    pub cert_validity_renewal_threshold: f64,
+
+    /// The Secret for the client certificate (keys crt, key, crtChain), as namespace/name.
+    #[arg(long, env = "APP_CLUSTER_CERTIFICATES_SECRET", default_value = "kyma-system/cluster-client-certificates", value_parser = NamespacedName::parse)]
+    pub cluster_certificates_secret: NamespacedName,
+
+    /// The Secret for the Compass CA certificate (key cacert), as namespace/name.
+    #[arg(long, env = "APP_CA_CERTIFICATES_SECRET", default_value = "istio-system/ca-certificates", value_parser = NamespacedName::parse)]
+    pub ca_certificates_secret: NamespacedName,
+
+    /// Accept any server certificate from Compass. Only for development.
+    #[arg(long, env = "APP_SKIP_COMPASS_TLS_VERIFY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub skip_compass_tls_verify: bool,
+
+    /// A PEM bundle of CA certificates trusted for Compass in addition to the system roots.
+    #[arg(long, env = "APP_COMPASS_CA_BUNDLE")]
+    pub compass_ca_bundle: Option<PathBuf>,
+
+    /// Written into each Application's spec.skipVerify.
+    #[arg(long, env = "APP_SKIP_APPS_TLS_VERIFY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub skip_apps_tls_verify: bool,
+
+    /// The Central Application Gateway, the base of each API entry's centralGatewayUrl.
+    #[arg(
+        long,
+        env = "APP_CENTRAL_GATEWAY_SERVICE_URL",
+        default_value = "http://central-application-gateway.kyma-system.svc.cluster.local:8082"
+    )]
+    pub central_gateway_service_url: String,
+
+    /// Log the GraphQL operations sent to Compass (names and variables, never secrets).
+    #[arg(long, env = "APP_QUERY_LOGGING", default_value_t = false, action = clap::ArgAction::Set)]
+    pub query_logging: bool,
+
+    /// The Runtime's label runtime_eventServiceUrl in the Director.
+    #[arg(
+        long,
+        env = "APP_RUNTIME_EVENTS_URL",
+        default_value = "https://gateway.kyma.local"
+    )]
+    pub runtime_events_url: String,
+
+    /// The Runtime's label runtime_consoleUrl in the Director.
+    #[arg(
+        long,
+        env = "APP_RUNTIME_CONSOLE_URL",
+        default_value = "https://console.kyma.local"
+    )]
+    pub runtime_console_url: String,
+
+    /// Port of /healthz and /readyz.
+    #[arg(long, env = "APP_HEALTH_PORT", default_value_t = 8090)]
+    pub health_port: u16,
+
+    /// Address the health endpoints listen on.
+    #[arg(long, env = "APP_HEALTH_ADDRESS", default_value = "0.0.0.0")]
+    pub health_address: std::net::IpAddr,
+
+    /// Address and port of the Prometheus metrics; empty disables them.
+    #[arg(long, env = "APP_METRICS_ADDRESS", default_value = "127.0.0.1:9090")]
+    pub metrics_address: String,
+
+    /// The namespace of the Applications' credential Secrets.
+    #[arg(long, env = "APP_INTEGRATION_NAMESPACE", default_value = "kyma-system")]
+    pub integration_namespace: String,
+
+    /// Timeout of one request to Compass.
+    #[arg(long, env = "APP_COMPASS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_go_duration)]
+    pub compass_request_timeout: Duration,
+
+    /// The longest wait between two attempts after failures (the backoff's cap).
+    #[arg(long, env = "APP_MAX_RETRY_DELAY", default_value = "5m", value_parser = parse_go_duration)]
+    pub max_retry_delay: Duration,
+
+    /// Page size of the Director's lists (at most 200).
+    #[arg(long, env = "APP_DIRECTOR_PAGE_SIZE", default_value_t = 200)]
+    pub director_page_size: u32,
+
+    /// How many Applications are written at the same time.
+    #[arg(long, env = "APP_APPLY_CONCURRENCY", default_value_t = 8)]
+    pub apply_concurrency: usize,
+
+    /// Log format.
+    #[arg(long, env = "APP_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing's EnvFilter syntax).
+    #[arg(long, env = "APP_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Elect a leader through a Lease so that only one replica writes.
+    #[arg(long, env = "APP_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// The Lease used for leader election, as namespace/name.
+    #[arg(long, env = "APP_LEADER_ELECTION_LEASE", default_value = "kyma-system/compass-runtime-agent", value_parser = NamespacedName::parse)]
+    pub leader_election_lease: NamespacedName,
+
+    /// How long a leader's Lease is valid without renewal.
+    #[arg(long, env = "APP_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_go_duration)]
+    pub leader_election_lease_duration: Duration,
+}
+
+impl Settings {
+    /// Settings with every default, for tests and tools.
+    pub fn defaults() -> Settings {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        // Parsing an empty command line cannot fail: every setting has a default.
+        <Only as clap::Parser>::try_parse_from(["agent"])
+            .map(|only| only.settings)
+            .unwrap_or_else(|error| unreachable!("default settings must parse: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    #[test]
+    fn defaults_are_the_original_components() {
+        let s = Cli::try_parse_from(["agent"]).unwrap().settings;
+        assert_eq!(
+            s.agent_configuration_secret.to_string(),
+            "kyma-system/compass-agent-configuration"
+        );
+        assert_eq!(s.controller_sync_period, Duration::from_secs(20));
+        assert_eq!(s.minimal_compass_sync_time, Duration::from_secs(10));
+        assert_eq!(s.cert_validity_renewal_threshold, 0.3);
+        assert_eq!(
+            s.cluster_certificates_secret.to_string(),
+            "kyma-system/cluster-client-certificates"
+        );
+        assert_eq!(
+            s.ca_certificates_secret.to_string(),
+            "istio-system/ca-certificates"
+        );
+        assert!(!s.skip_compass_tls_verify && !s.skip_apps_tls_verify && !s.query_logging);
+        assert_eq!(
+            s.central_gateway_service_url,
+            "http://central-application-gateway.kyma-system.svc.cluster.local:8082"
+        );
+        assert_eq!(s.runtime_events_url, "https://gateway.kyma.local");
+        assert_eq!(s.runtime_console_url, "https://console.kyma.local");
+        assert_eq!(s.health_port, 8090);
+        assert_eq!(s.integration_namespace, "kyma-system");
+    }
+
+    #[test]
+    fn flags_take_go_durations_and_bare_names() {
+        let s = Cli::try_parse_from([
+            "agent",
+            "--controller-sync-period=1m30s",
+            "--agent-configuration-secret=my-config",
+            "--skip-compass-tls-verify=true",
+        ])
+        .unwrap()
+        .settings;
+        assert_eq!(s.controller_sync_period, Duration::from_secs(90));
+        assert_eq!(
+            s.agent_configuration_secret.to_string(),
+            "default/my-config"
+        );
+        assert!(s.skip_compass_tls_verify);
+    }
+
+    #[test]
+    fn a_malformed_setting_is_a_clear_error() {
+        let error = Cli::try_parse_from(["agent", "--minimal-compass-sync-time=ten"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("minimal-compass-sync-time") && error.contains("Go's format"),
+            "{error}"
+        );
+        let error = Cli::try_parse_from(["agent", "--cert-validity-renewal-threshold=3"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("between 0 and 1"), "{error}");
+    }
+}

@@ -1,0 +1,108 @@
+//! `/healthz` (the process is alive), `/readyz` (the agent holds a certificate
+//! that is valid now) and, on its own listener, `/metrics`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::Metrics;
+
+/// The validity of the certificate the agent holds, readable from any task.
+#[derive(Default)]
+pub struct Readiness {
+    not_before: AtomicI64,
+    not_after: AtomicI64,
+}
+
+impl Readiness {
+    pub fn set_certificate(&self, not_before: jiff::Timestamp, not_after: jiff::Timestamp) {
+        self.not_before
+            .store(not_before.as_second(), Ordering::Relaxed);
+        self.not_after
+            .store(not_after.as_second(), Ordering::Relaxed);
+    }
+
+    pub fn clear(&self) {
+        self.not_before.store(0, Ordering::Relaxed);
+        self.not_after.store(0, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        let now = jiff::Timestamp::now().as_second();
+        let not_after = self.not_after.load(Ordering::Relaxed);
+        not_after > 0 && self.not_before.load(Ordering::Relaxed) <= now && now < not_after
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(readiness): State<Arc<Readiness>>) -> impl IntoResponse {
+    if readiness.is_ready() {
+        (StatusCode::OK, "ok")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no valid client certificate",
+        )
+    }
+}
+
+async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.render(),
+    )
+}
+
+/// Binds the health listener; returns its address (port 0 picks a free one).
+pub async fn serve_health(
+    address: SocketAddr,
+    readiness: Arc<Readiness>,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(readiness);
+    serve(address, router, shutdown).await
+}
+
+pub async fn serve_metrics(
+    address: SocketAddr,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let router = Router::new()
+        .route("/metrics", get(self::metrics))
+        .with_state(metrics);
+    serve(address, router, shutdown).await
+}
+
+async fn serve(
+    address: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        let server =
+            axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(error) = server.await {
+            tracing::error!(%error, "HTTP endpoint stopped");
+        }
+    });
+    Ok(bound)
+}

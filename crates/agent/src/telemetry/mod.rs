@@ -1,0 +1,5 @@
+//! Telemetry: logs, metrics and health endpoints, apart from the logic.
+
+pub mod health;
+pub mod logging;
+pub mod metrics;
