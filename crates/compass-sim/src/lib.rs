@@ -498,6 +498,14 @@ impl CompassSim {
 }
 
 pub(crate) fn apply_scenario(shared: &Shared, scenario: &Scenario) -> Result<(), SimError> {
+    // Refuse before changing anything, so a bad scenario leaves no half state.
+    let mut ids = std::collections::HashSet::new();
+    for runtime in &scenario.runtimes {
+        let id = &runtime.spec.id;
+        if !ids.insert(id.as_str()) || shared.runtime_info(id).is_ok() {
+            return Err(SimError::RuntimeExists(id.clone()));
+        }
+    }
     let s = &scenario.settings;
     let cert_validity = s
         .cert_validity
