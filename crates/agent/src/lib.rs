@@ -2,9 +2,11 @@
 //! connection and its client certificate alive, and synchronizes the Runtime's
 //! Applications from the Compass Director.
 
+pub mod agent;
 pub mod certificates;
 pub mod compass;
 pub mod config;
+pub mod controller;
 pub mod k8s;
 pub mod sync;
 pub mod telemetry;

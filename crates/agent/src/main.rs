@@ -3,24 +3,31 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use compass_runtime_agent::agent::{install_crypto_provider, Agent};
+use compass_runtime_agent::config::Settings;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(name = "compass-runtime-agent", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the agent (the default).
+    Run,
     /// Print the CustomResourceDefinitions (CompassConnection, Application) as YAML.
     Crd,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Crd) => match compass_runtime_agent::k8s::crd::to_yaml() {
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Crd => match compass_runtime_agent::k8s::crd::to_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
                 ExitCode::SUCCESS
@@ -30,9 +37,68 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        None => {
-            eprintln!("the agent's run loop is not wired yet");
-            ExitCode::FAILURE
+        Command::Run => run(cli.settings),
+    }
+}
+
+fn run(settings: Settings) -> ExitCode {
+    compass_runtime_agent::telemetry::logging::init(settings.log_format, &settings.log_level);
+    install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
         }
+    };
+    runtime.block_on(async move {
+        let client = match kube::Client::try_default().await {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::error!(%error, "cannot configure the Kubernetes client (in-cluster or KUBECONFIG)");
+                return ExitCode::FAILURE;
+            }
+        };
+        let shutdown = CancellationToken::new();
+        let agent = match Agent::start(client, settings, shutdown.clone()).await {
+            Ok(agent) => agent,
+            Err(error) => {
+                tracing::error!(%error, "cannot start the agent");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(health = %agent.endpoints.health, metrics = ?agent.endpoints.metrics, "compass-runtime-agent started");
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            shutdown.cancel();
+        });
+        agent.wait().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -6,8 +6,11 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use super::CompassError;
 use crate::certificates::ClientCredentials;
+use crate::telemetry::metrics::Metrics;
 
 /// How the agent talks TLS to Compass.
 #[derive(Clone, Debug, Default)]
@@ -27,6 +30,8 @@ pub struct GraphqlClient {
     http: reqwest::Client,
     url: String,
     request_id: Option<String>,
+    metrics: Option<Arc<Metrics>>,
+    query_logging: bool,
 }
 
 #[derive(Serialize)]
@@ -97,6 +102,8 @@ impl GraphqlClient {
             http,
             url: url.to_string(),
             request_id: None,
+            metrics: None,
+            query_logging: false,
         })
     }
 
@@ -108,6 +115,23 @@ impl GraphqlClient {
         }
     }
 
+    /// The same client, counting its requests in `metrics`.
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> GraphqlClient {
+        GraphqlClient {
+            metrics: Some(metrics),
+            ..self
+        }
+    }
+
+    /// The same client, logging each operation's name (`APP_QUERY_LOGGING`).
+    /// Variables are not logged: they carry CSRs and, in answers, credentials.
+    pub fn with_query_logging(self, enabled: bool) -> GraphqlClient {
+        GraphqlClient {
+            query_logging: enabled,
+            ..self
+        }
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -116,6 +140,27 @@ impl GraphqlClient {
     /// A transport error, an HTTP error status, a body that is not JSON, a GraphQL
     /// `errors` array or a `null` data are all errors naming the operation.
     pub async fn execute<V: Serialize, D: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        query: &str,
+        variables: V,
+        headers: &[(&str, &str)],
+    ) -> Result<D, CompassError> {
+        if self.query_logging {
+            tracing::info!(operation, url = %self.url, "sending GraphQL operation to Compass");
+        }
+        let started = std::time::Instant::now();
+        let result = self.send(operation, query, variables, headers).await;
+        if let Some(metrics) = &self.metrics {
+            let outcome = result
+                .as_ref()
+                .map_or_else(CompassError::category, |_| "ok");
+            metrics.record_compass_request(operation, outcome, started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    async fn send<V: Serialize, D: DeserializeOwned>(
         &self,
         operation: &'static str,
         query: &str,

@@ -1,0 +1,96 @@
+//! Wiring: from settings and a Kubernetes client to a running agent.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::controller::{self, Context};
+use crate::telemetry::health::{self, Readiness};
+use crate::telemetry::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot set up the agent: {0}")]
+    Setup(#[from] std::io::Error),
+    #[error("APP_METRICS_ADDRESS {0:?} is not an address:port")]
+    MetricsAddress(String),
+}
+
+/// Where the agent's HTTP endpoints ended up (ports may be chosen at start).
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    pub health: SocketAddr,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Installs the process-wide rustls crypto provider (aws-lc-rs); idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// A running agent.
+pub struct Agent {
+    pub endpoints: Endpoints,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+    task: tokio::task::JoinHandle<()>,
+    shutdown: CancellationToken,
+}
+
+impl Agent {
+    /// Starts the endpoints and the controller; returns at once.
+    pub async fn start(
+        client: kube::Client,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> Result<Agent, StartError> {
+        install_crypto_provider();
+        let metrics = Arc::new(Metrics::new());
+        let readiness = Arc::new(Readiness::default());
+        let health = health::serve_health(
+            SocketAddr::new(settings.health_address, settings.health_port),
+            readiness.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        let metrics_address = match settings.metrics_address.trim() {
+            "" => None,
+            text => {
+                let address: SocketAddr = text
+                    .parse()
+                    .map_err(|_| StartError::MetricsAddress(text.to_string()))?;
+                Some(health::serve_metrics(address, metrics.clone(), shutdown.clone()).await?)
+            }
+        };
+        let ctx = Arc::new(Context::new(
+            client,
+            settings,
+            metrics.clone(),
+            readiness.clone(),
+        )?);
+        let task = tokio::spawn(controller::run(ctx, shutdown.clone()));
+        Ok(Agent {
+            endpoints: Endpoints {
+                health,
+                metrics: metrics_address,
+            },
+            metrics,
+            readiness,
+            task,
+            shutdown,
+        })
+    }
+
+    /// Stops the agent and waits until the current reconcile has ended.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Waits until the agent stops (its shutdown token was cancelled elsewhere).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}

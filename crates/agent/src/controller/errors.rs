@@ -1,0 +1,78 @@
+//! Errors of the connection cycle, each with a bounded category (the reason of
+//! a Kubernetes Event and a metrics label) and whether it means the agent's
+//! credentials are gone for good (re-establish with the token).
+
+use crate::certificates::CertificateError;
+use crate::compass::CompassError;
+use crate::config::SourceError;
+use crate::k8s::applications::ApplyError;
+use crate::k8s::connection::ConnectionStoreError;
+use crate::k8s::credentials_store::CredentialsStoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error(transparent)]
+    Configuration(#[from] SourceError),
+    #[error(transparent)]
+    Compass(#[from] CompassError),
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsStoreError),
+    #[error("the Connector's configuration has no {0}")]
+    MissingField(&'static str),
+    #[error("the client certificate expired at {0}")]
+    CertificateExpired(jiff::Timestamp),
+    #[error("the certificate-secured Connector URL is not known (spec.managementInfo.connectorUrl is empty)")]
+    NoConnectorUrl,
+    #[error("key generation failed: {0}")]
+    KeyGenerationTask(String),
+}
+
+impl ConnectionError {
+    /// Whether the credentials can no longer work, so that only a new
+    /// connection with the configured token can help.
+    pub fn requires_new_connection(&self) -> bool {
+        match self {
+            ConnectionError::Compass(error) => error.is_refusal(),
+            ConnectionError::Credentials(error) => !matches!(
+                error,
+                CredentialsStoreError::Read { .. } | CredentialsStoreError::Write { .. }
+            ),
+            ConnectionError::CertificateExpired(_) | ConnectionError::NoConnectorUrl => true,
+            _ => false,
+        }
+    }
+
+    pub fn category(&self) -> &'static str {
+        match self {
+            ConnectionError::Configuration(error) => error.category(),
+            ConnectionError::Compass(error) => error.category(),
+            ConnectionError::Certificate(_) => "InvalidCertificate",
+            ConnectionError::Credentials(_) => "CredentialsStorage",
+            ConnectionError::MissingField(_) => "MalformedAnswer",
+            ConnectionError::CertificateExpired(_) => "CertificateExpired",
+            ConnectionError::NoConnectorUrl => "NoConnectorURL",
+            ConnectionError::KeyGenerationTask(_) => "KeyGeneration",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("cannot read the connection configuration: {0}")]
+    Configuration(#[from] SourceError),
+    #[error("cannot fetch applications from the Director: {0}")]
+    Fetch(CompassError),
+    #[error(transparent)]
+    ReadCluster(#[from] ApplyError),
+    #[error("cannot label the Runtime in the Director: {0}")]
+    Labels(CompassError),
+}
+
+/// What makes a reconcile fail as a whole (its status could not be written).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] ConnectionStoreError),
+}

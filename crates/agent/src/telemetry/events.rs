@@ -1,0 +1,89 @@
+//! Kubernetes Events on the CompassConnection: state changes, renewals and
+//! failures, so `kubectl describe compassconnection` tells the story. Repeats
+//! of the same reason are aggregated into one Event series by kube's recorder.
+
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+
+use crate::k8s::crd::compass_connection::{CompassConnection, ConnectionState};
+
+pub const REPORTER: &str = "compass-runtime-agent";
+
+pub struct EventRecorder {
+    recorder: Recorder,
+}
+
+impl EventRecorder {
+    pub fn new(client: Client) -> EventRecorder {
+        let reporter = Reporter {
+            controller: REPORTER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        EventRecorder {
+            recorder: Recorder::new(client, reporter),
+        }
+    }
+
+    /// A state change: Normal when it reaches a healthy state, Warning when it
+    /// leaves one; the reason is the new state, the note the error (if any).
+    pub async fn publish_state_change(
+        &self,
+        connection: &CompassConnection,
+        from: ConnectionState,
+        to: ConnectionState,
+        error: &str,
+    ) {
+        let healthy = matches!(
+            to,
+            ConnectionState::Connected | ConnectionState::Synchronized
+        );
+        let note = if healthy || error.is_empty() {
+            format!("{from} → {to}")
+        } else {
+            format!("{from} → {to}: {error}")
+        };
+        let event = Event {
+            type_: if healthy {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: to.to_string(),
+            note: Some(truncate(&note)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        self.publish(connection, &event).await;
+    }
+
+    pub async fn publish_normal(&self, connection: &CompassConnection, reason: &str, note: &str) {
+        let event = Event {
+            type_: EventType::Normal,
+            reason: reason.into(),
+            note: Some(truncate(note)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        self.publish(connection, &event).await;
+    }
+
+    async fn publish(&self, connection: &CompassConnection, event: &Event) {
+        let reference = connection.object_ref(&());
+        if let Err(error) = self.recorder.publish(event, &reference).await {
+            // Events are a courtesy: never let them fail a reconcile.
+            tracing::debug!(%error, reason = %event.reason, "cannot publish a Kubernetes Event");
+        }
+    }
+}
+
+/// Event notes are limited to 1 kB.
+fn truncate(text: &str) -> String {
+    if text.len() <= 1000 {
+        return text.to_string();
+    }
+    let mut cut = 1000;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &text[..cut])
+}
