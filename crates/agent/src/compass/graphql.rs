@@ -34,11 +34,10 @@ pub struct GraphqlClient {
     query_logging: bool,
 }
 
+/// Each query text holds exactly one operation, so no `operationName` is sent.
 #[derive(Serialize)]
 struct Request<'a, V> {
     query: &'a str,
-    #[serde(rename = "operationName")]
-    operation_name: &'a str,
     variables: V,
 }
 
@@ -167,11 +166,10 @@ impl GraphqlClient {
         variables: V,
         headers: &[(&str, &str)],
     ) -> Result<D, CompassError> {
-        let mut request = self.http.post(&self.url).json(&Request {
-            query,
-            operation_name: operation,
-            variables,
-        });
+        let mut request = self
+            .http
+            .post(&self.url)
+            .json(&Request { query, variables });
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

@@ -379,14 +379,20 @@ async fn reconcile_once(
                 clear_refresh,
             )
             .await;
-        if let Err(ConnectionStoreError::Conflict) = written {
+        let written = match written {
             // Someone changed the object meanwhile; keep what they set (a
             // flag stays for the next cycle), but record the URLs.
-            ctx.connections
-                .update_spec(None, &management_info, false, false)
-                .await?;
-        } else {
-            written?;
+            Err(ConnectionStoreError::Conflict) => {
+                ctx.connections
+                    .update_spec(None, &management_info, false, false)
+                    .await
+            }
+            other => other,
+        };
+        if let Err(error) = written {
+            // The status still tells what happened (e.g. that a token was spent).
+            ctx.connections.write_status(&status).await?;
+            return Err(error.into());
         }
     }
     ctx.connections.write_status(&status).await?;

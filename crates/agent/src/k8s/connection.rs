@@ -151,7 +151,11 @@ impl ConnectionStore {
         if clear_refresh_credentials_now {
             spec["refreshCredentialsNow"] = json!(false);
         }
-        let patch = json!({ "metadata": { "resourceVersion": resource_version }, "spec": spec });
+        let mut patch = json!({ "spec": spec });
+        if let Some(version) = resource_version {
+            // A precondition: the patch fails with a conflict if the object changed.
+            patch["metadata"] = json!({ "resourceVersion": version });
+        }
         match self
             .api
             .patch(

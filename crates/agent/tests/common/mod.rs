@@ -1,0 +1,296 @@
+//! End-to-end harness: a real kube-apiserver (its own per test, since
+//! `compass-connection` and Applications are cluster-scoped and cannot be
+//! isolated by name), compass-sim over real TLS, and the agent in-process.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use compass_runtime_agent::agent::Agent;
+use compass_runtime_agent::config::{NamespacedName, Settings, SourceKind};
+use compass_runtime_agent::k8s::crd::{
+    self, CompassConnection, ConnectionState, COMPASS_CONNECTION_NAME,
+};
+use compass_sim::{CompassSim, SimConfig};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::ByteString;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use test_support::TestEnv;
+use tokio_util::sync::CancellationToken;
+
+pub const RUNTIME_ID: &str = "runtime-e2e";
+pub const TENANT: &str = "tenant-e2e";
+pub const NS: &str = "kyma-system";
+pub const CA_NS: &str = "istio-system";
+pub const CONFIG_NAME: &str = "compass-agent-configuration";
+
+pub struct World {
+    pub env: TestEnv,
+    pub client: Client,
+    pub sim: CompassSim,
+    pub settings: Settings,
+    agent: Option<Agent>,
+    _ca_bundle: tempfile::NamedTempFile,
+}
+
+/// Timeouts: generous, since two cores run two apiservers at a time.
+pub const SHORT: Duration = Duration::from_secs(30);
+pub const LONG: Duration = Duration::from_secs(90);
+
+impl World {
+    /// A fresh apiserver with the project's CRDs, compass-sim with runtime
+    /// `runtime-e2e`, and settings pointing at both. The agent is not started.
+    pub async fn new() -> World {
+        World::with_crds(crd::all()).await
+    }
+
+    pub async fn with_crds(
+        crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
+    ) -> World {
+        compass_runtime_agent::agent::install_crypto_provider();
+        let env = tokio::task::spawn_blocking(TestEnv::start_new)
+            .await
+            .expect("start thread")
+            .expect("a test apiserver starts");
+        let client = env.client().await;
+        test_support::install_crds(&client, &crds)
+            .await
+            .expect("CRDs install");
+        for ns in [NS, CA_NS] {
+            let mut namespace = Namespace::default();
+            namespace.metadata.name = Some(ns.into());
+            Api::<Namespace>::all(client.clone())
+                .create(&PostParams::default(), &namespace)
+                .await
+                .expect("namespace is created");
+        }
+        let sim = CompassSim::start(SimConfig::default())
+            .await
+            .expect("compass-sim starts");
+        sim.create_runtime(RUNTIME_ID, TENANT)
+            .expect("runtime is created");
+        let ca_bundle = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(ca_bundle.path(), sim.server_ca_pem()).expect("CA bundle is written");
+
+        let mut settings = Settings::defaults();
+        settings.minimal_compass_sync_time = Duration::from_secs(1);
+        settings.controller_sync_period = Duration::from_secs(3);
+        settings.max_retry_delay = Duration::from_secs(8);
+        settings.compass_request_timeout = Duration::from_secs(3);
+        settings.compass_ca_bundle = Some(ca_bundle.path().to_path_buf());
+        settings.health_address = "127.0.0.1".parse().unwrap();
+        settings.health_port = 0;
+        settings.metrics_address = "127.0.0.1:0".into();
+        settings.log_level = "info".into();
+        compass_runtime_agent::telemetry::logging::init(settings.log_format, "info");
+        World {
+            env,
+            client,
+            sim,
+            settings,
+            agent: None,
+            _ca_bundle: ca_bundle,
+        }
+    }
+
+    pub fn config_values(&self, token: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                "CONNECTOR_URL".to_string(),
+                self.sim.connector_url().to_string(),
+            ),
+            ("RUNTIME_ID".to_string(), RUNTIME_ID.to_string()),
+            ("TENANT".to_string(), TENANT.to_string()),
+            ("TOKEN".to_string(), token.to_string()),
+        ])
+    }
+
+    /// Writes the configuration Secret with a fresh one-time token.
+    pub async fn configure_with_fresh_token(&self) -> String {
+        let token = self.sim.issue_token(RUNTIME_ID).expect("token is issued");
+        self.write_config_secret(self.config_values(&token)).await;
+        token
+    }
+
+    pub async fn write_config_secret(&self, values: BTreeMap<String, String>) {
+        let mut secret = Secret::default();
+        secret.metadata.name = Some(CONFIG_NAME.into());
+        secret.data = Some(
+            values
+                .into_iter()
+                .map(|(k, v)| (k, ByteString(v.into_bytes())))
+                .collect(),
+        );
+        Api::<Secret>::namespaced(self.client.clone(), NS)
+            .patch(
+                CONFIG_NAME,
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(&secret),
+            )
+            .await
+            .expect("configuration Secret is written");
+    }
+
+    pub async fn write_config_map(&self, values: BTreeMap<String, String>) {
+        let mut map = ConfigMap::default();
+        map.metadata.name = Some(CONFIG_NAME.into());
+        map.data = Some(values);
+        Api::<ConfigMap>::namespaced(self.client.clone(), NS)
+            .patch(
+                CONFIG_NAME,
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(&map),
+            )
+            .await
+            .expect("configuration ConfigMap is written");
+    }
+
+    pub fn use_config_map(&mut self) {
+        self.settings.agent_configuration_source = SourceKind::ConfigMap;
+        self.settings.agent_configuration_secret =
+            NamespacedName::parse(&format!("{NS}/{CONFIG_NAME}")).unwrap();
+    }
+
+    pub async fn start_agent(&mut self) {
+        assert!(self.agent.is_none(), "the agent is already running");
+        let client = self.env.client().await;
+        let agent = Agent::start(client, self.settings.clone(), CancellationToken::new())
+            .await
+            .expect("the agent starts");
+        self.agent = Some(agent);
+    }
+
+    pub async fn stop_agent(&mut self) {
+        if let Some(agent) = self.agent.take() {
+            agent.stop().await;
+        }
+    }
+
+    pub fn agent(&self) -> &Agent {
+        self.agent.as_ref().expect("the agent runs")
+    }
+
+    pub fn connections(&self) -> Api<CompassConnection> {
+        Api::all(self.client.clone())
+    }
+
+    pub async fn connection(&self) -> Option<CompassConnection> {
+        self.connections()
+            .get_opt(COMPASS_CONNECTION_NAME)
+            .await
+            .expect("CompassConnection can be read")
+    }
+
+    pub async fn state(&self) -> Option<ConnectionState> {
+        self.connection()
+            .await
+            .and_then(|c| c.status)
+            .map(|s| s.connection_state)
+    }
+
+    /// Waits until the CompassConnection satisfies `check`; on timeout, fails
+    /// with the last status seen.
+    pub async fn wait_for_connection<F>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: F,
+    ) -> CompassConnection
+    where
+        F: Fn(&CompassConnection) -> bool,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            if let Some(connection) = self.connection().await {
+                if check(&connection) {
+                    return connection;
+                }
+                last = connection.status.clone();
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!("timed out after {timeout:?} waiting for {what}; last status: {last:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn wait_for_state(
+        &self,
+        state: ConnectionState,
+        timeout: Duration,
+    ) -> CompassConnection {
+        self.wait_for_connection(&format!("state {state}"), timeout, |c| {
+            c.status.as_ref().map(|s| s.connection_state) == Some(state)
+        })
+        .await
+    }
+
+    pub async fn certificate_secret(&self) -> Option<BTreeMap<String, String>> {
+        let secret = Api::<Secret>::namespaced(self.client.clone(), NS)
+            .get_opt("cluster-client-certificates")
+            .await
+            .expect("Secret can be read")?;
+        Some(
+            secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                .collect(),
+        )
+    }
+
+    /// Signing requests the sim has seen so far.
+    pub fn csr_count(&self) -> usize {
+        self.sim
+            .request_log()
+            .iter()
+            .filter(|e| {
+                e.operations
+                    .iter()
+                    .any(|o| o == "signCertificateSigningRequest")
+            })
+            .count()
+    }
+}
+
+/// A client that presents the stored certificate to compass-sim's Director
+/// and asks for the runtime: proves the credentials really authenticate.
+pub async fn director_accepts(sim: &CompassSim, key_pem: &str, chain_pem: &str) -> bool {
+    let identity = reqwest::Identity::from_pem(format!("{key_pem}\n{chain_pem}").as_bytes())
+        .expect("identity parses");
+    let client = reqwest::Client::builder()
+        .tls_certs_merge(
+            reqwest::Certificate::from_pem_bundle(sim.server_ca_pem().as_bytes()).unwrap(),
+        )
+        .identity(identity)
+        .build()
+        .unwrap();
+    let response = client
+        .post(sim.director_url())
+        .header("Tenant", TENANT)
+        .json(&serde_json::json!({
+            "query": "query($id: ID!) { runtime(id: $id) { labels } }",
+            "variables": { "id": RUNTIME_ID }
+        }))
+        .send()
+        .await
+        .expect("the Director answers");
+    if !response.status().is_success() {
+        return false;
+    }
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["errors"].is_null() && !body["data"]["runtime"].is_null()
+}
+
+/// The serial of the PEM certificate, as hex.
+pub fn serial_of(certificate_pem: &str) -> String {
+    let der = pem::parse(certificate_pem)
+        .expect("certificate PEM")
+        .into_contents();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("certificate parses");
+    cert.raw_serial_as_string()
+}
