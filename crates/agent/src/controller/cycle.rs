@@ -41,7 +41,7 @@ const MAX_ERROR_LEN: usize = 2000;
 #[derive(Default)]
 struct Memory {
     consecutive_failures: u32,
-    retry_not_before: Option<Timestamp>,
+    next_attempt_at: Option<Timestamp>,
 }
 
 /// Everything a reconcile needs.
@@ -148,7 +148,15 @@ pub async fn reconcile(
 ) -> Result<Action, ReconcileError> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let span = tracing::info_span!("reconcile", request_id = %request_id, runtime_id = tracing::field::Empty);
-    let result = reconcile_once(&connection, &ctx, &request_id)
+    // The controller's cache may lag behind our own last writes (a spec write
+    // is seen before the status write that followed it); acting on a stale
+    // ConnectionFailed would spend the token again. Read the object fresh.
+    let fresh = match ctx.connections.get().await {
+        Ok(Some(fresh)) => fresh,
+        Ok(None) => return Ok(Action::await_change()),
+        Err(_) => connection.as_ref().clone(),
+    };
+    let result = reconcile_once(&fresh, &ctx, &request_id)
         .instrument(span)
         .await;
     let outcome = if result.is_ok() {
@@ -196,14 +204,22 @@ impl Context {
             self.settings.max_retry_delay,
             rand::random(),
         );
-        memory.retry_not_before = jiff::SignedDuration::try_from(delay)
+        memory.next_attempt_at = jiff::SignedDuration::try_from(delay)
             .ok()
             .and_then(|d| now.checked_add(d).ok());
         delay
     }
 
-    fn note_success(&self) {
-        *self.memory() = Memory::default();
+    /// Forgets failures and schedules the next attempt `delay` from `now`.
+    /// Reconciles that our own writes trigger before then only wait: without
+    /// this, every status write would start a new cycle after the minimal
+    /// sync time instead of after the sync period.
+    fn note_success(&self, now: Timestamp, delay: Duration) {
+        let mut memory = self.memory();
+        memory.consecutive_failures = 0;
+        memory.next_attempt_at = jiff::SignedDuration::try_from(delay)
+            .ok()
+            .and_then(|d| now.checked_add(d).ok());
     }
 }
 
@@ -215,13 +231,13 @@ async fn reconcile_once(
     let now = Timestamp::now();
     let spec = &connection.spec;
     let previous = connection.status.clone().unwrap_or_else(initial_status);
-    let retry_not_before = ctx.memory().retry_not_before;
+    let next_attempt_at = ctx.memory().next_attempt_at;
     let step = decide::next_step(
         now,
         spec,
         &previous,
         ctx.settings.minimal_compass_sync_time,
-        retry_not_before,
+        next_attempt_at,
     );
     if let Step::Wait(delay) = step {
         return Ok(Action::requeue(delay));
@@ -400,17 +416,16 @@ async fn reconcile_once(
     let delay = match failure {
         Some(_)
             if status.connection_state == ConnectionState::ConnectionFailed
-                && credentials.is_none()
                 && step == Step::Maintain =>
         {
             // The certificate stopped working: connect anew without waiting
             // out a backoff.
-            ctx.note_success();
-            ctx.settings.minimal_compass_sync_time
+            let delay = ctx.settings.minimal_compass_sync_time;
+            ctx.note_success(now, delay);
+            delay
         }
         Some(_) => ctx.note_failure(now),
         None => {
-            ctx.note_success();
             let renewal = certificate.as_ref().map(|info| {
                 renewal::renewal_due_at(
                     info,
@@ -418,7 +433,10 @@ async fn reconcile_once(
                     ctx.settings.minimal_compass_sync_time,
                 )
             });
-            decide::requeue_after_success(now, ctx.settings.controller_sync_period, renewal)
+            let delay =
+                decide::requeue_after_success(now, ctx.settings.controller_sync_period, renewal);
+            ctx.note_success(now, delay);
+            delay
         }
     };
     Ok(Action::requeue(delay))

@@ -21,14 +21,15 @@ pub enum Step {
     Maintain,
 }
 
-/// What the reconcile does now. `retry_not_before` is the end of the current
-/// backoff, if the last attempt failed.
+/// What the reconcile does now. `next_attempt_at` is when the last reconcile
+/// scheduled the next attempt (the sync period after a success, the backoff
+/// after a failure); it is unknown after a restart.
 pub fn next_step(
     now: Timestamp,
     spec: &CompassConnectionSpec,
     status: &CompassConnectionStatus,
     minimal_sync_time: Duration,
-    retry_not_before: Option<Timestamp>,
+    next_attempt_at: Option<Timestamp>,
 ) -> Step {
     let forced = spec.resync_now || spec.refresh_credentials_now;
     if !forced {
@@ -36,7 +37,7 @@ pub fn next_step(
         if let Some(last) = status.connection_status.last_sync.as_ref() {
             wait = wait.max(remaining(now, last.0, minimal_sync_time));
         }
-        if let Some(not_before) = retry_not_before {
+        if let Some(not_before) = next_attempt_at {
             wait = wait.max(until(now, not_before));
         }
         if !wait.is_zero() {

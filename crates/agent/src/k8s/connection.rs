@@ -79,13 +79,10 @@ impl ConnectionStore {
         );
         connection.status = Some(initial_status());
         match self.api.create(&PostParams::default(), &connection).await {
-            Ok(created) => {
-                // With a status subresource the status of a create is dropped.
-                if created.status.is_none() {
-                    self.write_status(&initial_status()).await?;
-                }
-                Ok(())
-            }
+            // With a status subresource the status of a create is dropped; the
+            // controller reads a missing status as `initial_status()`. Writing
+            // it here would race with the controller's first reconcile.
+            Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
             Err(source) => Err(ConnectionStoreError::Api {
                 action: "create",

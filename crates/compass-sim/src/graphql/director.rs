@@ -170,6 +170,18 @@ impl Application {
                 .collect(),
         )
     }
+    /// One bundle by id, as the real Director serves it; the agent uses it
+    /// to follow a bundle's API and event definition pages.
+    async fn bundle(&self, id: ID) -> Option<Bundle> {
+        self.0
+            .bundles
+            .iter()
+            .position(|b| b.id == id.0)
+            .map(|index| Bundle {
+                app: self.0.clone(),
+                index,
+            })
+    }
     async fn bundles(
         &self,
         #[graphql(default = 200)] first: Option<i32>,
@@ -388,6 +400,23 @@ impl DirectorQuery {
                 labels: rt.spec.labels.clone(),
             })
             .ok())
+    }
+
+    /// One application by id, visible to a runtime only when it is assigned
+    /// to it (as the Director's scenario check does); the agent uses it to
+    /// follow an application's bundle pages.
+    async fn application(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Application>> {
+        let shared = ctx.data::<Arc<Shared>>()?;
+        let caller = ctx.data::<DirectorCaller>()?;
+        let own = caller.identity.runtime_id.clone();
+        let shared = authorize(ctx, &own).map(|_| shared)?;
+        let apps = shared
+            .applications(&own)
+            .map_err(|e| Error::new(e.to_string()))?;
+        Ok(apps
+            .iter()
+            .find(|a| a.id == id.0)
+            .map(|a| Application(a.clone())))
     }
 
     async fn applications_for_runtime(

@@ -111,7 +111,7 @@ pub struct CompassConnectionStatus {
     #[serde(default)]
     pub synchronization_status: Option<SynchronizationStatus>,
     /// Standard conditions: `Connected`, `CertificateValid`, `Synchronized`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The `metadata.generation` this status was written for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,7 +134,9 @@ pub struct ConnectionStatus {
     #[serde(default)]
     pub last_success: Option<Time>,
     pub certificate_status: CertificateStatus,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// Empty when the last attempt succeeded. Always written, so that a merge
+    /// patch clears an old error.
+    #[serde(default)]
     pub error: String,
 }
 
@@ -158,10 +160,10 @@ pub struct SynchronizationStatus {
     pub last_successful_fetch: Option<Time>,
     #[serde(default)]
     pub last_successful_application: Option<Time>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub error: String,
     /// The outcome for each Application of the last synchronization (beyond the original).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub applications: Vec<ApplicationSyncResult>,
 }
 

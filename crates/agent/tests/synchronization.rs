@@ -1,0 +1,602 @@
+//! Synchronization, end to end: Director applications in compass-sim become
+//! Application resources and Secrets in a real apiserver, exactly as the
+//! original agent writes them; and nothing is lost when Compass misbehaves.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use compass_runtime_agent::k8s::crd::application::{Application, ApplicationSpec, EntryType};
+use compass_runtime_agent::k8s::crd::compass_connection::SyncOperation;
+use compass_runtime_agent::k8s::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
+use compass_runtime_agent::sync::names;
+use compass_sim::{FaultKind, FaultTimes};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+const BUNDLE_OAUTH: &str = "6f2b6e2e-1b43-4e0a-a1c2-3f1b8a0c9d11";
+const BUNDLE_BASIC: &str = "0d1e2f3a-4b5c-4d6e-8f90-a1b2c3d4e5f6";
+
+fn shop(api_name: &str, password: &str, extra_bundle: bool) -> compass_sim::Application {
+    let mut bundles = vec![
+        json!({
+            "id": BUNDLE_OAUTH, "name": "Orders Bundle", "description": "Orders",
+            "instanceAuthRequestInputSchema": "{\"type\":\"object\"}",
+            "defaultInstanceAuth": {
+                "credential": {"oauth": {"clientId": "client-1", "clientSecret": "s3cr3t", "url": "https://shop.example.com/oauth/token"}},
+                "additionalHeaders": {"X-Tenant": ["t1"]},
+                "additionalQueryParams": {"lang": ["en", "de"]},
+                "requestAuth": {"csrf": {"tokenEndpointURL": "https://shop.example.com/csrf"}}
+            },
+            "apiDefinitions": [{"id": "api-1", "name": api_name, "targetURL": "https://shop.example.com/api/orders"}],
+            "eventDefinitions": [{"id": "event-1", "name": "order.created"}]
+        }),
+        json!({
+            "id": BUNDLE_BASIC, "name": "Customers",
+            "defaultInstanceAuth": {"credential": {"basic": {"username": "admin", "password": password}}},
+            "apiDefinitions": [{"id": "api-2", "name": "Customers API", "targetURL": "https://shop.example.com/api/customers"}]
+        }),
+    ];
+    if extra_bundle {
+        bundles.push(json!({"id": "bundle-3", "name": "Reports", "eventDefinitions": [{"id": "event-3", "name": "report.ready"}]}));
+    }
+    serde_json::from_value(json!({
+        "id": "app-shop", "name": "shop", "providerName": "ACME", "auths": [{"id": "auth-1"}],
+        "bundles": bundles
+    }))
+    .unwrap()
+}
+
+fn plain(id: &str, name: &str) -> compass_sim::Application {
+    serde_json::from_value(json!({"id": id, "name": name, "bundles": [
+        {"id": format!("{id}-b"), "name": "B", "defaultInstanceAuth": {"credential": {"basic": {"username": "u", "password": "p"}}},
+         "apiDefinitions": [{"id": format!("{id}-api"), "name": "api", "targetURL": "https://x"}]}
+    ]}))
+    .unwrap()
+}
+
+async fn connected_world() -> World {
+    let mut world = World::new().await;
+    world.configure_with_fresh_token().await;
+    world.start_agent().await;
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    world
+}
+
+fn applications(world: &World) -> Api<Application> {
+    Api::all(world.client.clone())
+}
+
+fn secrets(world: &World) -> Api<Secret> {
+    Api::namespaced(world.client.clone(), NS)
+}
+
+async fn secret_data(world: &World, name: &str) -> Option<BTreeMap<String, String>> {
+    let secret = secrets(world).get_opt(name).await.unwrap()?;
+    Some(
+        secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+            .collect(),
+    )
+}
+
+/// Asks for a synchronization now and waits until one has finished.
+async fn resync(world: &World) -> compass_runtime_agent::k8s::crd::CompassConnection {
+    let before = world
+        .connection()
+        .await
+        .and_then(|c| c.status)
+        .and_then(|s| s.synchronization_status)
+        .and_then(|s| s.last_attempt);
+    world
+        .connections()
+        .patch(
+            COMPASS_CONNECTION_NAME,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"resyncNow": true}})),
+        )
+        .await
+        .unwrap();
+    world
+        .wait_for_connection("a new synchronization", LONG, |c| {
+            let attempt = c
+                .status
+                .as_ref()
+                .and_then(|s| s.synchronization_status.as_ref())
+                .and_then(|s| s.last_attempt.clone());
+            !c.spec.resync_now
+                && attempt.is_some()
+                && attempt.map(|a| a.0) != before.clone().map(|b| b.0)
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn director_applications_become_applications_and_secrets_with_the_original_content() {
+    let world = connected_world().await;
+    world
+        .sim
+        .put_application(RUNTIME_ID, shop("Orders API", "pw", false))
+        .unwrap();
+    let connection = resync(&world).await;
+    assert_eq!(
+        connection.status.unwrap().connection_state,
+        ConnectionState::Synchronized
+    );
+
+    let app = applications(&world)
+        .get("shop")
+        .await
+        .expect("Application shop exists");
+    assert_eq!(
+        app.labels()["applicationconnector.kyma-project.io/managed-by"],
+        "compass-runtime-agent"
+    );
+    let spec = &app.spec;
+    assert_eq!(spec.description, "Description not provided");
+    assert!(!spec.skip_verify);
+    assert_eq!(spec.labels.as_ref().unwrap()["connected-app"], "shop");
+    let metadata = spec.compass_metadata.as_ref().unwrap();
+    assert_eq!(
+        (
+            metadata.application_id.as_str(),
+            metadata.authentication.client_ids.clone()
+        ),
+        ("app-shop", vec!["auth-1".to_string()])
+    );
+
+    let orders = spec
+        .services
+        .iter()
+        .find(|s| s.id == BUNDLE_OAUTH)
+        .expect("the OAuth bundle's service");
+    assert_eq!(
+        orders.name,
+        names::service_name("Orders Bundle", BUNDLE_OAUTH)
+    );
+    assert_eq!(orders.display_name, "Orders Bundle");
+    assert_eq!(orders.description, "Orders");
+    assert_eq!(
+        orders.auth_create_parameter_schema.as_deref(),
+        Some("{\"type\":\"object\"}")
+    );
+    let api = &orders.entries[0];
+    assert_eq!(
+        (api.entry_type, api.id.as_str(), api.name.as_str()),
+        (EntryType::Api, "api-1", "Orders API")
+    );
+    assert_eq!(api.target_url, "https://shop.example.com/api/orders");
+    assert_eq!(
+        api.central_gateway_url,
+        "http://central-application-gateway.kyma-system.svc.cluster.local:8082/shop/orders-bundle/orders-api"
+    );
+    let credentials = api.credentials.as_ref().unwrap();
+    let secret_name = format!("shop-{BUNDLE_OAUTH}");
+    assert_eq!(credentials.credential_type, "OAuth");
+    assert_eq!(credentials.secret_name, secret_name);
+    assert_eq!(
+        credentials.authentication_url,
+        "https://shop.example.com/oauth/token"
+    );
+    assert_eq!(
+        credentials.csrf_info.as_ref().unwrap().token_endpoint_url,
+        "https://shop.example.com/csrf"
+    );
+    assert_eq!(
+        api.request_parameters_secret_name,
+        format!("params-shop-{BUNDLE_OAUTH}")
+    );
+    let event = &orders.entries[1];
+    assert_eq!(
+        (event.entry_type, event.id.as_str(), event.name.as_str()),
+        (EntryType::Events, "event-1", "order.created")
+    );
+
+    let oauth = secret_data(&world, &secret_name)
+        .await
+        .expect("the OAuth Secret exists");
+    assert_eq!(
+        oauth,
+        BTreeMap::from([
+            ("clientId".into(), "client-1".into()),
+            ("clientSecret".into(), "s3cr3t".into())
+        ])
+    );
+    let params = secret_data(&world, &format!("params-shop-{BUNDLE_OAUTH}"))
+        .await
+        .expect("the parameters Secret exists");
+    assert_eq!(params["headers"], r#"{"X-Tenant":["t1"]}"#);
+    assert_eq!(params["queryParameters"], r#"{"lang":["en","de"]}"#);
+    let basic = secret_data(&world, &format!("shop-{BUNDLE_BASIC}"))
+        .await
+        .expect("the Basic Secret exists");
+    assert_eq!(
+        basic,
+        BTreeMap::from([
+            ("password".into(), "pw".into()),
+            ("username".into(), "admin".into())
+        ])
+    );
+    let secret = secrets(&world).get(&secret_name).await.unwrap();
+    assert_eq!(secret.labels()["app"], "shop");
+    assert_eq!(secret.labels()["bundleId"], BUNDLE_OAUTH);
+    let owner = &secret.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), Some(&owner.uid)),
+        ("Application", "shop", app.metadata.uid.as_ref())
+    );
+    world.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn director_changes_are_applied_and_unreferenced_secrets_removed() {
+    let world = connected_world().await;
+    world
+        .sim
+        .put_application(RUNTIME_ID, shop("Orders API", "pw", false))
+        .unwrap();
+    resync(&world).await;
+    // Renamed API, a new bundle, a changed password, and the OAuth bundle loses its credentials.
+    let mut changed = shop("Orders API v2", "new-pw", true);
+    changed.bundles[0].default_instance_auth = None;
+    world.sim.put_application(RUNTIME_ID, changed).unwrap();
+    resync(&world).await;
+
+    let app = applications(&world).get("shop").await.unwrap();
+    assert_eq!(app.spec.services.len(), 3);
+    let orders = app
+        .spec
+        .services
+        .iter()
+        .find(|s| s.id == BUNDLE_OAUTH)
+        .unwrap();
+    assert_eq!(orders.entries[0].name, "Orders API v2");
+    assert!(orders.entries[0]
+        .central_gateway_url
+        .ends_with("/shop/orders-bundle/orders-api-v2"));
+    assert!(orders.entries[0].credentials.is_none());
+    assert!(app.spec.services.iter().any(|s| s.id == "bundle-3"));
+    assert_eq!(
+        secret_data(&world, &format!("shop-{BUNDLE_BASIC}"))
+            .await
+            .unwrap()["password"],
+        "new-pw"
+    );
+    assert!(
+        secret_data(&world, &format!("shop-{BUNDLE_OAUTH}"))
+            .await
+            .is_none(),
+        "the OAuth Secret is gone"
+    );
+    assert!(
+        secret_data(&world, &format!("params-shop-{BUNDLE_OAUTH}"))
+            .await
+            .is_none(),
+        "the parameters Secret is gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_applications_are_deleted_and_foreign_ones_left_alone() {
+    let mut world = World::new().await;
+    // Only resyncNow synchronizes here, so the result of the deletion is the one read.
+    world.settings.controller_sync_period = Duration::from_secs(600);
+    world.configure_with_fresh_token().await;
+    world.start_agent().await;
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    let mut foreign = Application::new(
+        "foreign",
+        ApplicationSpec {
+            description: "not from Compass".into(),
+            ..Default::default()
+        },
+    );
+    foreign.spec.services = vec![];
+    applications(&world)
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    world
+        .sim
+        .put_application(RUNTIME_ID, plain("app-a", "a"))
+        .unwrap();
+    world
+        .sim
+        .put_application(RUNTIME_ID, plain("app-b", "b"))
+        .unwrap();
+    resync(&world).await;
+    assert!(applications(&world).get_opt("b").await.unwrap().is_some());
+    world.sim.remove_application(RUNTIME_ID, "app-b").unwrap();
+    let connection = resync(&world).await;
+
+    assert!(
+        applications(&world).get_opt("b").await.unwrap().is_none(),
+        "b is deleted"
+    );
+    assert!(
+        secret_data(&world, "b-app-b-b").await.is_none(),
+        "b's Secret is deleted"
+    );
+    assert!(
+        applications(&world).get_opt("a").await.unwrap().is_some(),
+        "a stays"
+    );
+    let foreign_now = applications(&world)
+        .get("foreign")
+        .await
+        .expect("the foreign Application stays");
+    assert_eq!(foreign_now.spec.description, "not from Compass");
+    let results = connection
+        .status
+        .unwrap()
+        .synchronization_status
+        .unwrap()
+        .applications;
+    assert!(
+        results
+            .iter()
+            .any(|r| r.name == "b" && r.operation == SyncOperation::Deleted),
+        "{results:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_director_makes_no_writes() {
+    let world = connected_world().await;
+    for i in 0..5 {
+        world
+            .sim
+            .put_application(RUNTIME_ID, shop("Orders API", "pw", false))
+            .unwrap();
+        world
+            .sim
+            .put_application(RUNTIME_ID, plain(&format!("id-{i}"), &format!("app-{i}")))
+            .unwrap();
+    }
+    resync(&world).await;
+    let versions = |apps: Vec<Application>, secrets: Vec<Secret>| -> BTreeMap<String, String> {
+        apps.iter()
+            .map(|a| {
+                (
+                    format!("app/{}", a.name_any()),
+                    a.resource_version().unwrap(),
+                )
+            })
+            .chain(secrets.iter().map(|s| {
+                (
+                    format!("secret/{}", s.name_any()),
+                    s.resource_version().unwrap(),
+                )
+            }))
+            .collect()
+    };
+    let before = versions(
+        applications(&world)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items,
+        secrets(&world)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items,
+    );
+    let writes_before = world.agent().metrics.successful_writes();
+    let connection = resync(&world).await;
+    let after = versions(
+        applications(&world)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items,
+        secrets(&world)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items,
+    );
+    assert_eq!(
+        world.agent().metrics.successful_writes() - writes_before,
+        0,
+        "the agent wrote during an unchanged sync"
+    );
+    assert_eq!(
+        before, after,
+        "resourceVersions changed during an unchanged sync"
+    );
+    let results = connection
+        .status
+        .unwrap()
+        .synchronization_status
+        .unwrap()
+        .applications;
+    assert_eq!(results.len(), 6);
+    assert!(
+        results
+            .iter()
+            .all(|r| r.operation == SyncOperation::Unchanged),
+        "{results:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_at_every_level_is_followed() {
+    let mut world = World::new().await;
+    world.settings.director_page_size = 200;
+    world.configure_with_fresh_token().await;
+    let mut apps = compass_sim::model::generate_applications(449, 1, 1, 0);
+    let mut big = plain("app-big", "big");
+    big.bundles = (0..250)
+        .map(|i| {
+            serde_json::from_value(json!({"id": format!("big-b{i}"), "name": format!("B{i}")}))
+                .unwrap()
+        })
+        .collect();
+    big.bundles[249].api_definitions = (0..450)
+        .map(|i| serde_json::from_value(json!({"id": format!("big-api{i}"), "name": format!("api {i}"), "targetURL": "https://x"})).unwrap())
+        .collect();
+    apps.push(big);
+    world.sim.set_applications(RUNTIME_ID, apps).unwrap();
+    world.start_agent().await;
+    world
+        .wait_for_state(ConnectionState::Synchronized, Duration::from_secs(240))
+        .await;
+    let all = applications(&world)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(all.len(), 450, "every application of every page");
+    let big = all.iter().find(|a| a.name_any() == "big").unwrap();
+    assert_eq!(big.spec.services.len(), 250, "every bundle page");
+    let last = big
+        .spec
+        .services
+        .iter()
+        .find(|s| s.id == "big-b249")
+        .unwrap();
+    assert_eq!(last.entries.len(), 450, "every API definition page");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn director_faults_fail_the_sync_delete_nothing_and_recover() {
+    let world = connected_world().await;
+    world
+        .sim
+        .put_application(RUNTIME_ID, plain("app-a", "a"))
+        .unwrap();
+    resync(&world).await;
+    for (kind, needle) in [
+        (FaultKind::Http500, "HTTP status 500"),
+        (FaultKind::GraphqlError, "GraphQL error"),
+        (FaultKind::NullData, "no data"),
+        (FaultKind::MalformedJson, "not JSON"),
+        (FaultKind::Delay { ms: 5_000 }, "no answer"),
+    ] {
+        world.sim.inject_fault(
+            "applicationsForRuntime",
+            kind.clone(),
+            FaultTimes::UntilCleared,
+        );
+        // The Director "lost" the application, but the fetch fails: nothing may be deleted.
+        world.sim.remove_application(RUNTIME_ID, "app-a").unwrap();
+        let failed = world
+            .wait_for_connection(&format!("SynchronizationFailed for {kind:?}"), LONG, |c| {
+                c.status.as_ref().is_some_and(|s| {
+                    s.connection_state == ConnectionState::SynchronizationFailed
+                        && s.synchronization_status
+                            .as_ref()
+                            .is_some_and(|s| s.error.contains(needle))
+                })
+            })
+            .await;
+        assert!(failed
+            .status
+            .unwrap()
+            .synchronization_status
+            .unwrap()
+            .error
+            .contains("applicationsForRuntime"));
+        assert!(
+            applications(&world).get_opt("a").await.unwrap().is_some(),
+            "a failed fetch deleted an Application"
+        );
+        world
+            .sim
+            .put_application(RUNTIME_ID, plain("app-a", "a"))
+            .unwrap();
+        world.sim.clear_faults();
+        world
+            .wait_for_state(ConnectionState::Synchronized, LONG)
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_application_that_cannot_be_written_does_not_stop_the_others() {
+    let world = connected_world().await;
+    world
+        .sim
+        .put_application(RUNTIME_ID, plain("app-ok", "fine"))
+        .unwrap();
+    world
+        .sim
+        .put_application(RUNTIME_ID, plain("app-bad", "Not_A_Valid_Name"))
+        .unwrap();
+    let connection = world
+        .wait_for_connection("ResourceApplicationFailed", LONG, |c| {
+            c.status.as_ref().map(|s| s.connection_state)
+                == Some(ConnectionState::ResourceApplicationFailed)
+        })
+        .await;
+    assert!(
+        applications(&world)
+            .get_opt("fine")
+            .await
+            .unwrap()
+            .is_some(),
+        "the valid application is synchronized"
+    );
+    let sync = connection.status.unwrap().synchronization_status.unwrap();
+    assert!(sync.error.contains("Not_A_Valid_Name"), "{}", sync.error);
+    let bad = sync
+        .applications
+        .iter()
+        .find(|r| r.name == "Not_A_Valid_Name")
+        .unwrap();
+    assert_eq!(bad.operation, SyncOperation::Failed);
+    assert!(!bad.error.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_labels_are_set_once_and_not_resent() {
+    let world = connected_world().await;
+    let labels = world.sim.runtime_labels(RUNTIME_ID).unwrap();
+    assert_eq!(
+        labels["runtime_eventServiceUrl"],
+        "https://gateway.kyma.local"
+    );
+    assert_eq!(labels["runtime_consoleUrl"], "https://console.kyma.local");
+    resync(&world).await;
+    resync(&world).await;
+    let sets = world
+        .sim
+        .request_log()
+        .iter()
+        .filter(|e| e.operations.iter().any(|o| o == "setRuntimeLabel"))
+        .count();
+    assert_eq!(sets, 2, "one setRuntimeLabel per label, never repeated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_now_synchronizes_at_once() {
+    let mut world = World::new().await;
+    world.settings.controller_sync_period = Duration::from_secs(600);
+    world.settings.minimal_compass_sync_time = Duration::from_secs(300);
+    world.configure_with_fresh_token().await;
+    world.start_agent().await;
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    world
+        .sim
+        .put_application(RUNTIME_ID, plain("app-now", "now"))
+        .unwrap();
+    resync(&world).await;
+    assert!(
+        applications(&world).get_opt("now").await.unwrap().is_some(),
+        "resyncNow synchronized without waiting"
+    );
+}
