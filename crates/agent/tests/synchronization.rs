@@ -89,15 +89,11 @@ async fn secret_data(world: &World, name: &str) -> Option<BTreeMap<String, Strin
     )
 }
 
-/// Asks for a synchronization now and waits until one has finished.
+/// Asks for a synchronization now and waits until one has finished: the
+/// status was written for the generation that carried `resyncNow` (timestamps
+/// have whole seconds, so two syncs in one second would look the same).
 async fn resync(world: &World) -> compass_runtime_agent::k8s::crd::CompassConnection {
-    let before = world
-        .connection()
-        .await
-        .and_then(|c| c.status)
-        .and_then(|s| s.synchronization_status)
-        .and_then(|s| s.last_attempt);
-    world
+    let patched = world
         .connections()
         .patch(
             COMPASS_CONNECTION_NAME,
@@ -106,16 +102,17 @@ async fn resync(world: &World) -> compass_runtime_agent::k8s::crd::CompassConnec
         )
         .await
         .unwrap();
+    let generation = patched
+        .metadata
+        .generation
+        .expect("the apiserver sets a generation");
     world
-        .wait_for_connection("a new synchronization", LONG, |c| {
-            let attempt = c
-                .status
-                .as_ref()
-                .and_then(|s| s.synchronization_status.as_ref())
-                .and_then(|s| s.last_attempt.clone());
+        .wait_for_connection("a synchronization for resyncNow", LONG, |c| {
             !c.spec.resync_now
-                && attempt.is_some()
-                && attempt.map(|a| a.0) != before.clone().map(|b| b.0)
+                && c.status
+                    .as_ref()
+                    .and_then(|s| s.observed_generation)
+                    .is_some_and(|g| g >= generation)
         })
         .await
 }
