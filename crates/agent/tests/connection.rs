@@ -385,7 +385,7 @@ async fn connector_faults_are_reported_keep_credentials_back_off_and_recover() {
         world.sim.clear_request_log();
         world
             .sim
-            .inject_fault("configuration", kind.clone(), FaultTimes::UntilCleared);
+            .inject_fault("configuration", kind, FaultTimes::UntilCleared);
         let failed = world
             .wait_for_connection(
                 &format!("ConnectionMaintenanceFailed for {kind:?}"),

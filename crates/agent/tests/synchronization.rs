@@ -484,7 +484,7 @@ async fn director_faults_fail_the_sync_delete_nothing_and_recover() {
     ] {
         world.sim.inject_fault(
             "applicationsForRuntime",
-            kind.clone(),
+            kind,
             FaultTimes::UntilCleared,
         );
         // The Director "lost" the application, but the fetch fails: nothing may be deleted.

@@ -1,0 +1,161 @@
+//! Synchronization at scale: 1,000 applications × 2 bundles × 3 APIs and
+//! 2 events, a real apiserver, compass-sim, and the agent binary as its own
+//! process (so its memory is its own). Prints a table; never fails on a time.
+//!
+//!     cargo bench -p compass-runtime-agent --bench sync
+//!     BENCH_APPLICATIONS=200 cargo bench -p compass-runtime-agent --bench sync
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use compass_runtime_agent::k8s::crd::application::Application;
+use compass_runtime_agent::k8s::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::Api;
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn director_requests(world: &World) -> usize {
+    world
+        .sim
+        .request_log()
+        .iter()
+        .filter(|e| matches!(e.endpoint, compass_sim::Endpoint::Director))
+        .count()
+}
+
+fn writes(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("compass_runtime_agent_kubernetes_writes_total{") && l.contains("Success")
+        })
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum::<f64>() as u64
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let count: usize = std::env::var("BENCH_APPLICATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let world = World::new().await;
+    let apps = compass_sim::model::generate_applications(count, 2, 3, 2);
+    world.sim.set_applications(RUNTIME_ID, apps).unwrap();
+    world.configure_with_fresh_token().await;
+
+    let metrics_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let started = Instant::now();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_compass-runtime-agent"))
+        .env("KUBECONFIG", world.env.kubeconfig_path())
+        .env(
+            "APP_COMPASS_CA_BUNDLE",
+            world.settings.compass_ca_bundle.as_ref().unwrap(),
+        )
+        .env("APP_HEALTH_PORT", "0")
+        .env("APP_HEALTH_ADDRESS", "127.0.0.1")
+        .env("APP_METRICS_ADDRESS", format!("127.0.0.1:{metrics_port}"))
+        .env("APP_CONTROLLER_SYNC_PERIOD", "10m")
+        .env("APP_MINIMAL_COMPASS_SYNC_TIME", "1s")
+        .env("APP_LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the agent binary starts");
+    let pid = agent.id();
+
+    world
+        .wait_for_state(ConnectionState::Synchronized, Duration::from_secs(600))
+        .await;
+    let first_sync = started.elapsed();
+    let director_first = director_requests(&world);
+    let apps_in_cluster = Api::<Application>::all(world.client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .len();
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let scrape = || async {
+        reqwest::get(&metrics_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let writes_first = writes(&scrape().await);
+
+    // Idle sync: nothing changed in the Director.
+    world.sim.clear_request_log();
+    let patched = world
+        .connections()
+        .patch(
+            COMPASS_CONNECTION_NAME,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"resyncNow": true}})),
+        )
+        .await
+        .unwrap();
+    let generation = patched.metadata.generation.unwrap();
+    let idle_started = Instant::now();
+    world
+        .wait_for_connection("the idle sync", Duration::from_secs(300), |c| {
+            !c.spec.resync_now
+                && c.status
+                    .as_ref()
+                    .and_then(|s| s.observed_generation)
+                    .is_some_and(|g| g >= generation)
+        })
+        .await;
+    let idle_sync = idle_started.elapsed();
+    let writes_idle = writes(&scrape().await) - writes_first;
+    let director_idle = director_requests(&world);
+    let peak_rss = peak_rss_kib(pid).unwrap_or(0);
+    let _ = agent.kill();
+    let _ = agent.wait();
+
+    println!("compass-runtime-agent synchronization benchmark");
+    println!(
+        "machine: {} cores; apiserver {}; agent binary {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        world.env.server_version(),
+        env!("CARGO_BIN_EXE_compass-runtime-agent")
+    );
+    println!("Director: {count} applications × 2 bundles × 3 APIs, 2 events (Basic/OAuth credentials and headers per bundle)");
+    println!("| figure | value | target |");
+    println!("|---|---|---|");
+    println!(
+        "| first sync (start → Synchronized, incl. connecting) | {:.2} s | < 10 s |",
+        first_sync.as_secs_f64()
+    );
+    println!("| Applications in the cluster after it | {apps_in_cluster} | {count} |");
+    println!("| writes during the first sync | {writes_first} | |");
+    println!("| Director requests, first sync | {director_first} | |");
+    println!(
+        "| idle (unchanged) sync, resyncNow → status written | {:.2} s | < 1 s |",
+        idle_sync.as_secs_f64()
+    );
+    println!("| writes during the idle sync | {writes_idle} | 0 |");
+    println!("| Director requests per idle sync | {director_idle} | |");
+    println!(
+        "| agent peak resident memory (VmHWM) | {:.1} MB | < 30 MB |",
+        peak_rss as f64 / 1024.0
+    );
+}
