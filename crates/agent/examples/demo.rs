@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use compass_runtime_agent::agent::{install_crypto_provider, Agent};
 use compass_runtime_agent::config::Settings;
 use compass_runtime_agent::k8s::crd::application::Application;
-use compass_runtime_agent::k8s::crd::{self, CompassConnection, ConnectionState, COMPASS_CONNECTION_NAME};
+use compass_runtime_agent::k8s::crd::{
+    self, CompassConnection, ConnectionState, COMPASS_CONNECTION_NAME,
+};
 use compass_sim::{CompassSim, Scenario, SimConfig};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::ByteString;
@@ -27,7 +29,10 @@ const TENANT: &str = "demo-tenant";
 async fn main() -> anyhow::Result<()> {
     let exit_when_synchronized = std::env::args().any(|a| a == "--exit-when-synchronized");
     install_crypto_provider();
-    compass_runtime_agent::telemetry::logging::init(compass_runtime_agent::config::LogFormat::Text, "warn");
+    compass_runtime_agent::telemetry::logging::init(
+        compass_runtime_agent::config::LogFormat::Text,
+        "warn",
+    );
 
     println!("starting a local kube-apiserver + etcd (the first run builds it: minutes) …");
     let env = tokio::task::spawn_blocking(test_support::TestEnv::start_new).await??;
@@ -36,10 +41,15 @@ async fn main() -> anyhow::Result<()> {
     for ns in ["kyma-system", "istio-system"] {
         let mut namespace = Namespace::default();
         namespace.metadata.name = Some(ns.into());
-        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await?;
     }
 
-    let scenario_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../compass-sim/examples/demo.yaml");
+    let scenario_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../compass-sim/examples/demo.yaml"
+    );
     let scenario = Scenario::from_file(std::path::Path::new(scenario_path))?;
     let sim = CompassSim::start(SimConfig {
         scenario: Some(scenario),
@@ -47,7 +57,10 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     let token = sim.issue_token(RUNTIME)?;
-    let ca_bundle = env.data_dir().unwrap_or(std::path::Path::new("/tmp")).join("compass-server-ca.pem");
+    let ca_bundle = env
+        .data_dir()
+        .unwrap_or(std::path::Path::new("/tmp"))
+        .join("compass-server-ca.pem");
     std::fs::write(&ca_bundle, sim.server_ca_pem())?;
 
     let mut config = Secret::default();
@@ -63,7 +76,9 @@ async fn main() -> anyhow::Result<()> {
         .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
         .collect(),
     );
-    Api::<Secret>::namespaced(client.clone(), "kyma-system").create(&PostParams::default(), &config).await?;
+    Api::<Secret>::namespaced(client.clone(), "kyma-system")
+        .create(&PostParams::default(), &config)
+        .await?;
 
     let mut settings = Settings::defaults();
     settings.compass_ca_bundle = Some(ca_bundle);
@@ -79,25 +94,60 @@ async fn main() -> anyhow::Result<()> {
     let connections: Api<CompassConnection> = Api::all(client.clone());
     let connection = loop {
         if let Some(connection) = connections.get_opt(COMPASS_CONNECTION_NAME).await? {
-            if connection.status.as_ref().map(|s| s.connection_state) == Some(ConnectionState::Synchronized) {
+            if connection.status.as_ref().map(|s| s.connection_state)
+                == Some(ConnectionState::Synchronized)
+            {
                 break connection;
             }
         }
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "the agent did not synchronize within 2 minutes");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "the agent did not synchronize within 2 minutes"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let status = connection.status.clone().unwrap_or_default();
-    println!("\nSynchronized in {:.1} s\n", started.elapsed().as_secs_f64());
+    println!(
+        "\nSynchronized in {:.1} s\n",
+        started.elapsed().as_secs_f64()
+    );
     println!("CompassConnection {COMPASS_CONNECTION_NAME}");
     println!("  state:              {}", status.connection_state);
-    println!("  director:           {}", connection.spec.management_info.director_url);
-    println!("  certificate expiry: {}", status.connection_status.certificate_status.not_after.map(|t| t.0.to_string()).unwrap_or_default());
-    println!("  conditions:         {}", status.conditions.iter().map(|c| format!("{}={}", c.type_, c.status)).collect::<Vec<_>>().join(" "));
-    let apps = Api::<Application>::all(client.clone()).list(&ListParams::default()).await?.items;
+    println!(
+        "  director:           {}",
+        connection.spec.management_info.director_url
+    );
+    println!(
+        "  certificate expiry: {}",
+        status
+            .connection_status
+            .certificate_status
+            .not_after
+            .map(|t| t.0.to_string())
+            .unwrap_or_default()
+    );
+    println!(
+        "  conditions:         {}",
+        status
+            .conditions
+            .iter()
+            .map(|c| format!("{}={}", c.type_, c.status))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let apps = Api::<Application>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
     println!("\nApplications ({}):", apps.len());
     for app in apps.iter().take(25) {
         let entries: usize = app.spec.services.iter().map(|s| s.entries.len()).sum();
-        println!("  {:<28} services {:>2}  entries {:>3}", app.name_any(), app.spec.services.len(), entries);
+        println!(
+            "  {:<28} services {:>2}  entries {:>3}",
+            app.name_any(),
+            app.spec.services.len(),
+            entries
+        );
     }
     if apps.len() > 25 {
         println!("  … and {} more", apps.len() - 25);
@@ -113,7 +163,14 @@ async fn main() -> anyhow::Result<()> {
         println!("  add an application:   curl -X PUT {admin}/admin/runtimes/{RUNTIME}/applications/app-new \\");
         println!("                          -H 'content-type: application/json' -d '{{\"name\":\"new-app\",\"bundles\":[]}}'");
     }
-    println!("  agent metrics:         http://{}/metrics", agent.endpoints.metrics.map(|a| a.to_string()).unwrap_or_default());
+    println!(
+        "  agent metrics:         http://{}/metrics",
+        agent
+            .endpoints
+            .metrics
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
     println!("Press Ctrl-C to stop.");
     tokio::signal::ctrl_c().await?;
     agent.stop().await;

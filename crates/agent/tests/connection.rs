@@ -315,15 +315,6 @@ async fn a_revoked_certificate_is_detected_and_the_connection_established_anew()
         world.sim.revoke_runtime_certificates(RUNTIME_ID).unwrap(),
         1
     );
-    world
-        .wait_for_connection("a new certificate after revocation", LONG, |c| {
-            c.status.as_ref().map(|s| s.connection_state) == Some(ConnectionState::Synchronized)
-                && c.status
-                    .as_ref()
-                    .and_then(|s| s.connection_status.established.clone())
-                    != None
-        })
-        .await;
     let deadline = Instant::now() + LONG;
     loop {
         let now = serial_of(&world.certificate_secret().await.unwrap()["crt"]);
@@ -336,6 +327,22 @@ async fn a_revoked_certificate_is_detected_and_the_connection_established_anew()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Detected as a refusal on the certificate-secured endpoint, then a new
+    // connection with the token from the source.
+    let log = world.sim.request_log();
+    let refused = log
+        .iter()
+        .position(|e| {
+            matches!(e.endpoint, compass_sim::Endpoint::ConnectorCert)
+                && matches!(e.outcome, compass_sim::Outcome::Refused { .. })
+        })
+        .expect("the revoked certificate was refused by the Connector");
+    assert!(
+        log[refused..]
+            .iter()
+            .any(|e| matches!(e.endpoint, compass_sim::Endpoint::ConnectorToken)),
+        "after the refusal the agent connected with the token"
+    );
     world.stop_agent().await;
 }
 

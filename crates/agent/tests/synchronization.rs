@@ -482,11 +482,9 @@ async fn director_faults_fail_the_sync_delete_nothing_and_recover() {
         (FaultKind::MalformedJson, "not JSON"),
         (FaultKind::Delay { ms: 5_000 }, "no answer"),
     ] {
-        world.sim.inject_fault(
-            "applicationsForRuntime",
-            kind,
-            FaultTimes::UntilCleared,
-        );
+        world
+            .sim
+            .inject_fault("applicationsForRuntime", kind, FaultTimes::UntilCleared);
         // The Director "lost" the application, but the fetch fails: nothing may be deleted.
         world.sim.remove_application(RUNTIME_ID, "app-a").unwrap();
         let failed = world
