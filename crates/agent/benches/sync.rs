@@ -47,10 +47,12 @@ fn writes(metrics: &str) -> u64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // `cargo bench` passes --bench; under `cargo test` this is a quick smoke run.
+    let benchmarking = std::env::args().any(|a| a == "--bench");
     let count: usize = std::env::var("BENCH_APPLICATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+        .unwrap_or(if benchmarking { 1000 } else { 20 });
     let world = World::new().await;
     let apps = compass_sim::model::generate_applications(count, 2, 3, 2);
     world.sim.set_applications(RUNTIME_ID, apps).unwrap();

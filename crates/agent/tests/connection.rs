@@ -64,7 +64,44 @@ async fn a_fresh_cluster_with_a_configuration_secret_gets_connected_and_synchron
             .expect("the CA Secret exists");
     let ca_pem = String::from_utf8(ca.data.unwrap()["cacert"].0.clone()).unwrap();
     assert_eq!(ca_pem.trim(), world.sim.client_ca_pem().trim());
-    assert!(world.agent().readiness.is_ready());
+    // Health endpoints as a kubelet sees them.
+    let health = world.agent().endpoints.health;
+    let get = |path: &str| reqwest::get(format!("http://{health}{path}"));
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    assert_eq!(
+        get("/readyz").await.unwrap().status(),
+        200,
+        "ready with a valid certificate"
+    );
+    // Every request to Compass carried the reconcile's request id, and the
+    // configuration source's token never shows in the request log.
+    let log = world.sim.request_log();
+    assert!(!log.is_empty());
+    assert!(
+        log.iter()
+            .all(|e| e.request_id.as_deref().is_some_and(|id| id.len() == 36)),
+        "x-request-id on every request"
+    );
+    // Metrics tell the same story.
+    let metrics = reqwest::get(format!(
+        "http://{}/metrics",
+        world.agent().endpoints.metrics.unwrap()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        metrics.contains(r#"compass_runtime_agent_connection_state{state="Synchronized"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"compass_runtime_agent_connection_establishments_total{outcome="Success"} 1"#
+        ),
+        "{metrics}"
+    );
     world.stop_agent().await;
 }
 
@@ -85,6 +122,11 @@ async fn a_configuration_config_map_works_as_well() {
 async fn without_configuration_the_state_is_connection_failed_until_it_is_added() {
     let mut world = World::new().await;
     world.start_agent().await;
+    let health = world.agent().endpoints.health;
+    let readyz = reqwest::get(format!("http://{health}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(readyz.status(), 503, "not ready without a certificate");
     let failed = world
         .wait_for_state(ConnectionState::ConnectionFailed, LONG)
         .await;
