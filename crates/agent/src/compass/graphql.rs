@@ -207,6 +207,15 @@ pub fn decode_response<D: DeserializeOwned>(
     operation: &'static str,
     body: &[u8],
 ) -> Result<D, CompassError> {
+    // Fast path: straight into the answer type, with no intermediate JSON tree
+    // (a Director page is ~450 KB). Anything unusual is classified below.
+    if let Ok(Response {
+        data: Some(data),
+        errors: None,
+    }) = serde_json::from_slice::<Response<D>>(body)
+    {
+        return Ok(data);
+    }
     let response: Response<serde_json::Value> =
         serde_json::from_slice(body).map_err(|e| CompassError::NotJson {
             operation,

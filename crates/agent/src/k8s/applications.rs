@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::crd::application::{Application, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use super::crd::compass_connection::{ApplicationSyncResult, SyncOperation};
-use crate::sync::convert::SECRET_BUNDLE_LABEL;
+use crate::sync::convert::{DATA_HASH_ANNOTATION, SECRET_BUNDLE_LABEL};
 use crate::sync::{
     ActualState, ApplicationAction, ApplicationPlan, Plan, SecretAction, WantedSecret,
 };
@@ -63,15 +63,36 @@ impl ApplicationWriter {
                 source,
             })?
             .items;
-        let secrets = self
+        // Metadata only: Secrets this agent wrote carry a digest of their data.
+        let list_error = |source| ApplyError::List {
+            what: "credential Secrets",
+            source,
+        };
+        let summaries = self
             .secrets
-            .list(&ListParams::default().labels(SECRET_BUNDLE_LABEL))
+            .list_metadata(&ListParams::default().labels(SECRET_BUNDLE_LABEL))
             .await
-            .map_err(|source| ApplyError::List {
-                what: "credential Secrets",
-                source,
-            })?
+            .map_err(list_error)?
             .items;
+        let mut secrets = Vec::with_capacity(summaries.len());
+        for summary in summaries {
+            let has_hash = summary
+                .metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(DATA_HASH_ANNOTATION));
+            if has_hash {
+                secrets.push(Secret {
+                    metadata: summary.metadata,
+                    ..Secret::default()
+                });
+            } else if let Some(name) = summary.metadata.name.as_deref() {
+                // Written by someone else (e.g. the Go agent): its data is needed once.
+                if let Some(full) = self.secrets.get_opt(name).await.map_err(list_error)? {
+                    secrets.push(full);
+                }
+            }
+        }
         Ok(ActualState {
             applications,
             secrets,
@@ -267,6 +288,10 @@ impl ApplicationWriter {
         let mut secret = Secret::default();
         secret.metadata.name = Some(wanted.name.clone());
         secret.metadata.labels = Some(wanted.labels.clone());
+        secret.metadata.annotations = Some(std::collections::BTreeMap::from([(
+            DATA_HASH_ANNOTATION.to_string(),
+            wanted.data_hash(),
+        )]));
         secret.metadata.owner_references = Some(vec![OwnerReference {
             api_version: Application::api_version(&()).into_owned(),
             kind: Application::kind(&()).into_owned(),

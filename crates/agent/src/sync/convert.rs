@@ -15,6 +15,10 @@ pub const DEFAULT_DESCRIPTION: &str = "Description not provided";
 pub const CONNECTED_APP_LABEL: &str = "connected-app";
 pub const SECRET_APP_LABEL: &str = "app";
 pub const SECRET_BUNDLE_LABEL: &str = "bundleId";
+/// A digest of a Secret's data, written by the agent, so that a sync can tell
+/// an unchanged Secret from its metadata alone (without reading every
+/// credential each cycle). Whoever can read it can read the data anyway.
+pub const DATA_HASH_ANNOTATION: &str = "compass-runtime-agent.kyma-project.io/data-hash";
 
 /// The settings the conversion depends on.
 #[derive(Clone, Debug)]
@@ -38,6 +42,26 @@ pub struct WantedSecret {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub data: BTreeMap<String, Vec<u8>>,
+}
+
+impl WantedSecret {
+    /// The value of [`DATA_HASH_ANNOTATION`] for this data.
+    pub fn data_hash(&self) -> String {
+        data_hash(self.data.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+    }
+}
+
+/// sha1 over the keys and values in key order, each prefixed by its length.
+pub fn data_hash<'a>(data: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+    use sha1::{Digest, Sha1};
+    let mut hasher = Sha1::new();
+    for (key, value) in data {
+        hasher.update((key.len() as u64).to_be_bytes());
+        hasher.update(key.as_bytes());
+        hasher.update((value.len() as u64).to_be_bytes());
+        hasher.update(value);
+    }
+    hex::encode(hasher.finalize())
 }
 
 impl std::fmt::Debug for WantedSecret {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
-use super::convert::{WantedApplication, WantedSecret, SECRET_APP_LABEL};
+use super::convert::{WantedApplication, WantedSecret, DATA_HASH_ANNOTATION, SECRET_APP_LABEL};
 use crate::k8s::crd::application::{
     Application, ApplicationSpec, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
@@ -250,17 +250,30 @@ fn owned_spec(spec: &ApplicationSpec) -> OwnedSpec<'_> {
 }
 
 fn secret_differs(wanted: &WantedSecret, actual: &Secret, owner_uid: Option<&str>) -> bool {
-    let actual_data: BTreeMap<&str, &[u8]> = actual
-        .data
-        .iter()
-        .flatten()
-        .map(|(key, value)| (key.as_str(), value.0.as_slice()))
-        .collect();
-    let wanted_data: BTreeMap<&str, &[u8]> = wanted
-        .data
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_slice()))
-        .collect();
+    let recorded_hash = actual
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(DATA_HASH_ANNOTATION));
+    let data_matches = match recorded_hash {
+        // Written by this agent: the digest tells, no data needed.
+        Some(hash) => *hash == wanted.data_hash(),
+        // Written by someone else (e.g. the Go agent): compare the data.
+        None => {
+            let actual_data: BTreeMap<&str, &[u8]> = actual
+                .data
+                .iter()
+                .flatten()
+                .map(|(key, value)| (key.as_str(), value.0.as_slice()))
+                .collect();
+            let wanted_data: BTreeMap<&str, &[u8]> = wanted
+                .data
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect();
+            actual_data == wanted_data
+        }
+    };
     let labels = actual.metadata.labels.clone().unwrap_or_default();
     let labels_match = wanted
         .labels
@@ -273,7 +286,7 @@ fn secret_differs(wanted: &WantedSecret, actual: &Secret, owner_uid: Option<&str
             .any(|owner| owner.uid == uid),
         None => false,
     };
-    actual_data != wanted_data || !labels_match || !owned_by_app
+    !data_matches || !labels_match || !owned_by_app
 }
 
 /// The Secrets an Application's entries point at.
@@ -522,6 +535,26 @@ mod tests {
         ));
         assert!(
             matches!(&plan.applications[1].action, ApplicationAction::Conflict(m) if m.contains("more than one"))
+        );
+    }
+
+    #[test]
+    fn a_recorded_data_hash_stands_for_the_data() {
+        let wanted_apps = [wanted("shop", "p")];
+        let mut state = applied(&wanted_apps);
+        let hash = wanted_apps[0].secrets[0].data_hash();
+        state.secrets[0].data = None;
+        state.secrets[0].metadata.annotations =
+            Some(BTreeMap::from([(DATA_HASH_ANNOTATION.to_string(), hash)]));
+        assert_eq!(
+            plan(vec![wanted("shop", "p")], &state).writes(),
+            0,
+            "the same hash is no change"
+        );
+        let plan = plan(vec![wanted("shop", "changed")], &state);
+        assert!(
+            matches!(plan.applications[0].secrets[..], [SecretAction::Update(_)]),
+            "another hash is a change"
         );
     }
 
