@@ -168,7 +168,7 @@ fn plan_wanted(
 ) -> ApplicationPlan {
     let existing = actual_apps.get(name.as_str()).copied();
     let action = match existing {
-        None => ApplicationAction::Create(Box::new(wanted_app.application.clone())),
+        None => ApplicationAction::Create(Box::new(wanted_app.application)),
         Some(app) if !app.is_managed_by_compass() => {
             return ApplicationPlan {
                 name: name.clone(),
@@ -181,7 +181,7 @@ fn plan_wanted(
             };
         }
         Some(app) if owned_fields_differ(&wanted_app.application, app) => {
-            ApplicationAction::Update(Box::new(wanted_app.application.clone()))
+            ApplicationAction::Update(Box::new(wanted_app.application))
         }
         Some(_) => ApplicationAction::Unchanged,
     };
