@@ -351,24 +351,17 @@ async fn a_revoked_certificate_is_detected_and_the_connection_established_anew()
     world
         .wait_for_state(ConnectionState::Synchronized, LONG)
         .await;
-    let before = serial_of(&world.certificate_secret().await.unwrap()["crt"]);
+    let before_crt = world.certificate_secret().await.unwrap()["crt"].clone();
+    let before = serial_of(&before_crt);
     world.configure_with_fresh_token().await;
     assert_eq!(
         world.sim.revoke_runtime_certificates(RUNTIME_ID).unwrap(),
         1
     );
-    let deadline = Instant::now() + LONG;
-    loop {
-        let now = serial_of(&world.certificate_secret().await.unwrap()["crt"]);
-        if now != before && world.state().await == Some(ConnectionState::Synchronized) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the revoked certificate was not replaced"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let renewed = world
+        .wait_for_new_certificate(&before_crt, "the revocation")
+        .await;
+    assert_ne!(serial_of(&renewed["crt"]), before);
     // Detected as a refusal on the certificate-secured endpoint, then a new
     // connection with the token from the source.
     let log = world.sim.request_log();
@@ -399,20 +392,10 @@ async fn a_rotated_ca_is_detected_and_the_connection_established_anew() {
     let before = world.certificate_secret().await.unwrap();
     world.configure_with_fresh_token().await;
     world.sim.rotate_ca().unwrap();
-    let deadline = Instant::now() + LONG;
-    loop {
-        let now = world.certificate_secret().await.unwrap();
-        if now["crt"] != before["crt"] && world.state().await == Some(ConnectionState::Synchronized)
-        {
-            assert!(director_accepts(&world.sim, &now["key"], &now["crtChain"]).await);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no new certificate after the CA rotation"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let now = world
+        .wait_for_new_certificate(&before["crt"], "the CA rotation")
+        .await;
+    assert!(director_accepts(&world.sim, &now["key"], &now["crtChain"]).await);
     world.stop_agent().await;
 }
 

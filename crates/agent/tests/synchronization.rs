@@ -89,6 +89,35 @@ async fn secret_data(world: &World, name: &str) -> Option<BTreeMap<String, Strin
     )
 }
 
+/// The resourceVersion of every Application and of every Secret in the
+/// integration namespace, by kind and name.
+async fn resource_versions(world: &World) -> BTreeMap<String, String> {
+    let apps = applications(world)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let secrets = secrets(world)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    apps.iter()
+        .map(|a| {
+            (
+                format!("app/{}", a.name_any()),
+                a.resource_version().unwrap(),
+            )
+        })
+        .chain(secrets.iter().map(|s| {
+            (
+                format!("secret/{}", s.name_any()),
+                s.resource_version().unwrap(),
+            )
+        }))
+        .collect()
+}
+
 /// Asks for a synchronization now and waits until one has finished: the
 /// status was written for the generation that carried `resyncNow` (timestamps
 /// have whole seconds, so two syncs in one second would look the same).
@@ -362,48 +391,10 @@ async fn an_unchanged_director_makes_no_writes() {
             .unwrap();
     }
     resync(&world).await;
-    let versions = |apps: Vec<Application>, secrets: Vec<Secret>| -> BTreeMap<String, String> {
-        apps.iter()
-            .map(|a| {
-                (
-                    format!("app/{}", a.name_any()),
-                    a.resource_version().unwrap(),
-                )
-            })
-            .chain(secrets.iter().map(|s| {
-                (
-                    format!("secret/{}", s.name_any()),
-                    s.resource_version().unwrap(),
-                )
-            }))
-            .collect()
-    };
-    let before = versions(
-        applications(&world)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items,
-        secrets(&world)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items,
-    );
+    let before = resource_versions(&world).await;
     let writes_before = world.agent().metrics.successful_writes();
     let connection = resync(&world).await;
-    let after = versions(
-        applications(&world)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items,
-        secrets(&world)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items,
-    );
+    let after = resource_versions(&world).await;
     assert_eq!(
         world.agent().metrics.successful_writes() - writes_before,
         0,

@@ -243,6 +243,30 @@ impl World {
         )
     }
 
+    /// Waits until the stored certificate is no longer `old_crt` and the state
+    /// is `Synchronized` again; returns the new certificate Secret's data.
+    pub async fn wait_for_new_certificate(
+        &self,
+        old_crt: &str,
+        what: &str,
+    ) -> BTreeMap<String, String> {
+        let deadline = tokio::time::Instant::now() + LONG;
+        loop {
+            let now = self
+                .certificate_secret()
+                .await
+                .expect("the certificate Secret exists");
+            if now["crt"] != old_crt && self.state().await == Some(ConnectionState::Synchronized) {
+                return now;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no new certificate after {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Signing requests the sim has seen so far.
     pub fn csr_count(&self) -> usize {
         self.sim
