@@ -417,6 +417,34 @@ async fn an_unchanged_director_makes_no_writes() {
             .all(|r| r.operation == SyncOperation::Unchanged),
         "{results:?}"
     );
+
+    // Secrets as the Go agent leaves them (no data digest): taking them over
+    // compares their data and still writes nothing.
+    for secret in secrets(&world)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+    {
+        let patch = json!({"metadata": {"annotations": null}});
+        secrets(&world)
+            .patch(
+                &secret.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .unwrap();
+    }
+    let before = resource_versions(&world).await;
+    let writes_before = world.agent().metrics.successful_writes();
+    resync(&world).await;
+    assert_eq!(
+        world.agent().metrics.successful_writes() - writes_before,
+        0,
+        "taking over Go-written Secrets wrote"
+    );
+    assert_eq!(before, resource_versions(&world).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,25 +74,28 @@ impl ApplicationWriter {
             .await
             .map_err(list_error)?
             .items;
-        let mut secrets = Vec::with_capacity(summaries.len());
-        for summary in summaries {
-            let has_hash = summary
-                .metadata
-                .annotations
+        let has_hash = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            meta.annotations
                 .as_ref()
-                .is_some_and(|a| a.contains_key(DATA_HASH_ANNOTATION));
-            if has_hash {
-                secrets.push(Secret {
+                .is_some_and(|a| a.contains_key(DATA_HASH_ANNOTATION))
+        };
+        let secrets = if summaries.iter().all(|s| has_hash(&s.metadata)) {
+            summaries
+                .into_iter()
+                .map(|summary| Secret {
                     metadata: summary.metadata,
                     ..Secret::default()
-                });
-            } else if let Some(name) = summary.metadata.name.as_deref() {
-                // Written by someone else (e.g. the Go agent): its data is needed once.
-                if let Some(full) = self.secrets.get_opt(name).await.map_err(list_error)? {
-                    secrets.push(full);
-                }
-            }
-        }
+                })
+                .collect()
+        } else {
+            // Some were written by someone else (e.g. the Go agent): their
+            // data is needed, so read the Secrets once in full.
+            self.secrets
+                .list(&ListParams::default().labels(SECRET_BUNDLE_LABEL))
+                .await
+                .map_err(list_error)?
+                .items
+        };
         Ok(ActualState {
             applications,
             secrets,
