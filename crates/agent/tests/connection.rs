@@ -14,13 +14,27 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_cluster_with_a_configuration_secret_gets_connected_and_synchronized() {
     let mut world = World::new().await;
-    world.configure_with_fresh_token().await;
+    let token = world.configure_with_fresh_token().await;
     let started = Instant::now();
     world.start_agent().await;
     let connection = world
         .wait_for_state(ConnectionState::Synchronized, LONG)
         .await;
     eprintln!("time from start to Synchronized: {:?}", started.elapsed());
+    // Every request the agent sent to Compass carried the reconcile's request
+    // id, and the one-time token shows nowhere in what Compass logged.
+    let log = world.sim.request_log();
+    assert!(!log.is_empty());
+    assert!(
+        log.iter()
+            .all(|e| e.request_id.as_deref().is_some_and(|id| id.len() == 36)),
+        "x-request-id on every request: {log:?}"
+    );
+    let logged = format!("{log:?}");
+    assert!(
+        !logged.contains(&token),
+        "the token appears in the request log"
+    );
 
     let status = connection.status.unwrap();
     assert!(status.connection_status.established.is_some());
@@ -72,15 +86,6 @@ async fn a_fresh_cluster_with_a_configuration_secret_gets_connected_and_synchron
         get("/readyz").await.unwrap().status(),
         200,
         "ready with a valid certificate"
-    );
-    // Every request to Compass carried the reconcile's request id, and the
-    // configuration source's token never shows in the request log.
-    let log = world.sim.request_log();
-    assert!(!log.is_empty());
-    assert!(
-        log.iter()
-            .all(|e| e.request_id.as_deref().is_some_and(|id| id.len() == 36)),
-        "x-request-id on every request"
     );
     // Metrics tell the same story.
     let metrics = reqwest::get(format!(
