@@ -364,12 +364,14 @@ async fn reconcile_once(
 
     let certificate = credentials.as_ref().map(|c| c.info().clone());
     let error_text = current_error(&status);
+    // Validity is judged now, not at the start of the reconcile: a certificate
+    // issued during it is valid from a later second.
     status.conditions = decide::conditions(
         &previous.conditions,
         status.connection_state,
         &error_text,
         certificate.as_ref(),
-        now,
+        Timestamp::now(),
         connection.metadata.generation,
     );
     status.observed_generation = connection.metadata.generation;
