@@ -74,8 +74,15 @@ async fn main() {
         .env("APP_METRICS_ADDRESS", format!("127.0.0.1:{metrics_port}"))
         .env("APP_CONTROLLER_SYNC_PERIOD", "10m")
         .env("APP_MINIMAL_COMPASS_SYNC_TIME", "1s")
-        .env("APP_LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
+        .env(
+            "APP_LOG_LEVEL",
+            std::env::var("BENCH_AGENT_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(if std::env::var_os("BENCH_AGENT_LOG_LEVEL").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .expect("the agent binary starts");
     let pid = agent.id();

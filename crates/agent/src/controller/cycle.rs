@@ -682,21 +682,29 @@ async fn synchronize_inner(
         &parameters.tenant,
         ctx.settings.director_page_size,
     );
+    let phase = Instant::now();
     let applications = director
         .fetch_applications()
         .await
         .map_err(SyncError::Fetch)?;
     sync.last_successful_fetch = Some(Time(now));
+    let fetch_time = phase.elapsed();
 
+    let phase = Instant::now();
     let wanted: Vec<_> = applications
         .iter()
         .map(|app| sync::to_wanted_application(app, &ctx.conversion))
         .collect();
+    drop(applications);
     let wanted_count = wanted.len();
     let actual = ctx.applications.read_actual().await?;
+    let read_time = phase.elapsed();
+    let phase = Instant::now();
     let plan = sync::plan(wanted, &actual);
+    drop(actual);
     let planned_writes = plan.writes();
     let results = ctx.applications.apply(plan).await;
+    let apply_time = phase.elapsed();
     let failed: Vec<_> = results
         .iter()
         .filter(|r| r.operation == SyncOperation::Failed)
@@ -705,6 +713,9 @@ async fn synchronize_inner(
         applications = wanted_count,
         writes = planned_writes,
         failed = failed.len(),
+        fetch_ms = fetch_time.as_millis() as u64,
+        read_cluster_ms = read_time.as_millis() as u64,
+        apply_ms = apply_time.as_millis() as u64,
         "applications synchronized"
     );
     ctx.metrics.applications_managed.set(wanted_count as i64);

@@ -96,6 +96,7 @@ pub fn plan(wanted: Vec<WantedApplication>, actual: &ActualState) -> Plan {
         .iter()
         .filter_map(|secret| secret.metadata.name.as_deref().map(|name| (name, secret)))
         .collect();
+    let labelled = secrets_by_labelled_app(&actual.secrets);
 
     let mut plans = Vec::new();
     let mut wanted_names = BTreeSet::new();
@@ -126,6 +127,7 @@ pub fn plan(wanted: Vec<WantedApplication>, actual: &ActualState) -> Plan {
             application_id,
             &actual_apps,
             &actual_secrets,
+            &labelled,
         ));
     }
 
@@ -135,7 +137,7 @@ pub fn plan(wanted: Vec<WantedApplication>, actual: &ActualState) -> Plan {
         }
         let secrets = referenced_secrets(app)
             .into_iter()
-            .chain(secrets_labelled_for(name, &actual_secrets))
+            .chain(labelled.get(*name).cloned().unwrap_or_default())
             .filter(|secret| actual_secrets.contains_key(secret.as_str()))
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -165,6 +167,7 @@ fn plan_wanted(
     application_id: String,
     actual_apps: &BTreeMap<&str, &Application>,
     actual_secrets: &BTreeMap<&str, &Secret>,
+    labelled: &BTreeMap<&str, Vec<String>>,
 ) -> ApplicationPlan {
     let existing = actual_apps.get(name.as_str()).copied();
     let action = match existing {
@@ -202,7 +205,7 @@ fn plan_wanted(
     if let Some(app) = existing {
         let stale: BTreeSet<String> = referenced_secrets(app)
             .into_iter()
-            .chain(secrets_labelled_for(&name, actual_secrets))
+            .chain(labelled.get(name.as_str()).cloned().unwrap_or_default())
             .filter(|secret| {
                 !wanted_secret_names.contains(secret)
                     && actual_secrets.contains_key(secret.as_str())
@@ -305,19 +308,22 @@ fn referenced_secrets(app: &Application) -> BTreeSet<String> {
         .collect()
 }
 
-/// Secrets the agent made for an application (by label), found even when the
-/// Application no longer points at them (e.g. after a failed earlier sync).
-fn secrets_labelled_for(app: &str, actual_secrets: &BTreeMap<&str, &Secret>) -> Vec<String> {
-    actual_secrets
-        .values()
-        .filter(|secret| {
-            let labels = secret.metadata.labels.as_ref();
-            let label = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
-            label(SECRET_APP_LABEL) == Some(app)
-                && label(MANAGED_BY_LABEL) == Some(MANAGED_BY_VALUE)
-        })
-        .filter_map(|secret| secret.metadata.name.clone())
-        .collect()
+/// The Secrets the agent made for each application (by label), found even
+/// when the Application no longer points at them (e.g. after a failed earlier
+/// sync). Built once per plan: a lookup per application would be quadratic.
+fn secrets_by_labelled_app(secrets: &[Secret]) -> BTreeMap<&str, Vec<String>> {
+    let mut by_app: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for secret in secrets {
+        let labels = secret.metadata.labels.as_ref();
+        let label = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
+        if label(MANAGED_BY_LABEL) != Some(MANAGED_BY_VALUE) {
+            continue;
+        }
+        if let (Some(app), Some(name)) = (label(SECRET_APP_LABEL), secret.metadata.name.clone()) {
+            by_app.entry(app).or_default().push(name);
+        }
+    }
+    by_app
 }
 
 #[cfg(test)]
