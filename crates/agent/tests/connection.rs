@@ -350,12 +350,7 @@ async fn deleting_the_connection_resource_connects_anew_with_the_configured_toke
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_certificate_is_detected_and_the_connection_established_anew() {
-    let mut world = World::new().await;
-    world.configure_with_fresh_token().await;
-    world.start_agent().await;
-    world
-        .wait_for_state(ConnectionState::Synchronized, LONG)
-        .await;
+    let mut world = World::connected().await;
     let before_crt = world.certificate_secret().await.unwrap()["crt"].clone();
     let before = serial_of(&before_crt);
     world.configure_with_fresh_token().await;
@@ -388,12 +383,7 @@ async fn a_revoked_certificate_is_detected_and_the_connection_established_anew()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_ca_is_detected_and_the_connection_established_anew() {
-    let mut world = World::new().await;
-    world.configure_with_fresh_token().await;
-    world.start_agent().await;
-    world
-        .wait_for_state(ConnectionState::Synchronized, LONG)
-        .await;
+    let mut world = World::connected().await;
     let before = world.certificate_secret().await.unwrap();
     world.configure_with_fresh_token().await;
     world.sim.rotate_ca().unwrap();
@@ -406,12 +396,7 @@ async fn a_rotated_ca_is_detected_and_the_connection_established_anew() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connector_faults_are_reported_keep_credentials_back_off_and_recover() {
-    let mut world = World::new().await;
-    world.configure_with_fresh_token().await;
-    world.start_agent().await;
-    world
-        .wait_for_state(ConnectionState::Synchronized, LONG)
-        .await;
+    let mut world = World::connected().await;
     let credentials = world.certificate_secret().await.unwrap();
 
     for (kind, needle) in [

@@ -59,16 +59,6 @@ fn plain(id: &str, name: &str) -> compass_sim::Application {
     .unwrap()
 }
 
-async fn connected_world() -> World {
-    let mut world = World::new().await;
-    world.configure_with_fresh_token().await;
-    world.start_agent().await;
-    world
-        .wait_for_state(ConnectionState::Synchronized, LONG)
-        .await;
-    world
-}
-
 fn applications(world: &World) -> Api<Application> {
     Api::all(world.client.clone())
 }
@@ -148,7 +138,7 @@ async fn resync(world: &World) -> compass_runtime_agent::k8s::crd::CompassConnec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn director_applications_become_applications_and_secrets_with_the_original_content() {
-    let world = connected_world().await;
+    let world = World::connected().await;
     world
         .sim
         .put_application(RUNTIME_ID, shop("Orders API", "pw", false))
@@ -265,7 +255,7 @@ async fn director_applications_become_applications_and_secrets_with_the_original
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn director_changes_are_applied_and_unreferenced_secrets_removed() {
-    let world = connected_world().await;
+    let world = World::connected().await;
     world
         .sim
         .put_application(RUNTIME_ID, shop("Orders API", "pw", false))
@@ -379,7 +369,7 @@ async fn removed_applications_are_deleted_and_foreign_ones_left_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_director_makes_no_writes() {
-    let world = connected_world().await;
+    let world = World::connected().await;
     for i in 0..5 {
         world
             .sim
@@ -488,7 +478,7 @@ async fn every_page_at_every_level_is_followed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn director_faults_fail_the_sync_delete_nothing_and_recover() {
-    let world = connected_world().await;
+    let world = World::connected().await;
     world
         .sim
         .put_application(RUNTIME_ID, plain("app-a", "a"))
@@ -540,7 +530,7 @@ async fn director_faults_fail_the_sync_delete_nothing_and_recover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_application_that_cannot_be_written_does_not_stop_the_others() {
-    let world = connected_world().await;
+    let world = World::connected().await;
     world
         .sim
         .put_application(RUNTIME_ID, plain("app-ok", "fine"))
@@ -576,7 +566,7 @@ async fn one_application_that_cannot_be_written_does_not_stop_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_labels_are_set_once_and_not_resent() {
-    let world = connected_world().await;
+    let world = World::connected().await;
     let labels = world.sim.runtime_labels(RUNTIME_ID).unwrap();
     assert_eq!(
         labels["runtime_eventServiceUrl"],

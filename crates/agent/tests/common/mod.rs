@@ -95,6 +95,18 @@ impl World {
         }
     }
 
+    /// A new world whose agent has connected with a fresh token and
+    /// synchronized once.
+    pub async fn connected() -> World {
+        let mut world = World::new().await;
+        world.configure_with_fresh_token().await;
+        world.start_agent().await;
+        world
+            .wait_for_state(ConnectionState::Synchronized, LONG)
+            .await;
+        world
+    }
+
     pub fn config_values(&self, token: &str) -> BTreeMap<String, String> {
         BTreeMap::from([
             (
