@@ -318,12 +318,8 @@ async fn refresh_credentials_now_renews_at_once_and_is_cleared() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_connection_resource_connects_anew_with_the_configured_token() {
-    let mut world = World::new().await;
-    world.configure_with_fresh_token().await;
-    world.start_agent().await;
-    let first = world
-        .wait_for_state(ConnectionState::Synchronized, LONG)
-        .await;
+    let mut world = World::connected().await;
+    let first = world.connection().await.expect("compass-connection exists");
     let old_uid = first.metadata.uid.clone();
     world.configure_with_fresh_token().await;
     world
@@ -473,12 +469,8 @@ async fn connector_faults_are_reported_keep_credentials_back_off_and_recover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_agent_keeps_its_certificate() {
-    let mut world = World::new().await;
-    world.configure_with_fresh_token().await;
-    world.start_agent().await;
-    let first = world
-        .wait_for_state(ConnectionState::Synchronized, LONG)
-        .await;
+    let mut world = World::connected().await;
+    let first = world.connection().await.expect("compass-connection exists");
     let credentials = world.certificate_secret().await.unwrap();
     world.stop_agent().await;
     let last_attempt = first
