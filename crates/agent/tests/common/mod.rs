@@ -166,8 +166,14 @@ impl World {
     }
 
     pub async fn start_agent(&mut self) {
-        assert!(self.agent.is_none(), "the agent is already running");
         let client = self.env.client().await;
+        self.start_agent_as(client).await;
+    }
+
+    /// Starts the agent with the given client, e.g. one that impersonates the
+    /// agent's ServiceAccount.
+    pub async fn start_agent_as(&mut self, client: Client) {
+        assert!(self.agent.is_none(), "the agent is already running");
         let agent = Agent::start(client, self.settings.clone(), CancellationToken::new())
             .await
             .expect("the agent starts");
