@@ -70,7 +70,13 @@ impl Agent {
             metrics.clone(),
             readiness.clone(),
         )?);
-        let task = tokio::spawn(controller::run(ctx, shutdown.clone()));
+        let task = if ctx.settings.leader_election {
+            let election = controller::leader::ElectionConfig::from_settings(&ctx.settings);
+            tokio::spawn(controller::leader::run_elected(ctx, election, shutdown.clone()))
+        } else {
+            metrics.set_leader(true);
+            tokio::spawn(controller::run(ctx, shutdown.clone()))
+        };
         Ok(Agent {
             endpoints: Endpoints {
                 health,

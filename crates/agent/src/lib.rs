@@ -8,5 +8,6 @@ pub mod compass;
 pub mod config;
 pub mod controller;
 pub mod k8s;
+pub mod status_report;
 pub mod sync;
 pub mod telemetry;

@@ -22,6 +22,19 @@ enum Command {
     Run,
     /// Print the CustomResourceDefinitions (CompassConnection, Application) as YAML.
     Crd,
+    /// Show the connection, the certificate and the last synchronization.
+    /// Exit code: 0 healthy, 1 not healthy, 2 cannot tell (e.g. no access).
+    Status {
+        /// `table` or `json`.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: OutputFormat,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -38,7 +51,76 @@ fn main() -> ExitCode {
             }
         },
         Command::Run => run(cli.settings),
+        Command::Status { output } => status(cli.settings, output),
     }
+}
+
+/// `compass-runtime-agent status`: reads with the caller's kubeconfig.
+fn status(settings: Settings, output: OutputFormat) -> ExitCode {
+    use compass_runtime_agent::k8s::crd::compass_connection::{
+        CompassConnection, COMPASS_CONNECTION_NAME,
+    };
+    use compass_runtime_agent::k8s::credentials_store::CredentialsStore;
+    use compass_runtime_agent::status_report;
+
+    install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async move {
+        let client = match kube::Client::try_default().await {
+            Ok(client) => client,
+            Err(error) => {
+                eprintln!("error: cannot configure the Kubernetes client (KUBECONFIG or in-cluster): {error}");
+                return ExitCode::from(2);
+            }
+        };
+        let connections: kube::Api<CompassConnection> = kube::Api::all(client.clone());
+        let connection = match connections.get_opt(COMPASS_CONNECTION_NAME).await {
+            Ok(Some(connection)) => connection,
+            Ok(None) => {
+                eprintln!("CompassConnection {COMPASS_CONNECTION_NAME} does not exist: is the agent running?");
+                return ExitCode::from(1);
+            }
+            Err(error) => {
+                eprintln!("error: cannot read CompassConnection {COMPASS_CONNECTION_NAME}: {error}");
+                return ExitCode::from(2);
+            }
+        };
+        let certificate = CredentialsStore::new(
+            client,
+            settings.cluster_certificates_secret.clone(),
+            settings.ca_certificates_secret.clone(),
+        )
+        .load()
+        .await
+        .map(|credentials| credentials.info().clone())
+        .map_err(|error| error.to_string());
+        let now = jiff::Timestamp::now();
+        let report = status_report::report(&connection, certificate, now);
+        match output {
+            OutputFormat::Table => print!("{}", status_report::render_table(&report, now)),
+            OutputFormat::Json => match serde_json::to_string_pretty(&report) {
+                Ok(json) => println!("{json}"),
+                Err(error) => {
+                    eprintln!("error: cannot render the status as JSON: {error}");
+                    return ExitCode::from(2);
+                }
+            },
+        }
+        if report.healthy {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
+    })
 }
 
 fn run(settings: Settings) -> ExitCode {

@@ -147,6 +147,10 @@ pub struct Settings {
     /// How long a leader's Lease is valid without renewal.
     #[arg(long, env = "APP_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_go_duration)]
     pub leader_election_lease_duration: Duration,
+
+    /// This replica's name in the Lease; default `POD_NAME`, else host name and process id.
+    #[arg(long, env = "APP_LEADER_ELECTION_IDENTITY")]
+    pub leader_election_identity: Option<String>,
 }
 
 impl Settings {

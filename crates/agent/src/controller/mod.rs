@@ -5,6 +5,7 @@
 pub mod cycle;
 pub mod decide;
 pub mod errors;
+pub mod leader;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! that is valid now) and, on its own listener, `/metrics`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -19,6 +19,10 @@ use super::metrics::Metrics;
 pub struct Readiness {
     not_before: AtomicI64,
     not_after: AtomicI64,
+    /// A replica waiting for the leader Lease is ready: it can take over,
+    /// and a rolling update must be able to start it before the old leader
+    /// stops.
+    standby: AtomicBool,
 }
 
 impl Readiness {
@@ -34,6 +38,14 @@ impl Readiness {
         self.not_after.store(0, Ordering::Relaxed);
     }
 
+    pub fn set_standby(&self, standby: bool) {
+        self.standby.store(standby, Ordering::Relaxed);
+    }
+
+    pub fn is_standby(&self) -> bool {
+        self.standby.load(Ordering::Relaxed)
+    }
+
     pub fn is_ready(&self) -> bool {
         let now = jiff::Timestamp::now().as_second();
         let not_after = self.not_after.load(Ordering::Relaxed);
@@ -46,7 +58,9 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(readiness): State<Arc<Readiness>>) -> impl IntoResponse {
-    if readiness.is_ready() {
+    if readiness.is_standby() {
+        (StatusCode::OK, "standby: another replica holds the leader Lease")
+    } else if readiness.is_ready() {
         (StatusCode::OK, "ok")
     } else {
         (

@@ -63,6 +63,7 @@ pub struct Metrics {
     compass_requests: Family<CompassRequestLabels, Counter>,
     compass_request_duration: Family<OperationLabels, Histogram>,
     pub reconciles: Family<OutcomeLabels, Counter>,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -91,6 +92,7 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.005, 2.0, 14))
             }),
             reconciles: Family::default(),
+            leader: Gauge::default(),
         };
         registry.register(
             "certificate_not_after_timestamp_seconds",
@@ -152,6 +154,11 @@ impl Metrics {
             "Reconciles of the CompassConnection by outcome",
             metrics.reconciles.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease (or runs without leader election)",
+            metrics.leader.clone(),
+        );
         *metrics.registry.lock().unwrap_or_else(|e| e.into_inner()) = registry;
         for state in ConnectionState::ALL {
             metrics
@@ -162,6 +169,10 @@ impl Metrics {
                 .set(0);
         }
         metrics
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
     }
 
     pub fn record_write(&self, kind: &'static str, verb: &'static str, ok: bool) {

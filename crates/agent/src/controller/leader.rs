@@ -1,0 +1,451 @@
+//! Leader election with a `coordination.k8s.io` Lease, so that two replicas
+//! are safe: only the holder of the Lease runs the controller.
+//!
+//! The rules are client-go's. A Lease is free when it has no holder, or when
+//! its record has not changed for `leaseDurationSeconds` as measured by *this*
+//! process's clock (so clock skew between nodes does not matter). The leader
+//! renews every retry period and steps down when it could not renew within the
+//! renew deadline, which is shorter than the lease duration: it stops writing
+//! before another replica may take over.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{ObjectMeta, PostParams};
+use kube::Api;
+use tokio_util::sync::CancellationToken;
+
+use super::Context;
+use crate::config::{NamespacedName, Settings};
+
+/// How this replica takes part in the election.
+#[derive(Clone, Debug)]
+pub struct ElectionConfig {
+    pub lease: NamespacedName,
+    pub identity: String,
+    pub lease_duration: Duration,
+    /// The leader steps down when it could not renew for this long.
+    pub renew_deadline: Duration,
+    /// How often the leader renews and a candidate tries.
+    pub retry_period: Duration,
+}
+
+impl ElectionConfig {
+    /// client-go's proportions: renew deadline 2/3 and retry period 2/15 of
+    /// the lease duration (10 s and 2 s for the default 15 s).
+    pub fn from_settings(settings: &Settings) -> ElectionConfig {
+        let lease_duration = settings.leader_election_lease_duration;
+        ElectionConfig {
+            lease: settings.leader_election_lease.clone(),
+            identity: settings
+                .leader_election_identity
+                .clone()
+                .unwrap_or_else(default_identity),
+            lease_duration,
+            renew_deadline: lease_duration * 2 / 3,
+            retry_period: (lease_duration * 2 / 15).max(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// `POD_NAME` in a cluster (unique per Pod); elsewhere host name and process id.
+pub fn default_identity() -> String {
+    match std::env::var("POD_NAME") {
+        Ok(pod) if !pod.is_empty() => return pod,
+        _ => {}
+    }
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "compass-runtime-agent".into());
+    format!("{host}_{}", std::process::id())
+}
+
+/// What to do with the Lease as it is now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseDecision {
+    /// There is no Lease: create it, holding it.
+    Create,
+    /// The Lease is free or expired: take it over.
+    Acquire,
+    /// We hold it: renew it.
+    Renew,
+    /// Another replica holds it; it expires in `free_in` unless renewed.
+    Wait { holder: String, free_in: Duration },
+}
+
+/// The decision, from the Lease (if any), our identity, and how long its
+/// record has stayed unchanged as seen by this process.
+pub fn decide(
+    lease: Option<&LeaseSpec>,
+    identity: &str,
+    unchanged_for: Duration,
+    our_duration: Duration,
+) -> LeaseDecision {
+    let Some(spec) = lease else {
+        return LeaseDecision::Create;
+    };
+    let holder = spec.holder_identity.as_deref().unwrap_or("");
+    if holder == identity {
+        return LeaseDecision::Renew;
+    }
+    if holder.is_empty() {
+        return LeaseDecision::Acquire;
+    }
+    let duration = spec
+        .lease_duration_seconds
+        .filter(|seconds| *seconds > 0)
+        .map(|seconds| Duration::from_secs(seconds as u64))
+        .unwrap_or(our_duration);
+    if unchanged_for >= duration {
+        LeaseDecision::Acquire
+    } else {
+        LeaseDecision::Wait {
+            holder: holder.to_string(),
+            free_in: duration - unchanged_for,
+        }
+    }
+}
+
+/// The spec written when we take or renew the Lease.
+fn held_spec(
+    previous: Option<&LeaseSpec>,
+    identity: &str,
+    duration: Duration,
+    now: jiff::Timestamp,
+) -> LeaseSpec {
+    let previous = previous.cloned().unwrap_or_default();
+    let previous_holder = previous.holder_identity.as_deref().unwrap_or("");
+    let taken_over = previous_holder != identity;
+    LeaseSpec {
+        holder_identity: Some(identity.to_string()),
+        lease_duration_seconds: Some(duration.as_secs().max(1) as i32),
+        renew_time: Some(MicroTime(now)),
+        acquire_time: if taken_over {
+            Some(MicroTime(now))
+        } else {
+            previous.acquire_time.clone()
+        },
+        lease_transitions: Some(match (taken_over, previous.lease_transitions) {
+            (true, Some(n)) if !previous_holder.is_empty() => n + 1,
+            (_, n) => n.unwrap_or(0),
+        }),
+        ..previous
+    }
+}
+
+/// The I/O around `decide`: one Lease, read and written with its
+/// resourceVersion so that two candidates cannot both win.
+pub struct Elector {
+    api: Api<Lease>,
+    config: ElectionConfig,
+    /// The Lease's resourceVersion when we last saw it change, and when.
+    observed: Option<(String, Instant)>,
+}
+
+impl Elector {
+    pub fn new(client: kube::Client, config: ElectionConfig) -> Elector {
+        Elector {
+            api: Api::namespaced(client, &config.lease.namespace),
+            config,
+            observed: None,
+        }
+    }
+
+    /// Takes or renews the Lease; `Ok(true)` when we hold it afterwards.
+    pub async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
+        let name = &self.config.lease.name;
+        let now = Instant::now();
+        let current = self.api.get_opt(name).await?;
+        if let Some(lease) = &current {
+            let version = lease.metadata.resource_version.clone().unwrap_or_default();
+            if self.observed.as_ref().map(|(v, _)| v) != Some(&version) {
+                self.observed = Some((version, now));
+            }
+        }
+        let unchanged_for = self
+            .observed
+            .as_ref()
+            .map(|(_, since)| now.duration_since(*since))
+            .unwrap_or_default();
+        let spec = current.as_ref().and_then(|lease| lease.spec.as_ref());
+        let decision = decide(
+            current.as_ref().map(|_| spec.cloned().unwrap_or_default()).as_ref(),
+            &self.config.identity,
+            unchanged_for,
+            self.config.lease_duration,
+        );
+        let held = held_spec(
+            spec,
+            &self.config.identity,
+            self.config.lease_duration,
+            jiff::Timestamp::now(),
+        );
+        let written = match decision {
+            LeaseDecision::Wait { holder, free_in } => {
+                tracing::debug!(%holder, ?free_in, "another replica holds the leader Lease");
+                return Ok(false);
+            }
+            LeaseDecision::Create => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        namespace: Some(self.config.lease.namespace.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(held),
+                };
+                self.api.create(&PostParams::default(), &lease).await
+            }
+            LeaseDecision::Acquire | LeaseDecision::Renew => {
+                let mut lease = current.unwrap_or_default();
+                lease.spec = Some(held);
+                // The resourceVersion travels along: a concurrent write wins
+                // and we get 409 Conflict.
+                self.api.replace(name, &PostParams::default(), &lease).await
+            }
+        };
+        match written {
+            Ok(lease) => {
+                let version = lease.metadata.resource_version.unwrap_or_default();
+                self.observed = Some((version, Instant::now()));
+                Ok(true)
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Gives the Lease up (at shutdown), so the next replica need not wait
+    /// for it to expire.
+    pub async fn release(&mut self) {
+        let name = &self.config.lease.name;
+        let Ok(Some(mut lease)) = self.api.get_opt(name).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
+        if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
+            return;
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+        match self.api.replace(name, &PostParams::default(), &lease).await {
+            Ok(_) => tracing::info!(lease = %self.config.lease, "released the leader Lease"),
+            Err(error) => tracing::warn!(%error, "cannot release the leader Lease"),
+        }
+    }
+}
+
+/// Why a term as leader ended.
+enum TermEnd {
+    Shutdown,
+    Lost(String),
+}
+
+/// Runs the controller whenever this replica holds the Lease, until `shutdown`.
+pub async fn run_elected(ctx: Arc<Context>, config: ElectionConfig, shutdown: CancellationToken) {
+    let mut elector = Elector::new(ctx.client.clone(), config.clone());
+    tracing::info!(identity = %config.identity, lease = %config.lease, "leader election: waiting for the Lease");
+    loop {
+        ctx.metrics.set_leader(false);
+        ctx.readiness.set_standby(true);
+        loop {
+            match elector.try_acquire_or_renew().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "cannot read or take the leader Lease"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(jittered(config.retry_period)) => {}
+            }
+        }
+        tracing::info!(identity = %config.identity, "became the leader");
+        ctx.metrics.set_leader(true);
+        ctx.readiness.set_standby(false);
+        // A new term starts from the cluster's state, at once.
+        ctx.reset_backoff();
+        let term = shutdown.child_token();
+        let mut controller = tokio::spawn(super::run(ctx.clone(), term.clone()));
+        let end = lead(&mut elector, &config, &shutdown).await;
+        term.cancel();
+        match end {
+            TermEnd::Shutdown => {
+                // Let the current cycle finish cleanly, then hand over.
+                let _ = (&mut controller).await;
+                elector.release().await;
+                ctx.metrics.set_leader(false);
+                return;
+            }
+            TermEnd::Lost(why) => {
+                // Someone else may lead now: stop writing at once.
+                controller.abort();
+                let _ = controller.await;
+                tracing::warn!(reason = %why, "lost the leadership; the controller stopped");
+            }
+        }
+    }
+}
+
+/// Renews the Lease every retry period until shutdown or until it is lost.
+async fn lead(
+    elector: &mut Elector,
+    config: &ElectionConfig,
+    shutdown: &CancellationToken,
+) -> TermEnd {
+    let mut last_renewal = Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return TermEnd::Shutdown,
+            _ = tokio::time::sleep(config.retry_period) => {}
+        }
+        let left = config.renew_deadline.saturating_sub(last_renewal.elapsed());
+        match tokio::time::timeout(left, elector.try_acquire_or_renew()).await {
+            Ok(Ok(true)) => last_renewal = Instant::now(),
+            Ok(Ok(false)) => return TermEnd::Lost("another replica holds the Lease".into()),
+            Ok(Err(error)) => tracing::warn!(%error, "cannot renew the leader Lease"),
+            Err(_) => {}
+        }
+        if last_renewal.elapsed() >= config.renew_deadline {
+            return TermEnd::Lost(format!(
+                "the Lease was not renewed within {:?}",
+                config.renew_deadline
+            ));
+        }
+    }
+}
+
+/// Up to 20% more, so candidates do not all ask at once.
+fn jittered(period: Duration) -> Duration {
+    period.mul_f64(1.0 + rand::random::<f64>() * 0.2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn held_by(holder: &str, seconds: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(seconds),
+            lease_transitions: Some(3),
+            acquire_time: Some(MicroTime(jiff::Timestamp::UNIX_EPOCH)),
+            ..LeaseSpec::default()
+        }
+    }
+
+    #[test]
+    fn no_lease_is_created() {
+        assert_eq!(decide(None, "a", SECOND, 15 * SECOND), LeaseDecision::Create);
+    }
+
+    #[test]
+    fn our_own_lease_is_renewed_even_when_it_looks_expired() {
+        let spec = held_by("a", 15);
+        assert_eq!(
+            decide(Some(&spec), "a", 60 * SECOND, 15 * SECOND),
+            LeaseDecision::Renew
+        );
+    }
+
+    #[test]
+    fn a_released_lease_is_taken_at_once() {
+        let mut spec = held_by("b", 1);
+        spec.holder_identity = None;
+        assert_eq!(
+            decide(Some(&spec), "a", Duration::ZERO, 15 * SECOND),
+            LeaseDecision::Acquire
+        );
+        spec.holder_identity = Some(String::new());
+        assert_eq!(
+            decide(Some(&spec), "a", Duration::ZERO, 15 * SECOND),
+            LeaseDecision::Acquire
+        );
+    }
+
+    #[test]
+    fn another_holders_lease_is_respected_until_its_duration_passed_unchanged() {
+        let spec = held_by("b", 10);
+        assert_eq!(
+            decide(Some(&spec), "a", 4 * SECOND, 15 * SECOND),
+            LeaseDecision::Wait {
+                holder: "b".into(),
+                free_in: 6 * SECOND
+            }
+        );
+        // The Lease's own duration counts, not ours.
+        assert_eq!(
+            decide(Some(&spec), "a", 10 * SECOND, 15 * SECOND),
+            LeaseDecision::Acquire
+        );
+    }
+
+    #[test]
+    fn a_lease_without_duration_uses_ours() {
+        let mut spec = held_by("b", 0);
+        spec.lease_duration_seconds = None;
+        assert!(matches!(
+            decide(Some(&spec), "a", 14 * SECOND, 15 * SECOND),
+            LeaseDecision::Wait { .. }
+        ));
+        assert_eq!(
+            decide(Some(&spec), "a", 15 * SECOND, 15 * SECOND),
+            LeaseDecision::Acquire
+        );
+    }
+
+    #[test]
+    fn taking_over_counts_a_transition_and_sets_the_acquire_time() {
+        let now = jiff::Timestamp::from_second(1_000).unwrap();
+        let spec = held_spec(Some(&held_by("b", 15)), "a", 15 * SECOND, now);
+        assert_eq!(spec.holder_identity.as_deref(), Some("a"));
+        assert_eq!(spec.lease_transitions, Some(4));
+        assert_eq!(spec.acquire_time, Some(MicroTime(now)));
+        assert_eq!(spec.renew_time, Some(MicroTime(now)));
+        assert_eq!(spec.lease_duration_seconds, Some(15));
+    }
+
+    #[test]
+    fn renewing_keeps_the_acquire_time_and_the_transitions() {
+        let now = jiff::Timestamp::from_second(1_000).unwrap();
+        let spec = held_spec(Some(&held_by("a", 15)), "a", 15 * SECOND, now);
+        assert_eq!(spec.lease_transitions, Some(3));
+        assert_eq!(
+            spec.acquire_time,
+            Some(MicroTime(jiff::Timestamp::UNIX_EPOCH))
+        );
+        assert_eq!(spec.renew_time, Some(MicroTime(now)));
+    }
+
+    #[test]
+    fn the_first_holder_starts_at_zero_transitions() {
+        let now = jiff::Timestamp::from_second(1_000).unwrap();
+        assert_eq!(
+            held_spec(None, "a", 15 * SECOND, now).lease_transitions,
+            Some(0)
+        );
+        let released = LeaseSpec {
+            lease_transitions: Some(2),
+            ..LeaseSpec::default()
+        };
+        assert_eq!(
+            held_spec(Some(&released), "a", 15 * SECOND, now).lease_transitions,
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn proportions_follow_client_go() {
+        let mut settings = Settings::defaults();
+        settings.leader_election_identity = Some("me".into());
+        let config = ElectionConfig::from_settings(&settings);
+        assert_eq!(config.identity, "me");
+        assert_eq!(config.lease_duration, 15 * SECOND);
+        assert_eq!(config.renew_deadline, 10 * SECOND);
+        assert_eq!(config.retry_period, 2 * SECOND);
+    }
+}
