@@ -343,7 +343,7 @@ async fn reconcile_once(
             ctx.settings.minimal_compass_sync_time,
         ) {
             clear_resync = spec.resync_now;
-            let (state, sync_status) = synchronize(
+            let (state, sync_status, sync_failure) = synchronize(
                 ctx,
                 credentials,
                 &management_info,
@@ -352,8 +352,8 @@ async fn reconcile_once(
                 request_id,
             )
             .await;
-            if state != ConnectionState::Synchronized {
-                failure = Some(state.to_string());
+            if let Some(category) = sync_failure {
+                failure = Some(category.to_string());
             }
             status.connection_state = state;
             status.synchronization_status = Some(sync_status);
@@ -376,16 +376,15 @@ async fn reconcile_once(
     );
     status.observed_generation = connection.metadata.generation;
     ctx.metrics.set_connection_state(status.connection_state);
-    if status.connection_state != previous.connection_state {
-        ctx.events
-            .publish_state_change(
-                connection,
-                previous.connection_state,
-                status.connection_state,
-                &error_text,
-            )
-            .await;
-    }
+    ctx.events
+        .publish_outcome(
+            connection,
+            previous.connection_state,
+            status.connection_state,
+            failure.as_deref(),
+            &error_text,
+        )
+        .await;
 
     if management_info != spec.management_info || clear_resync || clear_refresh {
         let written = ctx
@@ -616,7 +615,7 @@ async fn synchronize(
     previous: Option<SynchronizationStatus>,
     now: Timestamp,
     request_id: &str,
-) -> (ConnectionState, SynchronizationStatus) {
+) -> (ConnectionState, SynchronizationStatus, Option<&'static str>) {
     let started = Instant::now();
     let mut sync = previous.unwrap_or_default();
     sync.last_attempt = Some(Time(now));
@@ -633,8 +632,10 @@ async fn synchronize(
     ctx.metrics
         .sync_duration
         .observe(started.elapsed().as_secs_f64());
-    let state = match outcome {
-        Ok(state) => state,
+    let (state, failure) = match outcome {
+        Ok(ConnectionState::Synchronized) => (ConnectionState::Synchronized, None),
+        // Some Applications could not be written; the result of each is in the status.
+        Ok(state) => (state, Some("ResourceApplicationFailed")),
         Err(error) => {
             let state = match error {
                 SyncError::Labels(_) => ConnectionState::MetadataUpdateFailed,
@@ -645,13 +646,13 @@ async fn synchronize(
             };
             tracing::warn!(%error, "synchronization failed");
             sync.error = bounded(&error.to_string());
-            state
+            (state, Some(error.category()))
         }
     };
     if state == ConnectionState::Synchronized {
         ctx.metrics.last_successful_sync.set(now.as_second() as f64);
     }
-    (state, sync)
+    (state, sync, failure)
 }
 
 async fn synchronize_inner(

@@ -70,6 +70,18 @@ pub enum SyncError {
     Labels(CompassError),
 }
 
+impl SyncError {
+    /// The reason of the Warning Event: a small fixed set.
+    pub fn category(&self) -> &'static str {
+        match self {
+            SyncError::Configuration(error) => error.category(),
+            SyncError::Fetch(error) => error.category(),
+            SyncError::ReadCluster(_) => "KubernetesAPI",
+            SyncError::Labels(_) => "MetadataUpdateFailed",
+        }
+    }
+}
+
 /// What makes a reconcile fail as a whole (its status could not be written).
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {

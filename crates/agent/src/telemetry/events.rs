@@ -24,34 +24,40 @@ impl EventRecorder {
         }
     }
 
-    /// A state change: Normal when it reaches a healthy state, Warning when it
-    /// leaves one; the reason is the new state, the note the error (if any).
-    pub async fn publish_state_change(
+    /// The outcome of one cycle. A failure is a Warning whose reason is the
+    /// error's category (`Timeout`, `CredentialsRefused`, …), published on
+    /// every failed cycle: kube's recorder folds repeats of a reason into one
+    /// Event series (a count), so a long outage does not flood. A success is
+    /// a Normal Event, only when the state changed to it.
+    pub async fn publish_outcome(
         &self,
         connection: &CompassConnection,
         from: ConnectionState,
         to: ConnectionState,
+        failure: Option<&str>,
         error: &str,
     ) {
-        let healthy = matches!(
-            to,
-            ConnectionState::Connected | ConnectionState::Synchronized
-        );
-        let note = if healthy || error.is_empty() {
-            format!("{from} → {to}")
-        } else {
-            format!("{from} → {to}: {error}")
-        };
-        let event = Event {
-            type_: if healthy {
-                EventType::Normal
-            } else {
-                EventType::Warning
+        let changed = from != to;
+        let event = match failure {
+            Some(category) => Event {
+                type_: EventType::Warning,
+                reason: category.to_string(),
+                note: Some(truncate(&if changed {
+                    format!("{from} → {to}: {error}")
+                } else {
+                    format!("{to}: {error}")
+                })),
+                action: "Reconcile".into(),
+                secondary: None,
             },
-            reason: to.to_string(),
-            note: Some(truncate(&note)),
-            action: "Reconcile".into(),
-            secondary: None,
+            None if changed => Event {
+                type_: EventType::Normal,
+                reason: to.to_string(),
+                note: Some(format!("{from} → {to}")),
+                action: "Reconcile".into(),
+                secondary: None,
+            },
+            None => return,
         };
         self.publish(connection, &event).await;
     }

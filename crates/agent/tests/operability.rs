@@ -1,0 +1,415 @@
+//! What an operator relies on beyond the sync itself: two replicas behind a
+//! leader Lease, a clean SIGTERM, the `status` command, metrics and Events.
+//! The agent runs as its own process here (the binary), so that it can be
+//! killed like a Pod.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{World, LONG, NS, RUNTIME_ID, SHORT};
+use compass_runtime_agent::k8s::crd::application::Application;
+use compass_runtime_agent::k8s::crd::ConnectionState;
+use compass_sim::FaultKind;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::ListParams;
+use kube::Api;
+use test_support::wait_for;
+use tokio::process::{Child, Command};
+
+const LEASE: &str = "compass-runtime-agent";
+const LEASE_DURATION: Duration = Duration::from_secs(4);
+
+/// The agent binary, as a Deployment would run it.
+struct AgentProcess {
+    child: Child,
+    health: String,
+    metrics: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn agent_command(world: &World) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_compass-runtime-agent"));
+    command
+        .env("KUBECONFIG", world.env.kubeconfig_path())
+        .env(
+            "APP_COMPASS_CA_BUNDLE",
+            world.settings.compass_ca_bundle.as_ref().unwrap(),
+        )
+        .env("APP_MINIMAL_COMPASS_SYNC_TIME", "1s")
+        .env("APP_CONTROLLER_SYNC_PERIOD", "3s")
+        .env("APP_COMPASS_REQUEST_TIMEOUT", "3s")
+        .env("APP_MAX_RETRY_DELAY", "4s");
+    command
+}
+
+impl AgentProcess {
+    async fn start(world: &World, identity: &str) -> AgentProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("agent.log");
+        let (health_port, metrics_port) = (free_port(), free_port());
+        let child = agent_command(world)
+            .env("APP_HEALTH_ADDRESS", "127.0.0.1")
+            .env("APP_HEALTH_PORT", health_port.to_string())
+            .env("APP_METRICS_ADDRESS", format!("127.0.0.1:{metrics_port}"))
+            .env("APP_LEADER_ELECTION", "true")
+            .env("APP_LEADER_ELECTION_LEASE", format!("{NS}/{LEASE}"))
+            .env(
+                "APP_LEADER_ELECTION_LEASE_DURATION",
+                format!("{}s", LEASE_DURATION.as_secs()),
+            )
+            .env("APP_LEADER_ELECTION_IDENTITY", identity)
+            .env("APP_LOG_LEVEL", "info")
+            .stdout(std::fs::File::create(&log).expect("log file"))
+            .stderr(std::fs::File::create(dir.path().join("agent.err")).expect("log file"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the agent binary starts");
+        let process = AgentProcess {
+            child,
+            health: format!("http://127.0.0.1:{health_port}"),
+            metrics: format!("http://127.0.0.1:{metrics_port}/metrics"),
+            log,
+            _dir: dir,
+        };
+        wait_for("the agent's metrics endpoint", SHORT, || async {
+            reqwest::get(&process.metrics).await.ok().map(|_| ())
+        })
+        .await;
+        process
+    }
+
+    async fn metrics(&self) -> String {
+        reqwest::get(&self.metrics)
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().expect("the agent runs")
+    }
+}
+
+/// The sum of all samples of a metric (over its labels).
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn lease_holder(world: &World) -> Option<String> {
+    let lease = Api::<Lease>::namespaced(world.client.clone(), NS)
+        .get_opt(LEASE)
+        .await
+        .expect("the Lease can be read")?;
+    lease
+        .spec?
+        .holder_identity
+        .filter(|holder| !holder.is_empty())
+}
+
+fn put_applications(world: &World, ids: &[&str]) {
+    for id in ids {
+        let mut app = compass_sim::model::generate_applications(1, 1, 1, 0).remove(0);
+        app.id = id.to_string();
+        app.name = format!("app-{id}");
+        world
+            .sim
+            .put_application(RUNTIME_ID, app)
+            .expect("application is stored");
+    }
+}
+
+async fn application_exists(world: &World, name: &str) -> bool {
+    Api::<Application>::all(world.client.clone())
+        .get_opt(name)
+        .await
+        .expect("Applications can be read")
+        .is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_replicas_only_the_leader_works_and_the_other_takes_over_when_it_is_killed() {
+    let world = World::new().await;
+    put_applications(&world, &["one", "two"]);
+    world.configure_with_fresh_token().await;
+    let mut replicas = vec![
+        AgentProcess::start(&world, "replica-a").await,
+        AgentProcess::start(&world, "replica-b").await,
+    ];
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    let leader = lease_holder(&world).await.expect("the Lease has a holder");
+    let (leader_index, standby_index) = if leader == "replica-a" {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    assert_eq!(leader, ["replica-a", "replica-b"][leader_index]);
+
+    // Only the leader talks to Compass and writes to the cluster.
+    let leader_metrics = replicas[leader_index].metrics().await;
+    let standby_metrics = replicas[standby_index].metrics().await;
+    assert_eq!(
+        metric_sum(&leader_metrics, "compass_runtime_agent_leader"),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(&standby_metrics, "compass_runtime_agent_leader"),
+        0.0
+    );
+    assert!(
+        metric_sum(
+            &leader_metrics,
+            "compass_runtime_agent_kubernetes_writes_total"
+        ) >= 4.0
+    );
+    assert_eq!(
+        metric_sum(
+            &standby_metrics,
+            "compass_runtime_agent_kubernetes_writes_total"
+        ),
+        0.0,
+        "the standby wrote:\n{standby_metrics}"
+    );
+    assert_eq!(
+        metric_sum(
+            &standby_metrics,
+            "compass_runtime_agent_compass_requests_total"
+        ),
+        0.0,
+        "the standby called Compass:\n{standby_metrics}"
+    );
+    // The standby is ready (a rolling update can proceed), and says why.
+    let readyz = reqwest::get(format!("{}/readyz", replicas[standby_index].health))
+        .await
+        .unwrap();
+    assert_eq!(readyz.status(), 200);
+    assert!(readyz.text().await.unwrap().contains("standby"));
+
+    // Kill the leader like a node failure: no chance to release the Lease.
+    replicas[leader_index].child.start_kill().unwrap();
+    replicas[leader_index].child.wait().await.unwrap();
+    let killed_at = Instant::now();
+    put_applications(&world, &["three"]);
+    let standby_name = ["replica-a", "replica-b"][standby_index];
+    wait_for("the standby to take the Lease", LONG, || async {
+        (lease_holder(&world).await.as_deref() == Some(standby_name)).then_some(())
+    })
+    .await;
+    let takeover = killed_at.elapsed();
+    println!(
+        "takeover after the leader was killed: {takeover:?} (lease duration {LEASE_DURATION:?})"
+    );
+    // Within the lease duration after the last renewal, plus a retry period
+    // and the time the API calls take on a loaded machine.
+    assert!(
+        takeover < LEASE_DURATION * 2,
+        "takeover took {takeover:?} with a lease duration of {LEASE_DURATION:?}"
+    );
+    let lease = Api::<Lease>::namespaced(world.client.clone(), NS)
+        .get(LEASE)
+        .await
+        .unwrap();
+    assert!(lease.spec.unwrap().lease_transitions.unwrap_or(0) >= 1);
+
+    // The new leader carries on: the application added meanwhile appears.
+    wait_for("the new leader to create app-three", LONG, || async {
+        application_exists(&world, "app-three").await.then_some(())
+    })
+    .await;
+    let new_leader_metrics = replicas[standby_index].metrics().await;
+    assert_eq!(
+        metric_sum(&new_leader_metrics, "compass_runtime_agent_leader"),
+        1.0
+    );
+    replicas.clear();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_command_reports_health_and_sigterm_releases_the_lease_and_exits_0() {
+    let world = World::new().await;
+    put_applications(&world, &["one", "two"]);
+    let token = world.configure_with_fresh_token().await;
+    let mut agent = AgentProcess::start(&world, "only-replica").await;
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    assert_eq!(lease_holder(&world).await.as_deref(), Some("only-replica"));
+
+    // `status` as an operator runs it.
+    let status = |json: bool| {
+        let mut command = agent_command(&world);
+        command.arg("status");
+        if json {
+            command.args(["-o", "json"]);
+        }
+        command.output()
+    };
+    let table = status(false).await.unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(table.status.code(), Some(0), "{text}");
+    assert!(text.contains("Synchronized (healthy)"), "{text}");
+    assert!(
+        text.contains(&format!("Runtime ID:   {RUNTIME_ID}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("app-one") && text.contains("app-two"),
+        "{text}"
+    );
+    let json = status(true).await.unwrap();
+    assert_eq!(json.status.code(), Some(0));
+    let report: serde_json::Value =
+        serde_json::from_slice(&json.stdout).expect("status -o json is JSON");
+    assert_eq!(report["healthy"], true);
+    assert_eq!(report["state"], "Synchronized");
+    assert_eq!(report["runtimeId"], RUNTIME_ID);
+    assert_eq!(
+        report["synchronization"]["applications"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // A Director that fails makes the command fail, for scripts.
+    world.sim.inject_fault(
+        "applicationsForRuntime",
+        FaultKind::GraphqlError,
+        compass_sim::FaultTimes::UntilCleared,
+    );
+    world
+        .wait_for_state(ConnectionState::SynchronizationFailed, LONG)
+        .await;
+    let unhealthy = status(false).await.unwrap();
+    let text = String::from_utf8_lossy(&unhealthy.stdout);
+    assert_eq!(unhealthy.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("NOT healthy: the state is SynchronizationFailed"),
+        "{text}"
+    );
+    world.sim.clear_faults();
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+
+    // SIGTERM: the agent finishes, hands the Lease back and exits 0.
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &agent.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let exit = tokio::time::timeout(SHORT, agent.child.wait())
+        .await
+        .expect("the agent exits after SIGTERM")
+        .unwrap();
+    assert_eq!(exit.code(), Some(0), "log:\n{}", agent.log());
+    assert_eq!(lease_holder(&world).await, None, "the Lease was released");
+
+    // Nothing secret reached the log.
+    let log = agent.log();
+    assert!(log.contains("became the leader"), "{log}");
+    assert!(!log.contains(&token), "the token was logged");
+    assert!(!log.contains("PRIVATE KEY"), "a private key was logged");
+}
+
+async fn connection_events(world: &World) -> Vec<Event> {
+    Api::<Event>::namespaced(world.client.clone(), "default")
+        .list(&ListParams::default())
+        .await
+        .expect("Events can be listed")
+        .items
+        .into_iter()
+        .filter(|event| {
+            event.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("compass-connection")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_tell_the_story_and_a_repeated_failure_is_one_counted_event() {
+    let world = World::connected().await;
+    let events = connection_events(&world).await;
+    let synchronized = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("Synchronized"))
+        .unwrap_or_else(|| panic!("no Synchronized event in {events:?}"));
+    assert_eq!(synchronized.type_.as_deref(), Some("Normal"));
+
+    // The Director keeps failing: one Warning named after the error, counted.
+    world.sim.inject_fault(
+        "applicationsForRuntime",
+        FaultKind::GraphqlError,
+        compass_sim::FaultTimes::UntilCleared,
+    );
+    let count_of_failures = || async {
+        let events = connection_events(&world).await;
+        let failures: Vec<_> = events
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("GraphQLError"))
+            .collect();
+        (
+            failures.len(),
+            failures.first().map(|e| {
+                (
+                    e.type_.clone().unwrap_or_default(),
+                    e.note.clone().unwrap_or_default(),
+                    e.series.as_ref().map(|s| s.count).unwrap_or(1),
+                )
+            }),
+        )
+    };
+    wait_for("three failed syncs in one Event series", LONG, || async {
+        match count_of_failures().await {
+            (_, Some((_, _, count))) if count >= 3 => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    let (series, first) = count_of_failures().await;
+    let (type_, note, _) = first.unwrap();
+    assert_eq!(series, 1, "repeats are aggregated into one Event");
+    assert_eq!(type_, "Warning");
+    assert!(
+        note.contains("Synchronized → SynchronizationFailed"),
+        "{note}"
+    );
+    assert!(note.contains("injected fault"), "{note}");
+
+    world.sim.clear_faults();
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    let back = connection_events(&world).await;
+    assert!(
+        back.iter()
+            .filter(|e| e.reason.as_deref() == Some("Synchronized"))
+            .count()
+            >= 1
+            && back.len() > events.len(),
+        "{back:?}"
+    );
+}
