@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash testenv/build.sh >/dev/null
-exec cargo run --quiet -p compass-runtime-agent --example demo -- "$@"
+exec cargo run --quiet -p compass-demo -- "$@"

@@ -176,21 +176,21 @@ pub fn render_table(report: &StatusReport, now: Timestamp) -> String {
         ("Error", or_dash(&report.error)),
     ];
     for (label, value) in rows {
-        let _ = writeln!(out, "  {:<14}{value}", format!("{label}:"));
+        let _ = writeln!(out, "  {:<16}{value}", format!("{label}:"));
     }
     let Some(sync) = &report.synchronization else {
         let _ = writeln!(out, "\nSynchronization: not yet");
         return out;
     };
     let _ = writeln!(out, "\nSynchronization");
-    let _ = writeln!(out, "  {:<14}{}", "Last attempt:", at(sync.last_attempt));
+    let _ = writeln!(out, "  {:<16}{}", "Last attempt:", at(sync.last_attempt));
     let _ = writeln!(
         out,
-        "  {:<14}{}",
+        "  {:<16}{}",
         "Last applied:",
         at(sync.last_successful_application)
     );
-    let _ = writeln!(out, "  {:<14}{}", "Error:", or_dash(&sync.error));
+    let _ = writeln!(out, "  {:<16}{}", "Error:", or_dash(&sync.error));
     let counts = sync
         .counts
         .iter()
@@ -227,14 +227,14 @@ pub fn render_table(report: &StatusReport, now: Timestamp) -> String {
         "NAME", "APPLICATION ID", "RESULT"
     );
     for app in &sync.applications {
-        let _ = writeln!(
-            out,
+        let row = format!(
             "  {:<name_width$}  {:<id_width$}  {:<9}  {}",
             app.name,
             or_dash(&app.application_id),
             operation_name(app.operation),
             app.error
         );
+        let _ = writeln!(out, "{}", row.trim_end());
     }
     out
 }
@@ -394,10 +394,10 @@ mod tests {
             at(0),
         );
         let table = render_table(&report, at(0));
-        assert!(table.contains("State:        Synchronized (healthy)"), "{table}");
-        assert!(table.contains("Runtime ID:   runtime-1"), "{table}");
+        assert!(table.contains("State:          Synchronized (healthy)"), "{table}");
+        assert!(table.contains("Runtime ID:     runtime-1"), "{table}");
         assert!(table.contains("(in 90d0h)"), "{table}");
-        assert!(table.contains("Established:  "), "{table}");
+        assert!(table.contains("Established:    "), "{table}");
         assert!(table.contains("(1h0m ago)"), "{table}");
         assert!(
             table.contains("Applications (3: 1 created, 1 failed, 1 unchanged)"),
@@ -415,7 +415,7 @@ mod tests {
             at(0),
         );
         let table = render_table(&report, at(0));
-        assert!(table.contains("Certificate:  - (secrets"), "{table}");
+        assert!(table.contains("Certificate:    - (secrets"), "{table}");
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["certificate"]["unreadable"], "secrets \"cluster-client-certificates\" is forbidden");
         assert_eq!(json["state"], "Synchronized");

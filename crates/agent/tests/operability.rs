@@ -273,7 +273,7 @@ async fn status_command_reports_health_and_sigterm_releases_the_lease_and_exits_
     assert_eq!(table.status.code(), Some(0), "{text}");
     assert!(text.contains("Synchronized (healthy)"), "{text}");
     assert!(
-        text.contains(&format!("Runtime ID:   {RUNTIME_ID}")),
+        text.contains(&format!("Runtime ID:     {RUNTIME_ID}")),
         "{text}"
     );
     assert!(

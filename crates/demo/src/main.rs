@@ -3,8 +3,8 @@
 //! agent. It waits until `Synchronized`, prints the status and the
 //! Applications, and keeps running until Ctrl-C.
 //!
-//!     cargo run -p compass-runtime-agent --example demo
-//!     cargo run -p compass-runtime-agent --example demo -- --exit-when-synchronized
+//!     cargo run -p compass-demo
+//!     cargo run -p compass-demo -- --exit-when-synchronized
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -15,6 +15,8 @@ use compass_runtime_agent::k8s::crd::application::Application;
 use compass_runtime_agent::k8s::crd::{
     self, CompassConnection, ConnectionState, COMPASS_CONNECTION_NAME,
 };
+use compass_runtime_agent::k8s::credentials_store::CredentialsStore;
+use compass_runtime_agent::status_report;
 use compass_sim::{CompassSim, Scenario, SimConfig};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::ByteString;
@@ -89,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
     settings.controller_sync_period = Duration::from_secs(5);
     let shutdown = CancellationToken::new();
     let started = Instant::now();
-    let agent = Agent::start(client.clone(), settings, shutdown.clone()).await?;
+    let agent = Agent::start(client.clone(), settings.clone(), shutdown.clone()).await?;
 
     let connections: Api<CompassConnection> = Api::all(client.clone());
     let connection = loop {
@@ -106,40 +108,28 @@ async fn main() -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let status = connection.status.clone().unwrap_or_default();
     println!(
         "\nSynchronized in {:.1} s\n",
         started.elapsed().as_secs_f64()
     );
-    println!("CompassConnection {COMPASS_CONNECTION_NAME}");
-    println!("  state:              {}", status.connection_state);
-    println!(
-        "  director:           {}",
-        connection.spec.management_info.director_url
-    );
-    println!(
-        "  certificate expiry: {}",
-        status
-            .connection_status
-            .certificate_status
-            .not_after
-            .map(|t| t.0.to_string())
-            .unwrap_or_default()
-    );
-    println!(
-        "  conditions:         {}",
-        status
-            .conditions
-            .iter()
-            .map(|c| format!("{}={}", c.type_, c.status))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    // The same table as `compass-runtime-agent status`.
+    let certificate = CredentialsStore::new(
+        client.clone(),
+        settings.cluster_certificates_secret.clone(),
+        settings.ca_certificates_secret.clone(),
+    )
+    .load()
+    .await
+    .map(|credentials| credentials.info().clone())
+    .map_err(|error| error.to_string());
+    let now = jiff::Timestamp::now();
+    let report = status_report::report(&connection, certificate, now);
+    print!("{}", status_report::render_table(&report, now));
     let apps = Api::<Application>::all(client.clone())
         .list(&ListParams::default())
         .await?
         .items;
-    println!("\nApplications ({}):", apps.len());
+    println!("\nApplication resources ({}):", apps.len());
     for app in apps.iter().take(25) {
         let entries: usize = app.spec.services.iter().map(|s| s.entries.len()).sum();
         println!(
@@ -158,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("\nThe agent keeps running. Try it:");
     println!("  export KUBECONFIG={}", env.kubeconfig_path().display());
+    println!("  cargo run -q -p compass-runtime-agent -- status     # the table above, any time");
     if let Some(admin) = sim.admin_url() {
         println!("  compass-sim admin API: {admin}/admin/info");
         println!("  add an application:   curl -X PUT {admin}/admin/runtimes/{RUNTIME}/applications/app-new \\");
