@@ -4,6 +4,8 @@
 //!
 //!     cargo bench -p compass-runtime-agent --bench sync
 //!     BENCH_APPLICATIONS=200 cargo bench -p compass-runtime-agent --bench sync
+//!     BENCH_AGENT_WRAPPER="valgrind --tool=massif --massif-out-file=/tmp/massif.out" \
+//!         cargo bench -p compass-runtime-agent --bench sync
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -63,7 +65,19 @@ async fn main() {
         listener.local_addr().unwrap().port()
     };
     let started = Instant::now();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_compass-runtime-agent"))
+    // BENCH_AGENT_WRAPPER="valgrind --tool=massif" runs the agent under a profiler.
+    let wrapper = std::env::var("BENCH_AGENT_WRAPPER").unwrap_or_default();
+    let mut command = match wrapper.split_whitespace().collect::<Vec<_>>().split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command
+                .args(args)
+                .arg(env!("CARGO_BIN_EXE_compass-runtime-agent"));
+            command
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_compass-runtime-agent")),
+    };
+    let mut agent = command
         .env("KUBECONFIG", world.env.kubeconfig_path())
         .env(
             "APP_COMPASS_CA_BUNDLE",
@@ -135,7 +149,10 @@ async fn main() {
     let writes_idle = writes(&scrape().await) - writes_first;
     let director_idle = director_requests(&world);
     let peak_rss = peak_rss_kib(pid).unwrap_or(0);
-    let _ = agent.kill();
+    // SIGTERM, so that a profiler wrapping the agent writes its report.
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     let _ = agent.wait();
 
     println!("compass-runtime-agent synchronization benchmark");
