@@ -126,7 +126,10 @@ fn status(settings: Settings, output: OutputFormat) -> ExitCode {
 fn run(settings: Settings) -> ExitCode {
     compass_runtime_agent::telemetry::logging::init(settings.log_format, &settings.log_level);
     install_crypto_provider();
+    // Two workers whatever the node's size: the agent waits on the network,
+    // and each worker thread costs memory (its stack, its malloc arena).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {

@@ -474,6 +474,20 @@ async fn every_page_at_every_level_is_followed() {
         .find(|s| s.id == "big-b249")
         .unwrap();
     assert_eq!(last.entries.len(), 450, "every API definition page");
+
+    // The cluster side is read in pages too (200 per list call): a second
+    // sync sees all 450 Applications and has nothing to do.
+    let writes_before = world.agent().metrics.successful_writes();
+    let connection = resync(&world).await;
+    assert_eq!(
+        connection.status.unwrap().connection_state,
+        ConnectionState::Synchronized
+    );
+    assert_eq!(
+        world.agent().metrics.successful_writes(),
+        writes_before,
+        "an unchanged sync over several list pages writes nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,33 @@ use crate::sync::{
 };
 use crate::telemetry::metrics::Metrics;
 
+/// Objects per list page: bounds the memory of one response (its text and its
+/// parsed objects) however many objects the cluster holds.
+const LIST_PAGE_SIZE: u32 = 200;
+
+/// Lists every object, page by page, dropping `managedFields` (a third of a
+/// typical object, never used here) as each page arrives.
+async fn list_lean<T, F, Fut>(params: ListParams, mut fetch_page: F) -> Result<Vec<T>, kube::Error>
+where
+    T: Resource + Clone,
+    F: FnMut(ListParams) -> Fut,
+    Fut: std::future::Future<Output = Result<kube::core::ObjectList<T>, kube::Error>>,
+{
+    let mut all = Vec::new();
+    let mut params = params.limit(LIST_PAGE_SIZE);
+    loop {
+        let page = fetch_page(params.clone()).await?;
+        all.extend(page.items.into_iter().map(|mut item| {
+            item.meta_mut().managed_fields = None;
+            item
+        }));
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(all),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("cannot list {what}: {source}")]
@@ -54,26 +81,25 @@ impl ApplicationWriter {
     /// Every Application, and the Secrets in the integration namespace that carry
     /// a `bundleId` label (credentials and request parameters).
     pub async fn read_actual(&self) -> Result<ActualState, ApplyError> {
-        let applications = self
-            .applications
-            .list(&ListParams::default())
+        let applications = list_lean(ListParams::default(), |page| async move {
+            self.applications.list(&page).await
+        })
             .await
             .map_err(|source| ApplyError::List {
                 what: "Applications",
                 source,
-            })?
-            .items;
+            })?;
         // Metadata only: Secrets this agent wrote carry a digest of their data.
         let list_error = |source| ApplyError::List {
             what: "credential Secrets",
             source,
         };
-        let summaries = self
-            .secrets
-            .list_metadata(&ListParams::default().labels(SECRET_BUNDLE_LABEL))
-            .await
-            .map_err(list_error)?
-            .items;
+        let with_bundle_label = ListParams::default().labels(SECRET_BUNDLE_LABEL);
+        let summaries = list_lean(with_bundle_label.clone(), |page| async move {
+            self.secrets.list_metadata(&page).await
+        })
+        .await
+        .map_err(list_error)?;
         let has_hash = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
             meta.annotations
                 .as_ref()
@@ -90,11 +116,11 @@ impl ApplicationWriter {
         } else {
             // Some were written by someone else (e.g. the Go agent): their
             // data is needed, so read the Secrets once in full.
-            self.secrets
-                .list(&ListParams::default().labels(SECRET_BUNDLE_LABEL))
-                .await
-                .map_err(list_error)?
-                .items
+            list_lean(with_bundle_label, |page| async move {
+                self.secrets.list(&page).await
+            })
+            .await
+            .map_err(list_error)?
         };
         Ok(ActualState {
             applications,
