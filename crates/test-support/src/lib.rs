@@ -180,6 +180,97 @@ impl TestEnv {
         self.process.as_ref().map(|p| p.data_dir.as_path())
     }
 
+    /// Kills etcd and kube-apiserver (SIGKILL, like a crashed control plane)
+    /// and starts them again over the same data directory and on the same
+    /// port, so that the cluster's objects survive and clients — including
+    /// other processes using [`TestEnv::kubeconfig_path`] — reconnect with the
+    /// credentials they have. Returns when the apiserver answers them again.
+    ///
+    /// kube-testenv makes new certificates at every start; the old CA, serving
+    /// certificate and admin credentials are put back once the new process is
+    /// ready, and the apiserver reloads them (it watches those files). Tokens
+    /// of service accounts do not survive (their signing key is not reloaded).
+    /// Errors for an existing cluster.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let Some(process) = self.process.as_mut() else {
+            bail!("an existing cluster (USE_EXISTING_CLUSTER=true) cannot be restarted");
+        };
+        let port: u16 = self
+            .server_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| anyhow!("no port in {}", self.server_url))?;
+        let data_dir = process.data_dir.clone();
+        let pki = data_dir.join("pki");
+        let mut saved = Vec::new();
+        for name in [
+            "ca.crt",
+            "ca.key",
+            "apiserver.crt",
+            "apiserver.key",
+            "admin.crt",
+            "admin.key",
+        ] {
+            let path = pki.join(name);
+            saved.push((
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                path,
+            ));
+        }
+        saved.push((
+            std::fs::read(&self.kubeconfig_path)?,
+            self.kubeconfig_path.clone(),
+        ));
+
+        {
+            let child = process.child.get_mut().unwrap_or_else(|e| e.into_inner());
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // The old process is gone; its Drop must not remove the data dir.
+        process.keep_data = true;
+
+        let bin = testenv_binary()?;
+        let mut attempt = 1;
+        let mut restarted = loop {
+            match TestEnv::launch(&bin, data_dir.clone(), port, true) {
+                Ok(env) => break env,
+                Err(e) if attempt < 5 && format!("{e:#}").contains("address already in use") => {
+                    // The port was taken meanwhile (e.g. as a client's
+                    // ephemeral port); it is free again soon.
+                    eprintln!("testenv: restart: port {port} in use, retrying: {e:#}");
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(500 * attempt));
+                }
+                Err(e) => return Err(e.context("restarting kube-testenv")),
+            }
+        };
+        self.process = restarted.process.take();
+
+        for (content, path) in &saved {
+            // Renamed into place: the apiserver never reads a half-written file.
+            let tmp = path.with_extension("restore");
+            std::fs::write(&tmp, content)
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .with_context(|| format!("restoring {}", path.display()))?;
+        }
+        let config = self.kube_config();
+        on_private_runtime(async move {
+            let client = kube::Client::try_from(config)?;
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                match client.apiserver_version().await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if Instant::now() >= deadline => {
+                        bail!("the restarted apiserver refuses the old credentials: {e}")
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        })
+    }
+
     fn announce(&self) {
         if self.is_existing_cluster() {
             eprintln!(
@@ -243,6 +334,18 @@ impl TestEnv {
     }
 
     fn start_once(bin: &Path) -> anyhow::Result<TestEnv> {
+        TestEnv::launch(bin, new_data_dir()?, 0, false)
+    }
+
+    /// Starts kube-testenv over `data_dir` (new, or kept from a stopped
+    /// process when `restart`: then a failed start leaves it in place) with
+    /// the apiserver on `secure_port` (0 = a free one).
+    fn launch(
+        bin: &Path,
+        data_dir: PathBuf,
+        secure_port: u16,
+        restart: bool,
+    ) -> anyhow::Result<TestEnv> {
         let keep_data = env_flag("TESTENV_KEEP_DATA");
         let verbose = env_flag("TESTENV_VERBOSE");
         let timeout = Duration::from_secs(
@@ -251,7 +354,6 @@ impl TestEnv {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(120),
         );
-        let data_dir = new_data_dir()?;
 
         // Ports: 0 lets kube-testenv pick free loopback ports itself; it holds
         // the apiserver's listener from the moment it picks it, and retries etcd
@@ -264,7 +366,7 @@ impl TestEnv {
                 "--etcd-client-port=0",
                 "--etcd-peer-port=0",
             ])
-            .args(["--secure-port=0"])
+            .arg(format!("--secure-port={secure_port}"))
             .arg(format!("--ready-timeout={}s", timeout.as_secs()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -279,11 +381,11 @@ impl TestEnv {
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
 
-        let process = Process {
+        let mut process = Process {
             child: Mutex::new(child),
             stdin: Mutex::new(stdin),
             data_dir: data_dir.clone(),
-            keep_data,
+            keep_data: keep_data || restart,
         };
 
         // Drain stderr (the etcd and apiserver logs) for the life of the
@@ -359,6 +461,7 @@ impl TestEnv {
         if keep_data {
             eprintln!("testenv: data dir {} will be kept", data_dir.display());
         }
+        process.keep_data = keep_data;
         Ok(TestEnv {
             kube_config,
             kubeconfig_path,

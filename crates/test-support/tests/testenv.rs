@@ -151,6 +151,60 @@ async fn a_new_env_is_independent_of_the_global_one() {
     );
 }
 
+#[tokio::test]
+async fn a_restarted_env_keeps_its_objects_address_and_credentials() {
+    // start_new starts a process even with USE_EXISTING_CLUSTER=true.
+    let mut env = TestEnv::start_new().expect("starting an environment");
+    let client = env.client().await;
+    let name = unique_name("survives-restart");
+    create_namespace(&client, &name).await;
+    let (url, pid) = (env.server_url().to_string(), env.process_id().unwrap());
+
+    let started = Instant::now();
+    env.restart().expect("the environment restarts");
+    println!("restarted in {:?}", started.elapsed());
+    assert!(!process_alive(pid), "the old kube-testenv {pid} still runs");
+    assert_ne!(env.process_id(), Some(pid));
+    assert_eq!(env.server_url(), url);
+
+    // The client made before the restart works again, with the same
+    // credentials, and the namespace is still there.
+    let api: Api<Namespace> = Api::all(client.clone());
+    wait_for(
+        "the old client to read the namespace",
+        Duration::from_secs(30),
+        || async { api.get_opt(&name).await.ok().flatten() },
+    )
+    .await;
+    // So does a new client from the kubeconfig file.
+    let from_file = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(env.kubeconfig_path()).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let fresh = kube::Client::try_from(from_file).unwrap();
+    assert!(Api::<Namespace>::all(fresh)
+        .get_opt(&name)
+        .await
+        .unwrap()
+        .is_some());
+
+    let data_dir = env.data_dir().unwrap().to_path_buf();
+    let new_pid = env.process_id().unwrap();
+    drop(client);
+    drop(env);
+    assert!(
+        !process_alive(new_pid),
+        "kube-testenv {new_pid} still runs after Drop"
+    );
+    assert!(
+        !data_dir.exists(),
+        "{} still exists after Drop",
+        data_dir.display()
+    );
+}
+
 fn widget_crd(group: &str) -> CustomResourceDefinition {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "apiextensions.k8s.io/v1",
