@@ -552,3 +552,95 @@ async fn the_key_algorithm_the_connector_asks_for_is_honoured() {
     }
     world.stop_agent().await;
 }
+
+/// An admission policy that refuses every write to the client certificate
+/// Secret: what an operator gets from a missing RBAC rule or a strict policy.
+async fn refuse_writes_to_the_certificate_secret(world: &World) {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    use kube::api::PostParams;
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "freeze-client-certificate"},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE"], "resources": ["secrets"]
+            }]},
+            "validations": [{
+                "expression": "object.metadata.name != 'cluster-client-certificates'",
+                "message": "the client certificate Secret is frozen"
+            }]
+        }
+    }))
+    .unwrap();
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "freeze-client-certificate"},
+        "spec": {"policyName": "freeze-client-certificate", "validationActions": ["Deny"]}
+    }))
+    .unwrap();
+    kube::Api::<ValidatingAdmissionPolicy>::all(world.client.clone())
+        .create(&PostParams::default(), &policy)
+        .await
+        .expect("the policy is created");
+    kube::Api::<ValidatingAdmissionPolicyBinding>::all(world.client.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("the binding is created");
+    // Policies take effect asynchronously: wait until a dry run is refused.
+    let secrets =
+        kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(world.client.clone(), NS);
+    test_support::wait_for("the policy to refuse writes", SHORT, || async {
+        let mut secret = k8s_openapi::api::core::v1::Secret::default();
+        secret.metadata.name = Some("cluster-client-certificates".into());
+        let dry = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        secrets.create(&dry, &secret).await.is_err().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_not_spent_while_the_certificate_cannot_be_stored() {
+    let mut world = World::new().await;
+    refuse_writes_to_the_certificate_secret(&world).await;
+    world.configure_with_fresh_token().await;
+    world.start_agent().await;
+    let failed = world
+        .wait_for_connection("ConnectionFailed about the Secret", LONG, |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.connection_state == ConnectionState::ConnectionFailed
+                    && !s.connection_status.error.is_empty()
+            })
+        })
+        .await;
+    let error = failed.status.unwrap().connection_status.error;
+    assert!(
+        error.contains("one-time token was not used") && error.contains("frozen"),
+        "{error}"
+    );
+    // The Connector never saw the token.
+    assert!(
+        world
+            .sim
+            .request_log()
+            .iter()
+            .all(|entry| !matches!(entry.endpoint, compass_sim::Endpoint::ConnectorToken)),
+        "the token endpoint was called"
+    );
+
+    // Fixed by the operator: the same token connects.
+    kube::Api::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding>::all(
+        world.client.clone(),
+    )
+    .delete("freeze-client-certificate", &DeleteParams::default())
+    .await
+    .expect("the binding is deleted");
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    world.stop_agent().await;
+}

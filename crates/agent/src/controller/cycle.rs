@@ -471,6 +471,7 @@ async fn establish(ctx: &Context, request_id: &str) -> Result<Established, Conne
     )
     .await?;
     tracing::Span::current().record("runtime_id", parameters.runtime_id.as_str());
+    ctx.credentials.check_writable().await?;
     let connector =
         ConnectorClient::new(ctx.graphql(&parameters.connector_url, None, request_id)?);
     let configuration = connector.configuration(Some(&parameters.token)).await?;

@@ -37,7 +37,9 @@ impl ConnectionError {
             ConnectionError::Compass(error) => error.is_refusal(),
             ConnectionError::Credentials(error) => !matches!(
                 error,
-                CredentialsStoreError::Read { .. } | CredentialsStoreError::Write { .. }
+                CredentialsStoreError::Read { .. }
+                    | CredentialsStoreError::Write { .. }
+                    | CredentialsStoreError::NotWritable { .. }
             ),
             ConnectionError::CertificateExpired(_) | ConnectionError::NoConnectorUrl => true,
             _ => false,

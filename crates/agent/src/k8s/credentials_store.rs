@@ -41,6 +41,12 @@ pub enum CredentialsStoreError {
         #[source]
         source: kube::Error,
     },
+    #[error("the client certificate could not be stored in Secret {secret}, so the one-time token was not used: {source}")]
+    NotWritable {
+        secret: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 #[derive(Clone)]
@@ -107,6 +113,45 @@ impl CredentialsStore {
         let secret = self.api(&self.ca).get_opt(&self.ca.name).await.ok()??;
         let value = secret.data?.remove(CA_KEY)?;
         Some(String::from_utf8_lossy(&value.0).into_owned())
+    }
+
+    /// Proves, changing nothing, that the client certificate Secret can be
+    /// written: a dry run of the same call `save` makes (RBAC and admission
+    /// both answer a dry run). Checked before a one-time token is spent, so
+    /// that a token is never traded for a certificate that cannot be kept.
+    pub async fn check_writable(&self) -> Result<(), CredentialsStoreError> {
+        let name = &self.certificates;
+        let api = self.api(name);
+        let refused = |source| CredentialsStoreError::NotWritable {
+            secret: name.to_string(),
+            source,
+        };
+        let dry_patch = PatchParams {
+            dry_run: true,
+            ..PatchParams::default()
+        };
+        let patch = serde_json::json!({ "data": {} });
+        match api
+            .patch(&name.name, &dry_patch, &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                let mut secret = Secret::default();
+                secret.metadata.name = Some(name.name.clone());
+                secret.metadata.namespace = Some(name.namespace.clone());
+                secret.type_ = Some("Opaque".into());
+                let dry_create = PostParams {
+                    dry_run: true,
+                    ..PostParams::default()
+                };
+                api.create(&dry_create, &secret)
+                    .await
+                    .map(|_| ())
+                    .map_err(refused)
+            }
+            Err(error) => Err(refused(error)),
+        }
     }
 
     /// Stores checked credentials: the client Secret first (what the agent needs
