@@ -413,3 +413,82 @@ async fn events_tell_the_story_and_a_repeated_failure_is_one_counted_event() {
         "{back:?}"
     );
 }
+
+/// One sample of a metric with exactly these labels (as rendered).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_after_a_sync_tell_what_happened() {
+    let mut world = World::new().await;
+    put_applications(&world, &["one", "two"]);
+    world.configure_with_fresh_token().await;
+    world.start_agent().await;
+    let connection = world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    let text = reqwest::get(format!(
+        "http://{}/metrics",
+        world.agent().endpoints.metrics.unwrap()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let get = |series: &str| {
+        sample(&text, series).unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
+    };
+    let not_after = connection
+        .status
+        .unwrap()
+        .connection_status
+        .certificate_status
+        .not_after
+        .unwrap()
+        .0
+        .as_second() as f64;
+    assert_eq!(
+        get("compass_runtime_agent_certificate_not_after_timestamp_seconds"),
+        not_after
+    );
+    let left = get("compass_runtime_agent_certificate_expiry_seconds");
+    assert!(left > 0.0 && left <= 2160.0 * 3600.0, "{left}");
+    assert_eq!(get("compass_runtime_agent_applications_managed"), 2.0);
+    assert_eq!(
+        get(
+            r#"compass_runtime_agent_kubernetes_writes_total{kind="Application",verb="create",outcome="Success"}"#
+        ),
+        2.0
+    );
+    assert!(
+        get(
+            r#"compass_runtime_agent_kubernetes_writes_total{kind="Secret",verb="create",outcome="Success"}"#
+        ) >= 2.0
+    );
+    assert_eq!(
+        get("compass_runtime_agent_leader"),
+        1.0,
+        "no election: it leads"
+    );
+    assert!(get("compass_runtime_agent_sync_duration_seconds_count") >= 1.0);
+    let last_sync = get("compass_runtime_agent_last_successful_sync_timestamp_seconds");
+    let now = jiff::Timestamp::now().as_second() as f64;
+    assert!(
+        now - last_sync < 120.0 && last_sync <= now,
+        "{last_sync} vs {now}"
+    );
+    assert!(
+        get(
+            r#"compass_runtime_agent_compass_requests_total{operation="applicationsForRuntime",outcome="ok"}"#
+        ) >= 1.0
+    );
+    assert!(
+        get(
+            r#"compass_runtime_agent_compass_request_duration_seconds_count{operation="signCertificateSigningRequest"}"#
+        ) == 1.0
+    );
+    world.stop_agent().await;
+}
