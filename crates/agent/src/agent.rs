@@ -72,7 +72,11 @@ impl Agent {
         )?);
         let task = if ctx.settings.leader_election {
             let election = controller::leader::ElectionConfig::from_settings(&ctx.settings);
-            tokio::spawn(controller::leader::run_elected(ctx, election, shutdown.clone()))
+            tokio::spawn(controller::leader::run_elected(
+                ctx,
+                election,
+                shutdown.clone(),
+            ))
         } else {
             metrics.set_leader(true);
             tokio::spawn(controller::run(ctx, shutdown.clone()))

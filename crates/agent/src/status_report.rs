@@ -67,9 +67,8 @@ pub fn report(
 ) -> StatusReport {
     let status = connection.status.clone().unwrap_or_default();
     let connection_status = &status.connection_status;
-    let time = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
-        t.as_ref().map(|t| t.0)
-    };
+    let time =
+        |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| t.as_ref().map(|t| t.0);
     let (subject, runtime_id, unreadable) = match &certificate {
         Ok(info) => (
             Some(info.subject.clone()),
@@ -147,10 +146,7 @@ pub fn render_table(report: &StatusReport, now: Timestamp) -> String {
     let _ = writeln!(out, "CompassConnection compass-connection");
     let rows = [
         ("State", format!("{} ({health})", report.state)),
-        (
-            "Runtime ID",
-            report.runtime_id.clone().unwrap_or_else(dash),
-        ),
+        ("Runtime ID", report.runtime_id.clone().unwrap_or_else(dash)),
         ("Connector URL", or_dash(&report.connector_url)),
         ("Director URL", or_dash(&report.director_url)),
         (
@@ -374,7 +370,11 @@ mod tests {
             at(0),
         );
         assert!(!expired.healthy);
-        assert!(expired.problems[0].contains("expired"), "{:?}", expired.problems);
+        assert!(
+            expired.problems[0].contains("expired"),
+            "{:?}",
+            expired.problems
+        );
     }
 
     #[test]
@@ -394,7 +394,10 @@ mod tests {
             at(0),
         );
         let table = render_table(&report, at(0));
-        assert!(table.contains("State:          Synchronized (healthy)"), "{table}");
+        assert!(
+            table.contains("State:          Synchronized (healthy)"),
+            "{table}"
+        );
         assert!(table.contains("Runtime ID:     runtime-1"), "{table}");
         assert!(table.contains("(in 90d0h)"), "{table}");
         assert!(table.contains("Established:    "), "{table}");
@@ -404,7 +407,10 @@ mod tests {
             "{table}"
         );
         let bad = table.lines().find(|l| l.contains("Bad_Name")).unwrap();
-        assert!(bad.contains("Failed") && bad.ends_with("invalid name"), "{bad}");
+        assert!(
+            bad.contains("Failed") && bad.ends_with("invalid name"),
+            "{bad}"
+        );
     }
 
     #[test]
@@ -417,7 +423,10 @@ mod tests {
         let table = render_table(&report, at(0));
         assert!(table.contains("Certificate:    - (secrets"), "{table}");
         let json = serde_json::to_value(&report).unwrap();
-        assert_eq!(json["certificate"]["unreadable"], "secrets \"cluster-client-certificates\" is forbidden");
+        assert_eq!(
+            json["certificate"]["unreadable"],
+            "secrets \"cluster-client-certificates\" is forbidden"
+        );
         assert_eq!(json["state"], "Synchronized");
         assert_eq!(json["directorUrl"], "https://director.example/graphql");
     }

@@ -441,6 +441,7 @@ async fn an_unchanged_director_makes_no_writes() {
 async fn every_page_at_every_level_is_followed() {
     let mut world = World::new().await;
     world.settings.director_page_size = 200;
+    world.settings.kubernetes_list_page_size = 200;
     world.configure_with_fresh_token().await;
     let mut apps = compass_sim::model::generate_applications(449, 1, 1, 0);
     let mut big = plain("app-big", "big");
@@ -475,7 +476,7 @@ async fn every_page_at_every_level_is_followed() {
         .unwrap();
     assert_eq!(last.entries.len(), 450, "every API definition page");
 
-    // The cluster side is read in pages too (200 per list call): a second
+    // The cluster side is read in pages too (200 per list call here): a second
     // sync sees all 450 Applications and has nothing to do.
     let writes_before = world.agent().metrics.successful_writes();
     let connection = resync(&world).await;

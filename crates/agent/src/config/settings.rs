@@ -128,6 +128,11 @@ pub struct Settings {
     #[arg(long, env = "APP_APPLY_CONCURRENCY", default_value_t = 8)]
     pub apply_concurrency: usize,
 
+    /// Objects per list call when reading Applications and Secrets: less
+    /// memory per call, more calls.
+    #[arg(long, env = "APP_KUBERNETES_LIST_PAGE_SIZE", default_value_t = 500)]
+    pub kubernetes_list_page_size: u32,
+
     /// Log format.
     #[arg(long, env = "APP_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

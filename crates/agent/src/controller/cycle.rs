@@ -97,6 +97,7 @@ impl Context {
                 client.clone(),
                 &settings.integration_namespace,
                 settings.apply_concurrency,
+                settings.kubernetes_list_page_size,
                 metrics.clone(),
             ),
             tls: TlsSettings {
@@ -693,11 +694,12 @@ async fn synchronize_inner(
     let fetch_time = phase.elapsed();
 
     let phase = Instant::now();
+    // Each Director application is dropped as soon as it is converted, so the
+    // two forms of 1,000 applications are never in memory together.
     let wanted: Vec<_> = applications
-        .iter()
-        .map(|app| sync::to_wanted_application(app, &ctx.conversion))
+        .into_iter()
+        .map(|app| sync::to_wanted_application(&app, &ctx.conversion))
         .collect();
-    drop(applications);
     let wanted_count = wanted.len();
     let actual = ctx.applications.read_actual().await?;
     let read_time = phase.elapsed();

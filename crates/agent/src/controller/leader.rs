@@ -169,7 +169,10 @@ impl Elector {
             .unwrap_or_default();
         let spec = current.as_ref().and_then(|lease| lease.spec.as_ref());
         let decision = decide(
-            current.as_ref().map(|_| spec.cloned().unwrap_or_default()).as_ref(),
+            current
+                .as_ref()
+                .map(|_| spec.cloned().unwrap_or_default())
+                .as_ref(),
             &self.config.identity,
             unchanged_for,
             self.config.lease_duration,
@@ -340,7 +343,10 @@ mod tests {
 
     #[test]
     fn no_lease_is_created() {
-        assert_eq!(decide(None, "a", SECOND, 15 * SECOND), LeaseDecision::Create);
+        assert_eq!(
+            decide(None, "a", SECOND, 15 * SECOND),
+            LeaseDecision::Create
+        );
     }
 
     #[test]

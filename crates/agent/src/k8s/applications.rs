@@ -19,20 +19,20 @@ use crate::sync::{
 };
 use crate::telemetry::metrics::Metrics;
 
-/// Objects per list page: bounds the memory of one response (its text and its
-/// parsed objects) however many objects the cluster holds.
-const LIST_PAGE_SIZE: u32 = 200;
-
 /// Lists every object, page by page, dropping `managedFields` (a third of a
 /// typical object, never used here) as each page arrives.
-async fn list_lean<T, F, Fut>(params: ListParams, mut fetch_page: F) -> Result<Vec<T>, kube::Error>
+async fn list_lean<T, F, Fut>(
+    params: ListParams,
+    page_size: u32,
+    mut fetch_page: F,
+) -> Result<Vec<T>, kube::Error>
 where
     T: Resource + Clone,
     F: FnMut(ListParams) -> Fut,
     Fut: std::future::Future<Output = Result<kube::core::ObjectList<T>, kube::Error>>,
 {
     let mut all = Vec::new();
-    let mut params = params.limit(LIST_PAGE_SIZE);
+    let mut params = params.limit(page_size.max(1));
     loop {
         let page = fetch_page(params.clone()).await?;
         all.extend(page.items.into_iter().map(|mut item| {
@@ -60,6 +60,9 @@ pub struct ApplicationWriter {
     applications: Api<Application>,
     secrets: Api<Secret>,
     concurrency: usize,
+    /// Objects per list call: bounds the memory of one response (its text and
+    /// its parsed objects) however many objects the cluster holds.
+    list_page_size: u32,
     metrics: Arc<Metrics>,
 }
 
@@ -68,12 +71,14 @@ impl ApplicationWriter {
         client: Client,
         integration_namespace: &str,
         concurrency: usize,
+        list_page_size: u32,
         metrics: Arc<Metrics>,
     ) -> Self {
         ApplicationWriter {
             applications: Api::all(client.clone()),
             secrets: Api::namespaced(client, integration_namespace),
             concurrency: concurrency.max(1),
+            list_page_size,
             metrics,
         }
     }
@@ -81,23 +86,27 @@ impl ApplicationWriter {
     /// Every Application, and the Secrets in the integration namespace that carry
     /// a `bundleId` label (credentials and request parameters).
     pub async fn read_actual(&self) -> Result<ActualState, ApplyError> {
-        let applications = list_lean(ListParams::default(), |page| async move {
-            self.applications.list(&page).await
-        })
-            .await
-            .map_err(|source| ApplyError::List {
-                what: "Applications",
-                source,
-            })?;
+        let applications = list_lean(
+            ListParams::default(),
+            self.list_page_size,
+            |page| async move { self.applications.list(&page).await },
+        )
+        .await
+        .map_err(|source| ApplyError::List {
+            what: "Applications",
+            source,
+        })?;
         // Metadata only: Secrets this agent wrote carry a digest of their data.
         let list_error = |source| ApplyError::List {
             what: "credential Secrets",
             source,
         };
         let with_bundle_label = ListParams::default().labels(SECRET_BUNDLE_LABEL);
-        let summaries = list_lean(with_bundle_label.clone(), |page| async move {
-            self.secrets.list_metadata(&page).await
-        })
+        let summaries = list_lean(
+            with_bundle_label.clone(),
+            self.list_page_size,
+            |page| async move { self.secrets.list_metadata(&page).await },
+        )
         .await
         .map_err(list_error)?;
         let has_hash = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
@@ -116,7 +125,7 @@ impl ApplicationWriter {
         } else {
             // Some were written by someone else (e.g. the Go agent): their
             // data is needed, so read the Secrets once in full.
-            list_lean(with_bundle_label, |page| async move {
+            list_lean(with_bundle_label, self.list_page_size, |page| async move {
                 self.secrets.list(&page).await
             })
             .await

@@ -59,7 +59,10 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(readiness): State<Arc<Readiness>>) -> impl IntoResponse {
     if readiness.is_standby() {
-        (StatusCode::OK, "standby: another replica holds the leader Lease")
+        (
+            StatusCode::OK,
+            "standby: another replica holds the leader Lease",
+        )
     } else if readiness.is_ready() {
         (StatusCode::OK, "ok")
     } else {
