@@ -29,7 +29,12 @@ pub fn renewal_due_at(
     let window = lifetime * threshold * (1.0 + JITTER_SHARE * jitter);
     let floor = 2.0 * minimal_sync_time.as_secs_f64();
     let lead = window.max(floor).min(lifetime.max(floor));
-    info.not_after - SignedDuration::from_secs_f64(lead)
+    // A lead beyond any duration or timestamp (an absurd minimal sync time)
+    // means: due since the beginning of time, i.e. at once.
+    SignedDuration::try_from_secs_f64(lead)
+        .ok()
+        .and_then(|lead| info.not_after.checked_sub(lead).ok())
+        .unwrap_or(Timestamp::MIN)
 }
 
 /// Whether the certificate should be renewed now.
@@ -148,6 +153,22 @@ mod tests {
             0.3,
             Duration::from_secs(10)
         ));
+    }
+
+    #[test]
+    fn an_absurd_minimal_sync_time_makes_renewal_due_at_once_not_a_panic() {
+        // Twice the minimal sync time reaches before the earliest timestamp
+        // (found by fuzzing: `APP_MINIMAL_COMPASS_SYNC_TIME=60000000h`), or
+        // beyond any signed duration (`u64::MAX` seconds).
+        let cert = certificate(NINETY_DAYS, "01");
+        for minimal_sync_time in [
+            Duration::from_secs(60_000_000 * 3600),
+            Duration::from_secs(u64::MAX),
+        ] {
+            let due = renewal_due_at(&cert, 0.3, minimal_sync_time);
+            assert_eq!(due, Timestamp::MIN);
+            assert!(renewal_due(&cert, cert.not_before, 0.3, minimal_sync_time));
+        }
     }
 
     #[test]
