@@ -74,7 +74,9 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, ParseError> {
         let mut scale = unit_nanos;
         for digit in fraction.bytes().take(30) {
             scale /= 10;
-            nanos += u128::from(digit - b'0') * scale;
+            nanos = nanos
+                .checked_add(u128::from(digit - b'0') * scale)
+                .ok_or_else(|| invalid("duration too large"))?;
         }
         total_nanos = total_nanos
             .checked_add(nanos)
@@ -205,6 +207,16 @@ mod tests {
             parse_go_duration(""),
             Err(ParseError::EmptyDuration(_))
         ));
+    }
+
+    #[test]
+    fn a_fraction_that_overflows_the_total_is_too_large_not_a_panic() {
+        // Whole hours just below the u128 nanosecond limit, and a fraction that
+        // crosses it: a panic in debug builds, and in release builds a wrapped
+        // sum, i.e. a short duration instead of an error.
+        let input = "94522879700260684295381835.9h";
+        let error = parse_go_duration(input).unwrap_err().to_string();
+        assert!(error.contains("too large"), "{error}");
     }
 
     #[test]
