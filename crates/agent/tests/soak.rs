@@ -1,0 +1,1212 @@
+//! # Fault soak
+//!
+//! Runs the agent binary for a set time against a real kube-apiserver + etcd
+//! and compass-sim while the simulator injects random faults of every kind it
+//! has, the Director's applications change at random, and the agent and the
+//! apiserver are restarted at random moments. Throughout, it checks what an
+//! operator relies on, and fails (panics, listing each violation) when any of
+//! it breaks:
+//!
+//! - an Application is never deleted while the Director still has it (so never
+//!   because of a failed fetch), and the Application the agent does not manage
+//!   is never touched;
+//! - every version of the client certificate Secret holds a key and a
+//!   certificate that belong together (the agent's own check,
+//!   `ClientCredentials::new`), the CA Secret always holds a certificate, and
+//!   neither is deleted;
+//! - after the faults stop, the agent is `Synchronized` by a sync that started
+//!   after they stopped, and the cluster matches the Director exactly, within
+//!   two sync periods + the maximal retry delay + one request timeout
+//!   (3 s + 3 s + 4 s + 3 s = 13 s): a backoff may be pending when the faults
+//!   stop, and a delayed request may still be running;
+//! - the agent's memory does not grow without bound: for every run of the agent
+//!   process that lasted at least 40 s, the peak RSS of its second half (its
+//!   first 10 s left out) may exceed that of its first half by at most
+//!   max(25 %, 16 MiB);
+//! - a SIGTERM ends the agent with exit code 0 within 30 s, and it never exits
+//!   by itself;
+//! - no one-time token, no credential of a Director application, no line of a
+//!   private key and no `PRIVATE KEY` appears in the agent's logs.
+//!
+//! ## Commands
+//!
+//! ```sh
+//! # the short run (90 s of faults, ≈2.5 min in all); part of `cargo test`
+//! cargo test -p compass-runtime-agent --test soak
+//! # the long run
+//! cargo test -p compass-runtime-agent --release --test soak -- --duration 10m
+//! # replay a run: the same seed gives the same schedule of faults, changes and
+//! # restarts (what the agent does in between still depends on timing)
+//! SOAK_SEED=1234 SOAK_DURATION=10m cargo test -p compass-runtime-agent --release --test soak
+//! ```
+//!
+//! `--duration`/`SOAK_DURATION` take `90s`, `10m`, `1m30s` or seconds;
+//! `--seed`/`SOAK_SEED` a number (default: random, printed at the start). The
+//! soak prints each event as it happens and a table at the end: run time,
+//! seed, faults injected by kind, Director changes, agent and apiserver
+//! restarts, the agent's reconciles, syncs, renewals and (re-)establishments
+//! (summed over its restarts), recovery time, RSS and violations. When a
+//! violation is found, the agent's logs are kept and their directory printed.
+//!
+//! ## What runs
+//!
+//! The agent runs as its own process with short settings
+//! (`APP_MINIMAL_COMPASS_SYNC_TIME=1s`, `APP_CONTROLLER_SYNC_PERIOD=3s`,
+//! `APP_COMPASS_REQUEST_TIMEOUT=3s`, `APP_MAX_RETRY_DELAY=4s`), starting with
+//! 6 applications. Every 3–7 s a fault is drawn from a shuffled deck (17
+//! cards, so that every kind comes up in the short run): HTTP 500, HTTP 503,
+//! GraphQL error, null data, malformed JSON, a delay beyond the request
+//! timeout, a dropped connection (two cards each; each for the next 1–3
+//! requests of a random operation, or of all; none is added while 5 wait for
+//! a request), the revocation of the runtime's certificates, a rotation of
+//! the client CA, or a new certificate validity (20 s, 30 s, 60 s or 90 days;
+//! it starts at 20 s, so renewals happen). After a revocation or a CA
+//! rotation the soak, like an operator, writes a fresh one-time token into
+//! the configuration Secret; it also does so when the agent reports a refused
+//! token, or has been `ConnectionFailed` for 6 s (a token is spent when the
+//! signing step after it fails). Every 2–6 s an application is added (names
+//! are never reused), changed (description, credentials, bundles, request
+//! parameters, API targets) or removed, or a Runtime label is changed behind
+//! the agent's back. For a run of length d, the agent is restarted every
+//! max(20 s, d/8)–max(40 s, d/4) (SIGKILL and SIGTERM in turn), and the
+//! apiserver + etcd every max(30 s, d/5)–max(60 s, d/2.5)
+//! (`TestEnv::restart`: SIGKILL, then a new process over the same data, port
+//! and certificates). Request faults are cleared when the run time is over;
+//! "after the faults stop" is measured from then.
+
+mod common;
+
+#[path = "soak/agent.rs"]
+mod agent;
+#[path = "soak/director.rs"]
+mod director;
+#[path = "soak/watch.rs"]
+mod watch;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{World, CA_NS, CONFIG_NAME, NS, RUNTIME_ID};
+use compass_runtime_agent::certificates::ClientCredentials;
+use compass_runtime_agent::config::LogFormat;
+use compass_runtime_agent::k8s::crd::application::{Application, ApplicationSpec};
+use compass_runtime_agent::k8s::crd::{
+    CompassConnection, ConnectionState, COMPASS_CONNECTION_NAME,
+};
+use compass_sim::{FaultKind, FaultTimes};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::ByteString;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use agent::{AgentConfig, AgentProcess, Counters, MAX_RETRY_DELAY, REQUEST_TIMEOUT, SYNC_PERIOD};
+use director::Director;
+use watch::Record;
+
+const DEFAULT_DURATION: Duration = Duration::from_secs(90);
+const INITIAL_APPS: usize = 6;
+const UNMANAGED_APP: &str = "operator-owned";
+const CERT_SECRET: &str = "cluster-client-certificates";
+const CA_SECRET: &str = "ca-certificates";
+const EVENTS_URL: &str = "https://gateway.kyma.local";
+const CONSOLE_URL: &str = "https://console.kyma.local";
+/// How long after the faults stop the agent may take to be Synchronized with
+/// the cluster matching the Director: two sync periods, plus the longest
+/// backoff that may be pending, plus a request that may still be running.
+const RECOVERY_BOUND: Duration = Duration::from_secs(
+    2 * SYNC_PERIOD.as_secs() + MAX_RETRY_DELAY.as_secs() + REQUEST_TIMEOUT.as_secs(),
+);
+/// How long to keep waiting past the bound, to report how long it took.
+const RECOVERY_GIVE_UP: Duration = Duration::from_secs(120);
+
+// ---- options ----
+
+struct Options {
+    duration: Duration,
+    seed: u64,
+}
+
+/// `90s`, `10m`, `1m30s`, `1h`, `500ms` or plain seconds.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let number: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "h" => Duration::from_secs(3600),
+            "m" => Duration::from_secs(60),
+            "s" => Duration::from_secs(1),
+            "ms" => Duration::from_millis(1),
+            _ => return None,
+        };
+        total += unit * number as u32;
+        rest = &rest[unit_len..];
+    }
+    (total > Duration::ZERO).then_some(total)
+}
+
+/// `Ok(None)`: not this test's turn (`--list`, `--ignored`, or a filter that
+/// does not match "soak"). Unknown flags (what cargo test passes on to
+/// libtest harnesses) are ignored.
+fn parse_options(args: &[String]) -> Result<Option<Options>, String> {
+    let mut duration = std::env::var("SOAK_DURATION").ok();
+    let mut seed = std::env::var("SOAK_SEED").ok();
+    let mut filters = Vec::new();
+    let mut exact = false;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || inline.clone().or_else(|| args.next().cloned());
+        match flag {
+            "--duration" => duration = value(),
+            "--seed" => seed = value(),
+            "--list" => {
+                println!("soak: test");
+                return Ok(None);
+            }
+            "--ignored" => return Ok(None),
+            "--exact" => exact = true,
+            // libtest's flags that take a value
+            "--test-threads" | "--skip" | "--format" | "--color" | "--logfile"
+            | "--shuffle-seed" | "-Z" => {
+                value();
+            }
+            other if other.starts_with('-') => {}
+            filter => filters.push(filter.to_string()),
+        }
+    }
+    if !filters.is_empty()
+        && !filters.iter().any(|f| {
+            if exact {
+                f == "soak"
+            } else {
+                "soak".contains(f.as_str())
+            }
+        })
+    {
+        return Ok(None);
+    }
+    let duration = match duration {
+        Some(text) => parse_duration(&text).ok_or(format!("cannot read the duration {text:?}"))?,
+        None => DEFAULT_DURATION,
+    };
+    let seed = match seed {
+        Some(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| format!("cannot read the seed {text:?}"))?,
+        None => rand::random(),
+    };
+    Ok(Some(Options { duration, seed }))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let options = match parse_options(&args) {
+        Ok(Some(options)) => options,
+        Ok(None) => return,
+        Err(message) => panic!("soak: {message}"),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let violations = runtime.block_on(soak(options));
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    if !violations.is_empty() {
+        panic!(
+            "the fault soak found {} invariant violation(s):\n{}",
+            violations.len(),
+            violations.join("\n")
+        );
+    }
+}
+
+// ---- faults ----
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Fault {
+    Http500,
+    Http503,
+    GraphqlError,
+    NullData,
+    MalformedJson,
+    Delay,
+    DropConnection,
+    Revocation,
+    CaRotation,
+    Validity,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::Http500 => "http500",
+            Fault::Http503 => "http503",
+            Fault::GraphqlError => "graphqlError",
+            Fault::NullData => "nullData",
+            Fault::MalformedJson => "malformedJson",
+            Fault::Delay => "delay",
+            Fault::DropConnection => "dropConnection",
+            Fault::Revocation => "certificate revocation",
+            Fault::CaRotation => "CA rotation",
+            Fault::Validity => "certificate validity change",
+        }
+    }
+
+    /// One deck: the request faults twice, the others once.
+    fn deck(rng: &mut StdRng) -> Vec<Fault> {
+        let mut deck = Vec::new();
+        for fault in [
+            Fault::Http500,
+            Fault::Http503,
+            Fault::GraphqlError,
+            Fault::NullData,
+            Fault::MalformedJson,
+            Fault::Delay,
+            Fault::DropConnection,
+        ] {
+            deck.extend([fault, fault]);
+        }
+        deck.extend([Fault::Revocation, Fault::CaRotation, Fault::Validity]);
+        deck.shuffle(rng);
+        deck
+    }
+}
+
+/// Operations a request fault may hit ("*" = any).
+const OPERATIONS: [&str; 7] = [
+    "configuration",
+    "configuration",
+    "signCertificateSigningRequest",
+    "runtime",
+    "applicationsForRuntime",
+    "applicationsForRuntime",
+    "*",
+];
+
+/// No more request faults are queued while this many wait for a request.
+const MAX_PENDING_FAULTS: usize = 5;
+
+// ---- the soak ----
+
+struct Soak {
+    world: World,
+    record: Arc<Record>,
+    rng: StdRng,
+    director: Director,
+    agent_config: AgentConfig,
+    incarnation: usize,
+    tokens: Vec<String>,
+    tokens_after_faults: u32,
+    operator_tokens: u32,
+    failed_since: Option<Instant>,
+    last_token: Instant,
+    faults: BTreeMap<Fault, u32>,
+    faults_skipped: u32,
+    label_drifts: u32,
+    agent_kills: u32,
+    agent_terms: u32,
+    last_was_sigterm: Option<bool>,
+    apiserver_restarts: Vec<Duration>,
+}
+
+fn between(rng: &mut StdRng, low: f64, high: f64) -> Duration {
+    Duration::from_secs_f64(rng.random_range(low..high.max(low + 0.001)))
+}
+
+async fn soak(options: Options) -> Vec<String> {
+    // Before World::new, so that its `info` logging (every simulator request)
+    // does not bury the soak's own output.
+    // The soak's own watchers report their errors as figures, not log lines.
+    compass_runtime_agent::telemetry::logging::init(
+        LogFormat::Text,
+        "warn,kube_client=off,kube_runtime=off,hyper=off,hyper_util=off,rustls=off",
+    );
+    let wall = Instant::now();
+    let duration = options.duration;
+    let seed = options.seed;
+    println!(
+        "fault soak: {:.0} s of faults, seed {seed} (replay: SOAK_SEED={seed} SOAK_DURATION={}s)",
+        duration.as_secs_f64(),
+        duration.as_secs()
+    );
+    let mut rng = StdRng::seed_from_u64(seed);
+
+    let world = World::new().await;
+    world.sim.set_cert_validity(Duration::from_secs(20));
+    let mut director = Director::new();
+    for _ in 0..INITIAL_APPS {
+        director.add(&world.sim, &mut rng);
+    }
+    director.added = 0;
+    let unmanaged_version = create_unmanaged_application(&world.client).await;
+    let record = Record::new(director.names.clone(), UNMANAGED_APP);
+    let watch_client = world.env.client().await;
+    let watchers = vec![
+        tokio::spawn(watch::watch_applications(
+            watch_client.clone(),
+            record.clone(),
+            unmanaged_version.clone(),
+        )),
+        tokio::spawn(watch::watch_certificates(
+            watch_client,
+            record.clone(),
+            NS,
+            CERT_SECRET,
+            CA_NS,
+            CA_SECRET,
+        )),
+        tokio::spawn(watch::sample_agent(record.clone())),
+    ];
+    let log_dir = tempfile::tempdir().expect("a temp dir");
+    let agent_config = AgentConfig {
+        kubeconfig: world.env.kubeconfig_path().to_path_buf(),
+        compass_ca_bundle: world
+            .settings
+            .compass_ca_bundle
+            .clone()
+            .expect("World sets it"),
+        log_dir: log_dir.path().to_path_buf(),
+    };
+    let mut soak = Soak {
+        world,
+        record: record.clone(),
+        rng,
+        director,
+        agent_config,
+        incarnation: 0,
+        tokens: Vec::new(),
+        tokens_after_faults: 0,
+        operator_tokens: 0,
+        failed_since: None,
+        last_token: Instant::now(),
+        faults: BTreeMap::new(),
+        faults_skipped: 0,
+        label_drifts: 0,
+        agent_kills: 0,
+        agent_terms: 0,
+        last_was_sigterm: None,
+        apiserver_restarts: Vec::new(),
+    };
+
+    // Connect and synchronize once before the faults start.
+    soak.write_token().await;
+    let mut agent = soak.start_agent().await;
+    let connected = Instant::now();
+    test_support::wait_for(
+        "the agent to be Synchronized before the faults start",
+        Duration::from_secs(120),
+        || async {
+            (state(&soak.world.client).await == Some(ConnectionState::Synchronized)).then_some(())
+        },
+    )
+    .await;
+    let first_sync = connected.elapsed();
+    let rss_start = agent::memory_kib(agent.pid)
+        .map(|(rss, _)| rss)
+        .unwrap_or(0);
+    soak.event(format!(
+        "agent Synchronized {:.1} s after start ({} applications); faults start",
+        first_sync.as_secs_f64(),
+        soak.director.apps.len()
+    ));
+
+    // ---- the faults ----
+    let d = duration.as_secs_f64();
+    let faults_started = Instant::now();
+    let end = faults_started + duration;
+    let mut deck = Vec::new();
+    let mut next_fault = faults_started + between(&mut soak.rng, 3.0, 7.0);
+    let mut next_change = faults_started + between(&mut soak.rng, 2.0, 6.0);
+    let agent_every = (20f64.max(d / 8.0), 40f64.max(d / 4.0));
+    let apiserver_every = (30f64.max(d / 5.0), 60f64.max(d / 2.5));
+    let mut next_agent_restart =
+        faults_started + between(&mut soak.rng, agent_every.0, agent_every.1);
+    let mut next_apiserver_restart =
+        faults_started + between(&mut soak.rng, apiserver_every.0, apiserver_every.1);
+    while Instant::now() < end {
+        if let Some(status) = agent.exited() {
+            let tail = log_tail(&soak.agent_config.log_dir, agent.incarnation);
+            soak.record.violation(format!(
+                "the agent exited by itself ({status}); its log ends:\n{tail}"
+            ));
+            agent = soak.start_agent().await;
+        }
+        soak.operator().await;
+        let now = Instant::now();
+        if now >= next_fault {
+            if deck.is_empty() {
+                deck = Fault::deck(&mut soak.rng);
+            }
+            let fault = deck.pop().expect("a full deck");
+            soak.inject(fault).await;
+            next_fault = Instant::now() + between(&mut soak.rng, 3.0, 7.0);
+        }
+        if now >= next_change {
+            soak.change_director();
+            next_change = Instant::now() + between(&mut soak.rng, 2.0, 6.0);
+        }
+        if now >= next_agent_restart {
+            agent = soak.restart_agent(agent).await;
+            next_agent_restart =
+                Instant::now() + between(&mut soak.rng, agent_every.0, agent_every.1);
+        }
+        if now >= next_apiserver_restart {
+            soak.restart_apiserver().await;
+            next_apiserver_restart =
+                Instant::now() + between(&mut soak.rng, apiserver_every.0, apiserver_every.1);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // ---- the faults stop ----
+    soak.world.sim.clear_faults();
+    let faults_stopped = Instant::now();
+    let fault_time = faults_stopped - faults_started;
+    let stopped_at = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+        .expect("now is a valid time");
+    soak.event(
+        "faults stop; waiting for Synchronized and the cluster to match the Director".into(),
+    );
+    let mut last_difference = String::from("(not Synchronized yet)");
+    let recovery = loop {
+        if let Some(status) = agent.exited() {
+            let tail = log_tail(&soak.agent_config.log_dir, agent.incarnation);
+            soak.record.violation(format!(
+                "the agent exited by itself ({status}); its log ends:\n{tail}"
+            ));
+            agent = soak.start_agent().await;
+        }
+        soak.operator().await;
+        if let Some(connection) = connection(&soak.world.client).await {
+            let status = connection.status.unwrap_or_default();
+            let fresh = status
+                .synchronization_status
+                .as_ref()
+                .and_then(|s| s.last_attempt.as_ref())
+                .is_some_and(|t| t.0 >= stopped_at);
+            if status.connection_state == ConnectionState::Synchronized && fresh {
+                match soak.compare().await {
+                    Ok(()) => break Some(faults_stopped.elapsed()),
+                    Err(difference) => last_difference = difference,
+                }
+            } else {
+                last_difference = format!(
+                    "state {}, last sync attempt {:?}",
+                    status.connection_state,
+                    status
+                        .synchronization_status
+                        .and_then(|s| s.last_attempt)
+                        .map(|t| t.0)
+                );
+            }
+        }
+        if faults_stopped.elapsed() > RECOVERY_GIVE_UP {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    match recovery {
+        Some(took) if took <= RECOVERY_BOUND => soak.event(format!(
+            "Synchronized and matching the Director {:.1} s after the faults stopped",
+            took.as_secs_f64()
+        )),
+        Some(took) => soak.record.violation(format!(
+            "Synchronized and matching the Director only {:.1} s after the faults stopped (bound {} s)",
+            took.as_secs_f64(),
+            RECOVERY_BOUND.as_secs()
+        )),
+        None => soak.record.violation(format!(
+            "not Synchronized and matching the Director {} s after the faults stopped: {last_difference}",
+            RECOVERY_GIVE_UP.as_secs()
+        )),
+    }
+
+    // ---- final checks ----
+    soak.check_final_credentials().await;
+    match Api::<Application>::all(soak.world.client.clone())
+        .get_opt(UNMANAGED_APP)
+        .await
+    {
+        Ok(Some(app)) if app.metadata.resource_version.as_deref() == Some(&unmanaged_version) => {}
+        other => soak.record.violation(format!(
+            "the Application the agent does not manage changed: {:?}",
+            other.map(|a| a.map(|a| a.metadata.resource_version))
+        )),
+    }
+    let rss_end = agent::memory_kib(agent.pid)
+        .map(|(rss, _)| rss)
+        .unwrap_or(0);
+    soak.stop_agent(agent, true).await;
+    for watcher in &watchers {
+        watcher.abort();
+    }
+    soak.scan_logs();
+    let checked_runs = soak.check_memory();
+
+    // ---- report ----
+    let violations = soak.record.violations();
+    let table = soak.table(Summary {
+        fault_time,
+        wall: wall.elapsed(),
+        seed,
+        first_sync,
+        recovery,
+        rss_start,
+        rss_end,
+        checked_runs,
+        violations: violations.len(),
+    });
+    println!("\n{table}");
+    if violations.is_empty() {
+        drop(log_dir);
+    } else {
+        let kept = log_dir.keep();
+        println!("the agent's logs are kept in {}", kept.display());
+        for violation in &violations {
+            println!("VIOLATION {violation}");
+        }
+    }
+    violations
+}
+
+struct Summary {
+    fault_time: Duration,
+    wall: Duration,
+    seed: u64,
+    first_sync: Duration,
+    recovery: Option<Duration>,
+    rss_start: u64,
+    rss_end: u64,
+    checked_runs: usize,
+    violations: usize,
+}
+
+impl Soak {
+    fn event(&self, what: String) {
+        println!("[{:7.1}s] {what}", self.record.elapsed());
+    }
+
+    /// Like an operator: a fresh one-time token in the configuration Secret.
+    async fn write_token(&mut self) {
+        let token = self
+            .world
+            .sim
+            .issue_token(RUNTIME_ID)
+            .expect("a token is issued");
+        let mut secret = Secret::default();
+        secret.metadata.name = Some(CONFIG_NAME.into());
+        secret.data = Some(
+            self.world
+                .config_values(&token)
+                .into_iter()
+                .map(|(k, v)| (k, ByteString(v.into_bytes())))
+                .collect(),
+        );
+        let api = Api::<Secret>::namespaced(self.world.client.clone(), NS);
+        let secret = &secret;
+        test_support::wait_for(
+            "the configuration Secret to be written",
+            Duration::from_secs(60),
+            || async {
+                api.patch(
+                    CONFIG_NAME,
+                    &PatchParams::apply("soak").force(),
+                    &Patch::Apply(secret),
+                )
+                .await
+                .map(|_| ())
+            },
+        )
+        .await;
+        self.tokens.push(token);
+        self.last_token = Instant::now();
+    }
+
+    /// The operator's side: a refused token, or a connection failed for 6 s,
+    /// gets a fresh token.
+    async fn operator(&mut self) {
+        let Some(connection) = connection(&self.world.client).await else {
+            return;
+        };
+        let status = connection.status.unwrap_or_default();
+        if status.connection_state != ConnectionState::ConnectionFailed {
+            self.failed_since = None;
+            return;
+        }
+        let since = *self.failed_since.get_or_insert_with(Instant::now);
+        let refused = status
+            .connection_status
+            .error
+            .to_lowercase()
+            .contains("token");
+        let long = since.elapsed() >= Duration::from_secs(6);
+        let quiet = self.last_token.elapsed();
+        if (refused && quiet >= Duration::from_secs(2)) || (long && quiet >= Duration::from_secs(6))
+        {
+            self.event(format!(
+                "operator: ConnectionFailed ({}), writes a fresh token",
+                shorten(&status.connection_status.error, 100)
+            ));
+            self.write_token().await;
+            self.operator_tokens += 1;
+            self.failed_since = None;
+        }
+    }
+
+    async fn inject(&mut self, fault: Fault) {
+        let sim = &self.world.sim;
+        let description = match fault {
+            Fault::Revocation => {
+                let revoked = sim
+                    .revoke_runtime_certificates(RUNTIME_ID)
+                    .expect("the runtime exists");
+                self.write_token().await;
+                self.tokens_after_faults += 1;
+                format!("revoked the runtime's {revoked} certificate(s); wrote a fresh token")
+            }
+            Fault::CaRotation => {
+                sim.rotate_ca().expect("the CA rotates");
+                self.write_token().await;
+                self.tokens_after_faults += 1;
+                "rotated the client CA; wrote a fresh token".to_string()
+            }
+            Fault::Validity => {
+                // Mostly short, so that renewals keep happening.
+                let choices = [20, 20, 30, 60, 2160 * 3600];
+                let seconds = choices[self.rng.random_range(0..choices.len())];
+                sim.set_cert_validity(Duration::from_secs(seconds));
+                format!("certificate validity now {seconds} s")
+            }
+            request_fault => {
+                if sim.faults().len() >= MAX_PENDING_FAULTS {
+                    self.faults_skipped += 1;
+                    self.event(format!(
+                        "fault {}: skipped, {MAX_PENDING_FAULTS} faults wait for requests",
+                        request_fault.name()
+                    ));
+                    return;
+                }
+                let operation = OPERATIONS[self.rng.random_range(0..OPERATIONS.len())];
+                let (kind, times) = match request_fault {
+                    Fault::Http500 => (FaultKind::Http500, self.rng.random_range(1..=3)),
+                    Fault::Http503 => (FaultKind::Http503, self.rng.random_range(1..=3)),
+                    Fault::GraphqlError => (FaultKind::GraphqlError, self.rng.random_range(1..=3)),
+                    Fault::NullData => (FaultKind::NullData, self.rng.random_range(1..=3)),
+                    Fault::MalformedJson => {
+                        (FaultKind::MalformedJson, self.rng.random_range(1..=3))
+                    }
+                    Fault::Delay => (
+                        FaultKind::Delay {
+                            ms: REQUEST_TIMEOUT.as_millis() as u64
+                                + self.rng.random_range(500..3000),
+                        },
+                        self.rng.random_range(1..=2),
+                    ),
+                    _ => (FaultKind::DropConnection, self.rng.random_range(1..=3)),
+                };
+                sim.inject_fault(operation, kind, FaultTimes::Next(times));
+                format!("{} on the next {times} {operation} request(s)", kind.name())
+            }
+        };
+        *self.faults.entry(fault).or_default() += 1;
+        self.event(format!("fault: {description}"));
+    }
+
+    fn change_director(&mut self) {
+        let sim = &self.world.sim;
+        let count = self.director.apps.len();
+        let roll = self.rng.random_range(0..100);
+        let description = if count < 3 || (count < 12 && roll < 35) {
+            let name = self.director.add(sim, &mut self.rng);
+            format!("Director: added {name}")
+        } else if roll < 75 {
+            match self.director.modify(sim, &mut self.rng) {
+                Some((name, what)) => format!("Director: changed {name} ({what})"),
+                None => return,
+            }
+        } else if roll < 95 {
+            match self.director.remove(sim, &mut self.rng) {
+                Some(name) => format!("Director: removed {name}"),
+                None => return,
+            }
+        } else {
+            sim.set_runtime_label(
+                RUNTIME_ID,
+                "runtime_consoleUrl",
+                serde_json::json!("https://drifted.example.com"),
+            )
+            .expect("the runtime exists");
+            self.label_drifts += 1;
+            "Director: runtime_consoleUrl changed behind the agent's back".to_string()
+        };
+        self.event(description);
+    }
+
+    async fn start_agent(&mut self) -> AgentProcess {
+        self.incarnation += 1;
+        let agent = AgentProcess::start(&self.agent_config, self.incarnation).await;
+        self.record.figures().agent =
+            Some((agent.pid, agent.incarnation, agent.metrics_url.clone()));
+        agent
+    }
+
+    /// Records the last counters and peak memory of the agent, then ends it
+    /// (SIGTERM, which must end it with 0, or SIGKILL).
+    async fn stop_agent(&mut self, agent: AgentProcess, terminate: bool) {
+        if let Some(text) = agent::scrape(&agent.metrics_url).await {
+            self.record
+                .counters(agent.incarnation, Counters::parse(&text));
+        }
+        {
+            let mut figures = self.record.figures();
+            figures.agent = None;
+            if let Some((_, hwm)) = agent::memory_kib(agent.pid) {
+                let peak = figures.peak_kib.entry(agent.incarnation).or_default();
+                *peak = (*peak).max(hwm);
+            }
+        }
+        let incarnation = agent.incarnation;
+        if terminate {
+            match agent.terminate(Duration::from_secs(30)).await {
+                Ok((status, _)) if status.success() => {}
+                Ok((status, took)) => {
+                    let tail = log_tail(&self.agent_config.log_dir, incarnation);
+                    self.record.violation(format!(
+                        "after SIGTERM the agent exited with {status} after {took:?}; its log ends:\n{tail}"
+                    ))
+                }
+                Err(error) => self.record.violation(error),
+            }
+        } else {
+            agent.kill().await;
+        }
+    }
+
+    async fn restart_agent(&mut self, agent: AgentProcess) -> AgentProcess {
+        // SIGKILL and SIGTERM take turns, the first one at random.
+        let terminate = match self.last_was_sigterm {
+            None => self.rng.random_bool(0.5),
+            Some(sigterm) => !sigterm,
+        };
+        self.last_was_sigterm = Some(terminate);
+        let started = Instant::now();
+        self.stop_agent(agent, terminate).await;
+        if terminate {
+            self.agent_terms += 1;
+        } else {
+            self.agent_kills += 1;
+        }
+        let agent = self.start_agent().await;
+        self.event(format!(
+            "agent restarted ({}, {:.1} s)",
+            if terminate { "SIGTERM" } else { "SIGKILL" },
+            started.elapsed().as_secs_f64()
+        ));
+        agent
+    }
+
+    async fn restart_apiserver(&mut self) {
+        let started = Instant::now();
+        tokio::task::block_in_place(|| self.world.env.restart())
+            .unwrap_or_else(|e| panic!("the apiserver did not restart: {e:#}"));
+        let took = started.elapsed();
+        // The objects survived (etcd kept its data), or the soak cannot go on.
+        let namespaces = Api::<Namespace>::all(self.world.client.clone());
+        test_support::wait_for(
+            "kyma-system to exist after the apiserver restart",
+            Duration::from_secs(30),
+            || async { namespaces.get_opt(NS).await.ok().flatten() },
+        )
+        .await;
+        self.apiserver_restarts.push(took);
+        self.event(format!(
+            "apiserver + etcd restarted ({:.1} s)",
+            took.as_secs_f64()
+        ));
+    }
+
+    async fn compare(&self) -> Result<(), String> {
+        self.director
+            .compare(&self.world.client, &self.world.sim, NS)
+            .await?;
+        let labels = self
+            .world
+            .sim
+            .runtime_labels(RUNTIME_ID)
+            .map_err(|e| e.to_string())?;
+        for (key, value) in [
+            ("runtime_eventServiceUrl", EVENTS_URL),
+            ("runtime_consoleUrl", CONSOLE_URL),
+        ] {
+            if labels.get(key).and_then(|v| v.as_str()) != Some(value) {
+                return Err(format!("Runtime label {key} is {:?}", labels.get(key)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored credentials are whole and really authenticate.
+    async fn check_final_credentials(&self) {
+        let secret = Api::<Secret>::namespaced(self.world.client.clone(), NS)
+            .get_opt(CERT_SECRET)
+            .await;
+        let data: BTreeMap<String, String> = match secret {
+            Ok(Some(secret)) => secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                .collect(),
+            other => {
+                self.record.violation(format!(
+                    "no client certificate Secret at the end: {:?}",
+                    other.map(|s| s.is_some())
+                ));
+                return;
+            }
+        };
+        let field = |key: &str| data.get(key).cloned().unwrap_or_default();
+        if let Err(error) =
+            ClientCredentials::new(field("key"), field("crt"), field("crtChain"), String::new())
+        {
+            self.record.violation(format!(
+                "the final client certificate Secret is broken: {error}"
+            ));
+        } else if !common::director_accepts(&self.world.sim, &field("key"), &field("crtChain"))
+            .await
+        {
+            self.record
+                .violation("the final client certificate is refused by the Director");
+        }
+    }
+
+    /// No token, credential, private key line or `PRIVATE KEY` in any log.
+    fn scan_logs(&self) {
+        let mut secrets: Vec<(&str, &str)> = Vec::new();
+        secrets.extend(self.tokens.iter().map(|t| ("a one-time token", t.as_str())));
+        secrets.extend(
+            self.director
+                .secret_values
+                .iter()
+                .map(|s| ("an application credential", s.as_str())),
+        );
+        let fragments: Vec<String> = self
+            .record
+            .figures()
+            .key_fragments
+            .iter()
+            .cloned()
+            .collect();
+        secrets.extend(
+            fragments
+                .iter()
+                .map(|f| ("a line of a private key", f.as_str())),
+        );
+        secrets.push(("a PEM private key", "PRIVATE KEY"));
+        for incarnation in 1..=self.incarnation {
+            let (log, err) = agent::log_paths(&self.agent_config.log_dir, incarnation);
+            for path in [log, err] {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                for (what, value) in &secrets {
+                    if text.contains(value) {
+                        self.record.violation(format!(
+                            "{} contains {what} ({}…)",
+                            path.file_name().unwrap_or_default().to_string_lossy(),
+                            &value[..value.len().min(6)]
+                        ));
+                    }
+                }
+                if text.contains("panicked at") {
+                    self.record.violation(format!(
+                        "{} shows a panic",
+                        path.file_name().unwrap_or_default().to_string_lossy()
+                    ));
+                }
+            }
+        }
+    }
+
+    /// For every run of the agent process that lasted at least 40 s: the peak
+    /// RSS of its second half (the first 10 s left out) may exceed that of
+    /// its first half by at most max(25 %, 16 MiB). Returns how many runs were
+    /// long enough to judge.
+    fn check_memory(&self) -> usize {
+        let samples = self.record.figures().rss.clone();
+        let mut by_run: BTreeMap<usize, Vec<(f64, u64)>> = BTreeMap::new();
+        for (t, incarnation, kib) in samples {
+            by_run.entry(incarnation).or_default().push((t, kib));
+        }
+        let mut checked = 0;
+        for (incarnation, samples) in by_run {
+            let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+                continue;
+            };
+            if last.0 - first.0 < 40.0 {
+                continue;
+            }
+            let from = first.0 + 10.0;
+            let middle = (from + last.0) / 2.0;
+            let peak = |range: &dyn Fn(f64) -> bool| {
+                samples
+                    .iter()
+                    .filter(|(t, _)| range(*t))
+                    .map(|(_, kib)| *kib)
+                    .max()
+                    .unwrap_or(0)
+            };
+            let early = peak(&|t| t >= from && t < middle);
+            let late = peak(&|t| t >= middle);
+            let allowed = early + (early / 4).max(16 * 1024);
+            checked += 1;
+            if late > allowed {
+                self.record.violation(format!(
+                    "agent run {incarnation}: RSS grew from a peak of {} to {} (allowed {})",
+                    mib(early),
+                    mib(late),
+                    mib(allowed)
+                ));
+            }
+        }
+        checked
+    }
+
+    fn table(&self, summary: Summary) -> String {
+        let figures = self.record.figures();
+        let mut counters = Counters::default();
+        for c in figures.counters.values() {
+            counters.add(c);
+        }
+        let faults: Vec<String> = self
+            .faults
+            .iter()
+            .map(|(fault, n)| format!("{} {n}", fault.name()))
+            .collect();
+        let total_faults: u32 = self.faults.values().sum();
+        let mut hits: BTreeMap<String, u32> = BTreeMap::new();
+        for entry in self.world.sim.request_log() {
+            if let compass_sim::Outcome::Fault { fault } = entry.outcome {
+                let kind = fault.split('(').next().unwrap_or_default().to_string();
+                *hits.entry(kind).or_default() += 1;
+            }
+        }
+        let requests = self.world.sim.request_log().len();
+        let hit_total: u32 = hits.values().sum();
+        let modified: u32 = self.director.modified.values().sum();
+        let peak = figures.peak_kib.values().copied().max().unwrap_or(0);
+        let restarts: Vec<String> = self
+            .apiserver_restarts
+            .iter()
+            .map(|d| format!("{:.1}", d.as_secs_f64()))
+            .collect();
+        let mut t = String::new();
+        let mut row = |figure: &str, value: String| {
+            let _ = writeln!(t, "| {figure} | {value} |");
+        };
+        row("figure", "value".into());
+        row("---", "---".into());
+        row(
+            "run time",
+            format!(
+                "{:.1} s of faults, {:.1} s in all (setup, first sync {:.1} s, recovery, checks)",
+                summary.fault_time.as_secs_f64(),
+                summary.wall.as_secs_f64(),
+                summary.first_sync.as_secs_f64()
+            ),
+        );
+        row("seed", summary.seed.to_string());
+        row(
+            "faults injected",
+            format!("{total_faults}: {}", faults.join(", ")),
+        );
+        if self.faults_skipped > 0 {
+            row(
+                "request faults skipped (5 already waiting)",
+                self.faults_skipped.to_string(),
+            );
+        }
+        row(
+            "requests to compass-sim / answered by a fault (delays the client gave up on are not logged)",
+            format!(
+                "{requests} / {hit_total} ({})",
+                hits.iter()
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        row(
+            "Director changes",
+            format!(
+                "{INITIAL_APPS} at the start; {} added, {modified} changed, {} removed, {} label drifts; {} at the end",
+                self.director.added,
+                self.director.removed,
+                self.label_drifts,
+                self.director.apps.len()
+            ),
+        );
+        row(
+            "one-time tokens written",
+            format!(
+                "{} (1 at start, {} after revocations/rotations, {} by the operator rule)",
+                self.tokens.len(),
+                self.tokens_after_faults,
+                self.operator_tokens
+            ),
+        );
+        row(
+            "agent restarts",
+            format!(
+                "{} ({} SIGKILL, {} SIGTERM)",
+                self.agent_kills + self.agent_terms,
+                self.agent_kills,
+                self.agent_terms
+            ),
+        );
+        row(
+            "apiserver + etcd restarts",
+            if restarts.is_empty() {
+                "0".to_string()
+            } else {
+                format!("{} (each took {} s)", restarts.len(), restarts.join(", "))
+            },
+        );
+        row(
+            "reconciles",
+            format!(
+                "{:.0} ({:.0} failed)",
+                counters.reconciles, counters.reconciles_failed
+            ),
+        );
+        row("syncs", format!("{:.0}", counters.syncs));
+        row(
+            "certificate renewals",
+            format!(
+                "{:.0} ({:.0} failed)",
+                counters.renewals, counters.renewals_failed
+            ),
+        );
+        row(
+            "connections established with a token (the first included)",
+            format!(
+                "{:.0} ({:.0} failed)",
+                counters.establishments, counters.establishments_failed
+            ),
+        );
+        row(
+            "client certificate Secret versions checked",
+            format!(
+                "{} ({} certificates)",
+                figures.certificate_versions,
+                figures.certificate_serials.len()
+            ),
+        );
+        row(
+            "Application deletions seen",
+            figures.application_deletions.to_string(),
+        );
+        row(
+            "recovery after the faults stopped",
+            match summary.recovery {
+                Some(d) => format!(
+                    "{:.1} s (bound {} s)",
+                    d.as_secs_f64(),
+                    RECOVERY_BOUND.as_secs()
+                ),
+                None => format!("not within {} s", RECOVERY_GIVE_UP.as_secs()),
+            },
+        );
+        row(
+            "agent RSS",
+            format!(
+                "{} after the first sync, {} at the end, peak {} (VmHWM); growth judged on {} run(s) ≥ 40 s",
+                mib(summary.rss_start),
+                mib(summary.rss_end),
+                mib(peak),
+                summary.checked_runs
+            ),
+        );
+        row(
+            "watch errors (apiserver restarts)",
+            figures.watch_errors.to_string(),
+        );
+        row("invariant violations", summary.violations.to_string());
+        t
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((index, _)) => format!("{}…", &text[..index]),
+        None => text.to_string(),
+    }
+}
+
+fn log_tail(log_dir: &Path, incarnation: usize) -> String {
+    let (log, err) = agent::log_paths(log_dir, incarnation);
+    let mut lines: Vec<String> = Vec::new();
+    for path in [log, err] {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        lines.extend(text.lines().map(str::to_string));
+    }
+    let from = lines.len().saturating_sub(20);
+    lines[from..].join("\n")
+}
+
+async fn connection(client: &Client) -> Option<CompassConnection> {
+    Api::<CompassConnection>::all(client.clone())
+        .get_opt(COMPASS_CONNECTION_NAME)
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn state(client: &Client) -> Option<ConnectionState> {
+    connection(client)
+        .await
+        .and_then(|c| c.status)
+        .map(|s| s.connection_state)
+}
+
+/// An Application without `compassMetadata`: the agent must leave it alone.
+/// Returns its resourceVersion.
+async fn create_unmanaged_application(client: &Client) -> String {
+    let app = Application::new(
+        UNMANAGED_APP,
+        ApplicationSpec {
+            description: "Made by an operator, not by Compass".into(),
+            ..ApplicationSpec::default()
+        },
+    );
+    Api::<Application>::all(client.clone())
+        .create(&PostParams::default(), &app)
+        .await
+        .expect("the unmanaged Application is created")
+        .metadata
+        .resource_version
+        .expect("a resourceVersion")
+}
