@@ -685,24 +685,32 @@ async fn synchronize_inner(
         &parameters.tenant,
         ctx.settings.director_page_size,
     );
-    let phase = Instant::now();
-    let applications = director
-        .fetch_applications()
-        .await
-        .map_err(SyncError::Fetch)?;
+    // The Director and the cluster are read at the same time; nothing is
+    // planned (so nothing deleted) unless the fetch succeeded completely.
+    let fetch = async {
+        let started = Instant::now();
+        let applications = director
+            .fetch_applications()
+            .await
+            .map_err(SyncError::Fetch)?;
+        // Each Director application is dropped as soon as it is converted, so
+        // the two forms of 1,000 applications are never in memory together.
+        let wanted: Vec<_> = applications
+            .into_iter()
+            .map(|app| sync::to_wanted_application(&app, &ctx.conversion))
+            .collect();
+        Ok::<_, SyncError>((wanted, started.elapsed()))
+    };
+    let read_cluster = async {
+        let started = Instant::now();
+        let actual = ctx.applications.read_actual().await?;
+        Ok::<_, SyncError>((actual, started.elapsed()))
+    };
+    let (fetched, read) = tokio::join!(fetch, read_cluster);
+    let (wanted, fetch_time) = fetched?;
     sync.last_successful_fetch = Some(Time(now));
-    let fetch_time = phase.elapsed();
-
-    let phase = Instant::now();
-    // Each Director application is dropped as soon as it is converted, so the
-    // two forms of 1,000 applications are never in memory together.
-    let wanted: Vec<_> = applications
-        .into_iter()
-        .map(|app| sync::to_wanted_application(&app, &ctx.conversion))
-        .collect();
+    let (actual, read_time) = read?;
     let wanted_count = wanted.len();
-    let actual = ctx.applications.read_actual().await?;
-    let read_time = phase.elapsed();
     let phase = Instant::now();
     let plan = sync::plan(wanted, &actual);
     drop(actual);
