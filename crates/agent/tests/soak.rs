@@ -46,7 +46,8 @@
 //! seed, faults injected by kind, Director changes, agent and apiserver
 //! restarts, the agent's reconciles, syncs, renewals and (re-)establishments
 //! (summed over its restarts), recovery time, RSS and violations. When a
-//! violation is found, the agent's logs are kept and their directory printed.
+//! violation is found (or with `SOAK_KEEP_LOGS=1`), the agent's logs and
+//! compass-sim's request log are kept and their directory printed.
 //!
 //! ## What runs
 //!
@@ -578,11 +579,23 @@ async fn soak(options: Options) -> Vec<String> {
         violations: violations.len(),
     });
     println!("\n{table}");
-    if violations.is_empty() {
+    if violations.is_empty() && std::env::var_os("SOAK_KEEP_LOGS").is_none() {
         drop(log_dir);
     } else {
+        let requests: String = soak
+            .world
+            .sim
+            .request_log()
+            .iter()
+            .filter_map(|entry| serde_json::to_string(entry).ok())
+            .map(|line| line + "\n")
+            .collect();
+        let _ = std::fs::write(log_dir.path().join("compass-sim-requests.jsonl"), requests);
         let kept = log_dir.keep();
-        println!("the agent's logs are kept in {}", kept.display());
+        println!(
+            "the agent's logs and compass-sim's request log are kept in {}",
+            kept.display()
+        );
         for violation in &violations {
             println!("VIOLATION {violation}");
         }
