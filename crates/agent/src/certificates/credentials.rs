@@ -85,6 +85,7 @@ impl ClientCredentials {
                 }
             })?;
         }
+        check_tls_identity(&key_pem, &certificate_der, &chain_pem)?;
         let info = certificate_info(&certificate)?;
         Ok(ClientCredentials {
             key_pem,
@@ -173,6 +174,57 @@ fn first_certificate_der(pem_text: &str, what: &'static str) -> Result<Vec<u8>, 
             what,
             reason: "no CERTIFICATE block".into(),
         })
+}
+
+/// Checks what the TLS client will make of the key and the chain: it reads them
+/// with rustls' PEM reader (`reqwest::Identity::from_pem`), which refuses a
+/// block the `pem` crate skips (an unterminated one, say) or a section other
+/// than a certificate or key, and presents the last private key it finds. So:
+/// every section readable, only certificates and private keys, the first
+/// certificate the checked one, and every key the checked one.
+fn check_tls_identity(
+    key_pem: &str,
+    certificate_der: &[u8],
+    chain_pem: &str,
+) -> Result<(), CertificateError> {
+    use rustls::pki_types::pem::{from_buf, SectionKind};
+    let invalid = |what, reason| CertificateError::InvalidCertificate { what, reason };
+    let mut keys = Vec::new();
+    let mut certificates = 0;
+    for (what, text) in [("private key", key_pem), ("certificate chain", chain_pem)] {
+        let mut reader = std::io::Cursor::new(text.as_bytes());
+        while let Some((kind, der)) = from_buf(&mut reader)
+            .map_err(|e| invalid(what, format!("not PEM a TLS client can read: {e}")))?
+        {
+            match kind {
+                SectionKind::Certificate if what == "certificate chain" => {
+                    if certificates == 0 && der != certificate_der {
+                        return Err(CertificateError::ChainMismatch);
+                    }
+                    certificates += 1;
+                }
+                SectionKind::PrivateKey
+                | SectionKind::RsaPrivateKey
+                | SectionKind::EcPrivateKey => keys.push(der),
+                other => return Err(invalid(what, format!("unexpected {other:?} section"))),
+            }
+        }
+    }
+    if certificates == 0 {
+        return Err(invalid(
+            "certificate chain",
+            "no CERTIFICATE block a TLS client can read".into(),
+        ));
+    }
+    let checked = ::pem::parse(key_pem).map(::pem::Pem::into_contents);
+    match checked {
+        Ok(checked) if !keys.is_empty() && keys.iter().all(|key| *key == checked) => Ok(()),
+        _ => Err(invalid(
+            "private key",
+            "a TLS client would not find exactly the checked private key in the key and chain"
+                .into(),
+        )),
+    }
 }
 
 fn certificate_info(
@@ -313,6 +365,54 @@ mod tests {
         let error =
             ClientCredentials::from_connector(csr.key_pem, "%%%", "", "", &subject()).unwrap_err();
         assert!(error.to_string().contains("certificateChain"), "{error}");
+    }
+
+    #[test]
+    fn a_truncated_chain_the_tls_client_cannot_read_is_refused() {
+        // Found by fuzzing: the CA block of the chain lost its END line. The
+        // `pem` crate skips such a block, so the chain passed the checks, was
+        // stored, and every TLS client built from it failed.
+        let ca = test_ca();
+        let csr = generate_csr(&subject(), KeyAlgorithm::Rsa2048).unwrap();
+        let cert = sign(&ca, &csr.csr_pem);
+        let truncated_ca = ca
+            .pem
+            .trim_end()
+            .trim_end_matches("-----END CERTIFICATE-----");
+        let chain = format!("{cert}{truncated_ca}");
+        let error = ClientCredentials::new(csr.key_pem, cert, chain, ca.pem).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                CertificateError::InvalidCertificate {
+                    what: "certificate chain",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_tls_identity_must_be_the_checked_key_and_certificate() {
+        let ca = test_ca();
+        let csr = generate_csr(&subject(), KeyAlgorithm::Rsa2048).unwrap();
+        let other = generate_csr(&subject(), KeyAlgorithm::Rsa2048).unwrap();
+        let cert = sign(&ca, &csr.csr_pem);
+        // A second key in the chain: TLS would present the last key found.
+        let chain = format!("{cert}{}", other.key_pem);
+        let error = ClientCredentials::new(csr.key_pem.clone(), cert.clone(), chain, String::new())
+            .unwrap_err();
+        assert!(error.to_string().contains("private key"), "{error}");
+        // The key under another label: rcgen reads any label, TLS finds no key.
+        let relabelled = csr.key_pem.replace("PRIVATE KEY", "CERTIFICATE");
+        let error = ClientCredentials::new(relabelled, cert.clone(), String::new(), String::new())
+            .unwrap_err();
+        assert!(error.to_string().contains("private key"), "{error}");
+        // A section that is neither a certificate nor a key.
+        let chain = format!("{cert}{}", csr.csr_pem);
+        let error = ClientCredentials::new(csr.key_pem, cert, chain, String::new()).unwrap_err();
+        assert!(error.to_string().contains("certificate chain"), "{error}");
     }
 
     #[test]
