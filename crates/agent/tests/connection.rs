@@ -644,3 +644,41 @@ async fn a_token_is_not_spent_while_the_certificate_cannot_be_stored() {
         .await;
     world.stop_agent().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signing_step_that_fails_does_not_waste_the_one_time_token() {
+    let mut world = World::new().await;
+    world.configure_with_fresh_token().await;
+    // The Connector spends the token on `configuration`; the signing after it
+    // fails twice on the way.
+    world.sim.inject_fault(
+        "signCertificateSigningRequest",
+        FaultKind::Http503,
+        FaultTimes::Next(2),
+    );
+    world.start_agent().await;
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    let token_calls: Vec<_> = world
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|entry| matches!(entry.endpoint, compass_sim::Endpoint::ConnectorToken))
+        .map(|entry| (entry.operations.join(","), entry.outcome))
+        .collect();
+    let configurations = token_calls
+        .iter()
+        .filter(|(operations, _)| operations == "configuration")
+        .count();
+    assert_eq!(
+        configurations, 1,
+        "the token was presented once, no new token was needed: {token_calls:?}"
+    );
+    assert_eq!(
+        token_calls.len(),
+        4,
+        "configuration, two failed signings, one signing: {token_calls:?}"
+    );
+    world.stop_agent().await;
+}

@@ -89,6 +89,20 @@ impl CompassError {
         matches!(self, CompassError::Refused { .. })
     }
 
+    /// Whether the request may well succeed when simply sent again: the
+    /// network, a timeout, or an answer Compass did not finish (5xx, a body
+    /// that is not JSON, no data). A GraphQL error or a refusal is an answer.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            CompassError::Timeout { .. }
+                | CompassError::Unreachable { .. }
+                | CompassError::HttpStatus { .. }
+                | CompassError::NotJson { .. }
+                | CompassError::NullData { .. }
+        )
+    }
+
     /// A short, bounded category for metrics labels and Event reasons.
     pub fn category(&self) -> &'static str {
         match self {

@@ -57,6 +57,38 @@ pub struct Context {
     pub readiness: Arc<Readiness>,
     pub events: EventRecorder,
     memory: Mutex<Memory>,
+    /// Survives `reset_backoff`: it is not a backoff, it is a spent token's worth.
+    pending_signing: Mutex<Option<PendingSigning>>,
+}
+
+/// What the Connector's token-secured `configuration` answered to the
+/// configured one-time token. The Connector spends that token on
+/// `configuration`; keeping the answer until the certificate is signed means a
+/// signing step that fails on the way (a timeout, a 503) is retried with it
+/// instead of wasting the operator's token.
+#[derive(Clone)]
+struct PendingSigning {
+    /// A digest of the connection parameters it was obtained with: a changed
+    /// configuration (e.g. a new token) is used instead.
+    parameters_digest: String,
+    csr_token: String,
+    csr_info: CsrInfo,
+    management_info: ManagementInfo,
+}
+
+fn parameters_digest(parameters: &ConnectionParameters) -> String {
+    use sha1::Digest;
+    let mut hasher = sha1::Sha1::new();
+    for part in [
+        &parameters.connector_url,
+        &parameters.runtime_id,
+        &parameters.tenant,
+        &parameters.token,
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(hasher.finalize())
 }
 
 struct Established {
@@ -115,7 +147,14 @@ impl Context {
             metrics,
             readiness,
             memory: Mutex::new(Memory::default()),
+            pending_signing: Mutex::new(None),
         })
+    }
+
+    fn pending_signing(&self) -> MutexGuard<'_, Option<PendingSigning>> {
+        self.pending_signing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn memory(&self) -> MutexGuard<'_, Memory> {
@@ -475,7 +514,42 @@ async fn establish(ctx: &Context, request_id: &str) -> Result<Established, Conne
     ctx.credentials.check_writable().await?;
     let connector =
         ConnectorClient::new(ctx.graphql(&parameters.connector_url, None, request_id)?);
-    let configuration = connector.configuration(Some(&parameters.token)).await?;
+    let digest = parameters_digest(&parameters);
+    let pending = ctx
+        .pending_signing()
+        .take()
+        .filter(|pending| pending.parameters_digest == digest);
+    let pending = match pending {
+        Some(pending) => {
+            tracing::info!("signing with the Connector's answer to the configured token from an earlier attempt (the token itself is spent)");
+            pending
+        }
+        None => configure_with_token(&connector, &parameters.token, digest).await?,
+    };
+    match request_certificate(&connector, &pending.csr_info, Some(&pending.csr_token)).await {
+        Ok(credentials) => {
+            // Persisted before it is used: a crash now loses nothing.
+            ctx.credentials.save(&credentials).await?;
+            Ok(Established {
+                credentials,
+                management_info: pending.management_info,
+            })
+        }
+        Err(ConnectionError::Compass(error)) if error.is_transient() => {
+            *ctx.pending_signing() = Some(pending);
+            Err(ConnectionError::Compass(error))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The token-secured `configuration`: spends the one-time token.
+async fn configure_with_token(
+    connector: &ConnectorClient,
+    token: &str,
+    parameters_digest: String,
+) -> Result<PendingSigning, ConnectionError> {
+    let configuration = connector.configuration(Some(token)).await?;
     let csr_token = configuration
         .token
         .as_ref()
@@ -499,11 +573,10 @@ async fn establish(ctx: &Context, request_id: &str) -> Result<Established, Conne
             ConnectionError::MissingField("managementPlaneInfo.certificateSecuredConnectorURL"),
         )?,
     };
-    let credentials = request_certificate(&connector, &csr_info, Some(&csr_token)).await?;
-    // Persisted before it is used: a crash now loses nothing.
-    ctx.credentials.save(&credentials).await?;
-    Ok(Established {
-        credentials,
+    Ok(PendingSigning {
+        parameters_digest,
+        csr_token,
+        csr_info,
         management_info,
     })
 }
