@@ -61,15 +61,22 @@ pub fn generate_csr(
     };
     let key = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, size)
         .map_err(CertificateError::KeyGeneration)?;
+    Ok(CsrWithKey {
+        csr_pem: csr_pem_for_key(subject, &key)?,
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// A PEM CSR carrying exactly `subject`, signed by an existing `key` (what
+/// [`generate_csr`] does after making the key; lets the CSR encoding be tested
+/// and fuzzed without paying for a new RSA key each time).
+pub fn csr_pem_for_key(subject: &Subject, key: &KeyPair) -> Result<String, CertificateError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = distinguished_name(subject);
     let csr = params
-        .serialize_request(&key)
+        .serialize_request(key)
         .map_err(CertificateError::CsrGeneration)?;
-    Ok(CsrWithKey {
-        csr_pem: csr.pem().map_err(CertificateError::CsrGeneration)?,
-        key_pem: key.serialize_pem(),
-    })
+    csr.pem().map_err(CertificateError::CsrGeneration)
 }
 
 /// The attributes in the order the Connector lists them; empty values are left

@@ -5,6 +5,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::graphql::decode_response;
 use super::{CompassError, GraphqlClient};
 
 const CONFIGURATION: &str = "query Configuration {
@@ -138,8 +139,56 @@ impl ConnectorClient {
     }
 }
 
+/// Decodes a `configuration` answer body into what
+/// [`ConnectorClient::configuration`] returns. Pure, for tests and fuzzing.
+pub fn decode_configuration(body: &[u8]) -> Result<Configuration, CompassError> {
+    decode_response::<ConfigurationData>("configuration", body).map(|data| data.configuration)
+}
+
+/// Decodes a `signCertificateSigningRequest` answer body into what
+/// [`ConnectorClient::sign_csr`] returns. Pure, for tests and fuzzing.
+pub fn decode_sign_result(body: &[u8]) -> Result<CertificationResult, CompassError> {
+    decode_response::<SignData>("signCertificateSigningRequest", body)
+        .map(|data| data.sign_certificate_signing_request)
+}
+
+/// Decodes a `revokeCertificate` answer body into what
+/// [`ConnectorClient::revoke_certificate`] returns. Pure, for tests and fuzzing.
+pub fn decode_revoke_result(body: &[u8]) -> Result<bool, CompassError> {
+    decode_response::<RevokeData>("revokeCertificate", body).map(|data| data.revoke_certificate)
+}
+
 fn token_header(token: Option<&str>) -> Vec<(&'static str, &str)> {
     token
         .map(|token| vec![("Connector-Token", token)])
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connector_answers_decode_into_what_the_client_returns() {
+        let configuration = decode_configuration(
+            br#"{"data":{"configuration":{"token":{"token":"t"},
+                "certificateSigningRequestInfo":{"subject":"CN=r","keyAlgorithm":"rsa2048"},
+                "managementPlaneInfo":{"directorURL":"https://d","certificateSecuredConnectorURL":null}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            configuration
+                .certificate_signing_request_info
+                .unwrap()
+                .subject,
+            "CN=r"
+        );
+        let signed = decode_sign_result(
+            br#"{"data":{"signCertificateSigningRequest":{"certificateChain":"a","caCertificate":"b","clientCertificate":"c"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(signed.client_certificate, "c");
+        assert!(decode_revoke_result(br#"{"data":{"revokeCertificate":true}}"#).unwrap());
+        assert!(decode_revoke_result(br#"{"data":{"configuration":null}}"#).is_err());
+    }
 }

@@ -390,6 +390,54 @@ impl DirectorClient {
     }
 }
 
+/// The answers the Director client decodes, one per query it sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    ApplicationsForRuntime,
+    ApplicationBundles,
+    BundleApiDefinitions,
+    BundleEventDefinitions,
+    RuntimeLabels,
+    SetRuntimeLabel,
+}
+
+impl Answer {
+    pub const ALL: [Answer; 6] = [
+        Answer::ApplicationsForRuntime,
+        Answer::ApplicationBundles,
+        Answer::BundleApiDefinitions,
+        Answer::BundleEventDefinitions,
+        Answer::RuntimeLabels,
+        Answer::SetRuntimeLabel,
+    ];
+}
+
+/// Decodes `body` into the type the client reads `answer` into, and drops it.
+/// Pure, for tests and fuzzing the decoding without a Director.
+pub fn decode_answer(answer: Answer, body: &[u8]) -> Result<(), CompassError> {
+    use crate::compass::graphql::decode_response;
+    match answer {
+        Answer::ApplicationsForRuntime => {
+            decode_response::<ApplicationsData>("applicationsForRuntime", body).map(drop)
+        }
+        Answer::ApplicationBundles => {
+            decode_response::<ApplicationData<BundlesOfApplication>>("application", body).map(drop)
+        }
+        Answer::BundleApiDefinitions => decode_response::<
+            ApplicationData<BundleOfApplication<ApiDefinitionsOfBundle>>,
+        >("application", body)
+        .map(drop),
+        Answer::BundleEventDefinitions => decode_response::<
+            ApplicationData<BundleOfApplication<EventDefinitionsOfBundle>>,
+        >("application", body)
+        .map(drop),
+        Answer::RuntimeLabels => decode_response::<RuntimeData>("runtime", body).map(drop),
+        Answer::SetRuntimeLabel => {
+            decode_response::<SetLabelData>("setRuntimeLabel", body).map(drop)
+        }
+    }
+}
+
 /// The cursor of the next page, or `None` at the end. A server that says there
 /// is a next page but gives no new cursor would make us loop: that is an error.
 fn next_cursor(
@@ -465,6 +513,20 @@ mod tests {
         assert!(next_cursor("x", &info(true, Some("c1")), Some("c1")).is_err());
         assert!(next_cursor("x", &info(true, None), None).is_err());
         assert!(next_cursor("x", &info(true, Some("")), None).is_err());
+    }
+
+    #[test]
+    fn answers_decode_as_the_client_reads_them() {
+        let page = br#"{"data":{"applicationsForRuntime":{"data":[],
+            "pageInfo":{"startCursor":"","endCursor":"","hasNextPage":false},"totalCount":0}}}"#;
+        assert!(decode_answer(Answer::ApplicationsForRuntime, page).is_ok());
+        assert!(decode_answer(Answer::SetRuntimeLabel, page).is_err());
+        for answer in Answer::ALL {
+            assert!(matches!(
+                decode_answer(answer, b"<html>"),
+                Err(CompassError::NotJson { .. })
+            ));
+        }
     }
 
     #[test]
