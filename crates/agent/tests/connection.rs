@@ -682,3 +682,45 @@ async fn a_signing_step_that_fails_does_not_waste_the_one_time_token() {
     );
     world.stop_agent().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_for_a_deleted_connection_never_lands_on_its_successor() {
+    use compass_runtime_agent::k8s::connection::{ConnectionStore, ConnectionStoreError};
+    use compass_runtime_agent::k8s::crd::CompassConnectionStatus;
+    let world = World::new().await;
+    let store = ConnectionStore::new(world.client.clone());
+    store.create_initial().await.unwrap();
+    let old = world.connection().await.unwrap();
+    // Deleted and recreated while a reconcile of the old one is in flight.
+    world
+        .connections()
+        .delete(COMPASS_CONNECTION_NAME, &DeleteParams::default())
+        .await
+        .unwrap();
+    test_support::wait_for("the old object to be gone", SHORT, || async {
+        world.connection().await.is_none().then_some(())
+    })
+    .await;
+    store.create_initial().await.unwrap();
+    let synchronized = CompassConnectionStatus {
+        connection_state: ConnectionState::Synchronized,
+        ..CompassConnectionStatus::default()
+    };
+    let late = store
+        .write_status(old.metadata.uid.as_deref(), &synchronized)
+        .await;
+    assert!(matches!(late, Err(ConnectionStoreError::Gone)), "{late:?}");
+    let successor = world.connection().await.unwrap();
+    assert_ne!(successor.metadata.uid, old.metadata.uid);
+    assert_ne!(
+        successor.status.map(|s| s.connection_state),
+        Some(ConnectionState::Synchronized),
+        "the successor must connect anew, not inherit Synchronized"
+    );
+    // The successor's own reconcile writes as usual.
+    store
+        .write_status(successor.metadata.uid.as_deref(), &synchronized)
+        .await
+        .unwrap();
+    assert_eq!(world.state().await, Some(ConnectionState::Synchronized));
+}

@@ -426,10 +426,12 @@ async fn reconcile_once(
         )
         .await;
 
+    let uid = connection.metadata.uid.as_deref();
     if management_info != spec.management_info || clear_resync || clear_refresh {
         let written = ctx
             .connections
             .update_spec(
+                uid,
                 connection.metadata.resource_version.as_deref(),
                 &management_info,
                 clear_resync,
@@ -441,18 +443,18 @@ async fn reconcile_once(
             // flag stays for the next cycle), but record the URLs.
             Err(ConnectionStoreError::Conflict) => {
                 ctx.connections
-                    .update_spec(None, &management_info, false, false)
+                    .update_spec(uid, None, &management_info, false, false)
                     .await
             }
             other => other,
         };
         if let Err(error) = written {
             // The status still tells what happened (e.g. that a token was spent).
-            ctx.connections.write_status(&status).await?;
+            ctx.connections.write_status(uid, &status).await?;
             return Err(error.into());
         }
     }
-    ctx.connections.write_status(&status).await?;
+    ctx.connections.write_status(uid, &status).await?;
 
     let delay = match failure {
         Some(_)

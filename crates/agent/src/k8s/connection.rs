@@ -91,44 +91,92 @@ impl ConnectionStore {
         }
     }
 
+    /// Writes the status of the object that was reconciled (`uid`). If that
+    /// object was deleted and recreated meanwhile, nothing is written and
+    /// `Gone` is returned: its successor must connect anew, not inherit a
+    /// `Synchronized`. The uid is checked on a fresh read whose
+    /// resourceVersion then guards the write (a uid in a status patch is no
+    /// precondition: the apiserver takes a status write's metadata from the
+    /// stored object).
     pub async fn write_status(
         &self,
+        uid: Option<&str>,
         status: &CompassConnectionStatus,
     ) -> Result<(), ConnectionStoreError> {
-        let patch = json!({ "status": status });
+        // Someone may write between our read and our write (a user setting
+        // resyncNow): read again and retry a few times.
+        for _ in 0..5 {
+            let version = self.version_of(uid).await?;
+            let patch = json!({
+                "metadata": { "resourceVersion": version },
+                "status": status,
+            });
+            match self.patch_status_once(&patch).await {
+                Err(ConnectionStoreError::Conflict) => continue,
+                other => return other,
+            }
+        }
+        Err(ConnectionStoreError::Conflict)
+    }
+
+    /// The resourceVersion of `compass-connection`, if it is still the object `uid`.
+    async fn version_of(&self, uid: Option<&str>) -> Result<String, ConnectionStoreError> {
+        let current = self
+            .api
+            .get_opt(COMPASS_CONNECTION_NAME)
+            .await
+            .map_err(|source| ConnectionStoreError::Api {
+                action: "read",
+                source,
+            })?
+            .ok_or(ConnectionStoreError::Gone)?;
+        if uid.is_some() && current.metadata.uid.as_deref() != uid {
+            return Err(ConnectionStoreError::Gone);
+        }
+        Ok(current.metadata.resource_version.unwrap_or_default())
+    }
+
+    async fn patch_status_once(
+        &self,
+        patch: &serde_json::Value,
+    ) -> Result<(), ConnectionStoreError> {
         let params = PatchParams::default();
+        let failed = |source| ConnectionStoreError::Api {
+            action: "write the status of",
+            source,
+        };
         if self.status_subresource.load(Ordering::Relaxed) {
             match self
                 .api
-                .patch_status(COMPASS_CONNECTION_NAME, &params, &Patch::Merge(&patch))
+                .patch_status(COMPASS_CONNECTION_NAME, &params, &Patch::Merge(patch))
                 .await
             {
                 Ok(_) => return Ok(()),
-                Err(kube::Error::Api(error)) if error.code == 404 => {
-                    // Either the object is gone or the CRD has no status
-                    // subresource (the original's); the plain patch tells which.
-                    tracing::info!("the CompassConnection CRD has no status subresource; writing status with the object");
-                    self.status_subresource.store(false, Ordering::Relaxed);
+                Err(kube::Error::Api(error)) if error.code == 409 => {
+                    return Err(ConnectionStoreError::Conflict)
                 }
-                Err(source) => {
-                    return Err(ConnectionStoreError::Api {
-                        action: "write the status of",
-                        source,
-                    })
-                }
+                // Either the object is gone or the CRD has no status
+                // subresource (the original's); the plain patch tells which.
+                Err(kube::Error::Api(error)) if error.code == 404 => {}
+                Err(source) => return Err(failed(source)),
             }
         }
         match self
             .api
-            .patch(COMPASS_CONNECTION_NAME, &params, &Patch::Merge(&patch))
+            .patch(COMPASS_CONNECTION_NAME, &params, &Patch::Merge(patch))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                if self.status_subresource.swap(false, Ordering::Relaxed) {
+                    tracing::info!("the CompassConnection CRD has no status subresource; writing status with the object");
+                }
+                Ok(())
+            }
+            Err(kube::Error::Api(error)) if error.code == 409 => {
+                Err(ConnectionStoreError::Conflict)
+            }
             Err(kube::Error::Api(error)) if error.code == 404 => Err(ConnectionStoreError::Gone),
-            Err(source) => Err(ConnectionStoreError::Api {
-                action: "write the status of",
-                source,
-            }),
+            Err(source) => Err(failed(source)),
         }
     }
 
@@ -136,6 +184,7 @@ impl ConnectionStore {
     /// is still the version that was reconciled (a flag set meanwhile is not lost).
     pub async fn update_spec(
         &self,
+        uid: Option<&str>,
         resource_version: Option<&str>,
         management_info: &ManagementInfo,
         clear_resync_now: bool,
@@ -148,11 +197,14 @@ impl ConnectionStore {
         if clear_refresh_credentials_now {
             spec["refreshCredentialsNow"] = json!(false);
         }
-        let mut patch = json!({ "spec": spec });
-        if let Some(version) = resource_version {
-            // A precondition: the patch fails with a conflict if the object changed.
-            patch["metadata"] = json!({ "resourceVersion": version });
-        }
+        // A precondition: the patch fails with a conflict if the object
+        // changed. Without the reconciled version, the current one, if the
+        // object is still the reconciled one (not a successor of that name).
+        let version = match resource_version {
+            Some(version) => version.to_string(),
+            None => self.version_of(uid).await?,
+        };
+        let patch = json!({ "spec": spec, "metadata": { "resourceVersion": version } });
         match self
             .api
             .patch(
