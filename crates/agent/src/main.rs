@@ -60,7 +60,6 @@ fn status(settings: Settings, output: OutputFormat) -> ExitCode {
     use compass_runtime_agent::k8s::crd::compass_connection::{
         CompassConnection, COMPASS_CONNECTION_NAME,
     };
-    use compass_runtime_agent::k8s::credentials_store::CredentialsStore;
     use compass_runtime_agent::status_report;
 
     install_crypto_provider();
@@ -94,15 +93,7 @@ fn status(settings: Settings, output: OutputFormat) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let certificate = CredentialsStore::new(
-            client,
-            settings.cluster_certificates_secret.clone(),
-            settings.ca_certificates_secret.clone(),
-        )
-        .load()
-        .await
-        .map(|credentials| credentials.info().clone())
-        .map_err(|error| error.to_string());
+        let certificate = status_report::stored_certificate(client, &settings).await;
         let now = jiff::Timestamp::now();
         let report = status_report::report(&connection, certificate, now);
         match output {

@@ -1,6 +1,6 @@
 //! What `compass-runtime-agent status` prints: the CompassConnection (and the
 //! certificate Secret's subject) as a table or JSON, and whether the
-//! connection is healthy, for scripts. Pure: the command does the reading.
+//! connection is healthy, for scripts. Pure but for `stored_certificate`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -131,6 +131,23 @@ pub fn report(
 
 fn operation_name(operation: SyncOperation) -> String {
     format!("{operation:?}")
+}
+
+/// The certificate the agent stores, for the report; why not, as text. The
+/// one read this module does (the command and the demo share it).
+pub async fn stored_certificate(
+    client: kube::Client,
+    settings: &crate::config::Settings,
+) -> Result<CertificateInfo, String> {
+    crate::k8s::credentials_store::CredentialsStore::new(
+        client,
+        settings.cluster_certificates_secret.clone(),
+        settings.ca_certificates_secret.clone(),
+    )
+    .load()
+    .await
+    .map(|credentials| credentials.info().clone())
+    .map_err(|error| error.to_string())
 }
 
 /// The report as a table for a terminal.

@@ -15,7 +15,6 @@ use compass_runtime_agent::k8s::crd::application::Application;
 use compass_runtime_agent::k8s::crd::{
     self, CompassConnection, ConnectionState, COMPASS_CONNECTION_NAME,
 };
-use compass_runtime_agent::k8s::credentials_store::CredentialsStore;
 use compass_runtime_agent::status_report;
 use compass_sim::{CompassSim, Scenario, SimConfig};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -113,15 +112,7 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     // The same table as `compass-runtime-agent status`.
-    let certificate = CredentialsStore::new(
-        client.clone(),
-        settings.cluster_certificates_secret.clone(),
-        settings.ca_certificates_secret.clone(),
-    )
-    .load()
-    .await
-    .map(|credentials| credentials.info().clone())
-    .map_err(|error| error.to_string());
+    let certificate = status_report::stored_certificate(client.clone(), &settings).await;
     let now = jiff::Timestamp::now();
     let report = status_report::report(&connection, certificate, now);
     print!("{}", status_report::render_table(&report, now));

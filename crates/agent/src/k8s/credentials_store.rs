@@ -137,10 +137,7 @@ impl CredentialsStore {
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => {
-                let mut secret = Secret::default();
-                secret.metadata.name = Some(name.name.clone());
-                secret.metadata.namespace = Some(name.namespace.clone());
-                secret.type_ = Some("Opaque".into());
+                let secret = opaque_secret(name, BTreeMap::new());
                 let dry_create = PostParams {
                     dry_run: true,
                     ..PostParams::default()
@@ -196,11 +193,7 @@ impl CredentialsStore {
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => {
-                let mut secret = Secret::default();
-                secret.metadata.name = Some(name.name.clone());
-                secret.metadata.namespace = Some(name.namespace.clone());
-                secret.type_ = Some("Opaque".into());
-                secret.data = Some(data);
+                let secret = opaque_secret(name, data);
                 match api.create(&PostParams::default(), &secret).await {
                     Ok(_) => Ok(()),
                     // Created meanwhile by someone else: merge into theirs.
@@ -215,4 +208,13 @@ impl CredentialsStore {
             Err(error) => Err(write_error(error)),
         }
     }
+}
+
+fn opaque_secret(name: &NamespacedName, data: BTreeMap<String, ByteString>) -> Secret {
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(name.name.clone());
+    secret.metadata.namespace = Some(name.namespace.clone());
+    secret.type_ = Some("Opaque".into());
+    secret.data = Some(data);
+    secret
 }
