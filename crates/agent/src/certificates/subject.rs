@@ -81,7 +81,10 @@ impl Subject {
         }
         let [cn, c, o, ou, l, st] = fields;
         Ok(Subject {
-            common_name: cn.ok_or(SubjectError::MissingCommonName)?,
+            // The CN is the runtime id: an empty one names nobody.
+            common_name: cn
+                .filter(|cn| !cn.is_empty())
+                .ok_or(SubjectError::MissingCommonName)?,
             country: c.unwrap_or_default(),
             organization: o.unwrap_or_default(),
             organizational_unit: ou.unwrap_or_default(),
@@ -110,6 +113,18 @@ impl fmt::Display for Subject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_common_name_is_missing() {
+        assert!(matches!(
+            Subject::parse("O=Org,C=PL,CN="),
+            Err(SubjectError::MissingCommonName)
+        ));
+        assert!(matches!(
+            Subject::parse("O=Org,C=PL,CN=  "),
+            Err(SubjectError::MissingCommonName)
+        ));
+    }
 
     fn compass_subject() -> Subject {
         Subject {

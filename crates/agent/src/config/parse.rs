@@ -28,6 +28,9 @@ pub fn parse_go_duration(input: &str) -> Result<Duration, ParseError> {
         return Err(ParseError::EmptyDuration(input.to_string()));
     }
     let text = text.strip_prefix('+').unwrap_or(text);
+    if text.is_empty() {
+        return Err(invalid("expected a number after '+'"));
+    }
     if text.starts_with('-') {
         return Err(invalid("negative durations are not allowed"));
     }
@@ -143,11 +146,14 @@ fn check_dns_name(what: &str, value: &str, max_len: usize) -> Result<(), String>
             if what == "name" { " or '.'" } else { "" }
         ));
     }
+    // DNS-1123: every dot-separated label starts and ends with a letter or digit.
     let alphanumeric = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    if !alphanumeric(value.chars().next()) || !alphanumeric(value.chars().last()) {
-        return Err(format!(
-            "the {what} {value:?} must start and end with a letter or digit"
-        ));
+    for label in value.split('.') {
+        if !alphanumeric(label.chars().next()) || !alphanumeric(label.chars().last()) {
+            return Err(format!(
+                "the {what} {value:?} must start and end with a letter or digit, also around each '.'"
+            ));
+        }
     }
     Ok(())
 }
@@ -165,6 +171,21 @@ pub fn parse_fraction(input: &str) -> Result<f64, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lone_plus_is_not_a_duration() {
+        assert!(parse_go_duration("+").is_err());
+        assert_eq!(parse_go_duration("+5s").unwrap(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn names_follow_dns_1123_around_each_dot() {
+        for bad in ["ns/a..b", "ns/a.-b", "ns/a-.b", "ns/.a", "ns/a."] {
+            assert!(NamespacedName::parse(bad).is_err(), "{bad} was accepted");
+        }
+        let ok = NamespacedName::parse("ns/a.b-c.d").unwrap();
+        assert_eq!(ok.name, "a.b-c.d");
+    }
 
     #[test]
     fn go_durations_of_the_original_defaults_parse() {
