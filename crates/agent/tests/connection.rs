@@ -88,15 +88,7 @@ async fn a_fresh_cluster_with_a_configuration_secret_gets_connected_and_synchron
         "ready with a valid certificate"
     );
     // Metrics tell the same story.
-    let metrics = reqwest::get(format!(
-        "http://{}/metrics",
-        world.agent().endpoints.metrics.unwrap()
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let metrics = world.metrics_text().await;
     assert!(
         metrics.contains(r#"compass_runtime_agent_connection_state{state="Synchronized"} 1"#),
         "{metrics}"

@@ -429,15 +429,7 @@ async fn metrics_after_a_sync_tell_what_happened() {
     let connection = world
         .wait_for_state(ConnectionState::Synchronized, LONG)
         .await;
-    let text = reqwest::get(format!(
-        "http://{}/metrics",
-        world.agent().endpoints.metrics.unwrap()
-    ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    let text = world.metrics_text().await;
     let get = |series: &str| {
         sample(&text, series).unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
     };

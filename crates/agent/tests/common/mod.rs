@@ -190,6 +190,17 @@ impl World {
         self.agent.as_ref().expect("the agent runs")
     }
 
+    /// The running agent's `/metrics`, as Prometheus scrapes it.
+    pub async fn metrics_text(&self) -> String {
+        let address = self.agent().endpoints.metrics.expect("metrics are served");
+        reqwest::get(format!("http://{address}/metrics"))
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
     pub fn connections(&self) -> Api<CompassConnection> {
         Api::all(self.client.clone())
     }
