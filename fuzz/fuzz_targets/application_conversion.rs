@@ -187,8 +187,8 @@ fn check_conversion(app: &model::Application, settings: &ConversionSettings) {
     }
 
     for secret in &wanted.secrets {
-        let bundle_id = &secret.labels["bundleId"];
-        assert_eq!(secret.labels["app"], app.name);
+        let bundle_id = &secret.bundle_id;
+        assert_eq!(secret.labels()["app"], app.name);
         assert!(!secret.data.is_empty());
         let hash = secret.data_hash();
         assert_eq!(hash.len(), 40);

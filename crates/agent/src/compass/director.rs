@@ -229,8 +229,21 @@ impl DirectorClient {
     /// definitions and event definitions. Any failure fails the whole fetch, so a
     /// partial answer is never mistaken for the Director's truth.
     pub async fn fetch_applications(&self) -> Result<Vec<Application>, CompassError> {
-        let query = applications_query();
         let mut applications = Vec::new();
+        self.for_each_application(|application| applications.push(application))
+            .await?;
+        Ok(applications)
+    }
+
+    /// Hands each application, complete, to `visit` as soon as it is fetched,
+    /// so that a caller can keep a smaller form of it instead. On an error the
+    /// caller must discard what it was handed: the fetch is incomplete.
+    pub async fn for_each_application(
+        &self,
+        mut visit: impl FnMut(Application),
+    ) -> Result<usize, CompassError> {
+        let query = applications_query();
+        let mut count = 0;
         let mut after: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let data: ApplicationsData = self
@@ -242,11 +255,12 @@ impl DirectorClient {
                 .await?;
             let page = data.applications_for_runtime;
             for raw in page.data {
-                applications.push(self.complete_application(raw).await?);
+                visit(self.complete_application(raw).await?);
+                count += 1;
             }
             match next_cursor("applicationsForRuntime", &page.page_info, after.as_deref())? {
                 Some(cursor) => after = Some(cursor),
-                None => return Ok(applications),
+                None => return Ok(count),
             }
         }
         Err(too_many_pages("applicationsForRuntime"))

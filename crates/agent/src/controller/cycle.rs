@@ -25,7 +25,7 @@ use crate::k8s::crd::compass_connection::{
     SyncOperation, SynchronizationStatus,
 };
 use crate::k8s::credentials_store::CredentialsStore;
-use crate::sync::{self, ConversionSettings};
+use crate::sync::{self, ConversionSettings, PendingApplication};
 use crate::telemetry::events::EventRecorder;
 use crate::telemetry::health::Readiness;
 use crate::telemetry::metrics::{Metrics, Outcome, OutcomeLabels};
@@ -764,16 +764,16 @@ async fn synchronize_inner(
     // planned (so nothing deleted) unless the fetch succeeded completely.
     let fetch = async {
         let started = Instant::now();
-        let applications = director
-            .fetch_applications()
+        // Each Director application is converted and packed as it arrives:
+        // the fetched forms of a thousand applications are never all in memory.
+        let mut wanted = Vec::new();
+        director
+            .for_each_application(|app| {
+                let converted = sync::to_wanted_application(&app, &ctx.conversion);
+                wanted.push(PendingApplication::from(converted));
+            })
             .await
             .map_err(SyncError::Fetch)?;
-        // Each Director application is dropped as soon as it is converted, so
-        // the two forms of 1,000 applications are never in memory together.
-        let wanted: Vec<_> = applications
-            .into_iter()
-            .map(|app| sync::to_wanted_application(&app, &ctx.conversion))
-            .collect();
         Ok::<_, SyncError>((wanted, started.elapsed()))
     };
     let read_cluster = async {

@@ -36,18 +36,81 @@ pub struct WantedApplication {
     pub secrets: Vec<WantedSecret>,
 }
 
-/// A credentials or request-parameters Secret, before it gets its owner.
+/// A credentials or request-parameters Secret, before it gets its owner. Kept
+/// lean (labels derived, fixed keys not allocated): a sync holds one for each
+/// bundle's credentials and parameters until the Director fetch completes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WantedSecret {
     pub name: String,
-    pub labels: BTreeMap<String, String>,
-    pub data: BTreeMap<String, Vec<u8>>,
+    /// The Director application's name (the `app` label).
+    pub app: String,
+    /// The bundle the Secret belongs to (the `bundleId` label).
+    pub bundle_id: String,
+    pub data: SecretData,
 }
 
 impl WantedSecret {
     /// The value of [`DATA_HASH_ANNOTATION`] for this data.
     pub fn data_hash(&self) -> String {
-        data_hash(self.data.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+        data_hash(self.data.iter())
+    }
+
+    /// The labels the agent puts on the Secret.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        self.label_values()
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
+    }
+
+    pub fn label_values(&self) -> [(&'static str, &str); 3] {
+        [
+            (SECRET_APP_LABEL, &self.app),
+            (SECRET_BUNDLE_LABEL, &self.bundle_id),
+            (MANAGED_BY_LABEL, MANAGED_BY_VALUE),
+        ]
+    }
+}
+
+/// A Secret's data: a few fixed keys (`username`, `clientId`, `headers`, …),
+/// in key order.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretData(Vec<(&'static str, Vec<u8>)>);
+
+impl SecretData {
+    pub fn new(mut entries: Vec<(&'static str, Vec<u8>)>) -> SecretData {
+        entries.sort_by_key(|(key, _)| *key);
+        entries.dedup_by_key(|(key, _)| *key);
+        SecretData(entries)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, value)| value.as_slice())
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Keys and values in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.0.iter().map(|(key, value)| (*key, value.as_slice()))
+    }
+}
+
+impl std::ops::Index<&str> for SecretData {
+    type Output = [u8];
+
+    fn index(&self, key: &str) -> &[u8] {
+        self.get(key)
+            .unwrap_or_else(|| panic!("no key {key:?} in the Secret data"))
     }
 }
 
@@ -68,8 +131,12 @@ impl std::fmt::Debug for WantedSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WantedSecret")
             .field("name", &self.name)
-            .field("labels", &self.labels)
-            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .field("app", &self.app)
+            .field("bundle_id", &self.bundle_id)
+            .field(
+                "keys",
+                &self.data.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -177,9 +244,9 @@ fn credentials_of(
         Credential::Basic { username, password } => (
             "Basic",
             String::new(),
-            BTreeMap::from([
-                ("username".to_string(), username.clone().into_bytes()),
-                ("password".to_string(), password.clone().into_bytes()),
+            SecretData::new(vec![
+                ("username", username.clone().into_bytes()),
+                ("password", password.clone().into_bytes()),
             ]),
         ),
         Credential::OAuth {
@@ -189,18 +256,16 @@ fn credentials_of(
         } => (
             "OAuth",
             url.clone(),
-            BTreeMap::from([
-                ("clientId".to_string(), client_id.clone().into_bytes()),
-                (
-                    "clientSecret".to_string(),
-                    client_secret.clone().into_bytes(),
-                ),
+            SecretData::new(vec![
+                ("clientId", client_id.clone().into_bytes()),
+                ("clientSecret", client_secret.clone().into_bytes()),
             ]),
         ),
     };
     secrets.push(WantedSecret {
         name: secret_name.clone(),
-        labels: secret_labels(&app.name, &bundle.id),
+        app: app.name.clone(),
+        bundle_id: bundle.id.clone(),
         data,
     });
     let csrf_info = auth
@@ -231,29 +296,23 @@ fn request_parameters_of(
     if headers.is_none() && query_parameters.is_none() {
         return None;
     }
-    let mut data = BTreeMap::new();
+    let mut entries = Vec::new();
     for (key, parameters) in [("headers", headers), ("queryParameters", query_parameters)] {
         if let Some(parameters) = parameters {
             // A map of strings to string lists always serializes.
             let json = serde_json::to_vec(&parameters).unwrap_or_default();
-            data.insert(key.to_string(), json);
+            entries.push((key, json));
         }
     }
+    let data = SecretData::new(entries);
     let name = names::request_parameters_secret_name(&app.name, &bundle.id);
     secrets.push(WantedSecret {
         name: name.clone(),
-        labels: secret_labels(&app.name, &bundle.id),
+        app: app.name.clone(),
+        bundle_id: bundle.id.clone(),
         data,
     });
     Some(name)
-}
-
-fn secret_labels(app: &str, bundle_id: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (SECRET_APP_LABEL.to_string(), app.to_string()),
-        (SECRET_BUNDLE_LABEL.to_string(), bundle_id.to_string()),
-        (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
-    ])
 }
 
 fn description_or_default(description: Option<&str>) -> String {
@@ -431,12 +490,15 @@ mod tests {
             panic!("expected two secrets, found {:?}", wanted.secrets)
         };
         assert_eq!(credentials_secret.name, "shop-b-1");
-        assert_eq!(credentials_secret.data["clientId"], b"client");
-        assert_eq!(credentials_secret.data["clientSecret"], b"secret");
-        assert_eq!(credentials_secret.labels["app"], "shop");
-        assert_eq!(credentials_secret.labels["bundleId"], "b-1");
+        assert_eq!(&credentials_secret.data["clientId"], b"client");
+        assert_eq!(&credentials_secret.data["clientSecret"], b"secret");
+        assert_eq!(credentials_secret.labels()["app"], "shop");
+        assert_eq!(credentials_secret.labels()["bundleId"], "b-1");
         assert_eq!(parameters_secret.name, "params-shop-b-1");
-        assert_eq!(parameters_secret.data["headers"], br#"{"X-Tenant":["t1"]}"#);
+        assert_eq!(
+            &parameters_secret.data["headers"],
+            br#"{"X-Tenant":["t1"]}"#
+        );
         assert!(
             !parameters_secret.data.contains_key("queryParameters"),
             "empty query parameters are left out"
@@ -468,8 +530,8 @@ mod tests {
         assert_eq!(credentials.authentication_url, "");
         assert_eq!(credentials.csrf_info, None);
         assert_eq!(wanted.secrets.len(), 1);
-        assert_eq!(wanted.secrets[0].data["username"], b"user");
-        assert_eq!(wanted.secrets[0].data["password"], b"pass");
+        assert_eq!(&wanted.secrets[0].data["username"], b"user");
+        assert_eq!(&wanted.secrets[0].data["password"], b"pass");
     }
 
     #[test]
@@ -487,7 +549,7 @@ mod tests {
         );
         assert_eq!(wanted.secrets.len(), 1);
         assert_eq!(
-            wanted.secrets[0].data["queryParameters"],
+            &wanted.secrets[0].data["queryParameters"],
             br#"{"q":["1","2"]}"#
         );
         assert_eq!(

@@ -1,9 +1,20 @@
 //! Synchronization: Director applications → `Application` resources and their
-//! Secrets. `convert` and `plan` are pure; `apply` does the writes.
+//! Secrets. `convert`, `pending`, `actual` and `plan` are pure; the writes are
+//! in `k8s::applications`.
+//!
+//! The data flow keeps memory flat however many applications there are: each
+//! Director application is converted and packed (`pending`) as it arrives,
+//! each cluster object is summarized (`actual`) as it is read, and the plan
+//! compares digests; only what must be written is unpacked, one at a time.
 
+pub mod actual;
 pub mod convert;
 pub mod names;
+pub mod pending;
 pub mod plan;
 
+pub use actual::{ActualApplication, ActualSecret, ActualState, ListedApplication, SummaryCache};
+pub use pending::{OwnedDigest, PackedApplication, PendingApplication};
+
 pub use convert::{to_wanted_application, ConversionSettings, WantedApplication, WantedSecret};
-pub use plan::{plan, ActualState, ApplicationAction, ApplicationPlan, Plan, SecretAction};
+pub use plan::{plan, ApplicationAction, ApplicationPlan, Plan, SecretAction};

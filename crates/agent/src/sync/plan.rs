@@ -4,28 +4,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt;
-
-use super::convert::{WantedApplication, WantedSecret, DATA_HASH_ANNOTATION, SECRET_APP_LABEL};
-use crate::k8s::crd::application::{
-    Application, ApplicationSpec, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
-};
-
-/// What the cluster holds now.
-#[derive(Clone, Debug, Default)]
-pub struct ActualState {
-    /// Every Application in the cluster, ours or not.
-    pub applications: Vec<Application>,
-    /// The Secrets in the integration namespace that look like credential or
-    /// request-parameter Secrets (they carry the `bundleId` label).
-    pub secrets: Vec<Secret>,
-}
+use super::actual::{ActualApplication, ActualSecret, ActualState};
+use super::convert::{WantedSecret, SECRET_APP_LABEL};
+use super::pending::{PackedApplication, PendingApplication};
+use crate::k8s::crd::application::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ApplicationAction {
-    Create(Box<Application>),
-    Update(Box<Application>),
+    Create(PackedApplication),
+    Update(PackedApplication),
     Delete,
     Unchanged,
     /// The Director has an application whose name is taken by an Application
@@ -85,37 +72,34 @@ impl Plan {
 }
 
 /// Compares what the Director wants with what the cluster has.
-pub fn plan(wanted: Vec<WantedApplication>, actual: &ActualState) -> Plan {
-    let actual_apps: BTreeMap<&str, &Application> = actual
+pub fn plan<W: Into<PendingApplication>>(
+    wanted: impl IntoIterator<Item = W>,
+    actual: &ActualState,
+) -> Plan {
+    let actual_apps: BTreeMap<&str, &ActualApplication> = actual
         .applications
         .iter()
-        .filter_map(|app| app.metadata.name.as_deref().map(|name| (name, app)))
+        .map(|app| (app.name.as_str(), app.as_ref()))
         .collect();
-    let actual_secrets: BTreeMap<&str, &Secret> = actual
+    let actual_secrets: BTreeMap<&str, &ActualSecret> = actual
         .secrets
         .iter()
-        .filter_map(|secret| secret.metadata.name.as_deref().map(|name| (name, secret)))
+        .map(|secret| (secret.name.as_str(), secret))
         .collect();
     let labelled = secrets_by_labelled_app(&actual.secrets);
 
     let mut plans = Vec::new();
     let mut wanted_names = BTreeSet::new();
     for wanted_app in wanted {
-        let name = wanted_app.application.name_any();
-        let application_id = wanted_app
-            .application
-            .spec
-            .compass_metadata
-            .as_ref()
-            .map(|m| m.application_id.clone())
-            .unwrap_or_default();
-        if !wanted_names.insert(name.clone()) {
+        let wanted_app: PendingApplication = wanted_app.into();
+        if !wanted_names.insert(wanted_app.name.clone()) {
+            let name = wanted_app.name;
             plans.push(ApplicationPlan {
-                name: name.clone(),
-                application_id,
                 action: ApplicationAction::Conflict(format!(
                     "the Director has more than one application named {name:?}; only the first is synchronized"
                 )),
+                name,
+                application_id: wanted_app.application_id,
                 existing_uid: None,
                 secrets: Vec::new(),
             });
@@ -123,8 +107,6 @@ pub fn plan(wanted: Vec<WantedApplication>, actual: &ActualState) -> Plan {
         }
         plans.push(plan_wanted(
             wanted_app,
-            name,
-            application_id,
             &actual_apps,
             &actual_secrets,
             &labelled,
@@ -135,24 +117,21 @@ pub fn plan(wanted: Vec<WantedApplication>, actual: &ActualState) -> Plan {
         if wanted_names.contains(*name) || !app.is_managed_by_compass() {
             continue;
         }
-        let secrets = referenced_secrets(app)
-            .into_iter()
-            .chain(labelled.get(*name).cloned().unwrap_or_default())
-            .filter(|secret| actual_secrets.contains_key(secret.as_str()))
+        let secrets = app
+            .referenced_secrets
+            .iter()
+            .map(String::as_str)
+            .chain(labelled.get(*name).into_iter().flatten().copied())
+            .filter(|secret| actual_secrets.contains_key(secret))
             .collect::<BTreeSet<_>>()
             .into_iter()
-            .map(SecretAction::Delete)
+            .map(|secret| SecretAction::Delete(secret.to_string()))
             .collect();
         plans.push(ApplicationPlan {
             name: name.to_string(),
-            application_id: app
-                .spec
-                .compass_metadata
-                .as_ref()
-                .map(|m| m.application_id.clone())
-                .unwrap_or_default(),
+            application_id: app.compass_application_id.clone().unwrap_or_default(),
             action: ApplicationAction::Delete,
-            existing_uid: app.metadata.uid.clone(),
+            existing_uid: app.uid.clone(),
             secrets,
         });
     }
@@ -162,38 +141,44 @@ pub fn plan(wanted: Vec<WantedApplication>, actual: &ActualState) -> Plan {
 }
 
 fn plan_wanted(
-    wanted_app: WantedApplication,
-    name: String,
-    application_id: String,
-    actual_apps: &BTreeMap<&str, &Application>,
-    actual_secrets: &BTreeMap<&str, &Secret>,
-    labelled: &BTreeMap<&str, Vec<String>>,
+    wanted_app: PendingApplication,
+    actual_apps: &BTreeMap<&str, &ActualApplication>,
+    actual_secrets: &BTreeMap<&str, &ActualSecret>,
+    labelled: &BTreeMap<&str, Vec<&str>>,
 ) -> ApplicationPlan {
+    let PendingApplication {
+        name,
+        application_id,
+        owned,
+        application,
+        secrets: wanted_secrets,
+    } = wanted_app;
     let existing = actual_apps.get(name.as_str()).copied();
     let action = match existing {
-        None => ApplicationAction::Create(Box::new(wanted_app.application)),
+        None => ApplicationAction::Create(application),
         Some(app) if !app.is_managed_by_compass() => {
             return ApplicationPlan {
-                name: name.clone(),
-                application_id,
                 action: ApplicationAction::Conflict(format!(
                     "an Application named {name:?} exists and is not managed by Compass; it is left alone"
                 )),
+                name,
+                application_id,
                 existing_uid: None,
                 secrets: Vec::new(),
             };
         }
-        Some(app) if owned_fields_differ(&wanted_app.application, app) => {
-            ApplicationAction::Update(Box::new(wanted_app.application))
+        // Only the fields the agent writes count, and its managed-by label.
+        Some(app) if !app.has_managed_by_label || app.owned != owned => {
+            ApplicationAction::Update(application)
         }
         Some(_) => ApplicationAction::Unchanged,
     };
-    let existing_uid = existing.and_then(|app| app.metadata.uid.clone());
+    let existing_uid = existing.and_then(|app| app.uid.clone());
 
     let mut secrets = Vec::new();
     let wanted_secret_names: BTreeSet<String> =
-        wanted_app.secrets.iter().map(|s| s.name.clone()).collect();
-    for secret in wanted_app.secrets {
+        wanted_secrets.iter().map(|s| s.name.clone()).collect();
+    for secret in wanted_secrets {
         match actual_secrets.get(secret.name.as_str()) {
             None => secrets.push(SecretAction::Create(secret)),
             Some(actual) if secret_differs(&secret, actual, existing_uid.as_deref()) => {
@@ -203,15 +188,20 @@ fn plan_wanted(
         }
     }
     if let Some(app) = existing {
-        let stale: BTreeSet<String> = referenced_secrets(app)
-            .into_iter()
-            .chain(labelled.get(name.as_str()).cloned().unwrap_or_default())
+        let stale: BTreeSet<&str> = app
+            .referenced_secrets
+            .iter()
+            .map(String::as_str)
+            .chain(labelled.get(name.as_str()).into_iter().flatten().copied())
             .filter(|secret| {
-                !wanted_secret_names.contains(secret)
-                    && actual_secrets.contains_key(secret.as_str())
+                !wanted_secret_names.contains(*secret) && actual_secrets.contains_key(secret)
             })
             .collect();
-        secrets.extend(stale.into_iter().map(SecretAction::Delete));
+        secrets.extend(
+            stale
+                .into_iter()
+                .map(|secret| SecretAction::Delete(secret.to_string())),
+        );
     }
     ApplicationPlan {
         name,
@@ -222,105 +212,28 @@ fn plan_wanted(
     }
 }
 
-/// Only the fields the agent writes count; others (e.g. `encodeUrl`, which the
-/// original CRD defaults, or a `status`) are someone else's.
-fn owned_fields_differ(wanted: &Application, actual: &Application) -> bool {
-    let managed_label = actual
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|labels| labels.get(MANAGED_BY_LABEL))
-        .map(String::as_str);
-    managed_label != Some(MANAGED_BY_VALUE) || owned_spec(&wanted.spec) != owned_spec(&actual.spec)
-}
-
-type OwnedSpec<'a> = (
-    &'a str,
-    bool,
-    Option<&'a BTreeMap<String, String>>,
-    &'a [crate::k8s::crd::application::Service],
-    Option<&'a crate::k8s::crd::application::CompassMetadata>,
-);
-
-fn owned_spec(spec: &ApplicationSpec) -> OwnedSpec<'_> {
-    (
-        &spec.description,
-        spec.skip_verify,
-        spec.labels.as_ref(),
-        &spec.services,
-        spec.compass_metadata.as_ref(),
-    )
-}
-
-fn secret_differs(wanted: &WantedSecret, actual: &Secret, owner_uid: Option<&str>) -> bool {
-    let recorded_hash = actual
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|annotations| annotations.get(DATA_HASH_ANNOTATION));
-    let data_matches = match recorded_hash {
-        // Written by this agent: the digest tells, no data needed.
-        Some(hash) => *hash == wanted.data_hash(),
-        // Written by someone else (e.g. the Go agent): compare the data.
-        None => {
-            let actual_data: BTreeMap<&str, &[u8]> = actual
-                .data
-                .iter()
-                .flatten()
-                .map(|(key, value)| (key.as_str(), value.0.as_slice()))
-                .collect();
-            let wanted_data: BTreeMap<&str, &[u8]> = wanted
-                .data
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_slice()))
-                .collect();
-            actual_data == wanted_data
-        }
-    };
-    let labels = actual.metadata.labels.clone().unwrap_or_default();
+fn secret_differs(wanted: &WantedSecret, actual: &ActualSecret, owner_uid: Option<&str>) -> bool {
+    // A digest recorded by this agent, or one of the data read in full.
+    let data_matches = actual.data_hash.as_deref() == Some(wanted.data_hash().as_str());
     let labels_match = wanted
-        .labels
+        .label_values()
         .iter()
-        .all(|(key, value)| labels.get(key) == Some(value));
-    let owned_by_app = match owner_uid {
-        Some(uid) => actual
-            .owner_references()
-            .iter()
-            .any(|owner| owner.uid == uid),
-        None => false,
-    };
+        .all(|(key, value)| actual.label(key) == Some(*value));
+    let owned_by_app = owner_uid.is_some_and(|uid| actual.is_owned_by(uid));
     !data_matches || !labels_match || !owned_by_app
-}
-
-/// The Secrets an Application's entries point at.
-fn referenced_secrets(app: &Application) -> BTreeSet<String> {
-    app.spec
-        .services
-        .iter()
-        .flat_map(|service| &service.entries)
-        .flat_map(|entry| {
-            let credentials = entry.credentials.as_ref().map(|c| c.secret_name.clone());
-            let parameters =
-                Some(entry.request_parameters_secret_name.clone()).filter(|name| !name.is_empty());
-            credentials.into_iter().chain(parameters)
-        })
-        .filter(|name| !name.is_empty())
-        .collect()
 }
 
 /// The Secrets the agent made for each application (by label), found even
 /// when the Application no longer points at them (e.g. after a failed earlier
 /// sync). Built once per plan: a lookup per application would be quadratic.
-fn secrets_by_labelled_app(secrets: &[Secret]) -> BTreeMap<&str, Vec<String>> {
-    let mut by_app: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+fn secrets_by_labelled_app(secrets: &[ActualSecret]) -> BTreeMap<&str, Vec<&str>> {
+    let mut by_app: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for secret in secrets {
-        let labels = secret.metadata.labels.as_ref();
-        let label = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
-        if label(MANAGED_BY_LABEL) != Some(MANAGED_BY_VALUE) {
+        if secret.label(MANAGED_BY_LABEL) != Some(MANAGED_BY_VALUE) {
             continue;
         }
-        if let (Some(app), Some(name)) = (label(SECRET_APP_LABEL), secret.metadata.name.clone()) {
-            by_app.entry(app).or_default().push(name);
+        if let Some(app) = secret.label(SECRET_APP_LABEL) {
+            by_app.entry(app).or_default().push(&secret.name);
         }
     }
     by_app
@@ -330,9 +243,14 @@ fn secrets_by_labelled_app(secrets: &[Secret]) -> BTreeMap<&str, Vec<String>> {
 mod tests {
     use super::*;
     use crate::compass::model::{self, Auth, Credential};
-    use crate::sync::convert::{to_wanted_application, ConversionSettings};
+    use crate::k8s::crd::application::{Application, ApplicationSpec};
+    use crate::sync::convert::{
+        to_wanted_application, ConversionSettings, WantedApplication, DATA_HASH_ANNOTATION,
+    };
+    use k8s_openapi::api::core::v1::Secret;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use k8s_openapi::ByteString;
+    use std::sync::Arc;
 
     fn settings() -> ConversionSettings {
         ConversionSettings {
@@ -376,25 +294,41 @@ mod tests {
         to_wanted_application(&director_app(name, password), &settings())
     }
 
-    /// The cluster as it is after applying `wanted` (with uids, as the apiserver sets).
-    fn applied(wanted: &[WantedApplication]) -> ActualState {
-        let mut state = ActualState::default();
+    /// The objects in the cluster after applying `wanted` (with uids, as the apiserver sets).
+    fn applied_objects(wanted: &[WantedApplication]) -> (Vec<Application>, Vec<Secret>) {
+        let (mut apps, mut secrets) = (Vec::new(), Vec::new());
         for (i, w) in wanted.iter().enumerate() {
             let mut app = w.application.clone();
             let uid = format!("uid-{i}");
             app.metadata.uid = Some(uid.clone());
-            state.applications.push(app);
+            apps.push(app);
             for s in &w.secrets {
-                state.secrets.push(secret_in_cluster(s, &uid));
+                secrets.push(secret_in_cluster(s, &uid));
             }
         }
-        state
+        (apps, secrets)
+    }
+
+    /// What the agent reads of those objects.
+    fn summarize(apps: &[Application], secrets: Vec<Secret>) -> ActualState {
+        ActualState {
+            applications: apps
+                .iter()
+                .map(|app| Arc::new(ActualApplication::from(app)))
+                .collect(),
+            secrets: secrets.into_iter().map(ActualSecret::from).collect(),
+        }
+    }
+
+    fn applied(wanted: &[WantedApplication]) -> ActualState {
+        let (apps, secrets) = applied_objects(wanted);
+        summarize(&apps, secrets)
     }
 
     fn secret_in_cluster(wanted: &WantedSecret, owner_uid: &str) -> Secret {
         let mut secret = Secret::default();
         secret.metadata.name = Some(wanted.name.clone());
-        secret.metadata.labels = Some(wanted.labels.clone());
+        secret.metadata.labels = Some(wanted.labels());
         secret.metadata.owner_references = Some(vec![OwnerReference {
             uid: owner_uid.into(),
             ..OwnerReference::default()
@@ -403,7 +337,7 @@ mod tests {
             wanted
                 .data
                 .iter()
-                .map(|(k, v)| (k.clone(), ByteString(v.clone())))
+                .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
                 .collect(),
         );
         secret
@@ -444,10 +378,11 @@ mod tests {
 
     #[test]
     fn fields_owned_by_others_do_not_count_as_a_change() {
-        let mut state = applied(&[wanted("shop", "p")]);
-        state.applications[0].spec.encode_url = Some(true);
-        state.applications[0].spec.tenant = Some("t".into());
-        state.applications[0].status = Some(Default::default());
+        let (mut apps, secrets) = applied_objects(&[wanted("shop", "p")]);
+        apps[0].spec.encode_url = Some(true);
+        apps[0].spec.tenant = Some("t".into());
+        apps[0].status = Some(Default::default());
+        let state = summarize(&apps, secrets);
         assert_eq!(plan(vec![wanted("shop", "p")], &state).writes(), 0);
     }
 
@@ -458,7 +393,7 @@ mod tests {
         let app = &plan.applications[0];
         assert_eq!(app.action, ApplicationAction::Unchanged);
         assert!(
-            matches!(&app.secrets[..], [SecretAction::Update(s)] if s.data["password"] == b"new")
+            matches!(&app.secrets[..], [SecretAction::Update(s)] if &s.data["password"] == b"new")
         );
     }
 
@@ -469,7 +404,7 @@ mod tests {
         changed.description = Some("new text".into());
         let plan = plan(vec![to_wanted_application(&changed, &settings())], &state);
         assert!(
-            matches!(&plan.applications[0].action, ApplicationAction::Update(app) if app.spec.description == "new text")
+            matches!(&plan.applications[0].action, ApplicationAction::Update(app) if app.unpack().unwrap().spec.description == "new text")
         );
         assert!(plan.applications[0].secrets.is_empty());
     }
@@ -513,15 +448,14 @@ mod tests {
         let mut state = applied(&[]);
         let mut foreign = Application::new("foreign", ApplicationSpec::default());
         foreign.metadata.uid = Some("u".into());
-        state.applications.push(foreign.clone());
-        let plan_without = plan(vec![], &state);
+        state
+            .applications
+            .push(Arc::new(ActualApplication::from(&foreign)));
+        let plan_without = plan(Vec::<WantedApplication>::new(), &state);
         assert!(plan_without.applications.is_empty(), "{plan_without:?}");
         // Even when the Director has an application of the same name.
         foreign.metadata.name = Some("shop".into());
-        let state = ActualState {
-            applications: vec![foreign],
-            secrets: vec![],
-        };
+        let state = summarize(&[foreign], vec![]);
         let plan = plan(vec![wanted("shop", "p")], &state);
         assert!(
             matches!(&plan.applications[0].action, ApplicationAction::Conflict(m) if m.contains("not managed"))
@@ -547,11 +481,12 @@ mod tests {
     #[test]
     fn a_recorded_data_hash_stands_for_the_data() {
         let wanted_apps = [wanted("shop", "p")];
-        let mut state = applied(&wanted_apps);
+        let (apps, mut secrets) = applied_objects(&wanted_apps);
         let hash = wanted_apps[0].secrets[0].data_hash();
-        state.secrets[0].data = None;
-        state.secrets[0].metadata.annotations =
+        secrets[0].data = None;
+        secrets[0].metadata.annotations =
             Some(BTreeMap::from([(DATA_HASH_ANNOTATION.to_string(), hash)]));
+        let state = summarize(&apps, secrets);
         assert_eq!(
             plan(vec![wanted("shop", "p")], &state).writes(),
             0,
@@ -566,8 +501,9 @@ mod tests {
 
     #[test]
     fn a_secret_without_its_owner_reference_is_repaired() {
-        let mut state = applied(&[wanted("shop", "p")]);
-        state.secrets[0].metadata.owner_references = None;
+        let (apps, mut secrets) = applied_objects(&[wanted("shop", "p")]);
+        secrets[0].metadata.owner_references = None;
+        let state = summarize(&apps, secrets);
         let plan = plan(vec![wanted("shop", "p")], &state);
         assert!(matches!(
             plan.applications[0].secrets[..],
@@ -577,8 +513,9 @@ mod tests {
 
     #[test]
     fn an_application_that_lost_its_managed_by_label_is_updated() {
-        let mut state = applied(&[wanted("shop", "p")]);
-        state.applications[0].metadata.labels = None;
+        let (mut apps, secrets) = applied_objects(&[wanted("shop", "p")]);
+        apps[0].metadata.labels = None;
+        let state = summarize(&apps, secrets);
         let plan = plan(vec![wanted("shop", "p")], &state);
         assert!(matches!(
             plan.applications[0].action,

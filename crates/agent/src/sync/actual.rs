@@ -1,0 +1,341 @@
+//! What the cluster holds, as the plan needs it: a short summary of each
+//! Application and credential Secret, made as each object is read and kept
+//! instead of the object. A thousand Applications are a few hundred kilobytes
+//! this way, not tens of megabytes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::PartialObjectMeta;
+
+use super::convert::{data_hash, DATA_HASH_ANNOTATION, SECRET_APP_LABEL, SECRET_BUNDLE_LABEL};
+use super::pending::OwnedDigest;
+use crate::k8s::crd::application::{Application, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+
+/// What the cluster holds now.
+#[derive(Clone, Debug, Default)]
+pub struct ActualState {
+    /// Every Application in the cluster, ours or not (shared with the
+    /// [`SummaryCache`], so the summaries are in memory once).
+    pub applications: Vec<Arc<ActualApplication>>,
+    /// The Secrets in the integration namespace that look like credential or
+    /// request-parameter Secrets (they carry the `bundleId` label).
+    pub secrets: Vec<ActualSecret>,
+}
+
+/// An Application in the cluster, summarized.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActualApplication {
+    pub name: String,
+    pub uid: Option<String>,
+    /// The version it was read at.
+    pub resource_version: Option<String>,
+    /// `spec.compassMetadata.applicationId`; `None` when the Application has no
+    /// `compassMetadata`, i.e. is not the agent's to manage.
+    pub compass_application_id: Option<String>,
+    /// Whether it carries the agent's managed-by label.
+    pub has_managed_by_label: bool,
+    /// The fields the agent writes, as a digest.
+    pub owned: OwnedDigest,
+    /// The Secrets its entries point at (credentials, request parameters).
+    pub referenced_secrets: Vec<String>,
+}
+
+impl ActualApplication {
+    pub fn is_managed_by_compass(&self) -> bool {
+        self.compass_application_id.is_some()
+    }
+}
+
+impl From<&Application> for ActualApplication {
+    fn from(app: &Application) -> ActualApplication {
+        let mut referenced_secrets: Vec<String> = app
+            .spec
+            .services
+            .iter()
+            .flat_map(|service| &service.entries)
+            .flat_map(|entry| {
+                let credentials = entry.credentials.as_ref().map(|c| c.secret_name.clone());
+                let parameters = Some(entry.request_parameters_secret_name.clone());
+                credentials.into_iter().chain(parameters)
+            })
+            .filter(|name| !name.is_empty())
+            .collect();
+        referenced_secrets.sort();
+        referenced_secrets.dedup();
+        // Every API entry of a bundle names the same Secrets: keep one each.
+        referenced_secrets.shrink_to_fit();
+        ActualApplication {
+            name: app.metadata.name.clone().unwrap_or_default(),
+            uid: app.metadata.uid.clone(),
+            resource_version: app.metadata.resource_version.clone(),
+            compass_application_id: app
+                .spec
+                .compass_metadata
+                .as_ref()
+                .map(|metadata| metadata.application_id.clone()),
+            has_managed_by_label: has_label(&app.metadata, MANAGED_BY_LABEL, MANAGED_BY_VALUE),
+            owned: OwnedDigest::of(&app.spec),
+            referenced_secrets,
+        }
+    }
+}
+
+impl From<Application> for ActualApplication {
+    fn from(app: Application) -> ActualApplication {
+        ActualApplication::from(&app)
+    }
+}
+
+/// An Application as a metadata-only list shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListedApplication {
+    pub name: String,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+}
+
+impl From<PartialObjectMeta<Application>> for ListedApplication {
+    fn from(listed: PartialObjectMeta<Application>) -> ListedApplication {
+        ListedApplication {
+            name: listed.metadata.name.unwrap_or_default(),
+            uid: listed.metadata.uid,
+            resource_version: listed.metadata.resource_version,
+        }
+    }
+}
+
+/// The Application summaries of the last read. An Application whose uid and
+/// resourceVersion have not moved is the same object, so its summary stands
+/// and it need not be read again: an idle sync lists metadata only, not
+/// every Application's whole spec.
+#[derive(Debug, Default)]
+pub struct SummaryCache {
+    by_uid: HashMap<String, Arc<ActualApplication>>,
+}
+
+impl SummaryCache {
+    /// The summaries still valid for what a metadata list showed, and the
+    /// names of the Applications that must be read again (new or changed).
+    pub fn reuse(
+        &self,
+        listed: Vec<ListedApplication>,
+    ) -> (Vec<Arc<ActualApplication>>, Vec<String>) {
+        let mut known = Vec::with_capacity(listed.len());
+        let mut to_read = Vec::new();
+        for application in listed {
+            let cached = application
+                .uid
+                .as_ref()
+                .and_then(|uid| self.by_uid.get(uid))
+                .filter(|cached| {
+                    application.resource_version.is_some()
+                        && cached.resource_version == application.resource_version
+                        && cached.name == application.name
+                });
+            match cached {
+                Some(summary) => known.push(summary.clone()),
+                None => to_read.push(application.name),
+            }
+        }
+        (known, to_read)
+    }
+
+    /// Keeps these summaries, and only these, for the next read.
+    pub fn replace(&mut self, summaries: &[Arc<ActualApplication>]) {
+        self.by_uid = summaries
+            .iter()
+            .filter_map(|summary| Some((summary.uid.clone()?, summary.clone())))
+            .collect();
+    }
+
+    /// Adds or refreshes one summary, e.g. of an Application just written.
+    pub fn insert(&mut self, summary: ActualApplication) {
+        if let Some(uid) = summary.uid.clone() {
+            self.by_uid.insert(uid, Arc::new(summary));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_uid.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_uid.is_empty()
+    }
+}
+
+/// A credentials or request-parameters Secret in the cluster, summarized.
+/// A cluster holds four of them for a typical application, so each is kept
+/// to what the plan compares.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActualSecret {
+    pub name: String,
+    /// The digest of its data ([`data_hash`]): the agent's annotation, else
+    /// computed from the data. `None` when only the metadata was read and it
+    /// has no annotation (written by someone else, e.g. the Go agent).
+    pub data_hash: Option<String>,
+    /// The `app` label.
+    pub app_label: Option<String>,
+    /// The `bundleId` label.
+    pub bundle_label: Option<String>,
+    /// Whether it carries the agent's managed-by label.
+    pub has_managed_by_label: bool,
+    /// The uids of its owners.
+    pub owner_uids: Vec<String>,
+}
+
+impl ActualSecret {
+    /// From the metadata alone: enough when the agent wrote the Secret.
+    pub fn from_metadata(metadata: ObjectMeta) -> ActualSecret {
+        let has_managed_by_label = has_label(&metadata, MANAGED_BY_LABEL, MANAGED_BY_VALUE);
+        let mut labels = metadata.labels.unwrap_or_default();
+        let data_hash = metadata
+            .annotations
+            .and_then(|mut annotations| annotations.remove(DATA_HASH_ANNOTATION));
+        let mut owner_uids: Vec<String> = metadata
+            .owner_references
+            .unwrap_or_default()
+            .into_iter()
+            .map(|owner| owner.uid)
+            .collect();
+        // Collected in place, the uids would keep the (much larger) memory
+        // of the owner references they came from.
+        owner_uids.shrink_to_fit();
+        ActualSecret {
+            name: metadata.name.unwrap_or_default(),
+            data_hash,
+            app_label: labels.remove(SECRET_APP_LABEL),
+            bundle_label: labels.remove(SECRET_BUNDLE_LABEL),
+            has_managed_by_label,
+            owner_uids,
+        }
+    }
+
+    /// The value of one of the labels the agent writes; `None` for others.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        match key {
+            SECRET_APP_LABEL => self.app_label.as_deref(),
+            SECRET_BUNDLE_LABEL => self.bundle_label.as_deref(),
+            MANAGED_BY_LABEL => self.has_managed_by_label.then_some(MANAGED_BY_VALUE),
+            _ => None,
+        }
+    }
+
+    pub fn is_owned_by(&self, uid: &str) -> bool {
+        self.owner_uids.iter().any(|owner| owner == uid)
+    }
+}
+
+impl From<PartialObjectMeta<Secret>> for ActualSecret {
+    fn from(summary: PartialObjectMeta<Secret>) -> ActualSecret {
+        ActualSecret::from_metadata(summary.metadata)
+    }
+}
+
+impl From<Secret> for ActualSecret {
+    /// From the whole Secret: a recorded digest still stands for the data
+    /// (as when only the metadata is read), else the data is digested.
+    fn from(secret: Secret) -> ActualSecret {
+        let computed = secret.data.as_ref().map(|data| {
+            data_hash(
+                data.iter()
+                    .map(|(key, value)| (key.as_str(), value.0.as_slice())),
+            )
+        });
+        let mut summary = ActualSecret::from_metadata(secret.metadata);
+        if summary.data_hash.is_none() {
+            summary.data_hash = Some(computed.unwrap_or_else(|| data_hash(std::iter::empty())));
+        }
+        summary
+    }
+}
+
+fn has_label(metadata: &ObjectMeta, key: &str, value: &str) -> bool {
+    metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(key))
+        .is_some_and(|found| found == value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::crd::application::{ApplicationSpec, CompassMetadata};
+
+    fn application(name: &str, uid: &str, version: &str) -> Application {
+        let mut app = Application::new(
+            name,
+            ApplicationSpec {
+                compass_metadata: Some(CompassMetadata::default()),
+                ..ApplicationSpec::default()
+            },
+        );
+        app.metadata.uid = Some(uid.into());
+        app.metadata.resource_version = Some(version.into());
+        app
+    }
+
+    fn listed(name: &str, uid: &str, version: &str) -> ListedApplication {
+        ListedApplication {
+            name: name.into(),
+            uid: Some(uid.into()),
+            resource_version: Some(version.into()),
+        }
+    }
+
+    #[test]
+    fn an_unmoved_resource_version_reuses_the_summary_and_anything_else_is_read() {
+        let mut cache = SummaryCache::default();
+        let shop = Arc::new(ActualApplication::from(application("shop", "u-1", "10")));
+        let crm = Arc::new(ActualApplication::from(application("crm", "u-2", "11")));
+        cache.replace(&[shop.clone(), crm]);
+
+        let (known, to_read) = cache.reuse(vec![
+            listed("shop", "u-1", "10"),  // unchanged
+            listed("crm", "u-2", "12"),   // changed since
+            listed("hr", "u-3", "13"),    // new
+            listed("shop2", "u-4", "10"), // an unknown uid with a known version
+        ]);
+        assert_eq!(known, [shop]);
+        assert_eq!(to_read, ["crm", "hr", "shop2"]);
+    }
+
+    #[test]
+    fn an_application_the_agent_wrote_need_not_be_read() {
+        let mut cache = SummaryCache::default();
+        let written = ActualApplication::from(application("shop", "u-1", "10"));
+        cache.insert(written.clone());
+        let (known, to_read) = cache.reuse(vec![listed("shop", "u-1", "10")]);
+        assert_eq!(known, [Arc::new(written)]);
+        assert!(to_read.is_empty());
+    }
+
+    #[test]
+    fn a_recreated_application_is_read_again() {
+        let mut cache = SummaryCache::default();
+        cache.replace(&[Arc::new(ActualApplication::from(application(
+            "shop", "u-1", "10",
+        )))]);
+        let (known, to_read) = cache.reuse(vec![listed("shop", "u-9", "10")]);
+        assert!(known.is_empty());
+        assert_eq!(to_read, ["shop"]);
+    }
+
+    #[test]
+    fn replace_forgets_what_was_not_read_this_time() {
+        let mut cache = SummaryCache::default();
+        cache.replace(&[Arc::new(ActualApplication::from(application(
+            "shop", "u-1", "10",
+        )))]);
+        cache.replace(&[Arc::new(ActualApplication::from(application(
+            "crm", "u-2", "11",
+        )))]);
+        assert_eq!(cache.len(), 1);
+        let (known, _) = cache.reuse(vec![listed("shop", "u-1", "10")]);
+        assert!(known.is_empty());
+    }
+}
