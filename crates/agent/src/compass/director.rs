@@ -226,18 +226,10 @@ impl DirectorClient {
     }
 
     /// Every application assigned to the Runtime, with all of their bundles, API
-    /// definitions and event definitions. Any failure fails the whole fetch, so a
-    /// partial answer is never mistaken for the Director's truth.
-    pub async fn fetch_applications(&self) -> Result<Vec<Application>, CompassError> {
-        let mut applications = Vec::new();
-        self.for_each_application(|application| applications.push(application))
-            .await?;
-        Ok(applications)
-    }
-
-    /// Hands each application, complete, to `visit` as soon as it is fetched,
-    /// so that a caller can keep a smaller form of it instead. On an error the
-    /// caller must discard what it was handed: the fetch is incomplete.
+    /// definitions and event definitions, each handed to `visit` as soon as it
+    /// is complete, so that the caller can keep a smaller form of it. Any
+    /// failure fails the whole fetch: the caller must then discard what it was
+    /// handed, so a partial answer is never mistaken for the Director's truth.
     pub async fn for_each_application(
         &self,
         mut visit: impl FnMut(Application),
