@@ -437,6 +437,50 @@ async fn an_unchanged_director_makes_no_writes() {
     assert_eq!(before, resource_versions(&world).await);
 }
 
+/// The agent remembers what it read and wrote and, at the next sync, reads
+/// in full only the Applications whose resourceVersion moved: an edit made
+/// in the cluster must still be seen and undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_edited_in_the_cluster_is_restored_at_the_next_sync() {
+    let world = World::connected().await;
+    world
+        .sim
+        .put_application(RUNTIME_ID, shop("Orders API", "pw", false))
+        .unwrap();
+    world
+        .sim
+        .put_application(RUNTIME_ID, plain("id-crm", "crm"))
+        .unwrap();
+    resync(&world).await;
+    // Once more, so that both Applications are known from a read as well.
+    resync(&world).await;
+    let original = applications(&world).get("shop").await.unwrap();
+
+    let edit = json!({"spec": {"description": "edited by hand", "services": []}});
+    applications(&world)
+        .patch("shop", &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+    let connection = resync(&world).await;
+
+    let restored = applications(&world).get("shop").await.unwrap();
+    assert_eq!(restored.spec.description, original.spec.description);
+    assert_eq!(restored.spec.services, original.spec.services);
+    let results = connection
+        .status
+        .unwrap()
+        .synchronization_status
+        .unwrap()
+        .applications;
+    let outcome = |name: &str| results.iter().find(|r| r.name == name).map(|r| r.operation);
+    assert_eq!(outcome("shop"), Some(SyncOperation::Updated), "{results:?}");
+    assert_eq!(
+        outcome("crm"),
+        Some(SyncOperation::Unchanged),
+        "{results:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_at_every_level_is_followed() {
     let mut world = World::new().await;
