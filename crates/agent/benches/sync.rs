@@ -43,6 +43,77 @@ fn machine_speed_reference() -> std::time::Duration {
     started.elapsed()
 }
 
+/// The apiserver's own pace at this moment: the Applications and Secrets the
+/// first sync wrote, created again under other names (Secrets in another
+/// namespace, without owner references) by a plain client at the agent's
+/// concurrency, once the agent has stopped. The floor of the first sync.
+async fn plain_client_write_time(world: &World) -> (usize, Duration) {
+    use futures::stream::{self, StreamExt};
+    use k8s_openapi::api::core::v1::{Namespace, Secret};
+    use kube::api::{ObjectMeta, PostParams};
+    const COPY_NS: &str = "bench-copy";
+    let client = world.client.clone();
+    let mut namespace = Namespace::default();
+    namespace.metadata.name = Some(COPY_NS.into());
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    let fresh = |from: &ObjectMeta, namespace: Option<&str>| ObjectMeta {
+        name: from.name.as_ref().map(|name| format!("copy-{name}")),
+        namespace: namespace.map(str::to_string),
+        labels: from.labels.clone(),
+        annotations: from.annotations.clone(),
+        ..ObjectMeta::default()
+    };
+    let applications: Vec<Application> = Api::<Application>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|app| Application {
+            metadata: fresh(&app.metadata, None),
+            spec: app.spec,
+            status: None,
+        })
+        .collect();
+    let secrets: Vec<Secret> = Api::<Secret>::all(client.clone())
+        .list(&ListParams::default().labels("bundleId"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|secret| Secret {
+            metadata: fresh(&secret.metadata, Some(COPY_NS)),
+            data: secret.data,
+            type_: secret.type_,
+            ..Secret::default()
+        })
+        .collect();
+    let count = applications.len() + secrets.len();
+    let app_api = Api::<Application>::all(client.clone());
+    let secret_api = Api::<Secret>::namespaced(client, COPY_NS);
+    let started = Instant::now();
+    let app_writes = stream::iter(applications).map(|app| {
+        let api = app_api.clone();
+        async move { api.create(&PostParams::default(), &app).await.map(|_| ()) }
+    });
+    let secret_writes = stream::iter(secrets).map(|secret| {
+        let api = secret_api.clone();
+        async move { api.create(&PostParams::default(), &secret).await.map(|_| ()) }
+    });
+    let results: Vec<_> = app_writes
+        .map(futures::future::Either::Left)
+        .chain(secret_writes.map(futures::future::Either::Right))
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    assert!(results.iter().all(Result::is_ok), "a plain write failed");
+    (count, elapsed)
+}
+
 /// CPU seconds (user + system) the process has used.
 fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -219,6 +290,7 @@ async fn main() {
         .args(["-TERM", &pid.to_string()])
         .status();
     let _ = agent.wait();
+    let (raw_writes, raw_write_time) = plain_client_write_time(&world).await;
 
     println!("compass-runtime-agent synchronization benchmark");
     println!(
@@ -243,6 +315,10 @@ async fn main() {
     println!("| Applications in the cluster after it | {apps_in_cluster} | {count} |");
     println!("| writes during the first sync | {writes_first} | |");
     println!("| Director requests, first sync | {director_first} | |");
+    println!(
+        "| the same {raw_writes} objects created by a plain client at concurrency 8, agent stopped | {:.2} s | |",
+        raw_write_time.as_secs_f64()
+    );
     println!(
         "| idle (unchanged) sync, resyncNow → status written | {:.2} s | < 1 s |",
         idle_sync.as_secs_f64()
