@@ -101,7 +101,11 @@ async fn plain_client_write_time(world: &World) -> (usize, Duration) {
     });
     let secret_writes = stream::iter(secrets).map(|secret| {
         let api = secret_api.clone();
-        async move { api.create(&PostParams::default(), &secret).await.map(|_| ()) }
+        async move {
+            api.create(&PostParams::default(), &secret)
+                .await
+                .map(|_| ())
+        }
     });
     let results: Vec<_> = app_writes
         .map(futures::future::Either::Left)
