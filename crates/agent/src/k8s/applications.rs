@@ -366,11 +366,7 @@ impl ApplicationWriter {
                 SecretAction::Create(secret) => {
                     let body = self.secret(secret, &plan.name, owner_uid);
                     match self
-                        .counted(
-                            "Secret",
-                            "create",
-                            self.secrets.create(&PostParams::default(), &body),
-                        )
+                        .counted("Secret", "create", self.send_secret(&body, false))
                         .await
                     {
                         Err(kube::Error::Api(status)) if status.code == 409 => {
@@ -412,24 +408,36 @@ impl ApplicationWriter {
         match self.secrets.get_opt(&secret.name).await? {
             Some(current) => {
                 body.metadata.resource_version = current.metadata.resource_version;
-                self.counted(
-                    "Secret",
-                    "update",
-                    self.secrets
-                        .replace(&secret.name, &PostParams::default(), &body),
-                )
-                .await
-                .map(|_| ())
+                self.counted("Secret", "update", self.send_secret(&body, true))
+                    .await
             }
-            None => self
-                .counted(
-                    "Secret",
-                    "create",
-                    self.secrets.create(&PostParams::default(), &body),
-                )
-                .await
-                .map(|_| ()),
+            None => {
+                self.counted("Secret", "create", self.send_secret(&body, false))
+                    .await
+            }
         }
+    }
+
+    /// Creates or replaces a Secret without parsing the apiserver's answer
+    /// (the whole Secret again, `managedFields` included): nothing here needs
+    /// it, and a first sync writes thousands.
+    async fn send_secret(&self, body: &Secret, replace: bool) -> Result<(), kube::Error> {
+        let request = kube::core::Request::new(self.secrets.resource_url());
+        let data = serde_json::to_vec(body).map_err(kube::Error::SerdeError)?;
+        let params = PostParams::default();
+        let name = body.metadata.name.as_deref().unwrap_or_default();
+        let mut http_request = match replace {
+            true => request.replace(name, &params, data),
+            false => request.create(&params, data),
+        }
+        .map_err(kube::Error::BuildRequest)?;
+        http_request
+            .extensions_mut()
+            .insert(if replace { "replace" } else { "create" });
+        self.client
+            .request::<serde::de::IgnoredAny>(http_request)
+            .await
+            .map(|_| ())
     }
 
     fn secret(&self, wanted: &WantedSecret, app: &str, owner_uid: &str) -> Secret {
