@@ -79,6 +79,12 @@ pub enum ApplyError {
         #[source]
         source: kube::Error,
     },
+    #[error("cannot read Application {name}: {source}")]
+    Read {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 pub struct ApplicationWriter {
@@ -160,14 +166,19 @@ impl ApplicationWriter {
                 .map(Arc::new)
                 .collect();
         } else {
-            let read: Vec<Result<Option<Application>, kube::Error>> = stream::iter(to_read)
-                .map(|name| async move { self.applications.get_opt(&name).await })
+            let read: Vec<Result<Option<Application>, ApplyError>> = stream::iter(to_read)
+                .map(|name| async move {
+                    self.applications
+                        .get_opt(&name)
+                        .await
+                        .map_err(|source| ApplyError::Read { name, source })
+                })
                 .buffer_unordered(self.concurrency)
                 .collect()
                 .await;
             for application in read {
                 // Gone since the list: as if it had not been listed.
-                if let Some(application) = application.map_err(list_error)? {
+                if let Some(application) = application? {
                     summaries.push(Arc::new(ActualApplication::from(application)));
                 }
             }
