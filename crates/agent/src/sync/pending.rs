@@ -74,11 +74,11 @@ impl PackedApplication {
         // Cannot fail: string keys only. An empty text would fail `unpack`,
         // and so that Application's write, not the agent.
         let json = serde_json::to_vec(application).unwrap_or_default();
-        PackedApplication(lz4_flex::compress_prepend_size(&json).into_boxed_slice())
+        PackedApplication(lz4_flex::block::compress_prepend_size(&json).into_boxed_slice())
     }
 
     pub fn unpack(&self) -> Result<Application, UnpackError> {
-        let json = lz4_flex::decompress_size_prepended(&self.0)?;
+        let json = lz4_flex::block::decompress_size_prepended(&self.0)?;
         Ok(serde_json::from_slice(&json)?)
     }
 
