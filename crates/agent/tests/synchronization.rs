@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::*;
@@ -77,6 +77,20 @@ async fn secret_data(world: &World, name: &str) -> Option<BTreeMap<String, Strin
             .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
             .collect(),
     )
+}
+
+/// The field managers recorded in an object's `managedFields`: what
+/// `kubectl get -o yaml --show-managed-fields` shows an operator.
+fn managers(object: &impl ResourceExt) -> BTreeSet<String> {
+    object
+        .managed_fields()
+        .iter()
+        .filter_map(|entry| entry.manager.clone())
+        .collect()
+}
+
+fn only_the_agent() -> BTreeSet<String> {
+    BTreeSet::from(["compass-runtime-agent".to_string()])
 }
 
 /// The resourceVersion of every Application and of every Secret in the
@@ -250,6 +264,16 @@ async fn director_applications_become_applications_and_secrets_with_the_original
         (owner.kind.as_str(), owner.name.as_str(), Some(&owner.uid)),
         ("Application", "shop", app.metadata.uid.as_ref())
     );
+    // Who wrote what is on record under the agent's name, not "unknown".
+    assert_eq!(managers(&app), only_the_agent());
+    assert_eq!(managers(&secret), only_the_agent());
+    let certificates = secrets(&world)
+        .get("cluster-client-certificates")
+        .await
+        .unwrap();
+    assert_eq!(managers(&certificates), only_the_agent());
+    let connection = world.connection().await.unwrap();
+    assert!(managers(&connection).contains("compass-runtime-agent"));
     world.sim.shutdown().await;
 }
 
@@ -268,6 +292,11 @@ async fn director_changes_are_applied_and_unreferenced_secrets_removed() {
     resync(&world).await;
 
     let app = applications(&world).get("shop").await.unwrap();
+    assert_eq!(
+        managers(&app),
+        only_the_agent(),
+        "updates too are on record under the agent's name"
+    );
     assert_eq!(app.spec.services.len(), 3);
     let orders = app
         .spec
@@ -287,6 +316,11 @@ async fn director_changes_are_applied_and_unreferenced_secrets_removed() {
             .unwrap()["password"],
         "new-pw"
     );
+    let replaced = secrets(&world)
+        .get(&format!("shop-{BUNDLE_BASIC}"))
+        .await
+        .unwrap();
+    assert_eq!(managers(&replaced), only_the_agent());
     assert!(
         secret_data(&world, &format!("shop-{BUNDLE_OAUTH}"))
             .await

@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::ObjectMeta;
 use kube::Api;
 use tokio_util::sync::CancellationToken;
 
 use super::Context;
 use crate::config::{NamespacedName, Settings};
+use crate::k8s::write_params;
 
 /// How this replica takes part in the election.
 #[derive(Clone, Debug)]
@@ -197,14 +198,14 @@ impl Elector {
                     },
                     spec: Some(held),
                 };
-                self.api.create(&PostParams::default(), &lease).await
+                self.api.create(&write_params(), &lease).await
             }
             LeaseDecision::Acquire | LeaseDecision::Renew => {
                 let mut lease = current.unwrap_or_default();
                 lease.spec = Some(held);
                 // The resourceVersion travels along: a concurrent write wins
                 // and we get 409 Conflict.
-                self.api.replace(name, &PostParams::default(), &lease).await
+                self.api.replace(name, &write_params(), &lease).await
             }
         };
         match written {
@@ -234,7 +235,7 @@ impl Elector {
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
-        match self.api.replace(name, &PostParams::default(), &lease).await {
+        match self.api.replace(name, &write_params(), &lease).await {
             Ok(_) => tracing::info!(lease = %self.config.lease, "released the leader Lease"),
             Err(error) => tracing::warn!(%error, "cannot release the leader Lease"),
         }

@@ -8,7 +8,7 @@ use futures::stream::{self, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, OwnerReference};
 use k8s_openapi::ByteString;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch};
 use kube::core::PartialObjectMeta;
 use kube::{Api, Client, Resource};
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
@@ -17,6 +17,7 @@ use serde_json::json;
 
 use super::crd::application::{Application, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use super::crd::compass_connection::{ApplicationSyncResult, SyncOperation};
+use crate::k8s::{patch_params, write_params};
 use crate::sync::convert::{DATA_HASH_ANNOTATION, SECRET_BUNDLE_LABEL};
 use crate::sync::{
     ActualApplication, ActualSecret, ActualState, ApplicationAction, ApplicationPlan,
@@ -317,7 +318,7 @@ impl ApplicationWriter {
             .counted(
                 "Application",
                 "create",
-                self.applications.create(&PostParams::default(), app),
+                self.applications.create(&write_params(), app),
             )
             .await
             .map_err(|e| format!("cannot create Application: {}", describe(&e)))?;
@@ -345,7 +346,7 @@ impl ApplicationWriter {
                 "Application",
                 "update",
                 self.applications
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch)),
+                    .patch(&name, &patch_params(), &Patch::Merge(&patch)),
             )
             .await
             .map_err(|e| format!("cannot update Application: {}", describe(&e)))?;
@@ -435,7 +436,7 @@ impl ApplicationWriter {
     async fn send_secret(&self, body: &Secret, replace: bool) -> Result<(), kube::Error> {
         let request = kube::core::Request::new(self.secrets.resource_url());
         let data = serde_json::to_vec(body).map_err(kube::Error::SerdeError)?;
-        let params = PostParams::default();
+        let params = write_params();
         let name = body.metadata.name.as_deref().unwrap_or_default();
         let mut http_request = match replace {
             true => request.replace(name, &params, data),

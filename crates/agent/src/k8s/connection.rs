@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::Patch;
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -12,6 +12,7 @@ use super::crd::compass_connection::{
     CompassConnection, CompassConnectionSpec, CompassConnectionStatus, ConnectionState,
     ManagementInfo, COMPASS_CONNECTION_NAME,
 };
+use super::{patch_params, write_params};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionStoreError {
@@ -78,7 +79,7 @@ impl ConnectionStore {
             },
         );
         connection.status = Some(initial_status());
-        match self.api.create(&PostParams::default(), &connection).await {
+        match self.api.create(&write_params(), &connection).await {
             // With a status subresource the status of a create is dropped; the
             // controller reads a missing status as `initial_status()`. Writing
             // it here would race with the controller's first reconcile.
@@ -140,7 +141,7 @@ impl ConnectionStore {
         &self,
         patch: &serde_json::Value,
     ) -> Result<(), ConnectionStoreError> {
-        let params = PatchParams::default();
+        let params = patch_params();
         let failed = |source| ConnectionStoreError::Api {
             action: "write the status of",
             source,
@@ -209,7 +210,7 @@ impl ConnectionStore {
             .api
             .patch(
                 COMPASS_CONNECTION_NAME,
-                &PatchParams::default(),
+                &patch_params(),
                 &Patch::Merge(&patch),
             )
             .await

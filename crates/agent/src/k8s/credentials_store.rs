@@ -11,6 +11,7 @@ use kube::{Api, Client};
 
 use crate::certificates::{CertificateError, ClientCredentials};
 use crate::config::NamespacedName;
+use crate::k8s::{patch_params, write_params};
 
 pub const CERTIFICATE_KEY: &str = "crt";
 pub const PRIVATE_KEY_KEY: &str = "key";
@@ -128,7 +129,7 @@ impl CredentialsStore {
         };
         let dry_patch = PatchParams {
             dry_run: true,
-            ..PatchParams::default()
+            ..patch_params()
         };
         let patch = serde_json::json!({ "data": {} });
         match api
@@ -140,7 +141,7 @@ impl CredentialsStore {
                 let secret = opaque_secret(name, BTreeMap::new());
                 let dry_create = PostParams {
                     dry_run: true,
-                    ..PostParams::default()
+                    ..write_params()
                 };
                 api.create(&dry_create, &secret)
                     .await
@@ -188,17 +189,17 @@ impl CredentialsStore {
         // Secret is missing.
         let patch = serde_json::json!({ "data": data });
         match api
-            .patch(&name.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(&name.name, &patch_params(), &Patch::Merge(&patch))
             .await
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => {
                 let secret = opaque_secret(name, data);
-                match api.create(&PostParams::default(), &secret).await {
+                match api.create(&write_params(), &secret).await {
                     Ok(_) => Ok(()),
                     // Created meanwhile by someone else: merge into theirs.
                     Err(kube::Error::Api(status)) if status.code == 409 => api
-                        .patch(&name.name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .patch(&name.name, &patch_params(), &Patch::Merge(&patch))
                         .await
                         .map(|_| ())
                         .map_err(write_error),

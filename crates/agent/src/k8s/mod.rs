@@ -5,3 +5,26 @@ pub mod applications;
 pub mod connection;
 pub mod crd;
 pub mod credentials_store;
+
+use kube::api::{PatchParams, PostParams};
+
+/// The name the agent's writes carry in `metadata.managedFields`, so that an
+/// operator sees who owns which fields. Without it the apiserver falls back to
+/// the client's user agent, which the kube client does not send: "unknown".
+pub const FIELD_MANAGER: &str = "compass-runtime-agent";
+
+/// Parameters of a create or replace, under the agent's field manager.
+pub fn write_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PostParams::default()
+    }
+}
+
+/// Parameters of a patch, under the agent's field manager.
+pub fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    }
+}
