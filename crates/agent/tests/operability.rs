@@ -168,6 +168,22 @@ async fn with_two_replicas_only_the_leader_works_and_the_other_takes_over_when_i
         (1, 0)
     };
     assert_eq!(leader, ["replica-a", "replica-b"][leader_index]);
+    let lease = Api::<Lease>::namespaced(world.client.clone(), NS)
+        .get(LEASE)
+        .await
+        .unwrap();
+    let managers: Vec<_> = lease
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|entry| entry.manager.as_deref())
+        .collect();
+    assert_eq!(
+        managers,
+        ["compass-runtime-agent"],
+        "the Lease's writes are on record under the agent's name"
+    );
 
     // Only the leader talks to Compass and writes to the cluster.
     let leader_metrics = replicas[leader_index].metrics().await;
