@@ -4,16 +4,18 @@
 //!
 //! Input: a Director application as JSON, with its bundles and their API and
 //! event definitions inline (as the client assembles them from all pages), and
-//! optionally `centralGatewayUrl` and `skipVerify`. Any other input is taken as
-//! lines of text: application name, application id, bundle name, bundle id,
-//! API name, gateway URL.
+//! optionally `centralGatewayUrl`, `skipVerify` and `normalizeNames`. Any other
+//! input is taken as lines of text: application name, application id, bundle
+//! name, bundle id, API name, gateway URL, and `normalize` to normalize names.
 //!
 //! Properties: no panic; the conversion is deterministic and faithful (names,
 //! ids, credentials, parameters); service names are at most 63 characters of
 //! `[a-z0-9-]` ending in 5 hex digits; normalized names are at most 57
 //! characters of `[a-z0-9-]`, never starting with `-`; Secret names keep the
 //! application part within 27 characters, so they fit in 63 with a UUID and
-//! are valid DNS labels when the application name and bundle id are.
+//! are valid DNS labels when the application name and bundle id are;
+//! normalized application names are `mp` or `mp-…` of `[-a-z0-9]`, without
+//! runs of `-` or a trailing one, and normalizing them again changes nothing.
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +44,8 @@ struct Input {
     central_gateway_url: Option<String>,
     #[serde(default)]
     skip_verify: bool,
+    #[serde(default)]
+    normalize_names: bool,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +77,7 @@ fuzz_target!(|data: &[u8]| {
                     .central_gateway_url
                     .unwrap_or_else(|| DEFAULT_GATEWAY.into()),
                 skip_apps_tls_verify: input.skip_verify,
+                normalize_application_names: input.normalize_names,
             };
             (application, settings)
         }
@@ -86,8 +91,8 @@ fuzz_target!(|data: &[u8]| {
 fn from_lines(text: &str) -> (model::Application, ConversionSettings) {
     let mut lines = text.split('\n');
     let mut next = || lines.next().unwrap_or_default().to_string();
-    let (app_name, app_id, bundle_name, bundle_id, api_name, gateway) =
-        (next(), next(), next(), next(), next(), next());
+    let (app_name, app_id, bundle_name, bundle_id, api_name, gateway, naming) =
+        (next(), next(), next(), next(), next(), next(), next());
     let application = model::Application {
         id: app_id,
         name: app_name,
@@ -124,6 +129,7 @@ fn from_lines(text: &str) -> (model::Application, ConversionSettings) {
             gateway
         },
         skip_apps_tls_verify: false,
+        normalize_application_names: naming == "normalize",
     };
     (application, settings)
 }
@@ -136,11 +142,13 @@ fn check_conversion(app: &model::Application, settings: &ConversionSettings) {
         "deterministic"
     );
 
+    let name = settings.application_name(&app.name);
+    check_application_name(&app.name);
     let resource = &wanted.application;
-    assert_eq!(resource.metadata.name.as_deref(), Some(app.name.as_str()));
+    assert_eq!(resource.metadata.name.as_deref(), Some(name.as_str()));
     let spec = &resource.spec;
     assert_eq!(spec.skip_verify, settings.skip_apps_tls_verify);
-    assert_eq!(spec.labels.as_ref().unwrap()["connected-app"], app.name);
+    assert_eq!(spec.labels.as_ref().unwrap()["connected-app"], name);
     assert!(!spec.description.is_empty());
     let metadata = spec.compass_metadata.as_ref().unwrap();
     assert_eq!(metadata.application_id, app.id);
@@ -168,7 +176,7 @@ fn check_conversion(app: &model::Application, settings: &ConversionSettings) {
                 entry.central_gateway_url,
                 format!(
                     "{gateway}/{}/{}/{}",
-                    app.name,
+                    name,
                     names::normalize(&bundle.name),
                     names::normalize(&api.name)
                 )
@@ -177,7 +185,7 @@ fn check_conversion(app: &model::Application, settings: &ConversionSettings) {
                 assert!(secret_names.contains(credentials.secret_name.as_str()));
                 assert_eq!(
                     credentials.secret_name,
-                    names::credentials_secret_name(&app.name, &bundle.id)
+                    names::credentials_secret_name(&name, &bundle.id)
                 );
             }
             if !entry.request_parameters_secret_name.is_empty() {
@@ -188,7 +196,7 @@ fn check_conversion(app: &model::Application, settings: &ConversionSettings) {
 
     for secret in &wanted.secrets {
         let bundle_id = &secret.bundle_id;
-        assert_eq!(secret.labels()["app"], app.name);
+        assert_eq!(secret.labels()["app"], name);
         assert!(!secret.data.is_empty());
         let hash = secret.data_hash();
         assert_eq!(hash.len(), 40);
@@ -204,7 +212,7 @@ fn check_conversion(app: &model::Application, settings: &ConversionSettings) {
                     .and_then(|a| a.additional_headers.as_ref())
                     == Some(&parsed)));
         }
-        if is_dns_label(&app.name) && is_dns_label(bundle_id) && bundle_id.len() <= 36 {
+        if is_dns_label(&name) && is_dns_label(bundle_id) && bundle_id.len() <= 36 {
             assert!(is_dns_label(&secret.name), "{:?}", secret.name);
         }
     }
@@ -218,18 +226,40 @@ fn check_conversion(app: &model::Application, settings: &ConversionSettings) {
         }
     }
 
-    // The plan for an empty cluster creates it; a second one of the same name
-    // is a conflict.
+    // The plan for an empty cluster creates it when Kubernetes would take the
+    // name; two of the same name are both refused.
+    let valid = names::check_application_name(&name, !wanted.secrets.is_empty()).is_ok();
+    let alone = plan(vec![wanted.clone()], &ActualState::default());
+    assert_eq!(
+        matches!(alone.applications[0].action, ApplicationAction::Create(_)),
+        valid
+    );
     let result = plan(vec![wanted.clone(), wanted], &ActualState::default());
     assert_eq!(result.applications.len(), 2);
-    assert!(matches!(
-        result.applications[0].action,
-        ApplicationAction::Create(_)
-    ));
-    assert!(matches!(
-        result.applications[1].action,
-        ApplicationAction::Conflict(_)
-    ));
+    assert!(result
+        .applications
+        .iter()
+        .all(|a| matches!(a.action, ApplicationAction::Refused(_))));
+}
+
+fn check_application_name(director_name: &str) {
+    let normalized = names::normalize_application_name(director_name);
+    assert!(
+        normalized == "mp" || normalized.starts_with("mp-"),
+        "{normalized:?}"
+    );
+    assert!(
+        normalized
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+        "{normalized:?}"
+    );
+    assert!(!normalized.contains("--") && !normalized.ends_with('-'), "{normalized:?}");
+    if normalized != "mp" {
+        assert_eq!(names::normalize_application_name(&normalized), normalized);
+    }
+    // One character for one: never longer than the prefix and the name.
+    assert!(normalized.chars().count() <= 3 + director_name.chars().count());
 }
 
 fn check_normalized(name: &str) {

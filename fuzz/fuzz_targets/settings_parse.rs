@@ -21,7 +21,7 @@ use std::time::Duration;
 use compass_runtime_agent::certificates::renewal::renewal_due_at;
 use compass_runtime_agent::certificates::CertificateInfo;
 use compass_runtime_agent::config::parse::{parse_fraction, parse_go_duration};
-use compass_runtime_agent::config::{ConnectionParameters, NamespacedName};
+use compass_runtime_agent::config::{ConnectionParameters, NamespacedName, SourceOrigin};
 use jiff::Timestamp;
 use libfuzzer_sys::fuzz_target;
 
@@ -48,7 +48,11 @@ fuzz_target!(|data: &[u8]| {
         .filter_map(|line| line.split_once('='))
         .map(|(key, value)| (key.to_string(), value.to_string()))
         .collect();
-    match ConnectionParameters::from_map("kyma-system/compass-agent-configuration", &values) {
+    let origin = SourceOrigin {
+        kind: "Secret",
+        name: NamespacedName::parse("kyma-system/compass-agent-configuration").unwrap(),
+    };
+    match ConnectionParameters::from_map(origin, &values) {
         Ok(parameters) => {
             for value in [
                 &parameters.connector_url,

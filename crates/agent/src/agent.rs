@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::controller::{self, Context};
+use crate::k8s::access::Access;
 use crate::telemetry::health::{self, Readiness};
 use crate::telemetry::metrics::Metrics;
 
@@ -52,6 +53,7 @@ impl Agent {
         let health = health::serve_health(
             SocketAddr::new(settings.health_address, settings.health_port),
             readiness.clone(),
+            metrics.clone(),
             shutdown.clone(),
         )
         .await?;
@@ -64,11 +66,13 @@ impl Agent {
                 Some(health::serve_metrics(address, metrics.clone(), shutdown.clone()).await?)
             }
         };
+        let access = Arc::new(Access::probe(&client, &settings).await);
         let ctx = Arc::new(Context::new(
             client,
             settings,
             metrics.clone(),
             readiness.clone(),
+            access,
         )?);
         let task = if ctx.settings.leader_election {
             let election = controller::leader::ElectionConfig::from_settings(&ctx.settings);

@@ -4,10 +4,10 @@
 
 pub mod agent;
 pub mod certificates;
+pub mod cli;
 pub mod compass;
 pub mod config;
 pub mod controller;
 pub mod k8s;
-pub mod status_report;
 pub mod sync;
 pub mod telemetry;

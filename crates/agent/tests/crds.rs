@@ -172,6 +172,7 @@ fn full_status() -> CompassConnectionStatus {
                 not_after: ts("2025-05-02T10:00:00Z"),
             },
             error: "connection check failed: 503 Service Unavailable".into(),
+            configuration_source: "ConfigMap kyma-system/compass-agent-configuration".into(),
         },
         synchronization_status: Some(SynchronizationStatus {
             last_attempt: ts("2025-03-04T05:06:07Z"),
@@ -245,6 +246,7 @@ fn null_timestamps_status() -> CompassConnectionStatus {
                 not_after: None,
             },
             error: "no connector token".into(),
+            configuration_source: String::new(),
         },
         synchronization_status: Some(SynchronizationStatus {
             last_attempt: None,
@@ -1057,6 +1059,7 @@ async fn our_types_read_and_write_objects_under_the_original_kyma_crds() {
 fn as_pruned_by_the_original(mut status: CompassConnectionStatus) -> CompassConnectionStatus {
     status.conditions = vec![];
     status.observed_generation = None;
+    status.connection_status.configuration_source = String::new();
     if let Some(sync) = status.synchronization_status.as_mut() {
         sync.applications = vec![];
     }
@@ -1354,6 +1357,7 @@ async fn go_agent_compass_connection(client: &Client) {
                 not_after: ts("2025-04-01T10:00:00Z"),
             },
             error: String::new(),
+            configuration_source: String::new(),
         },
         synchronization_status: None,
         conditions: vec![],

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::{CommandFactory, Parser};
+use common::accounts;
 use common::{World, CA_NS, CONFIG_NAME, LONG, NS, RUNTIME_ID, SHORT};
 use compass_runtime_agent::config::{Settings, SourceKind};
 use compass_runtime_agent::k8s::crd::application::Application;
@@ -31,11 +31,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::ByteString;
-use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-    PostParams, TypeMeta,
-};
-use kube::discovery::{self, Scope};
+use kube::api::{DeleteParams, ListParams, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde::Deserialize;
 use serde_json::Value;
@@ -183,47 +179,9 @@ fn the_deployment(objects: &[Value]) -> Deployment {
 // The agent's settings as the Deployment sets them
 // ---------------------------------------------------------------------------
 
-#[derive(Parser)]
-struct AgentFlags {
-    #[command(flatten)]
-    settings: Settings,
-}
-
-/// Parses the Deployment's `APP_*` variables exactly as the agent does (each
-/// is also a flag); an unknown `APP_*` name, which the agent would silently
-/// ignore, is an error here.
+/// The Deployment's settings as the agent reads them.
 fn settings_of(deployment: &Deployment) -> Settings {
-    let command = AgentFlags::command();
-    let flag_of_env: BTreeMap<String, String> = command
-        .get_arguments()
-        .filter_map(|arg| {
-            let env = arg.get_env()?.to_str()?.to_string();
-            Some((env, arg.get_long()?.to_string()))
-        })
-        .collect();
-    let container = &deployment.spec.template.spec.as_ref().unwrap().containers[0];
-    let mut args = vec!["compass-runtime-agent".to_string()];
-    for var in container.env.clone().unwrap_or_default() {
-        if !var.name.starts_with("APP_") {
-            continue;
-        }
-        let flag = flag_of_env.get(&var.name).unwrap_or_else(|| {
-            panic!(
-                "the Deployment sets {}, which is not a setting of the agent (known: {:?})",
-                var.name,
-                flag_of_env.keys().collect::<Vec<_>>()
-            )
-        });
-        let value = var
-            .value
-            .unwrap_or_else(|| panic!("{} has no literal value", var.name));
-        args.push(format!("--{flag}={value}"));
-    }
-    AgentFlags::try_parse_from(&args)
-        .unwrap_or_else(|e| {
-            panic!("the agent would refuse the Deployment's settings {args:?}: {e}")
-        })
-        .settings
+    common::settings_of(deployment, &[])
 }
 
 // ---------------------------------------------------------------------------
@@ -477,7 +435,7 @@ fn the_manifests_are_hardened_least_privilege_and_match_the_agents_settings() {
         Some("metadata.name"),
         "POD_NAME from the downward API"
     );
-    assert_eq!(settings.agent_configuration_source, SourceKind::Secret);
+    assert_eq!(settings.agent_configuration_source, SourceKind::Auto);
 
     // RBAC: no wildcard anywhere, nothing that hands out more rights.
     for kind in ["Role", "ClusterRole"] {
@@ -510,11 +468,12 @@ fn the_manifests_are_hardened_least_privilege_and_match_the_agents_settings() {
     let conn = Some(COMPASS_CONNECTION_NAME);
     let mut needed = vec![
         connections("create", None),
-        connections("patch", conn),
-        (None, CC, "compassconnections/status", "patch", conn),
+        connections("update", conn),
+        (None, CC, "compassconnections/status", "update", conn),
         applications("list", None),
         applications("create", None),
-        applications("patch", Some("any-app")),
+        applications("get", Some("any-app")),
+        applications("update", Some("any-app")),
         applications("delete", Some("any-app")),
         secrets(&certificates.namespace, "create", None),
         secrets(&ca.namespace, "create", None),
@@ -534,8 +493,15 @@ fn the_manifests_are_hardened_least_privilege_and_match_the_agents_settings() {
         // list and watch with fieldSelector metadata.name=…
         needed.push(connections(verb, conn));
         needed.push(secrets(&config.namespace, verb, Some(&config.name)));
+        needed.push((
+            Some(&config.namespace),
+            "",
+            "configmaps",
+            verb,
+            Some(&config.name),
+        ));
     }
-    for verb in ["get", "patch"] {
+    for verb in ["get", "update"] {
         needed.push(secrets(
             &certificates.namespace,
             verb,
@@ -562,11 +528,16 @@ fn the_manifests_are_hardened_least_privilege_and_match_the_agents_settings() {
         secrets(&ca.namespace, "list", None),
         secrets(&config.namespace, "patch", Some(&config.name)),
         secrets(NS, "deletecollection", None),
+        // Every write is get + update: no patch anywhere.
+        secrets(&certificates.namespace, "patch", Some(&certificates.name)),
+        secrets(&ca.namespace, "patch", Some(&ca.name)),
+        connections("patch", conn),
+        (None, CC, "compassconnections/status", "patch", conn),
+        applications("patch", Some("any-app")),
         connections("delete", conn),
-        connections("update", conn),
         connections("get", Some("another-connection")),
         connections("list", None),
-        applications("update", Some("any-app")),
+        applications("watch", None),
         (
             None,
             "rbac.authorization.k8s.io",
@@ -574,7 +545,14 @@ fn the_manifests_are_hardened_least_privilege_and_match_the_agents_settings() {
             "create",
             None,
         ),
-        (Some(NS), "", "configmaps", "get", Some(CONFIG_NAME)),
+        (
+            Some(NS),
+            "",
+            "configmaps",
+            "get",
+            Some("another-config-map"),
+        ),
+        (Some(NS), "", "configmaps", "list", None),
         (Some(NS), "", "pods", "list", None),
         leases(&lease.namespace, "update", Some("another-lease")),
         leases(&lease.namespace, "delete", Some(&lease.name)),
@@ -600,34 +578,6 @@ async fn create_namespace(client: &Client, name: &str) {
         .unwrap_or_else(|e| panic!("namespace {name} is created: {e}"));
 }
 
-/// The Api for an object, from the API server's discovery; checks that the
-/// object has a namespace exactly when its kind is namespaced.
-async fn api_for(client: &Client, object: &Value) -> Result<Api<DynamicObject>, String> {
-    let types: TypeMeta = serde_json::from_value(object.clone()).map_err(|e| e.to_string())?;
-    let gvk = GroupVersionKind::try_from(&types).map_err(|e| e.to_string())?;
-    let (resource, capabilities): (ApiResource, _) = discovery::pinned_kind(client, &gvk)
-        .await
-        .map_err(|e| format!("not served by the API server: {e}"))?;
-    match (capabilities.scope, object["metadata"]["namespace"].as_str()) {
-        (Scope::Namespaced, Some(namespace)) => {
-            Ok(Api::namespaced_with(client.clone(), namespace, &resource))
-        }
-        (Scope::Cluster, None) => Ok(Api::all_with(client.clone(), &resource)),
-        (scope, namespace) => Err(format!(
-            "scope {scope:?} but namespace {namespace:?} (is CLUSTER_SCOPED_KINDS right?)"
-        )),
-    }
-}
-
-async fn apply(client: &Client, object: &Value, params: &PatchParams) -> Result<(), String> {
-    let api = api_for(client, object).await?;
-    let name = object["metadata"]["name"].as_str().unwrap_or_default();
-    api.patch(name, params, &Patch::Apply(object))
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_server_accepts_every_object_in_a_dry_run() {
     compass_runtime_agent::agent::install_crypto_provider();
@@ -650,7 +600,7 @@ async fn the_api_server_accepts_every_object_in_a_dry_run() {
         .dry_run();
     let mut refused = Vec::new();
     for object in &objects {
-        if let Err(error) = apply(&client, object, &params).await {
+        if let Err(error) = accounts::apply(&client, object, &params).await {
             refused.push(format!("{}: {error}", id(object)));
         }
     }
@@ -675,16 +625,17 @@ async fn the_api_server_accepts_every_object_in_a_dry_run() {
 // 3. The agent works with exactly these rights
 // ---------------------------------------------------------------------------
 
-/// A client of `world`'s API server that acts as the agent's ServiceAccount.
-fn impersonating_client(world: &World) -> Client {
-    let mut config = world.env.kube_config();
-    config.auth_info.impersonate = Some(SERVICE_ACCOUNT_USER.into());
-    config.auth_info.impersonate_groups = Some(vec![
-        "system:serviceaccounts".into(),
-        format!("system:serviceaccounts:{NS}"),
-        "system:authenticated".into(),
-    ]);
-    Client::try_from(config).expect("an impersonating client")
+/// Applies the ServiceAccount and RBAC of deploy/ for real (the CRDs are the
+/// World's, which are the same; nothing runs the Deployment here), and
+/// returns a client with a bound token of that ServiceAccount.
+async fn deploy_rbac_client(world: &World) -> Client {
+    let applied = accounts::apply_rbac(&world.client, &render(&deploy_dir())).await;
+    assert!(
+        applied >= 9,
+        "ServiceAccount and 4 roles with their bindings: {applied}"
+    );
+    let token = accounts::service_account_token(&world.client, NS, SERVICE_ACCOUNT).await;
+    accounts::token_client(world, &token, SERVICE_ACCOUNT_USER).await
 }
 
 /// What the API server answered a call: `Ok` or the HTTP status of the refusal.
@@ -729,34 +680,7 @@ async fn may(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_runs_with_the_manifests_rbac_and_is_refused_everything_else() {
     let mut world = World::new().await;
-
-    // The ServiceAccount and RBAC of deploy/, for real (the CRDs are the
-    // World's, which are the same; nothing runs the Deployment here).
-    let objects = render(&deploy_dir());
-    let rbac_kinds = [
-        "ServiceAccount",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Role",
-        "RoleBinding",
-    ];
-    let params = PatchParams::apply("deploy-test")
-        .validation_strict()
-        .force();
-    let mut applied = 0;
-    for object in objects
-        .iter()
-        .filter(|o| rbac_kinds.contains(&o["kind"].as_str().unwrap_or_default()))
-    {
-        apply(&world.client, object, &params)
-            .await
-            .unwrap_or_else(|e| panic!("{} is applied: {e}", id(object)));
-        applied += 1;
-    }
-    assert!(
-        applied >= 9,
-        "ServiceAccount and 4 roles with their bindings: {applied}"
-    );
+    let agent_client = deploy_rbac_client(&world).await;
 
     // A Secret the agent has no business reading.
     let mut private = Secret::default();
@@ -771,7 +695,11 @@ async fn the_agent_runs_with_the_manifests_rbac_and_is_refused_everything_else()
         .expect("a Secret in default is created");
 
     let apps = compass_sim::model::generate_applications(3, 2, 1, 1);
-    let names: BTreeSet<String> = apps.iter().map(|a| a.name.clone()).collect();
+    // Normalized, the runtime having no isNormalized label.
+    let names: BTreeSet<String> = apps
+        .iter()
+        .map(|a| compass_runtime_agent::sync::names::normalize_application_name(&a.name))
+        .collect();
     for app in apps {
         world
             .sim
@@ -781,7 +709,6 @@ async fn the_agent_runs_with_the_manifests_rbac_and_is_refused_everything_else()
     world.configure_with_fresh_token().await;
     // As the Deployment runs it: with leader election.
     world.settings.leader_election = true;
-    let agent_client = impersonating_client(&world);
     world.start_agent_as(agent_client.clone()).await;
     let connection = world
         .wait_for_state(ConnectionState::Synchronized, LONG)
@@ -950,5 +877,62 @@ async fn the_agent_runs_with_the_manifests_rbac_and_is_refused_everything_else()
         "delete the Lease"
     );
 
+    world.stop_agent().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_manifests_rbac_the_agent_connects_synchronizes_renews_reconnects_and_restarts() {
+    let mut world = World::new().await;
+    let agent_client = deploy_rbac_client(&world).await;
+    let objects = render(&deploy_dir());
+    world.adopt_settings(settings_of(&the_deployment(&objects)));
+    common::drop_in::run(&mut world, &agent_client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_default_settings_a_config_map_alone_connects_and_the_status_says_so() {
+    let mut world = World::new().await;
+    let agent_client = deploy_rbac_client(&world).await;
+    let objects = render(&deploy_dir());
+    world.adopt_settings(settings_of(&the_deployment(&objects)));
+    world.settings.leader_election = false;
+    assert_eq!(
+        world.settings.agent_configuration_source,
+        Settings::defaults().agent_configuration_source,
+        "the default"
+    );
+    // As the seed's documentation says: a ConfigMap, and no Secret.
+    let token = world.sim.issue_token(RUNTIME_ID).expect("a token");
+    world.write_config_map(world.config_values(&token)).await;
+    world.start_agent_as(agent_client).await;
+    let connection = world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    assert_eq!(
+        connection
+            .status
+            .unwrap()
+            .connection_status
+            .configuration_source,
+        format!("ConfigMap {NS}/{CONFIG_NAME}")
+    );
+    // A Secret, once there, comes first.
+    world.stop_agent().await;
+    world.configure_with_fresh_token().await;
+    world
+        .connections()
+        .delete(COMPASS_CONNECTION_NAME, &DeleteParams::default())
+        .await
+        .expect("the CompassConnection is deleted");
+    world.start_agent_as(deploy_rbac_client(&world).await).await;
+    world
+        .wait_for_connection("the Secret as the source", LONG, |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.connection_state == ConnectionState::Synchronized
+                    && s.connection_status.configuration_source
+                        == format!("Secret {NS}/{CONFIG_NAME}")
+            })
+        })
+        .await;
     world.stop_agent().await;
 }

@@ -141,9 +141,11 @@ fn put_applications(world: &World, ids: &[&str]) {
     }
 }
 
+/// Whether the Application for the Director application `name` exists (under
+/// its normalized name, the runtime having no isNormalized label).
 async fn application_exists(world: &World, name: &str) -> bool {
     Api::<Application>::all(world.client.clone())
-        .get_opt(name)
+        .get_opt(&compass_runtime_agent::sync::names::normalize_application_name(name))
         .await
         .expect("Applications can be read")
         .is_some()
@@ -293,7 +295,7 @@ async fn status_command_reports_health_and_sigterm_releases_the_lease_and_exits_
         "{text}"
     );
     assert!(
-        text.contains("app-one") && text.contains("app-two"),
+        text.contains("mp-app-one") && text.contains("mp-app-two"),
         "{text}"
     );
     let json = status(true).await.unwrap();

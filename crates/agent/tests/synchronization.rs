@@ -18,6 +18,10 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+/// The Application of the Director's `shop`: the runtime has no isNormalized
+/// label, so its name is normalized, as today's Kyma agent does.
+const SHOP: &str = "mp-shop";
+
 const BUNDLE_OAUTH: &str = "6f2b6e2e-1b43-4e0a-a1c2-3f1b8a0c9d11";
 const BUNDLE_BASIC: &str = "0d1e2f3a-4b5c-4d6e-8f90-a1b2c3d4e5f6";
 
@@ -164,7 +168,7 @@ async fn director_applications_become_applications_and_secrets_with_the_original
     );
 
     let app = applications(&world)
-        .get("shop")
+        .get(SHOP)
         .await
         .expect("Application shop exists");
     assert_eq!(
@@ -174,7 +178,7 @@ async fn director_applications_become_applications_and_secrets_with_the_original
     let spec = &app.spec;
     assert_eq!(spec.description, "Description not provided");
     assert!(!spec.skip_verify);
-    assert_eq!(spec.labels.as_ref().unwrap()["connected-app"], "shop");
+    assert_eq!(spec.labels.as_ref().unwrap()["connected-app"], SHOP);
     let metadata = spec.compass_metadata.as_ref().unwrap();
     assert_eq!(
         (
@@ -207,10 +211,10 @@ async fn director_applications_become_applications_and_secrets_with_the_original
     assert_eq!(api.target_url, "https://shop.example.com/api/orders");
     assert_eq!(
         api.central_gateway_url,
-        "http://central-application-gateway.kyma-system.svc.cluster.local:8082/shop/orders-bundle/orders-api"
+        "http://central-application-gateway.kyma-system.svc.cluster.local:8082/mp-shop/orders-bundle/orders-api"
     );
     let credentials = api.credentials.as_ref().unwrap();
-    let secret_name = format!("shop-{BUNDLE_OAUTH}");
+    let secret_name = format!("{SHOP}-{BUNDLE_OAUTH}");
     assert_eq!(credentials.credential_type, "OAuth");
     assert_eq!(credentials.secret_name, secret_name);
     assert_eq!(
@@ -223,7 +227,7 @@ async fn director_applications_become_applications_and_secrets_with_the_original
     );
     assert_eq!(
         api.request_parameters_secret_name,
-        format!("params-shop-{BUNDLE_OAUTH}")
+        format!("params-{SHOP}-{BUNDLE_OAUTH}")
     );
     let event = &orders.entries[1];
     assert_eq!(
@@ -241,12 +245,12 @@ async fn director_applications_become_applications_and_secrets_with_the_original
             ("clientSecret".into(), "s3cr3t".into())
         ])
     );
-    let params = secret_data(&world, &format!("params-shop-{BUNDLE_OAUTH}"))
+    let params = secret_data(&world, &format!("params-{SHOP}-{BUNDLE_OAUTH}"))
         .await
         .expect("the parameters Secret exists");
     assert_eq!(params["headers"], r#"{"X-Tenant":["t1"]}"#);
     assert_eq!(params["queryParameters"], r#"{"lang":["en","de"]}"#);
-    let basic = secret_data(&world, &format!("shop-{BUNDLE_BASIC}"))
+    let basic = secret_data(&world, &format!("{SHOP}-{BUNDLE_BASIC}"))
         .await
         .expect("the Basic Secret exists");
     assert_eq!(
@@ -257,12 +261,12 @@ async fn director_applications_become_applications_and_secrets_with_the_original
         ])
     );
     let secret = secrets(&world).get(&secret_name).await.unwrap();
-    assert_eq!(secret.labels()["app"], "shop");
+    assert_eq!(secret.labels()["app"], SHOP);
     assert_eq!(secret.labels()["bundleId"], BUNDLE_OAUTH);
     let owner = &secret.owner_references()[0];
     assert_eq!(
         (owner.kind.as_str(), owner.name.as_str(), Some(&owner.uid)),
-        ("Application", "shop", app.metadata.uid.as_ref())
+        ("Application", SHOP, app.metadata.uid.as_ref())
     );
     // Who wrote what is on record under the agent's name, not "unknown".
     assert_eq!(managers(&app), only_the_agent());
@@ -291,7 +295,7 @@ async fn director_changes_are_applied_and_unreferenced_secrets_removed() {
     world.sim.put_application(RUNTIME_ID, changed).unwrap();
     resync(&world).await;
 
-    let app = applications(&world).get("shop").await.unwrap();
+    let app = applications(&world).get(SHOP).await.unwrap();
     assert_eq!(
         managers(&app),
         only_the_agent(),
@@ -307,28 +311,28 @@ async fn director_changes_are_applied_and_unreferenced_secrets_removed() {
     assert_eq!(orders.entries[0].name, "Orders API v2");
     assert!(orders.entries[0]
         .central_gateway_url
-        .ends_with("/shop/orders-bundle/orders-api-v2"));
+        .ends_with("/mp-shop/orders-bundle/orders-api-v2"));
     assert!(orders.entries[0].credentials.is_none());
     assert!(app.spec.services.iter().any(|s| s.id == "bundle-3"));
     assert_eq!(
-        secret_data(&world, &format!("shop-{BUNDLE_BASIC}"))
+        secret_data(&world, &format!("{SHOP}-{BUNDLE_BASIC}"))
             .await
             .unwrap()["password"],
         "new-pw"
     );
     let replaced = secrets(&world)
-        .get(&format!("shop-{BUNDLE_BASIC}"))
+        .get(&format!("{SHOP}-{BUNDLE_BASIC}"))
         .await
         .unwrap();
     assert_eq!(managers(&replaced), only_the_agent());
     assert!(
-        secret_data(&world, &format!("shop-{BUNDLE_OAUTH}"))
+        secret_data(&world, &format!("{SHOP}-{BUNDLE_OAUTH}"))
             .await
             .is_none(),
         "the OAuth Secret is gone"
     );
     assert!(
-        secret_data(&world, &format!("params-shop-{BUNDLE_OAUTH}"))
+        secret_data(&world, &format!("params-{SHOP}-{BUNDLE_OAUTH}"))
             .await
             .is_none(),
         "the parameters Secret is gone"
@@ -366,20 +370,32 @@ async fn removed_applications_are_deleted_and_foreign_ones_left_alone() {
         .put_application(RUNTIME_ID, plain("app-b", "b"))
         .unwrap();
     resync(&world).await;
-    assert!(applications(&world).get_opt("b").await.unwrap().is_some());
+    assert!(applications(&world)
+        .get_opt("mp-b")
+        .await
+        .unwrap()
+        .is_some());
     world.sim.remove_application(RUNTIME_ID, "app-b").unwrap();
     let connection = resync(&world).await;
 
     assert!(
-        applications(&world).get_opt("b").await.unwrap().is_none(),
+        applications(&world)
+            .get_opt("mp-b")
+            .await
+            .unwrap()
+            .is_none(),
         "b is deleted"
     );
     assert!(
-        secret_data(&world, "b-app-b-b").await.is_none(),
+        secret_data(&world, "mp-b-app-b-b").await.is_none(),
         "b's Secret is deleted"
     );
     assert!(
-        applications(&world).get_opt("a").await.unwrap().is_some(),
+        applications(&world)
+            .get_opt("mp-a")
+            .await
+            .unwrap()
+            .is_some(),
         "a stays"
     );
     let foreign_now = applications(&world)
@@ -396,7 +412,7 @@ async fn removed_applications_are_deleted_and_foreign_ones_left_alone() {
     assert!(
         results
             .iter()
-            .any(|r| r.name == "b" && r.operation == SyncOperation::Deleted),
+            .any(|r| r.name == "mp-b" && r.operation == SyncOperation::Deleted),
         "{results:?}"
     );
 }
@@ -488,16 +504,16 @@ async fn an_application_edited_in_the_cluster_is_restored_at_the_next_sync() {
     resync(&world).await;
     // Once more, so that both Applications are known from a read as well.
     resync(&world).await;
-    let original = applications(&world).get("shop").await.unwrap();
+    let original = applications(&world).get(SHOP).await.unwrap();
 
     let edit = json!({"spec": {"description": "edited by hand", "services": []}});
     applications(&world)
-        .patch("shop", &PatchParams::default(), &Patch::Merge(&edit))
+        .patch(SHOP, &PatchParams::default(), &Patch::Merge(&edit))
         .await
         .unwrap();
     let connection = resync(&world).await;
 
-    let restored = applications(&world).get("shop").await.unwrap();
+    let restored = applications(&world).get(SHOP).await.unwrap();
     assert_eq!(restored.spec.description, original.spec.description);
     assert_eq!(restored.spec.services, original.spec.services);
     let results = connection
@@ -507,9 +523,9 @@ async fn an_application_edited_in_the_cluster_is_restored_at_the_next_sync() {
         .unwrap()
         .applications;
     let outcome = |name: &str| results.iter().find(|r| r.name == name).map(|r| r.operation);
-    assert_eq!(outcome("shop"), Some(SyncOperation::Updated), "{results:?}");
+    assert_eq!(outcome(SHOP), Some(SyncOperation::Updated), "{results:?}");
     assert_eq!(
-        outcome("crm"),
+        outcome("mp-crm"),
         Some(SyncOperation::Unchanged),
         "{results:?}"
     );
@@ -544,7 +560,7 @@ async fn every_page_at_every_level_is_followed() {
         .unwrap()
         .items;
     assert_eq!(all.len(), 450, "every application of every page");
-    let big = all.iter().find(|a| a.name_any() == "big").unwrap();
+    let big = all.iter().find(|a| a.name_any() == "mp-big").unwrap();
     assert_eq!(big.spec.services.len(), 250, "every bundle page");
     let last = big
         .spec
@@ -607,7 +623,11 @@ async fn director_faults_fail_the_sync_delete_nothing_and_recover() {
             .error
             .contains("applicationsForRuntime"));
         assert!(
-            applications(&world).get_opt("a").await.unwrap().is_some(),
+            applications(&world)
+                .get_opt("mp-a")
+                .await
+                .unwrap()
+                .is_some(),
             "a failed fetch deleted an Application"
         );
         world
@@ -624,6 +644,11 @@ async fn director_faults_fail_the_sync_delete_nothing_and_recover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_application_that_cannot_be_written_does_not_stop_the_others() {
     let world = World::connected().await;
+    // The Director's names as they are: one that Kubernetes refuses.
+    world
+        .sim
+        .set_runtime_label(RUNTIME_ID, names::IS_NORMALIZED_LABEL, json!("true"))
+        .unwrap();
     world
         .sim
         .put_application(RUNTIME_ID, plain("app-ok", "fine"))
@@ -693,7 +718,258 @@ async fn resync_now_synchronizes_at_once() {
         .unwrap();
     resync(&world).await;
     assert!(
-        applications(&world).get_opt("now").await.unwrap().is_some(),
+        applications(&world)
+            .get_opt("mp-now")
+            .await
+            .unwrap()
+            .is_some(),
         "resyncNow synchronized without waiting"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Application names as today's Kyma agent gives them
+// ---------------------------------------------------------------------------
+
+/// A Director application with one Basic-credential bundle of id `bundle`.
+fn with_credentials(id: &str, name: &str, bundle: &str) -> compass_sim::Application {
+    serde_json::from_value(json!({"id": id, "name": name, "bundles": [
+        {"id": bundle, "name": "B", "defaultInstanceAuth": {"credential": {"basic": {"username": "u", "password": format!("pw-{id}")}}},
+         "apiDefinitions": [{"id": format!("{id}-api"), "name": "api", "targetURL": "https://x"}]}
+    ]}))
+    .unwrap()
+}
+
+async fn application_names(world: &World) -> BTreeSet<String> {
+    applications(world)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|a| a.name_any())
+        .collect()
+}
+
+fn set_is_normalized(world: &World, value: Option<serde_json::Value>) {
+    match value {
+        Some(value) => world
+            .sim
+            .set_runtime_label(RUNTIME_ID, names::IS_NORMALIZED_LABEL, value)
+            .unwrap(),
+        None => {
+            world
+                .sim
+                .delete_runtime_label(RUNTIME_ID, names::IS_NORMALIZED_LABEL)
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_normalized_unless_the_runtime_label_is_normalized_is_the_string_true() {
+    let world = World::connected().await;
+    world
+        .sim
+        .put_application(RUNTIME_ID, plain("a-1", "Shop_Orders"))
+        .unwrap();
+    world
+        .sim
+        .put_application(RUNTIME_ID, plain("a-2", "mp-crm"))
+        .unwrap();
+    // No label: normalized.
+    resync(&world).await;
+    let normalized = BTreeSet::from(["mp-shop-orders".to_string(), "mp-crm".to_string()]);
+    assert_eq!(application_names(&world).await, normalized);
+    let before = resource_versions(&world).await;
+    // "false", "True" and a JSON boolean true all mean: normalize. Nothing moves.
+    for value in [json!("false"), json!("True"), json!(true)] {
+        set_is_normalized(&world, Some(value.clone()));
+        let connection = resync(&world).await;
+        assert_eq!(
+            connection.status.unwrap().connection_state,
+            ConnectionState::Synchronized,
+            "{value}"
+        );
+        assert_eq!(application_names(&world).await, normalized, "{value}");
+        assert_eq!(
+            resource_versions(&world).await,
+            before,
+            "no write for {value}"
+        );
+    }
+    // The string "true": the Director's names as they are. "Shop_Orders" is
+    // no Kubernetes name: that application fails, the other is kept.
+    set_is_normalized(&world, Some(json!("true")));
+    let connection = resync(&world).await;
+    let status = connection.status.unwrap();
+    assert_eq!(
+        status.connection_state,
+        ConnectionState::ResourceApplicationFailed
+    );
+    let results = status.synchronization_status.unwrap().applications;
+    let failed = results.iter().find(|r| r.application_id == "a-1").unwrap();
+    assert_eq!(failed.operation, SyncOperation::Failed);
+    assert!(
+        failed.error.contains("not a valid Kubernetes object name"),
+        "{failed:?}"
+    );
+    // mp-crm is its own normal form: the same name either way.
+    assert!(application_names(&world).await.contains("mp-crm"));
+    assert!(
+        application_names(&world).await.contains("mp-shop-orders"),
+        "the old Application of a-1 stays while the new one cannot be written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_label_goes_away_applications_are_renamed_new_first_and_no_shared_secret_is_lost()
+{
+    let mut world = World::new().await;
+    world.settings.minimal_compass_sync_time = Duration::from_secs(1);
+    set_is_normalized(&world, Some(json!("true")));
+    // Its normal form is "mp-" + itself with '.' → '-': both names begin with
+    // the same 26 characters, so their credential Secrets have one name.
+    let long = "mp-mp-mp-mp-mp-mp-mp-mp-mp-shop.v1";
+    world
+        .sim
+        .put_application(RUNTIME_ID, with_credentials("a-shop", "shop", BUNDLE_BASIC))
+        .unwrap();
+    world
+        .sim
+        .put_application(RUNTIME_ID, with_credentials("a-long", long, BUNDLE_OAUTH))
+        .unwrap();
+    world.configure_with_fresh_token().await;
+    world.start_agent().await;
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    assert_eq!(
+        application_names(&world).await,
+        BTreeSet::from(["shop".to_string(), long.to_string()])
+    );
+    let old_shop_secret = names::credentials_secret_name("shop", BUNDLE_BASIC);
+    let shared = names::credentials_secret_name(long, BUNDLE_OAUTH);
+    let new_long = names::normalize_application_name(long);
+    assert_eq!(
+        names::credentials_secret_name(&new_long, BUNDLE_OAUTH),
+        shared
+    );
+    let shared_before = secret_data(&world, &shared)
+        .await
+        .expect("the shared Secret");
+
+    // Every Application event from now on, in order.
+    let events = common::drop_in::ApplicationEvents::start(&world.client).await;
+    set_is_normalized(&world, None);
+    resync(&world).await;
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    assert_eq!(
+        application_names(&world).await,
+        BTreeSet::from(["mp-shop".to_string(), new_long.clone()])
+    );
+    let seen = events.stop();
+    for (new, old) in [("mp-shop", "shop"), (new_long.as_str(), long)] {
+        let created = seen.iter().position(|e| e == &format!("added {new}"));
+        let deleted = seen.iter().position(|e| e == &format!("deleted {old}"));
+        assert!(
+            matches!((created, deleted), (Some(c), Some(d)) if c < d),
+            "{new} must be created before {old} is deleted: {seen:?}"
+        );
+    }
+    // The old one's Secret is gone, the new one's is there.
+    assert_eq!(secret_data(&world, &old_shop_secret).await, None);
+    let new_shop_secret = names::credentials_secret_name("mp-shop", BUNDLE_BASIC);
+    assert!(secret_data(&world, &new_shop_secret).await.is_some());
+    // The shared Secret is kept, with its data, and belongs to the new one.
+    assert_eq!(
+        secret_data(&world, &shared).await.as_ref(),
+        Some(&shared_before)
+    );
+    let secret = secrets(&world).get(&shared).await.unwrap();
+    assert_eq!(secret.labels()["app"], new_long);
+    let owner = applications(&world).get(&new_long).await.unwrap();
+    assert_eq!(
+        secret
+            .owner_references()
+            .iter()
+            .map(|o| o.uid.clone())
+            .collect::<Vec<_>>(),
+        vec![owner.uid().unwrap()]
+    );
+    // The operator is told.
+    let events_api: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(world.client.clone(), "default");
+    test_support::wait_for("an ApplicationReplaced Event", SHORT, || async {
+        let list = events_api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let notes: Vec<String> = list
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("ApplicationReplaced"))
+            .filter_map(|e| e.note.clone())
+            .collect();
+        if notes
+            .iter()
+            .any(|n| n.contains("shop was replaced by mp-shop"))
+        {
+            Ok(())
+        } else {
+            Err(format!("{notes:?}"))
+        }
+    })
+    .await;
+    world.stop_agent().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_names_fail_every_application_of_the_group_the_others_sync_and_nothing_flips() {
+    let world = World::connected().await;
+    for (id, name) in [("d-1", "Shop"), ("d-2", "shop"), ("d-3", "crm")] {
+        world
+            .sim
+            .put_application(RUNTIME_ID, plain(id, name))
+            .unwrap();
+    }
+    let connection = resync(&world).await;
+    let status = connection.status.unwrap();
+    assert_eq!(
+        status.connection_state,
+        ConnectionState::ResourceApplicationFailed
+    );
+    let results = status.synchronization_status.unwrap().applications;
+    for id in ["d-1", "d-2"] {
+        let result = results.iter().find(|r| r.application_id == id).unwrap();
+        assert_eq!(result.operation, SyncOperation::Failed, "{result:?}");
+        assert!(
+            result.error.contains("mp-shop")
+                && result.error.contains("d-1")
+                && result.error.contains("d-2"),
+            "{result:?}"
+        );
+    }
+    assert_eq!(
+        application_names(&world).await,
+        BTreeSet::from(["mp-crm".to_string()])
+    );
+    // The runtime is labelled all the same (the original sets no labels then).
+    let labels = world.sim.runtime_labels(RUNTIME_ID).unwrap();
+    assert!(labels.contains_key("runtime_eventServiceUrl"), "{labels:?}");
+    // Again, in the other order: still nothing for either, no write.
+    let before = resource_versions(&world).await;
+    world.sim.remove_application(RUNTIME_ID, "d-1").unwrap();
+    world
+        .sim
+        .put_application(RUNTIME_ID, plain("d-1", "Shop"))
+        .unwrap();
+    resync(&world).await;
+    assert_eq!(resource_versions(&world).await, before);
+    assert_eq!(
+        application_names(&world).await,
+        BTreeSet::from(["mp-crm".to_string()])
     );
 }

@@ -390,6 +390,12 @@ impl CompassSim {
         self.shared.set_runtime_label(runtime_id, key, value)
     }
 
+    /// Removes a runtime label (as the Director's `deleteRuntimeLabel`); true
+    /// when the runtime had it.
+    pub fn delete_runtime_label(&self, runtime_id: &str, key: &str) -> Result<bool, SimError> {
+        self.shared.delete_runtime_label(runtime_id, key)
+    }
+
     // ---- tokens and certificates ----
 
     /// A new one-time token for the token-secured Connector.

@@ -312,6 +312,11 @@ impl Shared {
         })
     }
 
+    /// Removes a label; true when the runtime had it.
+    pub fn delete_runtime_label(&self, id: &str, key: &str) -> Result<bool, SimError> {
+        self.with_runtime(id, |rt| rt.spec.labels.remove(key).is_some())
+    }
+
     // ---- applications ----
 
     /// Adds or replaces (by id) an application; true when it was new.

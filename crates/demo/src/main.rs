@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use compass_runtime_agent::agent::{install_crypto_provider, Agent};
+use compass_runtime_agent::cli::status;
 use compass_runtime_agent::config::Settings;
 use compass_runtime_agent::k8s::crd::application::Application;
 use compass_runtime_agent::k8s::crd::{
     self, CompassConnection, ConnectionState, COMPASS_CONNECTION_NAME,
 };
-use compass_runtime_agent::status_report;
 use compass_sim::{CompassSim, Scenario, SimConfig};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::ByteString;
@@ -112,10 +112,10 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     // The same table as `compass-runtime-agent status`.
-    let certificate = status_report::stored_certificate(client.clone(), &settings).await;
+    let certificate = status::stored_certificate(client.clone(), &settings).await;
     let now = jiff::Timestamp::now();
-    let report = status_report::report(&connection, certificate, now);
-    print!("{}", status_report::render_table(&report, now));
+    let report = status::report(&connection, certificate, now);
+    print!("{}", status::render_table(&report, now));
     let apps = Api::<Application>::all(client.clone())
         .list(&ListParams::default())
         .await?

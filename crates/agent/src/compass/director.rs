@@ -32,10 +32,18 @@ fn bundle_fields() -> String {
     )
 }
 
-fn applications_query() -> String {
+/// The first page also asks for the runtime's labels, which decide how the
+/// applications are named (`isNormalized`): one request per sync for a
+/// runtime with up to a page of applications, as the original makes.
+fn applications_query(with_runtime_labels: bool) -> String {
+    let runtime = if with_runtime_labels {
+        "runtime(id: $runtimeId) { labels }\n  "
+    } else {
+        ""
+    };
     format!(
         "query ApplicationsForRuntime($runtimeId: ID!, $pageSize: Int!, $after: PageCursor) {{
-  applicationsForRuntime(runtimeID: $runtimeId, first: $pageSize, after: $after) {{
+  {runtime}applicationsForRuntime(runtimeID: $runtimeId, first: $pageSize, after: $after) {{
     data {{
       id name providerName description labels auths {{ id }}
       bundles(first: $pageSize) {{ data {{ ...BundleFields }} {PAGE_INFO} }}
@@ -137,8 +145,14 @@ struct RawBundle {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ApplicationsData {
+    /// Asked for with the first page only.
+    #[serde(default)]
+    runtime: Option<RuntimeLabels>,
     applications_for_runtime: Page<RawApplication>,
 }
+
+/// A Runtime's labels in the Director: label key → JSON value.
+pub type RuntimeLabelValues = BTreeMap<String, serde_json::Value>;
 
 #[derive(Deserialize)]
 struct ApplicationData<T> {
@@ -227,35 +241,57 @@ impl DirectorClient {
 
     /// Every application assigned to the Runtime, with all of their bundles, API
     /// definitions and event definitions, each handed to `visit` as soon as it
-    /// is complete, so that the caller can keep a smaller form of it. Any
-    /// failure fails the whole fetch: the caller must then discard what it was
-    /// handed, so a partial answer is never mistaken for the Director's truth.
+    /// is complete, so that the caller can keep a smaller form of it; with it
+    /// the Runtime's labels, read in the same request as the first page.
+    /// Returns the labels. Any failure fails the whole fetch: the caller must
+    /// then discard what it was handed, so a partial answer is never mistaken
+    /// for the Director's truth.
     pub async fn for_each_application(
         &self,
-        mut visit: impl FnMut(Application),
-    ) -> Result<usize, CompassError> {
-        let query = applications_query();
-        let mut count = 0;
+        mut visit: impl FnMut(&RuntimeLabelValues, Application),
+    ) -> Result<RuntimeLabelValues, CompassError> {
+        let first_query = applications_query(true);
+        let next_query = applications_query(false);
+        let mut labels = None;
         let mut after: Option<String> = None;
         for _ in 0..MAX_PAGES {
+            let query = if labels.is_none() {
+                &first_query
+            } else {
+                &next_query
+            };
             let data: ApplicationsData = self
                 .execute(
                     "applicationsForRuntime",
-                    &query,
+                    query,
                     json!({ "runtimeId": self.runtime_id, "pageSize": self.page_size, "after": after }),
                 )
                 .await?;
+            let known = match labels.take() {
+                Some(known) => known,
+                None => {
+                    let runtime = data.runtime.ok_or_else(|| self.unknown_runtime())?;
+                    runtime.labels.unwrap_or_default()
+                }
+            };
+            let runtime_labels = &*labels.insert(known);
             let page = data.applications_for_runtime;
             for raw in page.data {
-                visit(self.complete_application(raw).await?);
-                count += 1;
+                visit(runtime_labels, self.complete_application(raw).await?);
             }
             match next_cursor("applicationsForRuntime", &page.page_info, after.as_deref())? {
                 Some(cursor) => after = Some(cursor),
-                None => return Ok(count),
+                None => return Ok(labels.unwrap_or_default()),
             }
         }
         Err(too_many_pages("applicationsForRuntime"))
+    }
+
+    fn unknown_runtime(&self) -> CompassError {
+        CompassError::InvalidAnswer {
+            operation: "runtime",
+            reason: format!("the Director does not know runtime {:?}", self.runtime_id),
+        }
     }
 
     async fn complete_application(&self, raw: RawApplication) -> Result<Application, CompassError> {
@@ -367,9 +403,7 @@ impl DirectorClient {
     }
 
     /// The Runtime's labels.
-    pub async fn runtime_labels(
-        &self,
-    ) -> Result<BTreeMap<String, serde_json::Value>, CompassError> {
+    pub async fn runtime_labels(&self) -> Result<RuntimeLabelValues, CompassError> {
         let data: RuntimeData = self
             .execute(
                 "runtime",
@@ -377,10 +411,7 @@ impl DirectorClient {
                 json!({ "runtimeId": self.runtime_id }),
             )
             .await?;
-        let runtime = data.runtime.ok_or_else(|| CompassError::InvalidAnswer {
-            operation: "runtime",
-            reason: format!("the Director does not know runtime {:?}", self.runtime_id),
-        })?;
+        let runtime = data.runtime.ok_or_else(|| self.unknown_runtime())?;
         Ok(runtime.labels.unwrap_or_default())
     }
 

@@ -7,4 +7,4 @@ pub mod source;
 
 pub use parse::NamespacedName;
 pub use settings::{LogFormat, Settings, SourceKind};
-pub use source::{ConnectionParameters, SourceError};
+pub use source::{ConnectionParameters, SourceError, SourceLocation, SourceOrigin};

@@ -11,6 +11,10 @@ use super::parse::{parse_fraction, parse_go_duration, NamespacedName};
 /// Where the one-time connection parameters live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SourceKind {
+    /// The Secret, and when there is none, a ConfigMap of the same name: an
+    /// operator who follows today's Kyma (a Secret) and one who follows the
+    /// older documentation (a ConfigMap) both get connected.
+    Auto,
     Secret,
     ConfigMap,
 }
@@ -23,16 +27,16 @@ pub enum LogFormat {
 
 #[derive(Args, Clone, Debug)]
 pub struct Settings {
-    /// The Secret (or ConfigMap, see --agent-configuration-source) holding CONNECTOR_URL, RUNTIME_ID, TENANT and TOKEN, as namespace/name.
+    /// The Secret or ConfigMap (see --agent-configuration-source) holding CONNECTOR_URL, RUNTIME_ID, TENANT and TOKEN, as namespace/name.
     #[arg(long, env = "APP_AGENT_CONFIGURATION_SECRET", default_value = "kyma-system/compass-agent-configuration", value_parser = NamespacedName::parse)]
     pub agent_configuration_secret: NamespacedName,
 
-    /// Whether the connection parameters are read from a Secret or a ConfigMap.
+    /// Whether the connection parameters are read from a Secret, a ConfigMap, or (auto) the Secret and else the ConfigMap.
     #[arg(
         long,
         env = "APP_AGENT_CONFIGURATION_SOURCE",
         value_enum,
-        default_value = "secret"
+        default_value = "auto"
     )]
     pub agent_configuration_source: SourceKind,
 

@@ -15,6 +15,8 @@ pub struct ConnectionParameters {
     pub tenant: String,
     /// The one-time token. Never logged.
     pub token: String,
+    /// Where they were read from.
+    pub origin: SourceOrigin,
 }
 
 impl std::fmt::Debug for ConnectionParameters {
@@ -24,31 +26,48 @@ impl std::fmt::Debug for ConnectionParameters {
             .field("runtime_id", &self.runtime_id)
             .field("tenant", &self.tenant)
             .field("token", &"<redacted>")
+            .field("origin", &self.origin)
             .finish()
+    }
+}
+
+/// The object the parameters came from, e.g. `Secret kyma-system/compass-agent-configuration`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceOrigin {
+    /// `Secret` or `ConfigMap`.
+    pub kind: &'static str,
+    pub name: NamespacedName,
+}
+
+impl std::fmt::Display for SourceOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind, self.name)
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("the connection configuration {kind} {source_name} does not exist")]
+    #[error("the connection configuration {looked_for} does not exist{note}")]
     Missing {
-        kind: &'static str,
-        source_name: String,
+        /// `Secret ns/name`, `ConfigMap ns/name` or `Secret or ConfigMap ns/name`.
+        looked_for: String,
+        /// Why a place was not looked at, if one was not.
+        note: String,
     },
-    #[error("cannot read the connection configuration {kind} {source_name}: {reason}")]
+    #[error("cannot read the connection configuration {origin}: {source}")]
     Unreadable {
-        kind: &'static str,
-        source_name: String,
-        reason: String,
+        origin: SourceOrigin,
+        #[source]
+        source: Box<kube::Error>,
     },
-    #[error("the connection configuration {source_name} lacks {}", keys.join(", "))]
+    #[error("the connection configuration {origin} lacks {}", keys.join(", "))]
     MissingKeys {
-        source_name: String,
+        origin: SourceOrigin,
         keys: Vec<&'static str>,
     },
-    #[error("CONNECTOR_URL {url:?} in {source_name} is not a valid http(s) URL: {reason}")]
+    #[error("CONNECTOR_URL {url:?} in {origin} is not a valid http(s) URL: {reason}")]
     InvalidUrl {
-        source_name: String,
+        origin: SourceOrigin,
         url: String,
         reason: String,
     },
@@ -66,10 +85,19 @@ impl SourceError {
     }
 }
 
+/// Where to look for the parameters: what the settings name, and whether the
+/// agent may read ConfigMaps there (see `k8s::access`).
+#[derive(Clone, Debug)]
+pub struct SourceLocation {
+    pub kind: SourceKind,
+    pub name: NamespacedName,
+    pub may_read_config_map: bool,
+}
+
 impl ConnectionParameters {
     /// Checks the keys of a source; every problem is named at once.
     pub fn from_map(
-        source_name: &str,
+        origin: SourceOrigin,
         values: &BTreeMap<String, String>,
     ) -> Result<ConnectionParameters, SourceError> {
         let get = |key: &str| {
@@ -83,86 +111,133 @@ impl ConnectionParameters {
             keys.into_iter().filter(|key| get(key).is_none()).collect();
         if !missing.is_empty() {
             return Err(SourceError::MissingKeys {
-                source_name: source_name.to_string(),
+                origin,
                 keys: missing,
             });
         }
         let connector_url = get("CONNECTOR_URL").unwrap_or_default();
+        let invalid = |origin, reason| SourceError::InvalidUrl {
+            origin,
+            url: connector_url.clone(),
+            reason,
+        };
         match url::Url::parse(&connector_url) {
             Ok(url) if url.scheme() == "https" || url.scheme() == "http" => {}
-            Ok(url) => {
-                return Err(SourceError::InvalidUrl {
-                    source_name: source_name.to_string(),
-                    url: connector_url.clone(),
-                    reason: format!("scheme {:?}", url.scheme()),
-                })
-            }
-            Err(error) => {
-                return Err(SourceError::InvalidUrl {
-                    source_name: source_name.to_string(),
-                    url: connector_url.clone(),
-                    reason: error.to_string(),
-                })
-            }
+            Ok(url) => return Err(invalid(origin, format!("scheme {:?}", url.scheme()))),
+            Err(error) => return Err(invalid(origin, error.to_string())),
         }
         Ok(ConnectionParameters {
             connector_url,
             runtime_id: get("RUNTIME_ID").unwrap_or_default(),
             tenant: get("TENANT").unwrap_or_default(),
             token: get("TOKEN").unwrap_or_default(),
+            origin,
         })
     }
 
-    /// Reads the source from the cluster.
+    /// Reads the source from the cluster: the Secret or the ConfigMap, or
+    /// with `auto` the Secret and, when there is none, the ConfigMap.
     pub async fn read(
         client: &Client,
-        kind: SourceKind,
-        name: &NamespacedName,
+        location: &SourceLocation,
     ) -> Result<ConnectionParameters, SourceError> {
-        let kind_name = match kind {
-            SourceKind::Secret => "Secret",
-            SourceKind::ConfigMap => "ConfigMap",
-        };
-        let unreadable = |error: kube::Error| SourceError::Unreadable {
-            kind: kind_name,
-            source_name: name.to_string(),
-            reason: error.to_string(),
-        };
-        let missing = || SourceError::Missing {
-            kind: kind_name,
-            source_name: name.to_string(),
-        };
-        let values: BTreeMap<String, String> = match kind {
-            SourceKind::Secret => {
-                let secret = Api::<Secret>::namespaced(client.clone(), &name.namespace)
-                    .get_opt(&name.name)
-                    .await
-                    .map_err(unreadable)?
-                    .ok_or_else(missing)?;
-                let mut values: BTreeMap<String, String> = secret
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(key, value)| (key, String::from_utf8_lossy(&value.0).into_owned()))
-                    .collect();
-                values.extend(secret.string_data.unwrap_or_default());
-                values
-            }
-            SourceKind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), &name.namespace)
-                .get_opt(&name.name)
-                .await
-                .map_err(unreadable)?
-                .ok_or_else(missing)?
-                .data
-                .unwrap_or_default(),
-        };
-        ConnectionParameters::from_map(&name.to_string(), &values)
+        let (origin, values) = read_values(client, location).await?;
+        ConnectionParameters::from_map(origin, &values)
     }
+}
+
+/// The source's keys and values, and where they were found.
+pub async fn read_values(
+    client: &Client,
+    location: &SourceLocation,
+) -> Result<(SourceOrigin, BTreeMap<String, String>), SourceError> {
+    let name = &location.name;
+    let secret = SourceOrigin {
+        kind: "Secret",
+        name: name.clone(),
+    };
+    let config_map = SourceOrigin {
+        kind: "ConfigMap",
+        name: name.clone(),
+    };
+    let missing = |looked_for: String, note: &str| SourceError::Missing {
+        looked_for,
+        note: note.to_string(),
+    };
+    match location.kind {
+        SourceKind::Secret => match read_secret(client, &secret).await? {
+            Some(values) => Ok((secret, values)),
+            None => Err(missing(secret.to_string(), "")),
+        },
+        SourceKind::ConfigMap => match read_config_map(client, &config_map).await? {
+            Some(values) => Ok((config_map, values)),
+            None => Err(missing(config_map.to_string(), "")),
+        },
+        SourceKind::Auto => {
+            if let Some(values) = read_secret(client, &secret).await? {
+                return Ok((secret, values));
+            }
+            if !location.may_read_config_map {
+                return Err(missing(
+                    secret.to_string(),
+                    " (a ConfigMap of that name is not looked at: the agent may not read ConfigMaps there)",
+                ));
+            }
+            match read_config_map(client, &config_map).await? {
+                Some(values) => Ok((config_map, values)),
+                None => Err(missing(format!("Secret or ConfigMap {name}"), "")),
+            }
+        }
+    }
+}
+
+async fn read_secret(
+    client: &Client,
+    origin: &SourceOrigin,
+) -> Result<Option<BTreeMap<String, String>>, SourceError> {
+    let secret = Api::<Secret>::namespaced(client.clone(), &origin.name.namespace)
+        .get_opt(&origin.name.name)
+        .await
+        .map_err(|source| SourceError::Unreadable {
+            origin: origin.clone(),
+            source: Box::new(source),
+        })?;
+    Ok(secret.map(|secret| {
+        let mut values: BTreeMap<String, String> = secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, value)| (key, String::from_utf8_lossy(&value.0).into_owned()))
+            .collect();
+        values.extend(secret.string_data.unwrap_or_default());
+        values
+    }))
+}
+
+async fn read_config_map(
+    client: &Client,
+    origin: &SourceOrigin,
+) -> Result<Option<BTreeMap<String, String>>, SourceError> {
+    let config_map = Api::<ConfigMap>::namespaced(client.clone(), &origin.name.namespace)
+        .get_opt(&origin.name.name)
+        .await
+        .map_err(|source| SourceError::Unreadable {
+            origin: origin.clone(),
+            source: Box::new(source),
+        })?;
+    Ok(config_map.map(|map| map.data.unwrap_or_default()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn origin(name: &str) -> SourceOrigin {
+        SourceOrigin {
+            kind: "Secret",
+            name: NamespacedName::parse(name).unwrap(),
+        }
+    }
 
     fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -174,7 +249,7 @@ mod tests {
     #[test]
     fn all_four_keys_make_parameters() {
         let parameters = ConnectionParameters::from_map(
-            "kyma-system/c",
+            origin("kyma-system/c"),
             &values(&[
                 ("CONNECTOR_URL", "https://compass/connector/graphql"),
                 ("RUNTIME_ID", "r1"),
@@ -193,7 +268,7 @@ mod tests {
     #[test]
     fn every_missing_or_empty_key_is_named() {
         let error = ConnectionParameters::from_map(
-            "ns/c",
+            origin("ns/c"),
             &values(&[("RUNTIME_ID", "r1"), ("TOKEN", " ")]),
         )
         .unwrap_err();
@@ -210,7 +285,7 @@ mod tests {
     fn an_unparsable_connector_url_is_an_error() {
         for url in ["not a url", "ftp://compass/graphql"] {
             let error = ConnectionParameters::from_map(
-                "ns/c",
+                origin("ns/c"),
                 &values(&[
                     ("CONNECTOR_URL", url),
                     ("RUNTIME_ID", "r"),

@@ -15,17 +15,20 @@ use super::decide::{self, Step};
 use super::errors::{ConnectionError, ReconcileError, SyncError};
 use crate::certificates::{self, renewal, ClientCredentials, KeyAlgorithm, Subject};
 use crate::compass::connector::{ConnectorClient, CsrInfo};
-use crate::compass::director::DirectorClient;
+use crate::compass::director::{DirectorClient, RuntimeLabelValues};
 use crate::compass::{GraphqlClient, TlsSettings};
-use crate::config::{ConnectionParameters, Settings};
-use crate::k8s::applications::ApplicationWriter;
+use crate::config::{
+    ConnectionParameters, Settings, SourceError, SourceKind, SourceLocation, SourceOrigin,
+};
+use crate::k8s::access::Access;
+use crate::k8s::applications::{ApplicationWriter, ApplyOutcome, Replacement};
 use crate::k8s::connection::{initial_status, ConnectionStore, ConnectionStoreError};
 use crate::k8s::crd::compass_connection::{
     CertificateStatus, CompassConnection, CompassConnectionStatus, ConnectionState, ManagementInfo,
     SyncOperation, SynchronizationStatus,
 };
 use crate::k8s::credentials_store::CredentialsStore;
-use crate::sync::{self, ConversionSettings, PendingApplication};
+use crate::sync::{self, names, ConversionSettings, PendingApplication};
 use crate::telemetry::events::EventRecorder;
 use crate::telemetry::health::Readiness;
 use crate::telemetry::metrics::{Metrics, Outcome, OutcomeLabels};
@@ -56,7 +59,11 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub events: EventRecorder,
+    /// What the agent may do beyond its basic verbs (see `k8s::access`).
+    pub access: Arc<Access>,
     memory: Mutex<Memory>,
+    /// Where the connection parameters were last read from (for the status).
+    configuration_source: Mutex<Option<SourceOrigin>>,
     /// Survives `reset_backoff`: it is not a backoff, it is a spent token's worth.
     pending_signing: Mutex<Option<PendingSigning>>,
 }
@@ -108,6 +115,7 @@ impl Context {
         settings: Settings,
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
+        access: Arc<Access>,
     ) -> Result<Context, std::io::Error> {
         let extra_roots_pem = match &settings.compass_ca_bundle {
             Some(path) => Some(std::fs::read(path).map_err(|e| {
@@ -131,6 +139,7 @@ impl Context {
                 settings.apply_concurrency,
                 settings.kubernetes_list_page_size,
                 metrics.clone(),
+                access.clone(),
             ),
             tls: TlsSettings {
                 skip_verify: settings.skip_compass_tls_verify,
@@ -140,15 +149,53 @@ impl Context {
             conversion: ConversionSettings {
                 central_gateway_url: settings.central_gateway_service_url.clone(),
                 skip_apps_tls_verify: settings.skip_apps_tls_verify,
+                // Decided per sync by the runtime's labels.
+                normalize_application_names: true,
             },
-            events: EventRecorder::new(client.clone()),
+            events: EventRecorder::new(client.clone(), access.clone()),
+            access,
             client,
             settings,
             metrics,
             readiness,
             memory: Mutex::new(Memory::default()),
+            configuration_source: Mutex::new(None),
             pending_signing: Mutex::new(None),
         })
+    }
+
+    /// Where the connection parameters are read from.
+    pub fn source_location(&self) -> SourceLocation {
+        SourceLocation {
+            kind: self.settings.agent_configuration_source,
+            name: self.settings.agent_configuration_secret.clone(),
+            may_read_config_map: self.settings.agent_configuration_source != SourceKind::Secret
+                && self.access.read_source_config_map,
+        }
+    }
+
+    /// Reads the connection parameters, and says in the log when they come
+    /// from another place than last time (e.g. the ConfigMap, there being no
+    /// Secret).
+    async fn read_parameters(&self) -> Result<ConnectionParameters, SourceError> {
+        let parameters = ConnectionParameters::read(&self.client, &self.source_location()).await?;
+        let mut last = self
+            .configuration_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.as_ref() != Some(&parameters.origin) {
+            tracing::info!(source = %parameters.origin, "reading the connection configuration from {}", parameters.origin);
+            *last = Some(parameters.origin.clone());
+        }
+        Ok(parameters)
+    }
+
+    fn configuration_source(&self) -> Option<String> {
+        self.configuration_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(ToString::to_string)
     }
 
     fn pending_signing(&self) -> MutexGuard<'_, Option<PendingSigning>> {
@@ -383,7 +430,7 @@ async fn reconcile_once(
             ctx.settings.minimal_compass_sync_time,
         ) {
             clear_resync = spec.resync_now;
-            let (state, sync_status, sync_failure) = synchronize(
+            let synchronized = synchronize(
                 ctx,
                 credentials,
                 &management_info,
@@ -392,16 +439,32 @@ async fn reconcile_once(
                 request_id,
             )
             .await;
-            if let Some(category) = sync_failure {
+            if let Some(category) = synchronized.failure {
                 failure = Some(category.to_string());
             }
-            status.connection_state = state;
-            status.synchronization_status = Some(sync_status);
+            status.connection_state = synchronized.state;
+            status.synchronization_status = Some(synchronized.status);
+            for replacement in &synchronized.replaced {
+                ctx.events
+                    .publish_about_application(
+                        connection,
+                        &replacement.new,
+                        "ApplicationReplaced",
+                        &format!(
+                            "Application {} was replaced by {}: the Director application is named so now (see the runtime label isNormalized)",
+                            replacement.old, replacement.new
+                        ),
+                    )
+                    .await;
+            }
         }
     } else if status.connection_state == ConnectionState::ConnectionFailed {
         ctx.readiness.clear();
     }
 
+    if let Some(source) = ctx.configuration_source() {
+        status.connection_status.configuration_source = source;
+    }
     let certificate = credentials.as_ref().map(|c| c.info().clone());
     let error_text = current_error(&status);
     // Validity is judged now, not at the start of the reconcile: a certificate
@@ -506,12 +569,7 @@ fn certificate_status(credentials: &ClientCredentials, acquired: Timestamp) -> C
 
 /// Trades the configured one-time token for a certificate.
 async fn establish(ctx: &Context, request_id: &str) -> Result<Established, ConnectionError> {
-    let parameters = ConnectionParameters::read(
-        &ctx.client,
-        ctx.settings.agent_configuration_source,
-        &ctx.settings.agent_configuration_secret,
-    )
-    .await?;
+    let parameters = ctx.read_parameters().await?;
     tracing::Span::current().record("runtime_id", parameters.runtime_id.as_str());
     ctx.credentials.check_writable().await?;
     let connector =
@@ -683,6 +741,16 @@ async fn request_certificate(
     )?)
 }
 
+/// What a synchronization did.
+struct SyncOutcome {
+    state: ConnectionState,
+    status: SynchronizationStatus,
+    /// The category of its failure, if it failed.
+    failure: Option<&'static str>,
+    /// Applications replaced by one under a new name.
+    replaced: Vec<Replacement>,
+}
+
 /// Fetches, plans, applies and labels. Never deletes anything unless the fetch
 /// succeeded completely.
 async fn synchronize(
@@ -692,7 +760,7 @@ async fn synchronize(
     previous: Option<SynchronizationStatus>,
     now: Timestamp,
     request_id: &str,
-) -> (ConnectionState, SynchronizationStatus, Option<&'static str>) {
+) -> SyncOutcome {
     let started = Instant::now();
     let mut sync = previous.unwrap_or_default();
     sync.last_attempt = Some(Time(now));
@@ -709,10 +777,17 @@ async fn synchronize(
     ctx.metrics
         .sync_duration
         .observe(started.elapsed().as_secs_f64());
+    let mut replaced = Vec::new();
     let (state, failure) = match outcome {
-        Ok(ConnectionState::Synchronized) => (ConnectionState::Synchronized, None),
+        Ok((ConnectionState::Synchronized, done)) => {
+            replaced = done;
+            (ConnectionState::Synchronized, None)
+        }
         // Some Applications could not be written; the result of each is in the status.
-        Ok(state) => (state, Some("ResourceApplicationFailed")),
+        Ok((state, done)) => {
+            replaced = done;
+            (state, Some("ResourceApplicationFailed"))
+        }
         Err(error) => {
             let state = match error {
                 SyncError::Labels(_) => ConnectionState::MetadataUpdateFailed,
@@ -729,7 +804,12 @@ async fn synchronize(
     if state == ConnectionState::Synchronized {
         ctx.metrics.last_successful_sync.set(now.as_second() as f64);
     }
-    (state, sync, failure)
+    SyncOutcome {
+        state,
+        status: sync,
+        failure,
+        replaced,
+    }
 }
 
 async fn synchronize_inner(
@@ -739,13 +819,8 @@ async fn synchronize_inner(
     sync: &mut SynchronizationStatus,
     now: Timestamp,
     request_id: &str,
-) -> Result<ConnectionState, SyncError> {
-    let parameters = ConnectionParameters::read(
-        &ctx.client,
-        ctx.settings.agent_configuration_source,
-        &ctx.settings.agent_configuration_secret,
-    )
-    .await?;
+) -> Result<(ConnectionState, Vec<Replacement>), SyncError> {
+    let parameters = ctx.read_parameters().await?;
     let graphql = ctx
         .graphql(&management_info.director_url, Some(credentials), request_id)
         .map_err(|e| match e {
@@ -767,14 +842,20 @@ async fn synchronize_inner(
         // Each Director application is converted and packed as it arrives:
         // the fetched forms of a thousand applications are never all in memory.
         let mut wanted = Vec::new();
-        director
-            .for_each_application(|app| {
-                let converted = sync::to_wanted_application(&app, &ctx.conversion);
+        let mut conversion: Option<ConversionSettings> = None;
+        let labels = director
+            .for_each_application(|labels, app| {
+                // The runtime's labels decide how Applications are named.
+                let conversion = conversion.get_or_insert_with(|| ConversionSettings {
+                    normalize_application_names: names::normalizes_application_names(labels),
+                    ..ctx.conversion.clone()
+                });
+                let converted = sync::to_wanted_application(&app, conversion);
                 wanted.push(PendingApplication::from(converted));
             })
             .await
             .map_err(SyncError::Fetch)?;
-        Ok::<_, SyncError>((wanted, started.elapsed()))
+        Ok::<_, SyncError>((wanted, labels, started.elapsed()))
     };
     let read_cluster = async {
         let started = Instant::now();
@@ -782,15 +863,25 @@ async fn synchronize_inner(
         Ok::<_, SyncError>((actual, started.elapsed()))
     };
     let (fetched, read) = tokio::join!(fetch, read_cluster);
-    let (wanted, fetch_time) = fetched?;
+    let (wanted, runtime_labels, fetch_time) = fetched?;
     sync.last_successful_fetch = Some(Time(now));
-    let (actual, read_time) = read?;
+    let (mut actual, read_time) = read?;
+    if !actual.secrets_listed {
+        let wanted_secrets: Vec<String> = wanted
+            .iter()
+            .flat_map(|app| &app.secrets)
+            .map(|secret| secret.name.clone())
+            .collect();
+        ctx.applications
+            .read_named_secrets(&mut actual, wanted_secrets)
+            .await?;
+    }
     let wanted_count = wanted.len();
     let phase = Instant::now();
     let plan = sync::plan(wanted, &actual);
     drop(actual);
     let planned_writes = plan.writes();
-    let results = ctx.applications.apply(plan).await;
+    let ApplyOutcome { results, replaced } = ctx.applications.apply(plan).await;
     let apply_time = phase.elapsed();
     let failed: Vec<_> = results
         .iter()
@@ -824,20 +915,24 @@ async fn synchronize_inner(
     };
     sync.applications = results;
 
-    match label_runtime(ctx, &director).await {
+    match label_runtime(ctx, &director, &runtime_labels).await {
         // A failed application is the more important news: keep it as the state.
         Err(error) if state == ConnectionState::Synchronized => Err(error),
         Err(error) => {
             sync.error = bounded(&format!("{}; {error}", sync.error));
-            Ok(state)
+            Ok((state, replaced))
         }
-        Ok(()) => Ok(state),
+        Ok(()) => Ok((state, replaced)),
     }
 }
 
 /// Sets the Runtime's URL labels that are missing or differ, and no others.
-async fn label_runtime(ctx: &Context, director: &DirectorClient) -> Result<(), SyncError> {
-    let labels = director.runtime_labels().await.map_err(SyncError::Labels)?;
+/// `labels` are the Runtime's labels as read with the applications.
+async fn label_runtime(
+    ctx: &Context,
+    director: &DirectorClient,
+    labels: &RuntimeLabelValues,
+) -> Result<(), SyncError> {
     for (key, value) in [
         (EVENTS_URL_LABEL, ctx.settings.runtime_events_url.as_str()),
         (CONSOLE_URL_LABEL, ctx.settings.runtime_console_url.as_str()),

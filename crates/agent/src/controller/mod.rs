@@ -33,26 +33,35 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let ensure = tokio::spawn(keep_connection_resource(ctx.clone(), shutdown.clone()));
 
     let source = &ctx.settings.agent_configuration_secret;
-    let source_ctx = ctx.clone();
+    let kind = ctx.settings.agent_configuration_source;
     // A change of the configuration source is worth an attempt at once, not
     // after the current backoff.
-    let on_source_change = move || {
-        source_ctx.reset_backoff();
-        Some(ObjectRef::<CompassConnection>::new(COMPASS_CONNECTION_NAME))
+    let on_source_change = {
+        let ctx = ctx.clone();
+        move || {
+            ctx.reset_backoff();
+            Some(ObjectRef::<CompassConnection>::new(COMPASS_CONNECTION_NAME))
+        }
     };
-    let controller = Controller::new(connections, by_name(COMPASS_CONNECTION_NAME));
-    let controller = match ctx.settings.agent_configuration_source {
-        SourceKind::Secret => controller.watches(
+    let mut controller = Controller::new(connections, by_name(COMPASS_CONNECTION_NAME));
+    if kind != SourceKind::ConfigMap && ctx.access.watch_source_secret {
+        let on_change = on_source_change.clone();
+        controller = controller.watches(
             Api::<Secret>::namespaced(ctx.client.clone(), &source.namespace),
             by_name(&source.name),
-            move |_| on_source_change(),
-        ),
-        SourceKind::ConfigMap => controller.watches(
+            move |_| on_change(),
+        );
+    }
+    if kind != SourceKind::Secret && ctx.access.watch_source_config_map {
+        controller = controller.watches(
             Api::<ConfigMap>::namespaced(ctx.client.clone(), &source.namespace),
             by_name(&source.name),
             move |_| on_source_change(),
-        ),
-    };
+        );
+    }
+    if ctx.access.source_needs_polling(kind) {
+        controller = controller.reconcile_all_on(source_changes(ctx.clone()));
+    }
     controller
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(reconcile, error_policy, ctx)
@@ -64,6 +73,48 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .await;
     shutdown.cancel();
     let _ = ensure.await;
+}
+
+/// Where the agent may not watch the configuration source (Kyma's RBAC for
+/// it grants get only), it reads the source every minimal sync time and
+/// yields when it changed (a new token, say), after forgetting the backoff.
+fn source_changes(ctx: Arc<Context>) -> impl Stream<Item = ()> + Send + 'static {
+    let period = ctx
+        .settings
+        .minimal_compass_sync_time
+        .max(Duration::from_secs(1));
+    futures::stream::unfold((ctx, None), move |(ctx, mut last)| async move {
+        loop {
+            let digest = source_digest(&ctx).await;
+            let changed = last.is_some() && last.as_ref() != Some(&digest);
+            last = Some(digest);
+            if changed {
+                tracing::info!("the connection configuration changed");
+                ctx.reset_backoff();
+                return Some(((), (ctx, last)));
+            }
+            tokio::time::sleep(period).await;
+        }
+    })
+}
+
+/// A digest of what the configuration source holds now (or of its absence).
+async fn source_digest(ctx: &Context) -> String {
+    use sha1::Digest;
+    let mut hasher = sha1::Sha1::new();
+    match crate::config::source::read_values(&ctx.client, &ctx.source_location()).await {
+        Ok((origin, values)) => {
+            hasher.update(origin.to_string());
+            for (key, value) in values {
+                hasher.update([0]);
+                hasher.update(key);
+                hasher.update([0]);
+                hasher.update(value);
+            }
+        }
+        Err(error) => hasher.update(error.category()),
+    }
+    hex::encode(hasher.finalize())
 }
 
 /// Creates `compass-connection` whenever it is missing: at start and after it

@@ -4,20 +4,24 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use futures::stream::{self, StreamExt};
+use std::collections::BTreeSet;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, OwnerReference};
 use k8s_openapi::ByteString;
-use kube::api::{DeleteParams, ListParams, Patch};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::{Api, Client, Resource};
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
+use super::access::{is_forbidden, Access};
 use super::crd::application::{Application, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use super::crd::compass_connection::{ApplicationSyncResult, SyncOperation};
-use crate::k8s::{patch_params, write_params};
+use super::replace::{apply_merge_patch, is_conflict, CONFLICT_RETRIES};
+use crate::k8s::write_params;
 use crate::sync::convert::{DATA_HASH_ANNOTATION, SECRET_BUNDLE_LABEL};
 use crate::sync::{
     ActualApplication, ActualSecret, ActualState, ApplicationAction, ApplicationPlan,
@@ -86,11 +90,45 @@ pub enum ApplyError {
         #[source]
         source: kube::Error,
     },
+    #[error("cannot read Secret {name}: {source}")]
+    ReadSecret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// What applying a plan did: the result for each Application, and which
+/// Applications were replaced by one under a new name.
+#[derive(Debug, Default)]
+pub struct ApplyOutcome {
+    pub results: Vec<ApplicationSyncResult>,
+    pub replaced: Vec<Replacement>,
+}
+
+impl ApplyOutcome {
+    fn of(result: ApplicationSyncResult) -> ApplyOutcome {
+        ApplyOutcome {
+            results: vec![result],
+            replaced: Vec::new(),
+        }
+    }
+}
+
+/// An Application deleted after the same Director application was written
+/// under its new name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replacement {
+    pub old: String,
+    pub new: String,
 }
 
 pub struct ApplicationWriter {
     client: Client,
     applications: Api<Application>,
+    /// The same as JSON, for read-modify-replace (see `k8s::replace`).
+    raw_applications: Api<DynamicObject>,
+    access: Arc<Access>,
     /// The Application summaries of the last read (see [`SummaryCache`]).
     summaries: tokio::sync::Mutex<SummaryCache>,
     secrets: Api<Secret>,
@@ -108,10 +146,16 @@ impl ApplicationWriter {
         concurrency: usize,
         list_page_size: u32,
         metrics: Arc<Metrics>,
+        access: Arc<Access>,
     ) -> Self {
         ApplicationWriter {
             client: client.clone(),
             applications: Api::all(client.clone()),
+            raw_applications: Api::all_with(
+                client.clone(),
+                &ApiResource::erase::<Application>(&()),
+            ),
+            access,
             summaries: tokio::sync::Mutex::new(SummaryCache::default()),
             secrets: Api::namespaced(client, integration_namespace),
             concurrency: concurrency.max(1),
@@ -122,13 +166,51 @@ impl ApplicationWriter {
 
     /// Every Application, and the Secrets in the integration namespace that carry
     /// a `bundleId` label (credentials and request parameters), summarized.
+    /// When the agent may not list Secrets, none are read here
+    /// (`secrets_listed` is false): see [`Self::read_named_secrets`].
     pub async fn read_actual(&self) -> Result<ActualState, ApplyError> {
         // Both lists at the same time: a sync waits for the longer, not the sum.
-        let (applications, secrets) = tokio::join!(self.read_applications(), self.read_secrets());
+        let (applications, secrets) = tokio::join!(self.read_applications(), self.list_secrets());
+        let secrets = secrets?;
         Ok(ActualState {
             applications: applications?,
-            secrets: secrets?,
+            secrets_listed: secrets.is_some(),
+            secrets: secrets.unwrap_or_default(),
         })
+    }
+
+    /// Without the right to list Secrets: reads, one by one, each Secret a
+    /// wanted or an existing Application refers to. (Secrets that nothing
+    /// refers to any more, left by a failed earlier sync, are found only by
+    /// the list.)
+    pub async fn read_named_secrets(
+        &self,
+        actual: &mut ActualState,
+        wanted: impl IntoIterator<Item = String>,
+    ) -> Result<(), ApplyError> {
+        if actual.secrets_listed {
+            return Ok(());
+        }
+        let mut names: BTreeSet<String> = wanted.into_iter().collect();
+        for application in actual
+            .applications
+            .iter()
+            .filter(|a| a.is_managed_by_compass())
+        {
+            names.extend(application.referenced_secrets.iter().cloned());
+        }
+        let read: Vec<Option<Secret>> = stream::iter(names)
+            .map(|name| async move {
+                self.secrets
+                    .get_opt(&name)
+                    .await
+                    .map_err(|source| ApplyError::ReadSecret { name, source })
+            })
+            .buffer_unordered(self.concurrency)
+            .try_collect()
+            .await?;
+        actual.secrets = read.into_iter().flatten().map(ActualSecret::from).collect();
+        Ok(())
     }
 
     /// Lists the Applications' metadata, and reads in full only those that are
@@ -188,23 +270,35 @@ impl ApplicationWriter {
         Ok(summaries)
     }
 
-    async fn read_secrets(&self) -> Result<Vec<ActualSecret>, ApplyError> {
+    /// The credential Secrets, by label; `None` when the agent may not list
+    /// Secrets (Kyma's RBAC for it grants no list).
+    async fn list_secrets(&self) -> Result<Option<Vec<ActualSecret>>, ApplyError> {
+        if !self.access.list_credential_secrets.allowed() {
+            return Ok(None);
+        }
         let list_error = |source| ApplyError::List {
             what: "credential Secrets",
             source,
         };
         let with_bundle_label = ListParams::default().labels(SECRET_BUNDLE_LABEL);
         // Metadata only: Secrets this agent wrote carry a digest of their data.
-        let secrets = self
+        let secrets = match self
             .list_summarized::<PartialObjectMeta<Secret>, ActualSecret>(
                 self.secrets.resource_url(),
                 with_bundle_label.clone(),
                 true,
             )
             .await
-            .map_err(list_error)?;
+        {
+            Ok(secrets) => secrets,
+            Err(error) if is_forbidden(&error) => {
+                self.access.list_credential_secrets.refused(&error);
+                return Ok(None);
+            }
+            Err(error) => return Err(list_error(error)),
+        };
         if secrets.iter().all(|secret| secret.data_hash.is_some()) {
-            return Ok(secrets);
+            return Ok(Some(secrets));
         }
         // Some were written by someone else (e.g. the Go agent): their data
         // is needed, so read the Secrets once in full.
@@ -214,6 +308,7 @@ impl ApplicationWriter {
             false,
         )
         .await
+        .map(Some)
         .map_err(list_error)
     }
 
@@ -256,29 +351,37 @@ impl ApplicationWriter {
     }
 
     /// Carries out the plan; one Application's failure does not stop the others.
-    pub async fn apply(&self, plan: Plan) -> Vec<ApplicationSyncResult> {
-        let mut results: Vec<ApplicationSyncResult> = stream::iter(plan.applications)
+    pub async fn apply(&self, plan: Plan) -> ApplyOutcome {
+        let outcomes: Vec<ApplyOutcome> = stream::iter(plan.applications)
             .map(|app_plan| self.apply_one(app_plan))
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
-        results.sort_by(|a, b| a.name.cmp(&b.name));
-        results
+        let mut all = ApplyOutcome::default();
+        for outcome in outcomes {
+            all.results.extend(outcome.results);
+            all.replaced.extend(outcome.replaced);
+        }
+        all.results.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
-    async fn apply_one(&self, plan: ApplicationPlan) -> ApplicationSyncResult {
+    async fn apply_one(&self, plan: ApplicationPlan) -> ApplyOutcome {
         let result = |operation, error: String| ApplicationSyncResult {
             name: plan.name.clone(),
             application_id: plan.application_id.clone(),
             operation,
             error,
         };
-        let outcome = match &plan.action {
-            ApplicationAction::Conflict(message) => {
-                return result(SyncOperation::Failed, message.clone())
+        let written = match &plan.action {
+            ApplicationAction::Refused(message) => {
+                return ApplyOutcome::of(result(SyncOperation::Failed, message.clone()))
             }
             ApplicationAction::Delete => self
-                .delete_application(&plan)
+                .delete_application(
+                    &plan.name,
+                    plan.secrets.iter().map(SecretAction::secret_name),
+                )
                 .await
                 .map(|_| SyncOperation::Deleted),
             ApplicationAction::Create(app) => match self.create_application(app).await {
@@ -303,13 +406,41 @@ impl ApplicationWriter {
                 _ => Ok(SyncOperation::Unchanged),
             },
         };
-        match outcome {
-            Ok(operation) => result(operation, String::new()),
+        let operation = match written {
+            Ok(operation) => operation,
             Err(error) => {
                 tracing::warn!(application = %plan.name, %error, "cannot synchronize application");
-                result(SyncOperation::Failed, error)
+                return ApplyOutcome::of(result(SyncOperation::Failed, error));
             }
+        };
+        let mut outcome = ApplyOutcome::of(result(operation, String::new()));
+        // Only now that the Application under its current name is written.
+        for old in &plan.replaces {
+            let deleted = self
+                .delete_application(&old.name, old.secrets.iter().map(String::as_str))
+                .await;
+            let (operation, error) = match deleted {
+                Ok(()) => {
+                    tracing::info!(old = %old.name, new = %plan.name, "Application replaced by one under the Director application's current name");
+                    outcome.replaced.push(Replacement {
+                        old: old.name.clone(),
+                        new: plan.name.clone(),
+                    });
+                    (SyncOperation::Deleted, String::new())
+                }
+                Err(error) => {
+                    tracing::warn!(old = %old.name, new = %plan.name, %error, "cannot delete the Application under an old name");
+                    (SyncOperation::Failed, error)
+                }
+            };
+            outcome.results.push(ApplicationSyncResult {
+                name: old.name.clone(),
+                application_id: plan.application_id.clone(),
+                operation,
+                error,
+            });
         }
+        outcome
     }
 
     async fn create_application(&self, packed: &PackedApplication) -> Result<String, String> {
@@ -326,48 +457,93 @@ impl ApplicationWriter {
         uid_of(&created)
     }
 
+    /// Writes the fields the agent owns into the Application as it is now,
+    /// keeping everything else (status, encodeUrl, others' labels, fields our
+    /// types do not know): read, change, replace at the version read.
     async fn update_application(&self, packed: &PackedApplication) -> Result<String, String> {
         let app = &unpack(packed)?;
         let name = app.metadata.name.clone().unwrap_or_default();
-        let spec = &app.spec;
-        // Only the fields the agent owns; others (status, encodeUrl, …) stay.
-        let patch = json!({
-            "metadata": { "labels": { MANAGED_BY_LABEL: MANAGED_BY_VALUE } },
-            "spec": {
-                "description": spec.description,
-                "skipVerify": spec.skip_verify,
-                "labels": spec.labels,
-                "services": spec.services,
-                "compassMetadata": spec.compass_metadata,
+        let owned = owned_fields(app);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = self.raw_applications.get_opt(&name).await.map_err(|e| {
+                format!(
+                    "cannot read Application before updating it: {}",
+                    describe(&e)
+                )
+            })?;
+            // Deleted by someone since the sync read it: the Director still wants it.
+            let Some(mut current) = current else {
+                return self.create_application(packed).await;
+            };
+            current
+                .metadata
+                .labels
+                .get_or_insert_with(Default::default)
+                .insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+            apply_merge_patch(&mut current.data, &owned);
+            let replaced = self
+                .counted(
+                    "Application",
+                    "update",
+                    self.raw_applications
+                        .replace(&name, &write_params(), &current),
+                )
+                .await;
+            match replaced {
+                Ok(stored) => {
+                    let stored: Application = serde_json::to_value(stored)
+                        .and_then(serde_json::from_value)
+                        .map_err(|e| format!("cannot read the updated Application: {e}"))?;
+                    self.remember(&stored).await;
+                    return uid_of(&stored);
+                }
+                // Changed by someone between our read and our write: again.
+                Err(error) if is_conflict(&error) && attempt < CONFLICT_RETRIES => {}
+                Err(error) => {
+                    return Err(format!("cannot update Application: {}", describe(&error)))
+                }
             }
-        });
-        let updated = self
-            .counted(
-                "Application",
-                "update",
-                self.applications
-                    .patch(&name, &patch_params(), &Patch::Merge(&patch)),
-            )
-            .await
-            .map_err(|e| format!("cannot update Application: {}", describe(&e)))?;
-        self.remember(&updated).await;
-        uid_of(&updated)
+        }
     }
 
-    async fn delete_application(&self, plan: &ApplicationPlan) -> Result<(), String> {
-        self.write_secrets(plan, "").await?;
+    /// Deletes the Application's Secrets, then the Application.
+    async fn delete_application(
+        &self,
+        name: &str,
+        secrets: impl Iterator<Item = &str>,
+    ) -> Result<(), String> {
+        for secret in secrets {
+            self.delete_secret(secret)
+                .await
+                .map_err(|e| format!("cannot delete Secret {secret}: {}", describe(&e)))?;
+        }
         match self
             .counted(
                 "Application",
                 "delete",
-                self.applications
-                    .delete(&plan.name, &DeleteParams::default()),
+                self.applications.delete(name, &DeleteParams::default()),
             )
             .await
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(e) => Err(format!("cannot delete Application: {}", describe(&e))),
+        }
+    }
+
+    async fn delete_secret(&self, name: &str) -> Result<(), kube::Error> {
+        match self
+            .counted(
+                "Secret",
+                "delete",
+                self.secrets.delete(name, &DeleteParams::default()),
+            )
+            .await
+        {
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            other => other.map(|_| ()),
         }
     }
 
@@ -390,19 +566,7 @@ impl ApplicationWriter {
                 SecretAction::Update(secret) => {
                     self.replace_secret(secret, &plan.name, owner_uid).await
                 }
-                SecretAction::Delete(name) => {
-                    match self
-                        .counted(
-                            "Secret",
-                            "delete",
-                            self.secrets.delete(name, &DeleteParams::default()),
-                        )
-                        .await
-                    {
-                        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-                        other => other.map(|_| ()),
-                    }
-                }
+                SecretAction::Delete(name) => self.delete_secret(name).await,
             };
             outcome.map_err(|e| format!("cannot write Secret {name}: {}", describe(&e)))?;
         }
@@ -497,6 +661,21 @@ impl ApplicationWriter {
         self.metrics.record_write(kind, verb, result.is_ok());
         result
     }
+}
+
+/// The spec fields the agent writes (as a merge patch); everything else in
+/// the spec is someone else's.
+fn owned_fields(app: &Application) -> serde_json::Value {
+    let spec = &app.spec;
+    json!({
+        "spec": {
+            "description": spec.description,
+            "skipVerify": spec.skip_verify,
+            "labels": spec.labels,
+            "services": spec.services,
+            "compassMetadata": spec.compass_metadata,
+        }
+    })
 }
 
 fn unpack(packed: &PackedApplication) -> Result<Application, String> {

@@ -1,18 +1,20 @@
-//! Reading and writing the `compass-connection` resource. Status goes through
-//! the status subresource; on clusters that still have the original CRD
-//! (without one) it falls back to patching the whole object.
+//! Reading and writing the `compass-connection` resource. Writes read the
+//! object and replace it (see `k8s::replace`); the status goes through the
+//! status subresource, or, on clusters with the original CRD (which has
+//! none), with the object itself.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
-use kube::api::Patch;
-use kube::{Api, Client};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::{Api, Client, Resource};
 use serde_json::json;
 
 use super::crd::compass_connection::{
     CompassConnection, CompassConnectionSpec, CompassConnectionStatus, ConnectionState,
     ManagementInfo, COMPASS_CONNECTION_NAME,
 };
-use super::{patch_params, write_params};
+use super::replace::{apply_merge_patch, is_conflict, is_not_found, CONFLICT_RETRIES};
+use super::write_params;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionStoreError {
@@ -26,12 +28,29 @@ pub enum ConnectionStoreError {
     Conflict,
     #[error("CompassConnection {COMPASS_CONNECTION_NAME} is gone")]
     Gone,
+    #[error("cannot write the status of CompassConnection {COMPASS_CONNECTION_NAME}: its CRD has a status subresource and the agent may not update compassconnections/status ({source})")]
+    StatusForbidden {
+        #[source]
+        source: kube::Error,
+    },
 }
 
 pub struct ConnectionStore {
+    client: Client,
     api: Api<CompassConnection>,
-    status_subresource: AtomicBool,
+    /// The same objects as JSON, for read-modify-replace.
+    raw: Api<DynamicObject>,
+    /// How the status is written: [`STATUS_UNKNOWN`] until the first write.
+    status_mode: AtomicU8,
 }
+
+/// Not asked yet.
+const STATUS_UNKNOWN: u8 = 0;
+/// Through the status subresource (this project's CRD).
+const STATUS_SUBRESOURCE: u8 = 1;
+/// With the object: the CRD has no status subresource (Kyma's and the
+/// original's), and Kyma's RBAC grants no `compassconnections/status`.
+const STATUS_WITH_OBJECT: u8 = 2;
 
 /// The status a new resource starts with: not connected yet, so the first
 /// reconcile establishes the connection with the configured token.
@@ -49,8 +68,13 @@ pub fn initial_status() -> CompassConnectionStatus {
 impl ConnectionStore {
     pub fn new(client: Client) -> ConnectionStore {
         ConnectionStore {
-            api: Api::all(client),
-            status_subresource: AtomicBool::new(true),
+            api: Api::all(client.clone()),
+            raw: Api::all_with(
+                client.clone(),
+                &ApiResource::erase::<CompassConnection>(&()),
+            ),
+            client,
+            status_mode: AtomicU8::new(STATUS_UNKNOWN),
         }
     }
 
@@ -96,23 +120,19 @@ impl ConnectionStore {
     /// object was deleted and recreated meanwhile, nothing is written and
     /// `Gone` is returned: its successor must connect anew, not inherit a
     /// `Synchronized`. The uid is checked on a fresh read whose
-    /// resourceVersion then guards the write (a uid in a status patch is no
-    /// precondition: the apiserver takes a status write's metadata from the
-    /// stored object).
+    /// resourceVersion then guards the write.
     pub async fn write_status(
         &self,
         uid: Option<&str>,
         status: &CompassConnectionStatus,
     ) -> Result<(), ConnectionStoreError> {
+        let change = json!({ "status": status });
         // Someone may write between our read and our write (a user setting
         // resyncNow): read again and retry a few times.
-        for _ in 0..5 {
-            let version = self.version_of(uid).await?;
-            let patch = json!({
-                "metadata": { "resourceVersion": version },
-                "status": status,
-            });
-            match self.patch_status_once(&patch).await {
+        for _ in 0..CONFLICT_RETRIES {
+            let mut current = self.read_raw(uid).await?;
+            apply_merge_patch(&mut current.data, &change);
+            match self.replace_status(&current).await {
                 Err(ConnectionStoreError::Conflict) => continue,
                 other => return other,
             }
@@ -120,10 +140,10 @@ impl ConnectionStore {
         Err(ConnectionStoreError::Conflict)
     }
 
-    /// The resourceVersion of `compass-connection`, if it is still the object `uid`.
-    async fn version_of(&self, uid: Option<&str>) -> Result<String, ConnectionStoreError> {
+    /// `compass-connection` as JSON, if it is still the object `uid`.
+    async fn read_raw(&self, uid: Option<&str>) -> Result<DynamicObject, ConnectionStoreError> {
         let current = self
-            .api
+            .raw
             .get_opt(COMPASS_CONNECTION_NAME)
             .await
             .map_err(|source| ConnectionStoreError::Api {
@@ -134,55 +154,99 @@ impl ConnectionStore {
         if uid.is_some() && current.metadata.uid.as_deref() != uid {
             return Err(ConnectionStoreError::Gone);
         }
-        Ok(current.metadata.resource_version.unwrap_or_default())
+        Ok(current)
     }
 
-    async fn patch_status_once(
-        &self,
-        patch: &serde_json::Value,
-    ) -> Result<(), ConnectionStoreError> {
-        let params = patch_params();
-        let failed = |source| ConnectionStoreError::Api {
-            action: "write the status of",
-            source,
+    /// Whether the CRD in the cluster has a status subresource, from the API
+    /// server's discovery (which every authenticated user may read). A status
+    /// write cannot tell: without the subresource, RBAC refuses an update of
+    /// `compassconnections/status` that Kyma's role does not grant before the
+    /// API server would answer 404.
+    async fn status_mode(&self) -> u8 {
+        let known = self.status_mode.load(Ordering::Relaxed);
+        if known != STATUS_UNKNOWN {
+            return known;
+        }
+        let gvk = GroupVersionKind::gvk(
+            &CompassConnection::group(&()),
+            &CompassConnection::version(&()),
+            &CompassConnection::kind(&()),
+        );
+        let mode = match kube::discovery::pinned_kind(&self.client, &gvk).await {
+            Ok((_, capabilities)) => {
+                if capabilities
+                    .subresources
+                    .iter()
+                    .any(|(resource, _)| resource.plural == "status")
+                {
+                    STATUS_SUBRESOURCE
+                } else {
+                    tracing::info!("the CompassConnection CRD has no status subresource; writing the status with the object");
+                    STATUS_WITH_OBJECT
+                }
+            }
+            Err(error) => {
+                // Try the subresource; a 404 tells that there is none.
+                tracing::warn!(%error, "cannot read the CompassConnection CRD from the API server's discovery");
+                return STATUS_SUBRESOURCE;
+            }
         };
-        if self.status_subresource.load(Ordering::Relaxed) {
+        self.status_mode.store(mode, Ordering::Relaxed);
+        mode
+    }
+
+    async fn replace_status(&self, object: &DynamicObject) -> Result<(), ConnectionStoreError> {
+        let params = write_params();
+        if self.status_mode().await == STATUS_SUBRESOURCE {
             match self
-                .api
-                .patch_status(COMPASS_CONNECTION_NAME, &params, &Patch::Merge(patch))
+                .raw
+                .replace_status(COMPASS_CONNECTION_NAME, &params, object)
                 .await
             {
                 Ok(_) => return Ok(()),
-                Err(kube::Error::Api(error)) if error.code == 409 => {
-                    return Err(ConnectionStoreError::Conflict)
+                Err(error) if is_conflict(&error) => return Err(ConnectionStoreError::Conflict),
+                Err(kube::Error::Api(status)) if status.code == 403 => {
+                    return Err(ConnectionStoreError::StatusForbidden {
+                        source: kube::Error::Api(status),
+                    })
                 }
-                // Either the object is gone or the CRD has no status
-                // subresource (the original's); the plain patch tells which.
-                Err(kube::Error::Api(error)) if error.code == 404 => {}
-                Err(source) => return Err(failed(source)),
+                // Either the object is gone or the CRD lost its status
+                // subresource since it was asked; the plain replace tells which.
+                Err(error) if is_not_found(&error) => {}
+                Err(source) => {
+                    return Err(ConnectionStoreError::Api {
+                        action: "write the status of",
+                        source,
+                    })
+                }
             }
         }
         match self
-            .api
-            .patch(COMPASS_CONNECTION_NAME, &params, &Patch::Merge(patch))
+            .raw
+            .replace(COMPASS_CONNECTION_NAME, &params, object)
             .await
         {
             Ok(_) => {
-                if self.status_subresource.swap(false, Ordering::Relaxed) {
-                    tracing::info!("the CompassConnection CRD has no status subresource; writing status with the object");
+                if self.status_mode.swap(STATUS_WITH_OBJECT, Ordering::Relaxed)
+                    == STATUS_SUBRESOURCE
+                {
+                    tracing::info!("the CompassConnection CRD has no status subresource; writing the status with the object");
                 }
                 Ok(())
             }
-            Err(kube::Error::Api(error)) if error.code == 409 => {
-                Err(ConnectionStoreError::Conflict)
-            }
-            Err(kube::Error::Api(error)) if error.code == 404 => Err(ConnectionStoreError::Gone),
-            Err(source) => Err(failed(source)),
+            Err(error) if is_conflict(&error) => Err(ConnectionStoreError::Conflict),
+            Err(error) if is_not_found(&error) => Err(ConnectionStoreError::Gone),
+            Err(source) => Err(ConnectionStoreError::Api {
+                action: "write the status of",
+                source,
+            }),
         }
     }
 
     /// Writes `spec.managementInfo` and clears the one-shot flags, if the object
-    /// is still the version that was reconciled (a flag set meanwhile is not lost).
+    /// is still the version that was reconciled (a flag set meanwhile is not
+    /// lost). Without that version, the current one, if the object is still
+    /// the reconciled one (not a successor of that name).
     pub async fn update_spec(
         &self,
         uid: Option<&str>,
@@ -198,28 +262,21 @@ impl ConnectionStore {
         if clear_refresh_credentials_now {
             spec["refreshCredentialsNow"] = json!(false);
         }
-        // A precondition: the patch fails with a conflict if the object
-        // changed. Without the reconciled version, the current one, if the
-        // object is still the reconciled one (not a successor of that name).
-        let version = match resource_version {
-            Some(version) => version.to_string(),
-            None => self.version_of(uid).await?,
-        };
-        let patch = json!({ "spec": spec, "metadata": { "resourceVersion": version } });
+        let mut current = self.read_raw(uid).await?;
+        if resource_version.is_some()
+            && current.metadata.resource_version.as_deref() != resource_version
+        {
+            return Err(ConnectionStoreError::Conflict);
+        }
+        apply_merge_patch(&mut current.data, &json!({ "spec": spec }));
         match self
-            .api
-            .patch(
-                COMPASS_CONNECTION_NAME,
-                &patch_params(),
-                &Patch::Merge(&patch),
-            )
+            .raw
+            .replace(COMPASS_CONNECTION_NAME, &write_params(), &current)
             .await
         {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(error)) if error.code == 409 => {
-                Err(ConnectionStoreError::Conflict)
-            }
-            Err(kube::Error::Api(error)) if error.code == 404 => Err(ConnectionStoreError::Gone),
+            Err(error) if is_conflict(&error) => Err(ConnectionStoreError::Conflict),
+            Err(error) if is_not_found(&error) => Err(ConnectionStoreError::Gone),
             Err(source) => Err(ConnectionStoreError::Api {
                 action: "update the spec of",
                 source,

@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Client};
 
 use crate::certificates::{CertificateError, ClientCredentials};
 use crate::config::NamespacedName;
-use crate::k8s::{patch_params, write_params};
+use crate::k8s::replace::{is_conflict, CONFLICT_RETRIES};
+use crate::k8s::write_params;
 
 pub const CERTIFICATE_KEY: &str = "crt";
 pub const PRIVATE_KEY_KEY: &str = "key";
@@ -101,7 +102,7 @@ impl CredentialsStore {
         let chain = text(CHAIN_KEY).unwrap_or_default();
         // The CA is informative for the agent itself; an unreadable CA Secret
         // must not make working client credentials unusable.
-        let ca = self.load_ca().await.unwrap_or_default();
+        let ca = self.load_ca().await;
         ClientCredentials::new(key, certificate, chain, ca).map_err(|source| {
             CredentialsStoreError::Invalid {
                 secret: secret_name,
@@ -110,16 +111,25 @@ impl CredentialsStore {
         })
     }
 
-    async fn load_ca(&self) -> Option<String> {
-        let secret = self.api(&self.ca).get_opt(&self.ca.name).await.ok()??;
-        let value = secret.data?.remove(CA_KEY)?;
-        Some(String::from_utf8_lossy(&value.0).into_owned())
+    /// The stored CA, empty when there is none or it cannot be read (logged).
+    async fn load_ca(&self) -> String {
+        let secret = match self.api(&self.ca).get_opt(&self.ca.name).await {
+            Ok(secret) => secret,
+            Err(error) => {
+                tracing::warn!(secret = %self.ca, %error, "cannot read the CA Secret; going on without the stored CA");
+                None
+            }
+        };
+        secret
+            .and_then(|secret| secret.data?.remove(CA_KEY))
+            .map(|value| String::from_utf8_lossy(&value.0).into_owned())
+            .unwrap_or_default()
     }
 
     /// Proves, changing nothing, that the client certificate Secret can be
-    /// written: a dry run of the same call `save` makes (RBAC and admission
-    /// both answer a dry run). Checked before a one-time token is spent, so
-    /// that a token is never traded for a certificate that cannot be kept.
+    /// written: a dry run of the write `save` makes (RBAC and admission both
+    /// answer a dry run). Checked before a one-time token is spent, so that a
+    /// token is never traded for a certificate that cannot be kept.
     pub async fn check_writable(&self) -> Result<(), CredentialsStoreError> {
         let name = &self.certificates;
         let api = self.api(name);
@@ -127,28 +137,21 @@ impl CredentialsStore {
             secret: name.to_string(),
             source,
         };
-        let dry_patch = PatchParams {
+        let dry_run = PostParams {
             dry_run: true,
-            ..patch_params()
+            ..write_params()
         };
-        let patch = serde_json::json!({ "data": {} });
-        match api
-            .patch(&name.name, &dry_patch, &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => {
-                let secret = opaque_secret(name, BTreeMap::new());
-                let dry_create = PostParams {
-                    dry_run: true,
-                    ..write_params()
-                };
-                api.create(&dry_create, &secret)
-                    .await
-                    .map(|_| ())
-                    .map_err(refused)
-            }
-            Err(error) => Err(refused(error)),
+        match api.get_opt(&name.name).await.map_err(refused)? {
+            Some(current) => api
+                .replace(&name.name, &dry_run, &current)
+                .await
+                .map(|_| ())
+                .map_err(refused),
+            None => api
+                .create(&dry_run, &opaque_secret(name, BTreeMap::new()))
+                .await
+                .map(|_| ())
+                .map_err(refused),
         }
     }
 
@@ -171,6 +174,8 @@ impl CredentialsStore {
         Ok(())
     }
 
+    /// Sets `values` in the Secret, keeping its other keys: read it, change
+    /// the keys, replace it at the version read (or create it when missing).
     async fn merge_into(
         &self,
         name: &NamespacedName,
@@ -181,32 +186,34 @@ impl CredentialsStore {
             secret: name.to_string(),
             source,
         };
-        let data: BTreeMap<String, ByteString> = values
-            .into_iter()
-            .map(|(key, value)| (key.to_string(), ByteString(value.as_bytes().to_vec())))
-            .collect();
-        // A merge patch changes only our keys; creating comes first only when the
-        // Secret is missing.
-        let patch = serde_json::json!({ "data": data });
-        match api
-            .patch(&name.name, &patch_params(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => {
-                let secret = opaque_secret(name, data);
-                match api.create(&write_params(), &secret).await {
-                    Ok(_) => Ok(()),
-                    // Created meanwhile by someone else: merge into theirs.
-                    Err(kube::Error::Api(status)) if status.code == 409 => api
-                        .patch(&name.name, &patch_params(), &Patch::Merge(&patch))
-                        .await
-                        .map(|_| ())
-                        .map_err(write_error),
-                    Err(error) => Err(write_error(error)),
+        let data = || -> BTreeMap<String, ByteString> {
+            values
+                .iter()
+                .map(|(key, value)| (key.to_string(), ByteString(value.as_bytes().to_vec())))
+                .collect()
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let written = match api.get_opt(&name.name).await.map_err(write_error)? {
+                Some(mut current) => {
+                    current
+                        .data
+                        .get_or_insert_with(BTreeMap::new)
+                        .extend(data());
+                    api.replace(&name.name, &write_params(), &current).await
                 }
+                None => {
+                    api.create(&write_params(), &opaque_secret(name, data()))
+                        .await
+                }
+            };
+            match written {
+                Ok(_) => return Ok(()),
+                // Changed or created meanwhile by someone else: merge into theirs.
+                Err(error) if is_conflict(&error) && attempt < CONFLICT_RETRIES => {}
+                Err(error) => return Err(write_error(error)),
             }
-            Err(error) => Err(write_error(error)),
         }
     }
 }

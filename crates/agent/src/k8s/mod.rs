@@ -1,12 +1,14 @@
 //! The Kubernetes side: the custom resources, the connection resource, the
 //! credentials Secrets and the Applications with their Secrets.
 
+pub mod access;
 pub mod applications;
 pub mod connection;
 pub mod crd;
 pub mod credentials_store;
+pub mod replace;
 
-use kube::api::{PatchParams, PostParams};
+use kube::api::PostParams;
 
 /// The name the agent's writes carry in `metadata.managedFields`, so that an
 /// operator sees who owns which fields. Without it the apiserver falls back to
@@ -18,13 +20,5 @@ pub fn write_params() -> PostParams {
     PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..PostParams::default()
-    }
-}
-
-/// Parameters of a patch, under the agent's field manager.
-pub fn patch_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..PatchParams::default()
     }
 }

@@ -21,8 +21,11 @@ pub struct ActualState {
     /// [`SummaryCache`], so the summaries are in memory once).
     pub applications: Vec<Arc<ActualApplication>>,
     /// The Secrets in the integration namespace that look like credential or
-    /// request-parameter Secrets (they carry the `bundleId` label).
+    /// request-parameter Secrets (they carry the `bundleId` label), or, when
+    /// the agent may not list Secrets, those read one by one by name.
     pub secrets: Vec<ActualSecret>,
+    /// Whether `secrets` is a list of them all, not just the named ones.
+    pub secrets_listed: bool,
 }
 
 /// An Application in the cluster, summarized.

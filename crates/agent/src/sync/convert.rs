@@ -27,6 +27,21 @@ pub struct ConversionSettings {
     pub central_gateway_url: String,
     /// `APP_SKIP_APPS_TLS_VERIFY`.
     pub skip_apps_tls_verify: bool,
+    /// Whether Application names are the Director's names normalized (see
+    /// [`names::normalize_application_name`]) or the Director's names as
+    /// they are: decided per sync by the runtime's `isNormalized` label.
+    pub normalize_application_names: bool,
+}
+
+impl ConversionSettings {
+    /// The Application's name for a Director application's name.
+    pub fn application_name(&self, director_name: &str) -> String {
+        if self.normalize_application_names {
+            names::normalize_application_name(director_name)
+        } else {
+            director_name.to_string()
+        }
+    }
 }
 
 /// What the cluster should hold for one Director application.
@@ -42,7 +57,7 @@ pub struct WantedApplication {
 #[derive(Clone, PartialEq, Eq)]
 pub struct WantedSecret {
     pub name: String,
-    /// The Director application's name (the `app` label).
+    /// The Application's name (the `app` label).
     pub app: String,
     /// The bundle the Secret belongs to (the `bundleId` label).
     pub bundle_id: String,
@@ -147,18 +162,19 @@ pub fn to_wanted_application(
     app: &model::Application,
     settings: &ConversionSettings,
 ) -> WantedApplication {
+    let name = settings.application_name(&app.name);
     let mut secrets = Vec::new();
     let services = app
         .bundles
         .iter()
-        .map(|bundle| to_service(app, bundle, settings, &mut secrets))
+        .map(|bundle| to_service(app, &name, bundle, settings, &mut secrets))
         .collect();
     let spec = ApplicationSpec {
         description: description_or_default(app.description.as_deref()),
         skip_verify: settings.skip_apps_tls_verify,
         labels: Some(BTreeMap::from([(
             CONNECTED_APP_LABEL.to_string(),
-            app.name.clone(),
+            name.clone(),
         )])),
         services,
         compass_metadata: Some(CompassMetadata {
@@ -169,7 +185,7 @@ pub fn to_wanted_application(
         }),
         ..ApplicationSpec::default()
     };
-    let mut application = Application::new(&app.name, spec);
+    let mut application = Application::new(&name, spec);
     application.metadata.labels = Some(BTreeMap::from([(
         MANAGED_BY_LABEL.to_string(),
         MANAGED_BY_VALUE.to_string(),
@@ -182,13 +198,15 @@ pub fn to_wanted_application(
 
 fn to_service(
     app: &model::Application,
+    app_name: &str,
     bundle: &model::Bundle,
     settings: &ConversionSettings,
     secrets: &mut Vec<WantedSecret>,
 ) -> Service {
     let auth = bundle.default_instance_auth.as_ref();
-    let credentials = auth.and_then(|auth| credentials_of(app, bundle, auth, secrets));
-    let parameters_secret = auth.and_then(|auth| request_parameters_of(app, bundle, auth, secrets));
+    let credentials = auth.and_then(|auth| credentials_of(app_name, bundle, auth, secrets));
+    let parameters_secret =
+        auth.and_then(|auth| request_parameters_of(app_name, bundle, auth, secrets));
     let api_entries = bundle.api_definitions.iter().map(|api| Entry {
         entry_type: EntryType::Api,
         id: api.id.clone(),
@@ -196,7 +214,7 @@ fn to_service(
         target_url: api.target_url.clone(),
         central_gateway_url: names::central_gateway_url(
             &settings.central_gateway_url,
-            &app.name,
+            app_name,
             &bundle.name,
             &api.name,
         ),
@@ -233,13 +251,13 @@ fn to_service(
 }
 
 fn credentials_of(
-    app: &model::Application,
+    app_name: &str,
     bundle: &model::Bundle,
     auth: &model::Auth,
     secrets: &mut Vec<WantedSecret>,
 ) -> Option<Credentials> {
     let credential = auth.credential.as_ref()?;
-    let secret_name = names::credentials_secret_name(&app.name, &bundle.id);
+    let secret_name = names::credentials_secret_name(app_name, &bundle.id);
     let (credential_type, authentication_url, data) = match credential {
         Credential::Basic { username, password } => (
             "Basic",
@@ -264,7 +282,7 @@ fn credentials_of(
     };
     secrets.push(WantedSecret {
         name: secret_name.clone(),
-        app: app.name.clone(),
+        app: app_name.to_string(),
         bundle_id: bundle.id.clone(),
         data,
     });
@@ -284,7 +302,7 @@ fn credentials_of(
 }
 
 fn request_parameters_of(
-    app: &model::Application,
+    app_name: &str,
     bundle: &model::Bundle,
     auth: &model::Auth,
     secrets: &mut Vec<WantedSecret>,
@@ -305,10 +323,10 @@ fn request_parameters_of(
         }
     }
     let data = SecretData::new(entries);
-    let name = names::request_parameters_secret_name(&app.name, &bundle.id);
+    let name = names::request_parameters_secret_name(app_name, &bundle.id);
     secrets.push(WantedSecret {
         name: name.clone(),
-        app: app.name.clone(),
+        app: app_name.to_string(),
         bundle_id: bundle.id.clone(),
         data,
     });
@@ -332,6 +350,7 @@ mod tests {
             central_gateway_url:
                 "http://central-application-gateway.kyma-system.svc.cluster.local:8082".into(),
             skip_apps_tls_verify: false,
+            normalize_application_names: false,
         }
     }
 
@@ -581,6 +600,40 @@ mod tests {
             service.auth_create_parameter_schema.as_deref(),
             Some(r#"{"type":"object"}"#)
         );
+    }
+
+    #[test]
+    fn a_normalized_name_is_used_wherever_the_application_name_is() {
+        let settings = ConversionSettings {
+            normalize_application_names: true,
+            ..settings()
+        };
+        let mut app = application(vec![bundle("b-1", "Orders Bundle", Some(oauth()))]);
+        app.name = "My Shop".into();
+        let wanted = to_wanted_application(&app, &settings);
+        let application = &wanted.application;
+        assert_eq!(application.metadata.name.as_deref(), Some("mp-my-shop"));
+        assert_eq!(
+            application.spec.labels.as_ref().unwrap()["connected-app"],
+            "mp-my-shop"
+        );
+        let service = &application.spec.services[0];
+        // Bundle and API names are not touched by it.
+        assert_eq!(service.display_name, "Orders Bundle");
+        assert!(service.name.starts_with("orders-bundle-"));
+        let api = &service.entries[0];
+        assert_eq!(
+            api.central_gateway_url,
+            "http://central-application-gateway.kyma-system.svc.cluster.local:8082/mp-my-shop/orders-bundle/orders-api"
+        );
+        assert_eq!(
+            api.credentials.as_ref().unwrap().secret_name,
+            "mp-my-shop-b-1"
+        );
+        assert_eq!(api.request_parameters_secret_name, "params-mp-my-shop-b-1");
+        for secret in &wanted.secrets {
+            assert_eq!(secret.labels()["app"], "mp-my-shop", "{secret:?}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::actual::{ActualApplication, ActualSecret, ActualState};
 use super::convert::{WantedSecret, SECRET_APP_LABEL};
+use super::names;
 use super::pending::{PackedApplication, PendingApplication};
 use crate::k8s::crd::application::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
@@ -15,9 +16,11 @@ pub enum ApplicationAction {
     Update(PackedApplication),
     Delete,
     Unchanged,
-    /// The Director has an application whose name is taken by an Application
-    /// the agent does not manage (or by another Director application).
-    Conflict(String),
+    /// The Director application cannot be synchronized, for the reason given:
+    /// its name is taken by an Application the agent does not manage, another
+    /// Director application has the same name, or it is not a valid name.
+    /// Nothing is written for it, and nothing of its is deleted.
+    Refused(String),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +39,18 @@ impl SecretAction {
     }
 }
 
+/// An Application that stands under an old name of the Director application
+/// (its name was normalized differently, or renamed in the Director): it is
+/// deleted, with its Secrets, once the Application under the new name has
+/// been written, never before.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Replaced {
+    pub name: String,
+    /// Its Secrets that no wanted Application refers to (after the
+    /// 27-character cut an old and a new Secret name can be the same).
+    pub secrets: Vec<String>,
+}
+
 /// Everything to do for one Application; applied independently of the others.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApplicationPlan {
@@ -45,6 +60,8 @@ pub struct ApplicationPlan {
     /// The uid of the Application in the cluster, when it exists (owner of its Secrets).
     pub existing_uid: Option<String>,
     pub secrets: Vec<SecretAction>,
+    /// Applications under old names of this one, deleted after it is written.
+    pub replaces: Vec<Replaced>,
 }
 
 impl ApplicationPlan {
@@ -54,9 +71,21 @@ impl ApplicationPlan {
             ApplicationAction::Create(_)
             | ApplicationAction::Update(_)
             | ApplicationAction::Delete => 1,
-            ApplicationAction::Unchanged | ApplicationAction::Conflict(_) => 0,
+            ApplicationAction::Unchanged | ApplicationAction::Refused(_) => 0,
         };
-        application + self.secrets.len()
+        let replaced: usize = self.replaces.iter().map(|old| 1 + old.secrets.len()).sum();
+        application + self.secrets.len() + replaced
+    }
+
+    fn refused(wanted: PendingApplication, reason: String) -> ApplicationPlan {
+        ApplicationPlan {
+            name: wanted.name,
+            application_id: wanted.application_id,
+            action: ApplicationAction::Refused(reason),
+            existing_uid: None,
+            secrets: Vec::new(),
+            replaces: Vec::new(),
+        }
     }
 }
 
@@ -72,10 +101,16 @@ impl Plan {
 }
 
 /// Compares what the Director wants with what the cluster has.
+///
+/// What it never does, whatever the input: touch an Application without
+/// `compassMetadata`; delete an Application whose Director application is in
+/// the snapshot (unless it is replaced, after its successor is written);
+/// delete a Secret that a wanted Application refers to.
 pub fn plan<W: Into<PendingApplication>>(
     wanted: impl IntoIterator<Item = W>,
     actual: &ActualState,
 ) -> Plan {
+    let wanted: Vec<PendingApplication> = wanted.into_iter().map(Into::into).collect();
     let actual_apps: BTreeMap<&str, &ActualApplication> = actual
         .applications
         .iter()
@@ -88,21 +123,42 @@ pub fn plan<W: Into<PendingApplication>>(
         .collect();
     let labelled = secrets_by_labelled_app(&actual.secrets);
 
-    let mut plans = Vec::new();
-    let mut wanted_names = BTreeSet::new();
+    // What the snapshot holds, whatever becomes of each application.
+    let mut claims: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for app in &wanted {
+        claims
+            .entry(app.name.clone())
+            .or_default()
+            .push(app.application_id.clone());
+    }
+    let in_snapshot: BTreeSet<String> = wanted
+        .iter()
+        .map(|app| app.application_id.clone())
+        .collect();
+    let wanted_secrets: BTreeSet<String> = wanted
+        .iter()
+        .flat_map(|app| &app.secrets)
+        .map(|secret| secret.name.clone())
+        .collect();
+
+    let mut plans = Vec::with_capacity(wanted.len());
     for wanted_app in wanted {
-        let wanted_app: PendingApplication = wanted_app.into();
-        if !wanted_names.insert(wanted_app.name.clone()) {
-            let name = wanted_app.name;
-            plans.push(ApplicationPlan {
-                action: ApplicationAction::Conflict(format!(
-                    "the Director has more than one application named {name:?}; only the first is synchronized"
-                )),
-                name,
-                application_id: wanted_app.application_id,
-                existing_uid: None,
-                secrets: Vec::new(),
-            });
+        let ids = &claims[&wanted_app.name];
+        if ids.len() > 1 {
+            // Every one of them, so that no winner can flip between cycles.
+            let reason = format!(
+                "{} Director applications have the name {:?} (ids {}); none of them is synchronized until the names differ",
+                ids.len(),
+                wanted_app.name,
+                ids.join(", ")
+            );
+            plans.push(ApplicationPlan::refused(wanted_app, reason));
+            continue;
+        }
+        if let Err(reason) =
+            names::check_application_name(&wanted_app.name, !wanted_app.secrets.is_empty())
+        {
+            plans.push(ApplicationPlan::refused(wanted_app, reason));
             continue;
         }
         plans.push(plan_wanted(
@@ -110,29 +166,54 @@ pub fn plan<W: Into<PendingApplication>>(
             &actual_apps,
             &actual_secrets,
             &labelled,
+            &wanted_secrets,
         ));
     }
 
+    // Written under the Director application's current name: the plan that
+    // an Application under an old name of it waits for.
+    let successor_of: BTreeMap<String, usize> = plans
+        .iter()
+        .enumerate()
+        .filter(|(_, plan)| !matches!(plan.action, ApplicationAction::Refused(_)))
+        .map(|(index, plan)| (plan.application_id.clone(), index))
+        .collect();
+
     for (name, app) in &actual_apps {
-        if wanted_names.contains(*name) || !app.is_managed_by_compass() {
+        if claims.contains_key(*name) || !app.is_managed_by_compass() {
             continue;
         }
-        let secrets = app
+        let secrets: Vec<String> = app
             .referenced_secrets
             .iter()
             .map(String::as_str)
             .chain(labelled.get(*name).into_iter().flatten().copied())
-            .filter(|secret| actual_secrets.contains_key(secret))
+            .filter(|secret| {
+                actual_secrets.contains_key(secret) && !wanted_secrets.contains(*secret)
+            })
             .collect::<BTreeSet<_>>()
             .into_iter()
-            .map(|secret| SecretAction::Delete(secret.to_string()))
+            .map(String::from)
             .collect();
+        let application_id = app.compass_application_id.clone().unwrap_or_default();
+        if in_snapshot.contains(&application_id) {
+            // Still in the Director under another name: replaced once the new
+            // one is written; left alone while the new one cannot be.
+            if let Some(&index) = successor_of.get(&application_id) {
+                plans[index].replaces.push(Replaced {
+                    name: name.to_string(),
+                    secrets,
+                });
+            }
+            continue;
+        }
         plans.push(ApplicationPlan {
             name: name.to_string(),
-            application_id: app.compass_application_id.clone().unwrap_or_default(),
+            application_id,
             action: ApplicationAction::Delete,
             existing_uid: app.uid.clone(),
-            secrets,
+            secrets: secrets.into_iter().map(SecretAction::Delete).collect(),
+            replaces: Vec::new(),
         });
     }
     Plan {
@@ -145,7 +226,16 @@ fn plan_wanted(
     actual_apps: &BTreeMap<&str, &ActualApplication>,
     actual_secrets: &BTreeMap<&str, &ActualSecret>,
     labelled: &BTreeMap<&str, Vec<&str>>,
+    all_wanted_secrets: &BTreeSet<String>,
 ) -> ApplicationPlan {
+    let existing = actual_apps.get(wanted_app.name.as_str()).copied();
+    if existing.is_some_and(|app| !app.is_managed_by_compass()) {
+        let reason = format!(
+            "an Application named {:?} exists and is not managed by Compass; it is left alone",
+            wanted_app.name
+        );
+        return ApplicationPlan::refused(wanted_app, reason);
+    }
     let PendingApplication {
         name,
         application_id,
@@ -153,20 +243,8 @@ fn plan_wanted(
         application,
         secrets: wanted_secrets,
     } = wanted_app;
-    let existing = actual_apps.get(name.as_str()).copied();
     let action = match existing {
         None => ApplicationAction::Create(application),
-        Some(app) if !app.is_managed_by_compass() => {
-            return ApplicationPlan {
-                action: ApplicationAction::Conflict(format!(
-                    "an Application named {name:?} exists and is not managed by Compass; it is left alone"
-                )),
-                name,
-                application_id,
-                existing_uid: None,
-                secrets: Vec::new(),
-            };
-        }
         // Only the fields the agent writes count, and its managed-by label.
         Some(app) if !app.has_managed_by_label || app.owned != owned => {
             ApplicationAction::Update(application)
@@ -194,7 +272,9 @@ fn plan_wanted(
             .map(String::as_str)
             .chain(labelled.get(name.as_str()).into_iter().flatten().copied())
             .filter(|secret| {
-                !wanted_secret_names.contains(*secret) && actual_secrets.contains_key(secret)
+                !wanted_secret_names.contains(*secret)
+                    && !all_wanted_secrets.contains(*secret)
+                    && actual_secrets.contains_key(secret)
             })
             .collect();
         secrets.extend(
@@ -209,6 +289,7 @@ fn plan_wanted(
         action,
         existing_uid,
         secrets,
+        replaces: Vec::new(),
     }
 }
 
@@ -256,6 +337,7 @@ mod tests {
         ConversionSettings {
             central_gateway_url: "http://gateway:8082".into(),
             skip_apps_tls_verify: false,
+            normalize_application_names: false,
         }
     }
 
@@ -317,6 +399,7 @@ mod tests {
                 .map(|app| Arc::new(ActualApplication::from(app)))
                 .collect(),
             secrets: secrets.into_iter().map(ActualSecret::from).collect(),
+            secrets_listed: true,
         }
     }
 
@@ -458,23 +541,169 @@ mod tests {
         let state = summarize(&[foreign], vec![]);
         let plan = plan(vec![wanted("shop", "p")], &state);
         assert!(
-            matches!(&plan.applications[0].action, ApplicationAction::Conflict(m) if m.contains("not managed"))
+            matches!(&plan.applications[0].action, ApplicationAction::Refused(m) if m.contains("not managed"))
         );
         assert_eq!(plan.writes(), 0);
     }
 
     #[test]
-    fn duplicate_director_names_are_a_conflict_not_a_flip_flop() {
-        let plan = plan(
-            vec![wanted("shop", "a"), wanted("shop", "b")],
-            &ActualState::default(),
-        );
-        assert!(matches!(
-            plan.applications[0].action,
-            ApplicationAction::Create(_)
-        ));
+    fn every_application_of_a_duplicate_name_is_refused_so_no_winner_can_flip() {
+        let mut second = director_app("shop", "b");
+        second.id = "shop-id-2".into();
+        let duplicates = || {
+            vec![
+                wanted("shop", "a"),
+                to_wanted_application(&second, &settings()),
+                wanted("crm", "p"),
+            ]
+        };
+        let plan = plan(duplicates(), &ActualState::default());
+        for app in plan.applications.iter().filter(|a| a.name == "shop") {
+            assert!(
+                matches!(&app.action, ApplicationAction::Refused(m) if m.contains("2 Director applications") && m.contains("shop-id-2")),
+                "{:?}",
+                app.action
+            );
+        }
+        let crm = plan.applications.iter().find(|a| a.name == "crm").unwrap();
         assert!(
-            matches!(&plan.applications[1].action, ApplicationAction::Conflict(m) if m.contains("more than one"))
+            matches!(crm.action, ApplicationAction::Create(_)),
+            "the others are synchronized"
+        );
+        assert_eq!(plan.writes(), 2, "crm and its Secret only");
+
+        // An Application of that name from an earlier sync is neither
+        // updated nor deleted meanwhile, whichever order the Director answers in.
+        let state = applied(&[wanted("shop", "a")]);
+        for mut order in [duplicates(), duplicates().into_iter().rev().collect()] {
+            order.retain(|w| w.application.metadata.name.as_deref() == Some("shop"));
+            let plan = super::plan(order, &state);
+            assert_eq!(plan.writes(), 0, "{plan:?}");
+        }
+    }
+
+    fn normalized(app: &model::Application) -> WantedApplication {
+        let settings = ConversionSettings {
+            normalize_application_names: true,
+            ..settings()
+        };
+        to_wanted_application(app, &settings)
+    }
+
+    #[test]
+    fn an_application_under_its_old_name_is_replaced_once_the_new_one_is_written() {
+        // Named as the Director names it (isNormalized "true"), then normalized.
+        let state = applied(&[wanted("shop", "p")]);
+        let plan = plan(vec![normalized(&director_app("shop", "p"))], &state);
+        assert_eq!(plan.applications.len(), 1, "no separate deletion: {plan:?}");
+        let new = &plan.applications[0];
+        assert_eq!(new.name, "mp-shop");
+        assert!(matches!(new.action, ApplicationAction::Create(_)));
+        assert!(
+            matches!(&new.secrets[..], [SecretAction::Create(s)] if s.name == "mp-shop-shop-bundle")
+        );
+        assert_eq!(
+            new.replaces,
+            vec![Replaced {
+                name: "shop".into(),
+                secrets: vec!["shop-shop-bundle".into()],
+            }]
+        );
+        assert_eq!(plan.writes(), 4, "create two, delete two");
+    }
+
+    #[test]
+    fn a_secret_both_names_share_after_the_cut_moves_to_the_new_application() {
+        // Both names begin with the same 26 characters, so their credential
+        // Secrets have the same name.
+        let old_name = "mp-mp-mp-mp-mp-mp-mp-mp-mp-shop.v1";
+        let mut app = director_app(old_name, "p");
+        app.bundles[0].id = "6f2b6e2e-1b43-4e0a-a1c2-3f1b8a0c9d11".into();
+        let state = applied(&[to_wanted_application(&app, &settings())]);
+        let new = normalized(&app);
+        assert_eq!(
+            new.application.metadata.name.as_deref(),
+            Some("mp-mp-mp-mp-mp-mp-mp-mp-mp-mp-shop-v1")
+        );
+        let shared = new.secrets[0].name.clone();
+        assert_eq!(state.secrets[0].name, shared, "the same Secret name");
+        let plan = plan(vec![new], &state);
+        let new = &plan.applications[0];
+        // Rewritten for its new owner (labels, owner reference), not deleted.
+        assert!(matches!(&new.secrets[..], [SecretAction::Update(s)] if s.name == shared));
+        assert_eq!(
+            new.replaces,
+            vec![Replaced {
+                name: old_name.into(),
+                secrets: vec![],
+            }]
+        );
+    }
+
+    #[test]
+    fn an_old_name_stays_while_the_new_one_cannot_be_written() {
+        let state = applied(&[wanted("shop", "p")]);
+        // The new name collides with another Director application's.
+        let mut other = director_app("Shop", "q");
+        other.id = "other-id".into();
+        let plan = plan(
+            vec![normalized(&director_app("shop", "p")), normalized(&other)],
+            &state,
+        );
+        assert!(plan
+            .applications
+            .iter()
+            .all(|a| matches!(a.action, ApplicationAction::Refused(_)) && a.replaces.is_empty()));
+        assert_eq!(
+            plan.writes(),
+            0,
+            "shop is neither replaced nor deleted: {plan:?}"
+        );
+    }
+
+    #[test]
+    fn an_application_gone_from_the_director_loses_no_secret_another_one_refers_to() {
+        // Two names that share their first 26 characters, and a bundle id in
+        // both: their credential Secrets have one name.
+        let with_bundle = |name: &str, id: &str| {
+            let mut app = director_app(name, "p");
+            app.id = id.into();
+            app.bundles[0].id = "6f2b6e2e-1b43-4e0a-a1c2-3f1b8a0c9d11".into();
+            to_wanted_application(&app, &settings())
+        };
+        let gone = with_bundle("averyveryverylongapplicationname-one", "one");
+        let kept = with_bundle("averyveryverylongapplicationname-two", "two");
+        let shared = kept.secrets[0].name.clone();
+        assert_eq!(gone.secrets[0].name, shared);
+        let state = applied(&[gone]);
+        let plan = plan(vec![kept], &state);
+        let deleted = plan
+            .applications
+            .iter()
+            .find(|a| a.action == ApplicationAction::Delete)
+            .expect("the one gone from the Director is deleted");
+        assert!(deleted.secrets.is_empty(), "{deleted:?}");
+        let two = plan
+            .applications
+            .iter()
+            .find(|a| a.application_id == "two")
+            .unwrap();
+        assert!(matches!(&two.secrets[..], [SecretAction::Update(s)] if s.name == shared));
+    }
+
+    #[test]
+    fn names_kubernetes_would_refuse_are_refused_before_any_write() {
+        let plan = plan(vec![wanted("My Shop", "p")], &ActualState::default());
+        assert!(
+            matches!(&plan.applications[0].action, ApplicationAction::Refused(m) if m.contains("not a valid Kubernetes object name")),
+            "{plan:?}"
+        );
+        assert_eq!(plan.writes(), 0);
+        let long = format!("mp-{}", "a".repeat(70));
+        let plan = super::plan(vec![wanted(&long, "p")], &ActualState::default());
+        assert!(
+            matches!(&plan.applications[0].action, ApplicationAction::Refused(m) if m.contains("at most 63")),
+            "{plan:?}"
         );
     }
 

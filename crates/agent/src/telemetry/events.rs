@@ -2,25 +2,33 @@
 //! failures, so `kubectl describe compassconnection` tells the story. Repeats
 //! of the same reason are aggregated into one Event series by kube's recorder.
 
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 
+use crate::k8s::access::{is_forbidden, Access};
+use crate::k8s::crd::application::Application;
 use crate::k8s::crd::compass_connection::{CompassConnection, ConnectionState};
 
 pub const REPORTER: &str = "compass-runtime-agent";
 
 pub struct EventRecorder {
     recorder: Recorder,
+    /// Kyma's RBAC for the agent grants no Events: then none are published.
+    access: Arc<Access>,
 }
 
 impl EventRecorder {
-    pub fn new(client: Client) -> EventRecorder {
+    pub fn new(client: Client, access: Arc<Access>) -> EventRecorder {
         let reporter = Reporter {
             controller: REPORTER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
         EventRecorder {
             recorder: Recorder::new(client, reporter),
+            access,
         }
     }
 
@@ -73,11 +81,44 @@ impl EventRecorder {
         self.publish(connection, &event).await;
     }
 
+    /// A Normal Event about an Application (the Event's related object), so
+    /// that Events about different Applications are not folded into one
+    /// series.
+    pub async fn publish_about_application(
+        &self,
+        connection: &CompassConnection,
+        application: &str,
+        reason: &str,
+        note: &str,
+    ) {
+        let related = ObjectReference {
+            api_version: Some(Application::api_version(&()).into_owned()),
+            kind: Some(Application::kind(&()).into_owned()),
+            name: Some(application.to_string()),
+            ..ObjectReference::default()
+        };
+        let event = Event {
+            type_: EventType::Normal,
+            reason: reason.into(),
+            note: Some(truncate(note)),
+            action: "Synchronize".into(),
+            secondary: Some(related),
+        };
+        self.publish(connection, &event).await;
+    }
+
     async fn publish(&self, connection: &CompassConnection, event: &Event) {
+        if !self.access.events.allowed() {
+            return;
+        }
         let reference = connection.object_ref(&());
-        if let Err(error) = self.recorder.publish(event, &reference).await {
-            // Events are a courtesy: never let them fail a reconcile.
-            tracing::debug!(%error, reason = %event.reason, "cannot publish a Kubernetes Event");
+        // Events are a courtesy: never let them fail a reconcile.
+        match self.recorder.publish(event, &reference).await {
+            Ok(()) => {}
+            Err(error) if is_forbidden(&error) => self.access.events.refused(&error),
+            Err(error) => {
+                tracing::warn!(%error, reason = %event.reason, "cannot publish a Kubernetes Event")
+            }
         }
     }
 }

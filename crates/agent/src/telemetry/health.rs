@@ -1,5 +1,11 @@
 //! `/healthz` (the process is alive), `/readyz` (the agent holds a certificate
-//! that is valid now) and, on its own listener, `/metrics`.
+//! that is valid now) and `/metrics`, on the health port; `/metrics` also on a
+//! listener of its own (APP_METRICS_ADDRESS).
+//!
+//! `/healthz` answers as long as the process serves HTTP: a liveness probe
+//! must not restart the agent because Compass or the API server is down,
+//! which a restart would not mend. Kyma's NetworkPolicy admits traffic to the
+//! agent's Pod on the health port only, hence `/metrics` there as well.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -83,16 +89,19 @@ async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     )
 }
 
-/// Binds the health listener; returns its address (port 0 picks a free one).
+/// Binds the health listener (`/healthz`, `/readyz`, `/metrics`); returns its
+/// address (port 0 picks a free one).
 pub async fn serve_health(
     address: SocketAddr,
     readiness: Arc<Readiness>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(readiness);
+        .with_state(readiness)
+        .merge(metrics_router(metrics));
     serve(address, router, shutdown).await
 }
 
@@ -101,10 +110,13 @@ pub async fn serve_metrics(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
-    let router = Router::new()
+    serve(address, metrics_router(metrics), shutdown).await
+}
+
+fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
         .route("/metrics", get(self::metrics))
-        .with_state(metrics);
-    serve(address, router, shutdown).await
+        .with_state(metrics)
 }
 
 async fn serve(

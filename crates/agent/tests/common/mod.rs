@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod accounts;
+pub mod drop_in;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -157,6 +160,25 @@ impl World {
             )
             .await
             .expect("configuration ConfigMap is written");
+    }
+
+    /// Replaces the agent's settings with `settings`, keeping the ones that
+    /// make it work in this world (the simulator's CA, short periods, free
+    /// local ports).
+    pub fn adopt_settings(&mut self, settings: Settings) {
+        let world = &self.settings;
+        self.settings = Settings {
+            minimal_compass_sync_time: world.minimal_compass_sync_time,
+            controller_sync_period: world.controller_sync_period,
+            max_retry_delay: world.max_retry_delay,
+            compass_request_timeout: world.compass_request_timeout,
+            compass_ca_bundle: world.compass_ca_bundle.clone(),
+            health_address: world.health_address,
+            health_port: world.health_port,
+            metrics_address: world.metrics_address.clone(),
+            log_level: world.log_level.clone(),
+            ..settings
+        };
     }
 
     pub fn use_config_map(&mut self) {
@@ -337,6 +359,54 @@ pub async fn director_accepts(sim: &CompassSim, key_pem: &str, chain_pem: &str) 
     }
     let body: serde_json::Value = response.json().await.unwrap();
     body["errors"].is_null() && !body["data"]["runtime"].is_null()
+}
+
+/// Parses a Deployment's `APP_*` variables exactly as the agent does (each
+/// is also a flag). A name the agent does not know, which it would silently
+/// ignore, is an error here unless it is in `ignored`.
+pub fn settings_of(
+    deployment: &k8s_openapi::api::apps::v1::Deployment,
+    ignored: &[&str],
+) -> Settings {
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct AgentFlags {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    let command = AgentFlags::command();
+    let flag_of_env: BTreeMap<String, String> = command
+        .get_arguments()
+        .filter_map(|arg| {
+            let env = arg.get_env()?.to_str()?.to_string();
+            Some((env, arg.get_long()?.to_string()))
+        })
+        .collect();
+    let container = &deployment.spec.template.spec.as_ref().unwrap().containers[0];
+    let mut args = vec!["compass-runtime-agent".to_string()];
+    for var in container.env.clone().unwrap_or_default() {
+        if !var.name.starts_with("APP_") || ignored.contains(&var.name.as_str()) {
+            continue;
+        }
+        let flag = flag_of_env.get(&var.name).unwrap_or_else(|| {
+            panic!(
+                "the Deployment sets {}, which is not a setting of the agent (known: {:?})",
+                var.name,
+                flag_of_env.keys().collect::<Vec<_>>()
+            )
+        });
+        let value = var
+            .value
+            .unwrap_or_else(|| panic!("{} has no literal value", var.name));
+        args.push(format!("--{flag}={value}"));
+    }
+    AgentFlags::try_parse_from(&args)
+        .unwrap_or_else(|e| {
+            panic!("the agent would refuse the Deployment's settings {args:?}: {e}")
+        })
+        .settings
 }
 
 /// The serial of the PEM certificate, as hex.

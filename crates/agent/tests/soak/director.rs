@@ -1,8 +1,10 @@
 //! The Director's applications as the soak changes them at random, and the
 //! exact comparison of the cluster with them at the end.
 //!
-//! Application names are never reused (`soak-0001`, `soak-0002`, …), so a
-//! deletion after a re-add cannot be mistaken for one of the same name.
+//! Application names are never reused (`mp-soak-0001`, `mp-soak-0002`, …), so
+//! a deletion after a re-add cannot be mistaken for one of the same name. They
+//! are in today's Kyma agent's normal form already, which keeps them as they
+//! are: the Director's name is the Application's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -148,7 +150,8 @@ impl Director {
 
     /// A new application with a name never used before.
     pub fn add(&mut self, sim: &CompassSim, rng: &mut StdRng) -> String {
-        let name = format!("soak-{:04}", self.next_app);
+        let name = format!("mp-soak-{:04}", self.next_app);
+        debug_assert_eq!(names::normalize_application_name(&name), name);
         self.next_app += 1;
         let bundles = (0..rng.random_range(1..=3))
             .map(|_| self.bundle(rng))

@@ -138,6 +138,10 @@ pub struct ConnectionStatus {
     /// patch clears an old error.
     #[serde(default)]
     pub error: String,
+    /// Where the connection parameters were last read from, e.g. `ConfigMap
+    /// kyma-system/compass-agent-configuration` (beyond the original).
+    #[serde(default)]
+    pub configuration_source: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

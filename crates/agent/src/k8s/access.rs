@@ -1,0 +1,249 @@
+//! What the agent may do in the cluster beyond the verbs it cannot work
+//! without, asked of the API server at start (SelfSubjectAccessReview).
+//!
+//! The agent runs under the RBAC Kyma grants the original Go agent as well as
+//! under its own: every write it makes is a get + create / update (replace
+//! with the resourceVersion) / delete, which both grant. What only some roles
+//! grant has a way around it, chosen here and said once in the log:
+//! - listing the credential Secrets → reading each one it needs by name;
+//! - watching the configuration source → reading it every poll period;
+//! - reading a ConfigMap as the configuration source → the Secret only;
+//! - publishing Kubernetes Events → none (logs and status say it all).
+//!
+//! A 403 later on (a role changed while the agent runs) turns the matching
+//! permission off the same way (see [`Permission::refused`]).
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use kube::api::PostParams;
+use kube::{Api, Client};
+
+use crate::config::{Settings, SourceKind};
+
+/// Namespace of the Events about the cluster-scoped CompassConnection.
+pub const EVENTS_NAMESPACE: &str = "default";
+
+/// A permission the agent can do without.
+pub struct Permission {
+    what: &'static str,
+    allowed: AtomicBool,
+}
+
+impl Permission {
+    fn new(what: &'static str, allowed: bool) -> Permission {
+        Permission {
+            what,
+            allowed: AtomicBool::new(allowed),
+        }
+    }
+
+    pub fn allowed(&self) -> bool {
+        self.allowed.load(Ordering::Relaxed)
+    }
+
+    /// The API server refused it after all: use the way around from now on.
+    /// Says so in the log the first time only.
+    pub fn refused(&self, error: &dyn fmt::Display) {
+        if self.allowed.swap(false, Ordering::Relaxed) {
+            tracing::warn!(%error, "the API server refused to {}; doing without it from now on", self.what);
+        }
+    }
+}
+
+/// The answers, as the agent uses them.
+pub struct Access {
+    /// `list` Secrets in the integration namespace; else each is read by name.
+    pub list_credential_secrets: Permission,
+    /// `list` + `watch` the configuration Secret; else it is polled.
+    pub watch_source_secret: bool,
+    /// `get` the configuration ConfigMap (auto and configmap sources).
+    pub read_source_config_map: bool,
+    /// `list` + `watch` the configuration ConfigMap; else it is polled.
+    pub watch_source_config_map: bool,
+    /// `create` Events; else none are published.
+    pub events: Permission,
+}
+
+impl Access {
+    /// Everything allowed: for tests and for clusters without RBAC.
+    pub fn everything() -> Access {
+        Access::from_answers(Answers {
+            list_credential_secrets: true,
+            watch_source_secret: true,
+            read_source_config_map: true,
+            watch_source_config_map: true,
+            events: true,
+        })
+    }
+
+    fn from_answers(answers: Answers) -> Access {
+        Access {
+            list_credential_secrets: Permission::new(
+                "list the credential Secrets",
+                answers.list_credential_secrets,
+            ),
+            watch_source_secret: answers.watch_source_secret,
+            read_source_config_map: answers.read_source_config_map,
+            watch_source_config_map: answers.watch_source_config_map,
+            events: Permission::new("publish Kubernetes Events", answers.events),
+        }
+    }
+
+    /// Asks the API server. A question it cannot answer (the review itself
+    /// failed) counts as "no": every way around works with the verbs the agent
+    /// needs anyway, so the agent is slower at worst, never stuck.
+    pub async fn probe(client: &Client, settings: &Settings) -> Access {
+        let source = &settings.agent_configuration_secret;
+        let integration = settings.integration_namespace.as_str();
+        let secret_source = settings.agent_configuration_source != SourceKind::ConfigMap;
+        let config_map_source = settings.agent_configuration_source != SourceKind::Secret;
+        let name = Some(source.name.as_str());
+        let ns = source.namespace.as_str();
+        let (list_secrets, source_secret_list, source_secret_watch) = tokio::join!(
+            may(client, integration, "list", "secrets", None),
+            may(client, ns, "list", "secrets", name),
+            may(client, ns, "watch", "secrets", name),
+        );
+        let (config_map_get, config_map_list, config_map_watch, events) = tokio::join!(
+            may(client, ns, "get", "configmaps", name),
+            may(client, ns, "list", "configmaps", name),
+            may(client, ns, "watch", "configmaps", name),
+            may(client, EVENTS_NAMESPACE, "create", "events", None),
+        );
+        let answers = Answers {
+            list_credential_secrets: list_secrets,
+            watch_source_secret: secret_source && source_secret_list && source_secret_watch,
+            read_source_config_map: config_map_source && config_map_get,
+            watch_source_config_map: config_map_source
+                && config_map_get
+                && config_map_list
+                && config_map_watch,
+            events,
+        };
+        let access = Access::from_answers(answers);
+        tracing::info!(
+            credential_secrets = if access.list_credential_secrets.allowed() { "listed" } else { "read one by one by name (no list on Secrets)" },
+            configuration_source = %access.describe_source(settings),
+            events = if access.events.allowed() { "published" } else { "not published (no create on events.k8s.io Events in namespace default)" },
+            "Kubernetes access checked",
+        );
+        access
+    }
+
+    fn describe_source(&self, settings: &Settings) -> String {
+        let source = &settings.agent_configuration_secret;
+        let how = |watched: bool| if watched { "watched" } else { "polled" };
+        match settings.agent_configuration_source {
+            SourceKind::Secret => format!("Secret {source} {}", how(self.watch_source_secret)),
+            SourceKind::ConfigMap if self.read_source_config_map => {
+                format!("ConfigMap {source} {}", how(self.watch_source_config_map))
+            }
+            SourceKind::ConfigMap => format!("ConfigMap {source}, which the agent may not read"),
+            SourceKind::Auto if self.read_source_config_map => format!(
+                "Secret {source} {}, else ConfigMap {source} {}",
+                how(self.watch_source_secret),
+                how(self.watch_source_config_map)
+            ),
+            SourceKind::Auto => format!(
+                "Secret {source} {} (the ConfigMap of that name may not be read)",
+                how(self.watch_source_secret)
+            ),
+        }
+    }
+
+    /// Whether the configuration source must be polled: some kind the agent
+    /// reads cannot be watched.
+    pub fn source_needs_polling(&self, kind: SourceKind) -> bool {
+        let secret_unwatched = kind != SourceKind::ConfigMap && !self.watch_source_secret;
+        let config_map_unwatched = kind != SourceKind::Secret
+            && self.read_source_config_map
+            && !self.watch_source_config_map;
+        secret_unwatched || config_map_unwatched
+    }
+}
+
+struct Answers {
+    list_credential_secrets: bool,
+    watch_source_secret: bool,
+    read_source_config_map: bool,
+    watch_source_config_map: bool,
+    events: bool,
+}
+
+/// Whether the API server lets this client do `verb` on `resource` (core
+/// group, or `events.k8s.io` for events); `false` when it cannot tell.
+async fn may(
+    client: &Client,
+    namespace: &str,
+    verb: &'static str,
+    resource: &'static str,
+    name: Option<&str>,
+) -> bool {
+    let group = if resource == "events" {
+        "events.k8s.io"
+    } else {
+        ""
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(namespace.into()),
+                verb: Some(verb.into()),
+                group: Some(group.into()),
+                resource: Some(resource.into()),
+                name: name.map(String::from),
+                ..ResourceAttributes::default()
+            }),
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    match Api::<SelfSubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+    {
+        Ok(answer) => answer.status.is_some_and(|status| status.allowed),
+        Err(error) => {
+            tracing::warn!(%error, verb, resource, namespace, "cannot ask the API server what the agent may do; assuming it may not");
+            false
+        }
+    }
+}
+
+/// Whether an error is the API server's 403.
+pub fn is_forbidden(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 403)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_permission_stays_off() {
+        let permission = Permission::new("do it", true);
+        assert!(permission.allowed());
+        permission.refused(&"403");
+        assert!(!permission.allowed());
+        permission.refused(&"403 again");
+        assert!(!permission.allowed());
+    }
+
+    #[test]
+    fn the_source_is_polled_when_a_kind_it_reads_cannot_be_watched() {
+        let mut access = Access::everything();
+        assert!(!access.source_needs_polling(SourceKind::Auto));
+        access.watch_source_config_map = false;
+        assert!(access.source_needs_polling(SourceKind::Auto));
+        assert!(!access.source_needs_polling(SourceKind::Secret));
+        access.read_source_config_map = false;
+        // A ConfigMap that cannot be read is not polled either.
+        assert!(!access.source_needs_polling(SourceKind::Auto));
+        access.watch_source_secret = false;
+        assert!(access.source_needs_polling(SourceKind::Secret));
+    }
+}

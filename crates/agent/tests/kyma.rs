@@ -1,0 +1,296 @@
+//! The drop-in: the agent under what Kyma's application-connector module
+//! deploys for the original agent today (`tests/fixtures/kyma/`, verbatim):
+//! its CRDs (no status subresources), its ServiceAccount and RBAC (get,
+//! create, update, delete; no patch, no list or watch on Secrets, no Events,
+//! no ConfigMaps), its Deployment's settings, and the binary started as that
+//! Deployment starts it (its args, as UID 65535 on a read-only root
+//! filesystem, with a bound ServiceAccount token).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::accounts::{self, service_account_token, token_client};
+use common::{World, CONFIG_NAME, LONG, NS, RUNTIME_ID};
+use compass_runtime_agent::config::{Settings, SourceKind};
+use compass_runtime_agent::k8s::crd::application::Application;
+use compass_runtime_agent::k8s::crd::ConnectionState;
+use compass_runtime_agent::sync::names;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use serde_json::Value;
+
+const SERVICE_ACCOUNT: &str = "compass-runtime-agent";
+const SERVICE_ACCOUNT_USER: &str = "system:serviceaccount:kyma-system:compass-runtime-agent";
+
+/// Variables Kyma's Deployment sets that this agent has no use for (the
+/// original's old gateway port, upload service and cluster-usage log).
+const IGNORED_SETTINGS: [&str; 3] = [
+    "APP_GATEWAY_PORT",
+    "APP_UPLOAD_SERVICE_URL",
+    "APP_METRICS_LOGGING_TIME_INTERVAL",
+];
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/kyma")
+        .join(name)
+}
+
+fn kyma_objects() -> Vec<Value> {
+    accounts::yaml_documents(&fixture("compass-runtime-agent.yaml"))
+}
+
+fn kyma_crds() -> Vec<CustomResourceDefinition> {
+    accounts::yaml_documents(&fixture("crds.yaml"))
+        .into_iter()
+        .map(|crd| serde_json::from_value(crd).expect("a Kyma CRD parses"))
+        .collect()
+}
+
+fn kyma_deployment() -> Deployment {
+    let deployment = kyma_objects()
+        .into_iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("Kyma's Deployment is in the fixture");
+    serde_json::from_value(deployment).expect("Kyma's Deployment parses")
+}
+
+fn kyma_settings() -> Settings {
+    common::settings_of(&kyma_deployment(), &IGNORED_SETTINGS)
+}
+
+/// A world with Kyma's CRDs, Kyma's ServiceAccount and RBAC, and the agent's
+/// settings as Kyma's Deployment sets them.
+async fn kyma_world() -> World {
+    let mut world = World::with_crds(kyma_crds()).await;
+    let applied = accounts::apply_rbac(&world.client, &kyma_objects()).await;
+    assert_eq!(
+        applied, 9,
+        "ServiceAccount, ClusterRole and 3 Roles with their bindings"
+    );
+    world.adopt_settings(kyma_settings());
+    world
+}
+
+#[test]
+fn kymas_deployment_settings_are_the_agents() {
+    let settings = kyma_settings();
+    assert_eq!(
+        settings.agent_configuration_secret.to_string(),
+        "kyma-system/compass-agent-configuration"
+    );
+    // Not set by Kyma: the Secret, and else a ConfigMap of that name.
+    assert_eq!(settings.agent_configuration_source, SourceKind::Auto);
+    assert_eq!(
+        settings.ca_certificates_secret.to_string(),
+        "istio-system/kyma-gateway-certs-cacert"
+    );
+    assert_eq!(settings.controller_sync_period, Duration::from_secs(180));
+    assert_eq!(settings.minimal_compass_sync_time, Duration::from_secs(15));
+    assert!(settings.skip_compass_tls_verify);
+    assert_eq!(settings.health_port, 8090);
+    assert!(!settings.leader_election, "Kyma grants no Leases");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_kymas_rbac_and_crds_the_agent_connects_synchronizes_renews_reconnects_and_restarts()
+{
+    let mut world = kyma_world().await;
+    let token = service_account_token(&world.client, NS, SERVICE_ACCOUNT).await;
+    let client = token_client(&world, &token, SERVICE_ACCOUNT_USER).await;
+    common::drop_in::run(&mut world, &client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_kymas_rbac_a_config_map_alone_is_a_clear_error_not_a_crash() {
+    let mut world = kyma_world().await;
+    let token = world.sim.issue_token(RUNTIME_ID).expect("a token");
+    world.write_config_map(world.config_values(&token)).await;
+    let service_token = service_account_token(&world.client, NS, SERVICE_ACCOUNT).await;
+    let client = token_client(&world, &service_token, SERVICE_ACCOUNT_USER).await;
+    world.start_agent_as(client).await;
+    let failed = world
+        .wait_for_connection("a status that says why", LONG, |c| {
+            c.status
+                .as_ref()
+                .is_some_and(|s| s.connection_status.error.contains("does not exist"))
+        })
+        .await;
+    let status = failed.status.unwrap();
+    assert_eq!(status.connection_state, ConnectionState::ConnectionFailed);
+    let error = &status.connection_status.error;
+    assert!(
+        error.contains(&format!("Secret {NS}/{CONFIG_NAME} does not exist"))
+            && error.contains("may not read ConfigMaps"),
+        "{error}"
+    );
+    world.stop_agent().await;
+}
+
+// ---------------------------------------------------------------------------
+// The binary, as Kyma's Deployment starts it
+// ---------------------------------------------------------------------------
+
+/// What the kubelet would run for Kyma's container with this image: the
+/// ENTRYPOINT (our binary) followed by the Deployment's `args`, with the
+/// Deployment's environment, as its `runAsUser`/`runAsGroup`, and with the
+/// root filesystem read-only (a private mount namespace in which `/` is
+/// remounted read-only). The Pod's service-account token is a kubeconfig
+/// here, since the API server is not at the in-cluster address.
+fn kyma_container_command(
+    deployment: &Deployment,
+    kubeconfig: &Path,
+    health_port: u16,
+) -> tokio::process::Command {
+    let pod = deployment.spec.template.spec.clone().unwrap();
+    let container = &pod.containers[0];
+    let pod_security = pod.security_context.clone().unwrap();
+    let security = container.security_context.clone().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    let uid = pod_security.run_as_user.expect("runAsUser");
+    let gid = pod_security.run_as_group.expect("runAsGroup");
+    assert!(container.command.is_none(), "Kyma sets args only");
+    let args = container.args.clone().expect("Kyma's args");
+    assert_eq!(args, ["/app/compass-runtime-agent"]);
+
+    let mut command = tokio::process::Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+        .arg(r#"uid=$0 gid=$1; shift; mount -o remount,bind,ro / && exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --inh-caps=-all --bounding-set=-all -- "$@""#)
+        .arg(uid.to_string())
+        .arg(gid.to_string())
+        .arg(env!("CARGO_BIN_EXE_compass-runtime-agent"))
+        .args(&args)
+        .env_clear()
+        .env("KUBECONFIG", kubeconfig)
+        .env("PATH", "/usr/bin:/bin");
+    for var in container.env.clone().unwrap_or_default() {
+        command.env(var.name, var.value.unwrap_or_default());
+    }
+    // The one change: a free port instead of 8090, which another test may hold.
+    command.env("APP_HEALTH_PORT", health_port.to_string());
+    command
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_started_as_kymas_deployment_starts_it_synchronizes_and_serves_health_and_metrics_on_8090s_port(
+) {
+    let world = kyma_world().await;
+    let app = compass_sim::model::generate_applications(1, 1, 1, 1).remove(0);
+    world
+        .sim
+        .put_application(RUNTIME_ID, app.clone())
+        .expect("an application");
+    // Kyma's Deployment trusts any Compass server certificate; its
+    // CONNECTOR_URL is the simulator's.
+    world.configure_with_fresh_token().await;
+
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let token = service_account_token(&world.client, NS, SERVICE_ACCOUNT).await;
+    let kubeconfig = accounts::write_token_kubeconfig(&world, &token, dir.path());
+    let port = free_port();
+    let log = dir.path().join("agent.log");
+    let mut agent = kyma_container_command(&kyma_deployment(), &kubeconfig, port)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("agent.err")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect(
+            "unshare and setpriv start (the test needs root, as CI has, for a mount namespace)",
+        );
+    let pid = agent.id().expect("the agent runs");
+
+    let log_text = || {
+        std::fs::read_to_string(&log).unwrap_or_default()
+            + &std::fs::read_to_string(dir.path().join("agent.err")).unwrap_or_default()
+    };
+    let health = format!("http://127.0.0.1:{port}");
+    let answered = test_support::wait_for("/healthz on the health port", LONG, || {
+        let exited = agent.try_wait().ok().flatten();
+        let url = format!("{health}/healthz");
+        let log = log_text();
+        async move {
+            if let Some(status) = exited {
+                panic!("the agent exited with {status}: {log}");
+            }
+            reqwest::get(url).await.map_err(|e| e.to_string())
+        }
+    })
+    .await;
+    assert_eq!(answered.status(), 200);
+    assert_eq!(answered.text().await.unwrap(), "ok");
+
+    // It is the agent, as UID 65535, on a read-only root.
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("the process' binary");
+    assert!(exe.ends_with("compass-runtime-agent"), "{}", exe.display());
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|id| id == "65535"),
+        "{uid_line}"
+    );
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let root = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .expect("the root mount");
+    assert!(
+        root.split(' ')
+            .nth(5)
+            .is_some_and(|options| options.split(',').any(|o| o == "ro")),
+        "{root}"
+    );
+
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    let name = names::normalize_application_name(&app.name);
+    Api::<Application>::all(world.client.clone())
+        .get(&name)
+        .await
+        .unwrap_or_else(|e| panic!("Application {name}: {e}; log: {}", log_text()));
+    let metrics = reqwest::get(format!("{health}/metrics"))
+        .await
+        .expect("/metrics on the health port");
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("compass_runtime_agent_connection_state{state=\"Synchronized\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "still running: {}",
+        log_text()
+    );
+    let text = log_text();
+    assert!(
+        text.contains("Kubernetes access checked"),
+        "the mode is logged: {text}"
+    );
+    assert!(text.contains("read one by one by name"), "{text}");
+    assert!(
+        !text.contains(&token),
+        "the ServiceAccount token is never logged"
+    );
+    agent.kill().await.ok();
+}
