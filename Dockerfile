@@ -50,10 +50,16 @@ LABEL org.opencontainers.image.title="compass-runtime-agent" \
       org.opencontainers.image.description="Kyma Compass Runtime Agent (Rust): connects a Kyma runtime to Compass and synchronizes its Applications" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/kyma-incubator/compass-runtime-agent-rs"
-COPY --from=build /out/compass-runtime-agent /usr/local/bin/compass-runtime-agent
-# Numeric, so that Kubernetes' runAsNonRoot can verify it.
+# Where Kyma's image has its binary: Kyma's Deployment passes
+# args: ["/app/compass-runtime-agent"], which the binary recognizes as its own
+# path and drops (tests/kyma.rs starts it so). With an ENTRYPOINT, a
+# Deployment with no args and `status` or `crd` as args work too.
+COPY --from=build /out/compass-runtime-agent /app/compass-runtime-agent
+WORKDIR /app
+# Numeric, so that Kubernetes' runAsNonRoot can verify it. Any other non-root
+# UID works as well (Kyma runs it as 65535): the agent writes no file.
 USER 65532:65532
-# /healthz and /readyz (APP_HEALTH_PORT); /metrics when APP_METRICS_ADDRESS
-# is set to 0.0.0.0:9090, as deploy/agent/deployment.yaml does.
+# /healthz, /readyz and /metrics (APP_HEALTH_PORT); /metrics also on
+# APP_METRICS_ADDRESS, which deploy/agent/deployment.yaml sets to 0.0.0.0:9090.
 EXPOSE 8090 9090
-ENTRYPOINT ["/usr/local/bin/compass-runtime-agent"]
+ENTRYPOINT ["/app/compass-runtime-agent"]

@@ -17,6 +17,8 @@ pub enum StartError {
     Setup(#[from] std::io::Error),
     #[error("APP_METRICS_ADDRESS {0:?} is not an address:port")]
     MetricsAddress(String),
+    #[error("APP_LEADER_ELECTION is on, but the agent may not get, create and update the Lease {0} (coordination.k8s.io leases): grant them, or turn leader election off and run one replica")]
+    LeaseForbidden(crate::config::NamespacedName),
 }
 
 /// Where the agent's HTTP endpoints ended up (ports may be chosen at start).
@@ -67,6 +69,11 @@ impl Agent {
             }
         };
         let access = Arc::new(Access::probe(&client, &settings).await);
+        if !access.leader_lease {
+            return Err(StartError::LeaseForbidden(
+                settings.leader_election_lease.clone(),
+            ));
+        }
         let ctx = Arc::new(Context::new(
             client,
             settings,

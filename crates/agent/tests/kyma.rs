@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::accounts::{self, service_account_token, token_client};
 use common::{World, CONFIG_NAME, LONG, NS, RUNTIME_ID};
+use compass_runtime_agent::agent::Agent;
 use compass_runtime_agent::config::{Settings, SourceKind};
 use compass_runtime_agent::k8s::crd::application::Application;
 use compass_runtime_agent::k8s::crd::ConnectionState;
@@ -21,6 +22,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 const SERVICE_ACCOUNT: &str = "compass-runtime-agent";
 const SERVICE_ACCOUNT_USER: &str = "system:serviceaccount:kyma-system:compass-runtime-agent";
@@ -105,12 +107,28 @@ async fn under_kymas_rbac_and_crds_the_agent_connects_synchronizes_renews_reconn
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn under_kymas_rbac_a_config_map_alone_is_a_clear_error_not_a_crash() {
+async fn under_kymas_rbac_a_config_map_alone_and_leader_election_are_clear_errors_not_crashes() {
     let mut world = kyma_world().await;
     let token = world.sim.issue_token(RUNTIME_ID).expect("a token");
     world.write_config_map(world.config_values(&token)).await;
     let service_token = service_account_token(&world.client, NS, SERVICE_ACCOUNT).await;
     let client = token_client(&world, &service_token, SERVICE_ACCOUNT_USER).await;
+
+    // Leader election cannot work without Leases, which Kyma does not grant:
+    // one clear error at start, not a replica that stands by forever.
+    let mut electing = world.settings.clone();
+    electing.leader_election = true;
+    let refused = Agent::start(client.clone(), electing, CancellationToken::new()).await;
+    let error = refused
+        .err()
+        .expect("the agent refuses to start")
+        .to_string();
+    assert!(
+        error
+            .contains("may not get, create and update the Lease kyma-system/compass-runtime-agent"),
+        "{error}"
+    );
+
     world.start_agent_as(client).await;
     let failed = world
         .wait_for_connection("a status that says why", LONG, |c| {

@@ -703,6 +703,36 @@ async fn runtime_labels_are_set_once_and_not_resent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_costs_the_director_one_request_for_a_page_of_applications() {
+    let world = World::connected().await;
+    for i in 0..3 {
+        world
+            .sim
+            .put_application(RUNTIME_ID, plain(&format!("id-{i}"), &format!("app-{i}")))
+            .unwrap();
+    }
+    resync(&world).await;
+    world.sim.clear_request_log();
+    resync(&world).await;
+    let director: Vec<Vec<String>> = world
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|e| e.endpoint == compass_sim::log::Endpoint::Director)
+        .map(|e| e.operations)
+        .collect();
+    // The runtime's labels (isNormalized, the URLs) come with the first page.
+    assert_eq!(
+        director,
+        vec![vec![
+            "runtime".to_string(),
+            "applicationsForRuntime".to_string()
+        ]],
+        "one request, as the original makes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resync_now_synchronizes_at_once() {
     let mut world = World::new().await;
     world.settings.controller_sync_period = Duration::from_secs(600);

@@ -66,6 +66,10 @@ pub struct Access {
     pub watch_source_config_map: bool,
     /// `create` Events; else none are published.
     pub events: Permission,
+    /// With leader election on: `get`, `create` and `update` of the Lease.
+    /// Leader election has no way around: without them the agent does not
+    /// start (see `agent::StartError`).
+    pub leader_lease: bool,
 }
 
 impl Access {
@@ -77,6 +81,7 @@ impl Access {
             read_source_config_map: true,
             watch_source_config_map: true,
             events: true,
+            leader_lease: true,
         })
     }
 
@@ -90,6 +95,7 @@ impl Access {
             read_source_config_map: answers.read_source_config_map,
             watch_source_config_map: answers.watch_source_config_map,
             events: Permission::new("publish Kubernetes Events", answers.events),
+            leader_lease: answers.leader_lease,
         }
     }
 
@@ -114,6 +120,18 @@ impl Access {
             may(client, ns, "watch", "configmaps", name),
             may(client, EVENTS_NAMESPACE, "create", "events", None),
         );
+        let lease = &settings.leader_election_lease;
+        let leader_lease = if settings.leader_election {
+            let lease_name = Some(lease.name.as_str());
+            let (get, create, update) = tokio::join!(
+                may(client, &lease.namespace, "get", "leases", lease_name),
+                may(client, &lease.namespace, "create", "leases", None),
+                may(client, &lease.namespace, "update", "leases", lease_name),
+            );
+            get && create && update
+        } else {
+            true
+        };
         let answers = Answers {
             list_credential_secrets: list_secrets,
             watch_source_secret: secret_source && source_secret_list && source_secret_watch,
@@ -123,6 +141,7 @@ impl Access {
                 && config_map_list
                 && config_map_watch,
             events,
+            leader_lease,
         };
         let access = Access::from_answers(answers);
         tracing::info!(
@@ -172,10 +191,12 @@ struct Answers {
     read_source_config_map: bool,
     watch_source_config_map: bool,
     events: bool,
+    leader_lease: bool,
 }
 
 /// Whether the API server lets this client do `verb` on `resource` (core
-/// group, or `events.k8s.io` for events); `false` when it cannot tell.
+/// group, `events.k8s.io` for events, `coordination.k8s.io` for leases);
+/// `false` when it cannot tell.
 async fn may(
     client: &Client,
     namespace: &str,
