@@ -148,6 +148,48 @@ async fn under_kymas_rbac_a_config_map_alone_and_leader_election_are_clear_error
     world.stop_agent().await;
 }
 
+/// The sum of a metric's samples whose labels contain `with`.
+fn metric(text: &str, name: &str, with: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(name) && line.contains(with))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_kymas_rbac_a_new_configuration_is_used_without_a_watch_and_without_waiting_out_the_backoff(
+) {
+    let mut world = kyma_world().await;
+    world.settings.max_retry_delay = Duration::from_secs(120);
+    let service_token = service_account_token(&world.client, NS, SERVICE_ACCOUNT).await;
+    let client = token_client(&world, &service_token, SERVICE_ACCOUNT_USER).await;
+    world.start_agent_as(client).await;
+    // Five failed attempts without a configuration: the next waits at least
+    // 8 s (the base of 1 s doubled four times, and at least half of that).
+    test_support::wait_for("five failed connection attempts", LONG, || async {
+        let failures = metric(
+            &world.metrics_text().await,
+            "compass_runtime_agent_connection_establishments_total",
+            "outcome=\"Failure\"",
+        );
+        (failures >= 5.0).then_some(())
+    })
+    .await;
+    let written = std::time::Instant::now();
+    world.configure_with_fresh_token().await;
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    // Kyma grants no watch on Secrets: the agent reads the source every
+    // minimal sync time (1 s here) and tries at once when it changed.
+    assert!(
+        written.elapsed() < Duration::from_secs(7),
+        "connected {:?} after the configuration was written; the backoff was not cut short",
+        written.elapsed()
+    );
+    world.stop_agent().await;
+}
+
 // ---------------------------------------------------------------------------
 // The binary, as Kyma's Deployment starts it
 // ---------------------------------------------------------------------------
@@ -311,4 +353,39 @@ async fn the_binary_started_as_kymas_deployment_starts_it_synchronizes_and_serve
         "the ServiceAccount token is never logged"
     );
     agent.kill().await.ok();
+}
+
+/// The image's ENTRYPOINT with what a Pod spec may pass: Kyma's args (the
+/// binary's own path), a subcommand after them or alone, or nothing.
+#[test]
+fn the_binary_takes_kymas_args_a_subcommand_or_none() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_compass-runtime-agent"))
+            .args(args)
+            .env_clear()
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .output()
+            .expect("the binary runs")
+    };
+    for args in [&["crd"][..], &["/app/compass-runtime-agent", "crd"]] {
+        let output = run(args);
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        let yaml = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            yaml.contains("name: compassconnections.compass.kyma-project.io"),
+            "{args:?}"
+        );
+    }
+    // No arguments, or only Kyma's: the agent itself, which here finds no cluster.
+    for args in [&[][..], &["/app/compass-runtime-agent"]] {
+        let output = run(args);
+        let log = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {log}");
+        assert!(
+            log.contains("cannot configure the Kubernetes client"),
+            "{args:?}: {log}"
+        );
+        assert!(!log.contains("unrecognized subcommand"), "{args:?}: {log}");
+    }
 }

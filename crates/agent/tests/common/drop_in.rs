@@ -75,7 +75,7 @@ fn failed_writes(metrics: &str) -> Vec<String> {
     metrics
         .lines()
         .filter(|line| line.starts_with("compass_runtime_agent_kubernetes_writes_total"))
-        .filter(|line| line.contains("outcome=\"failure\""))
+        .filter(|line| line.contains("outcome=\"Failure\""))
         .filter(|line| !line.ends_with(" 0"))
         .map(String::from)
         .collect()
