@@ -21,8 +21,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use compass_runtime_agent::k8s::crd::application::Application;
-use compass_runtime_agent::k8s::crd::ConnectionState;
+use compass_runtime_agent::crd::application::Application;
+use compass_runtime_agent::crd::ConnectionState;
 use futures::stream::{self, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{ListParams, ObjectMeta, PostParams};

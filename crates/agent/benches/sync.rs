@@ -16,8 +16,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use compass_runtime_agent::k8s::crd::application::Application;
-use compass_runtime_agent::k8s::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
+use compass_runtime_agent::crd::application::Application;
+use compass_runtime_agent::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::Api;
 
@@ -147,8 +147,8 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 /// each, written and deleted before the agent starts, keeps that one-off cost
 /// of the test apiserver out of the figures.
 async fn warm_up_custom_resources(world: &World) {
-    use compass_runtime_agent::k8s::crd::application::ApplicationSpec;
-    use compass_runtime_agent::k8s::crd::{CompassConnection, CompassConnectionSpec};
+    use compass_runtime_agent::crd::application::ApplicationSpec;
+    use compass_runtime_agent::crd::{CompassConnection, CompassConnectionSpec};
     use kube::api::{DeleteParams, PostParams};
     let started = Instant::now();
     let connections: Api<CompassConnection> = Api::all(world.client.clone());

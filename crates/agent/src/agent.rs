@@ -6,10 +6,10 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+pub use crate::controller::metrics::AgentMetrics;
 use crate::controller::{self, Context};
 use crate::k8s::access::Access;
 use crate::telemetry::health::{self, Readiness};
-use crate::telemetry::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -36,7 +36,7 @@ pub fn install_crypto_provider() {
 /// A running agent.
 pub struct Agent {
     pub endpoints: Endpoints,
-    pub metrics: Arc<Metrics>,
+    pub metrics: AgentMetrics,
     pub readiness: Arc<Readiness>,
     task: tokio::task::JoinHandle<()>,
     shutdown: CancellationToken,
@@ -50,12 +50,12 @@ impl Agent {
         shutdown: CancellationToken,
     ) -> Result<Agent, StartError> {
         install_crypto_provider();
-        let metrics = Arc::new(Metrics::new());
+        let metrics = AgentMetrics::new();
         let readiness = Arc::new(Readiness::default());
         let health = health::serve_health(
             SocketAddr::new(settings.health_address, settings.health_port),
             readiness.clone(),
-            metrics.clone(),
+            metrics.registry.clone(),
             shutdown.clone(),
         )
         .await?;
@@ -65,7 +65,10 @@ impl Agent {
                 let address: SocketAddr = text
                     .parse()
                     .map_err(|_| StartError::MetricsAddress(text.to_string()))?;
-                Some(health::serve_metrics(address, metrics.clone(), shutdown.clone()).await?)
+                Some(
+                    health::serve_metrics(address, metrics.registry.clone(), shutdown.clone())
+                        .await?,
+                )
             }
         };
         let access = Arc::new(Access::probe(&client, &settings).await);
@@ -77,7 +80,7 @@ impl Agent {
         let ctx = Arc::new(Context::new(
             client,
             settings,
-            metrics.clone(),
+            &metrics,
             readiness.clone(),
             access,
         )?);
@@ -89,7 +92,7 @@ impl Agent {
                 shutdown.clone(),
             ))
         } else {
-            metrics.set_leader(true);
+            metrics.controller.set_leader(true);
             tokio::spawn(controller::run(ctx, shutdown.clone()))
         };
         Ok(Agent {

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod compass;
 pub mod config;
 pub mod controller;
+pub mod crd;
 pub mod k8s;
 pub mod sync;
 pub mod telemetry;

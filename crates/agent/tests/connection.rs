@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use compass_runtime_agent::k8s::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
+use compass_runtime_agent::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
 use compass_sim::{FaultKind, FaultTimes};
 use kube::api::{DeleteParams, Patch, PatchParams};
 
@@ -507,7 +507,7 @@ async fn the_original_crd_without_status_subresource_still_works() {
         original.spec.versions[0].subresources.is_none(),
         "the original has no status subresource"
     );
-    let mut crds = compass_runtime_agent::k8s::crd::all();
+    let mut crds = compass_runtime_agent::crd::all();
     crds[0] = original;
     let mut world = World::with_crds(crds).await;
     world.configure_with_fresh_token().await;
@@ -677,8 +677,8 @@ async fn a_signing_step_that_fails_does_not_waste_the_one_time_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_for_a_deleted_connection_never_lands_on_its_successor() {
+    use compass_runtime_agent::crd::CompassConnectionStatus;
     use compass_runtime_agent::k8s::connection::{ConnectionStore, ConnectionStoreError};
-    use compass_runtime_agent::k8s::crd::CompassConnectionStatus;
     let world = World::new().await;
     let store = ConnectionStore::new(world.client.clone());
     store.create_initial().await.unwrap();

@@ -11,18 +11,18 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
-use compass_runtime_agent::k8s::crd::{
+use compass_runtime_agent::crd::{
     self,
     application::{
         Application, ApplicationSpec, ApplicationStatus, Authentication, CompassMetadata,
-        Credentials, CsrfInfo, Entry, EntryType, InstallationStatus, Service, MANAGED_BY_LABEL,
-        MANAGED_BY_VALUE,
+        Credentials, CsrfInfo, Entry, EntryType, InstallationStatus, Service,
     },
     compass_connection::{
         ApplicationSyncResult, CertificateStatus, CompassConnection, CompassConnectionSpec,
         CompassConnectionStatus, ConnectionState, ConnectionStatus, ManagementInfo, SyncOperation,
         SynchronizationStatus,
     },
+    labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE},
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};

@@ -19,10 +19,8 @@ use std::path::{Path, PathBuf};
 use common::accounts;
 use common::{World, CA_NS, CONFIG_NAME, LONG, NS, RUNTIME_ID, SHORT};
 use compass_runtime_agent::config::{Settings, SourceKind};
-use compass_runtime_agent::k8s::crd::application::Application;
-use compass_runtime_agent::k8s::crd::{
-    CompassConnection, ConnectionState, COMPASS_CONNECTION_NAME,
-};
+use compass_runtime_agent::crd::application::Application;
+use compass_runtime_agent::crd::{CompassConnection, ConnectionState, COMPASS_CONNECTION_NAME};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,

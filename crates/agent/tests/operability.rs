@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{World, LONG, NS, RUNTIME_ID, SHORT};
-use compass_runtime_agent::k8s::crd::application::Application;
-use compass_runtime_agent::k8s::crd::ConnectionState;
+use compass_runtime_agent::crd::application::Application;
+use compass_runtime_agent::crd::ConnectionState;
 use compass_sim::FaultKind;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;

@@ -93,10 +93,8 @@ use std::time::{Duration, Instant};
 use common::{World, CA_NS, CONFIG_NAME, NS, RUNTIME_ID};
 use compass_runtime_agent::certificates::ClientCredentials;
 use compass_runtime_agent::config::LogFormat;
-use compass_runtime_agent::k8s::crd::application::{Application, ApplicationSpec};
-use compass_runtime_agent::k8s::crd::{
-    CompassConnection, ConnectionState, COMPASS_CONNECTION_NAME,
-};
+use compass_runtime_agent::crd::application::{Application, ApplicationSpec};
+use compass_runtime_agent::crd::{CompassConnection, ConnectionState, COMPASS_CONNECTION_NAME};
 use compass_sim::{FaultKind, FaultTimes};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::ByteString;

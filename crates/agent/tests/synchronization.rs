@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::*;
-use compass_runtime_agent::k8s::crd::application::{Application, ApplicationSpec, EntryType};
-use compass_runtime_agent::k8s::crd::compass_connection::SyncOperation;
-use compass_runtime_agent::k8s::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
+use compass_runtime_agent::crd::application::{Application, ApplicationSpec, EntryType};
+use compass_runtime_agent::crd::compass_connection::SyncOperation;
+use compass_runtime_agent::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
 use compass_runtime_agent::sync::names;
 use compass_sim::{FaultKind, FaultTimes};
 use k8s_openapi::api::core::v1::Secret;
@@ -129,7 +129,7 @@ async fn resource_versions(world: &World) -> BTreeMap<String, String> {
 /// Asks for a synchronization now and waits until one has finished: the
 /// status was written for the generation that carried `resyncNow` (timestamps
 /// have whole seconds, so two syncs in one second would look the same).
-async fn resync(world: &World) -> compass_runtime_agent::k8s::crd::CompassConnection {
+async fn resync(world: &World) -> compass_runtime_agent::crd::CompassConnection {
     let patched = world
         .connections()
         .patch(
@@ -432,11 +432,11 @@ async fn an_unchanged_director_makes_no_writes() {
     }
     resync(&world).await;
     let before = resource_versions(&world).await;
-    let writes_before = world.agent().metrics.successful_writes();
+    let writes_before = world.agent().metrics.kubernetes.successful_writes();
     let connection = resync(&world).await;
     let after = resource_versions(&world).await;
     assert_eq!(
-        world.agent().metrics.successful_writes() - writes_before,
+        world.agent().metrics.kubernetes.successful_writes() - writes_before,
         0,
         "the agent wrote during an unchanged sync"
     );
@@ -477,10 +477,10 @@ async fn an_unchanged_director_makes_no_writes() {
             .unwrap();
     }
     let before = resource_versions(&world).await;
-    let writes_before = world.agent().metrics.successful_writes();
+    let writes_before = world.agent().metrics.kubernetes.successful_writes();
     resync(&world).await;
     assert_eq!(
-        world.agent().metrics.successful_writes() - writes_before,
+        world.agent().metrics.kubernetes.successful_writes() - writes_before,
         0,
         "taking over Go-written Secrets wrote"
     );
@@ -572,14 +572,14 @@ async fn every_page_at_every_level_is_followed() {
 
     // The cluster side is read in pages too (200 per list call here): a second
     // sync sees all 450 Applications and has nothing to do.
-    let writes_before = world.agent().metrics.successful_writes();
+    let writes_before = world.agent().metrics.kubernetes.successful_writes();
     let connection = resync(&world).await;
     assert_eq!(
         connection.status.unwrap().connection_state,
         ConnectionState::Synchronized
     );
     assert_eq!(
-        world.agent().metrics.successful_writes(),
+        world.agent().metrics.kubernetes.successful_writes(),
         writes_before,
         "an unchanged sync over several list pages writes nothing"
     );

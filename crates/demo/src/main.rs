@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use compass_runtime_agent::agent::{install_crypto_provider, Agent};
 use compass_runtime_agent::cli::status;
 use compass_runtime_agent::config::Settings;
-use compass_runtime_agent::k8s::crd::application::Application;
-use compass_runtime_agent::k8s::crd::{
+use compass_runtime_agent::crd::application::Application;
+use compass_runtime_agent::crd::{
     self, CompassConnection, ConnectionState, COMPASS_CONNECTION_NAME,
 };
 use compass_sim::{CompassSim, Scenario, SimConfig};

@@ -68,7 +68,7 @@ pub fn effective_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString>
 pub fn main() -> ExitCode {
     let cli = Cli::parse_from(effective_args(std::env::args_os()));
     match cli.command.unwrap_or(Command::Run) {
-        Command::Crd => match crate::k8s::crd::to_yaml() {
+        Command::Crd => match crate::crd::to_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
                 ExitCode::SUCCESS
@@ -85,7 +85,7 @@ pub fn main() -> ExitCode {
 
 /// `compass-runtime-agent status`: reads with the caller's kubeconfig.
 fn show_status(settings: Settings, output: OutputFormat) -> ExitCode {
-    use crate::k8s::crd::compass_connection::{CompassConnection, COMPASS_CONNECTION_NAME};
+    use crate::crd::compass_connection::{CompassConnection, COMPASS_CONNECTION_NAME};
 
     install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_current_thread()

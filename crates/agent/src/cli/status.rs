@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::certificates::CertificateInfo;
-use crate::k8s::crd::compass_connection::{
+use crate::crd::compass_connection::{
     ApplicationSyncResult, CompassConnection, ConnectionState, SyncOperation,
 };
 
@@ -293,7 +293,7 @@ fn human(seconds: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::k8s::crd::compass_connection::{
+    use crate::crd::compass_connection::{
         CertificateStatus, CompassConnectionSpec, CompassConnectionStatus, ConnectionStatus,
         ManagementInfo, SynchronizationStatus,
     };

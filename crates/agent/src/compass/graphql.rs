@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
+use super::metrics::CompassMetrics;
 use super::CompassError;
 use crate::certificates::ClientCredentials;
-use crate::telemetry::metrics::Metrics;
 
 /// How the agent talks TLS to Compass.
 #[derive(Clone, Debug, Default)]
@@ -30,7 +30,7 @@ pub struct GraphqlClient {
     http: reqwest::Client,
     url: String,
     request_id: Option<String>,
-    metrics: Option<Arc<Metrics>>,
+    metrics: Option<Arc<CompassMetrics>>,
     query_logging: bool,
 }
 
@@ -115,7 +115,7 @@ impl GraphqlClient {
     }
 
     /// The same client, counting its requests in `metrics`.
-    pub fn with_metrics(self, metrics: Arc<Metrics>) -> GraphqlClient {
+    pub fn with_metrics(self, metrics: Arc<CompassMetrics>) -> GraphqlClient {
         GraphqlClient {
             metrics: Some(metrics),
             ..self
@@ -154,7 +154,7 @@ impl GraphqlClient {
             let outcome = result
                 .as_ref()
                 .map_or_else(CompassError::category, |_| "ok");
-            metrics.record_compass_request(operation, outcome, started.elapsed().as_secs_f64());
+            metrics.record(operation, outcome, started.elapsed().as_secs_f64());
         }
         result
     }

@@ -4,6 +4,7 @@
 pub mod connector;
 pub mod director;
 pub mod graphql;
+pub mod metrics;
 pub mod model;
 
 pub use graphql::{GraphqlClient, TlsSettings};

@@ -13,25 +13,26 @@ use tracing::Instrument;
 
 use super::decide::{self, Step};
 use super::errors::{ConnectionError, ReconcileError, SyncError};
+use super::metrics::{AgentMetrics, ControllerMetrics};
 use crate::certificates::{self, renewal, ClientCredentials, KeyAlgorithm, Subject};
 use crate::compass::connector::{ConnectorClient, CsrInfo};
 use crate::compass::director::{DirectorClient, RuntimeLabelValues};
+use crate::compass::metrics::CompassMetrics;
 use crate::compass::{GraphqlClient, TlsSettings};
 use crate::config::{
     ConnectionParameters, Settings, SourceError, SourceKind, SourceLocation, SourceOrigin,
 };
-use crate::k8s::access::Access;
-use crate::k8s::applications::{ApplicationWriter, ApplyOutcome, Replacement};
-use crate::k8s::connection::{initial_status, ConnectionStore, ConnectionStoreError};
-use crate::k8s::crd::compass_connection::{
+use crate::crd::compass_connection::{
     CertificateStatus, CompassConnection, CompassConnectionStatus, ConnectionState, ManagementInfo,
     SyncOperation, SynchronizationStatus,
 };
+use crate::k8s::access::Access;
+use crate::k8s::applications::{ApplicationWriter, ApplyOutcome, Replacement};
+use crate::k8s::connection::{initial_status, ConnectionStore, ConnectionStoreError};
 use crate::k8s::credentials_store::CredentialsStore;
+use crate::k8s::events::EventRecorder;
 use crate::sync::{self, names, ConversionSettings, PendingApplication};
-use crate::telemetry::events::EventRecorder;
 use crate::telemetry::health::Readiness;
-use crate::telemetry::metrics::{Metrics, Outcome, OutcomeLabels};
 
 pub const EVENTS_URL_LABEL: &str = "runtime_eventServiceUrl";
 pub const CONSOLE_URL_LABEL: &str = "runtime_consoleUrl";
@@ -56,7 +57,8 @@ pub struct Context {
     pub applications: ApplicationWriter,
     pub tls: TlsSettings,
     pub conversion: ConversionSettings,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<ControllerMetrics>,
+    compass_metrics: Arc<CompassMetrics>,
     pub readiness: Arc<Readiness>,
     pub events: EventRecorder,
     /// What the agent may do beyond its basic verbs (see `k8s::access`).
@@ -113,7 +115,7 @@ impl Context {
     pub fn new(
         client: Client,
         settings: Settings,
-        metrics: Arc<Metrics>,
+        metrics: &AgentMetrics,
         readiness: Arc<Readiness>,
         access: Arc<Access>,
     ) -> Result<Context, std::io::Error> {
@@ -138,7 +140,7 @@ impl Context {
                 &settings.integration_namespace,
                 settings.apply_concurrency,
                 settings.kubernetes_list_page_size,
-                metrics.clone(),
+                metrics.kubernetes.clone(),
                 access.clone(),
             ),
             tls: TlsSettings {
@@ -156,7 +158,8 @@ impl Context {
             access,
             client,
             settings,
-            metrics,
+            metrics: metrics.controller.clone(),
+            compass_metrics: metrics.compass.clone(),
             readiness,
             memory: Mutex::new(Memory::default()),
             configuration_source: Mutex::new(None),
@@ -223,7 +226,7 @@ impl Context {
     ) -> Result<GraphqlClient, ConnectionError> {
         Ok(GraphqlClient::new(url, &self.tls, credentials)?
             .with_request_id(request_id)
-            .with_metrics(self.metrics.clone())
+            .with_metrics(self.compass_metrics.clone())
             .with_query_logging(self.settings.query_logging))
     }
 }
@@ -241,20 +244,15 @@ pub async fn reconcile(
     let fresh = match ctx.connections.get().await {
         Ok(Some(fresh)) => fresh,
         Ok(None) => return Ok(Action::await_change()),
-        Err(_) => connection.as_ref().clone(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read compass-connection afresh; reconciling the controller's copy");
+            connection.as_ref().clone()
+        }
     };
     let result = reconcile_once(&fresh, &ctx, &request_id)
         .instrument(span)
         .await;
-    let outcome = if result.is_ok() {
-        Outcome::Success
-    } else {
-        Outcome::Failure
-    };
-    ctx.metrics
-        .reconciles
-        .get_or_create(&OutcomeLabels { outcome })
-        .inc();
+    ctx.metrics.record_reconcile(result.is_ok());
     result
 }
 
@@ -340,12 +338,7 @@ async fn reconcile_once(
         Step::Establish => match establish(ctx, request_id).await {
             Ok(established) => {
                 tracing::info!(subject = %established.credentials.info().subject, "connection to Compass established");
-                ctx.metrics
-                    .establishments
-                    .get_or_create(&OutcomeLabels {
-                        outcome: Outcome::Success,
-                    })
-                    .inc();
+                ctx.metrics.record_establishment(true);
                 management_info = established.management_info;
                 let cs = &mut status.connection_status;
                 cs.established = Some(Time(now));
@@ -359,12 +352,7 @@ async fn reconcile_once(
             }
             Err(error) => {
                 tracing::warn!(%error, category = error.category(), "cannot establish the connection to Compass");
-                ctx.metrics
-                    .establishments
-                    .get_or_create(&OutcomeLabels {
-                        outcome: Outcome::Failure,
-                    })
-                    .inc();
+                ctx.metrics.record_establishment(false);
                 status.connection_state = ConnectionState::ConnectionFailed;
                 status.connection_status.error = bounded(&error.to_string());
                 failure = Some(error.category().to_string());
@@ -644,7 +632,7 @@ async fn configure_with_token(
 /// Checks the connection with the stored certificate and renews it when due.
 async fn maintain(
     ctx: &Context,
-    spec: &crate::k8s::crd::CompassConnectionSpec,
+    spec: &crate::crd::CompassConnectionSpec,
     request_id: &str,
     now: Timestamp,
 ) -> Result<Maintained, ConnectionError> {
@@ -693,16 +681,7 @@ async fn maintain(
                 "certificateSigningRequestInfo",
             ))?;
     let renewed = request_certificate(&connector, &csr_info, None).await;
-    ctx.metrics
-        .renewals
-        .get_or_create(&OutcomeLabels {
-            outcome: if renewed.is_ok() {
-                Outcome::Success
-            } else {
-                Outcome::Failure
-            },
-        })
-        .inc();
+    ctx.metrics.record_renewal(renewed.is_ok());
     let renewed = renewed?;
     ctx.credentials.save(&renewed).await?;
     Ok(Maintained {
@@ -774,9 +753,7 @@ async fn synchronize(
         request_id,
     )
     .await;
-    ctx.metrics
-        .sync_duration
-        .observe(started.elapsed().as_secs_f64());
+    ctx.metrics.record_sync(started.elapsed().as_secs_f64());
     let mut replaced = Vec::new();
     let (state, failure) = match outcome {
         Ok((ConnectionState::Synchronized, done)) => {
@@ -802,7 +779,7 @@ async fn synchronize(
         }
     };
     if state == ConnectionState::Synchronized {
-        ctx.metrics.last_successful_sync.set(now.as_second() as f64);
+        ctx.metrics.set_last_successful_sync(now.as_second());
     }
     SyncOutcome {
         state,
@@ -896,7 +873,7 @@ async fn synchronize_inner(
         apply_ms = apply_time.as_millis() as u64,
         "applications synchronized"
     );
-    ctx.metrics.applications_managed.set(wanted_count as i64);
+    ctx.metrics.set_applications_managed(wanted_count);
     let state = if failed.is_empty() {
         sync.last_successful_application = Some(Time(now));
         ConnectionState::Synchronized

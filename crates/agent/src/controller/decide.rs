@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::certificates::CertificateInfo;
-use crate::k8s::crd::compass_connection::{
+use crate::crd::compass_connection::{
     CompassConnectionSpec, CompassConnectionStatus, ConnectionState, SynchronizationStatus,
 };
 
@@ -210,7 +210,7 @@ pub fn conditions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::k8s::crd::compass_connection::ConnectionStatus;
+    use crate::crd::compass_connection::ConnectionStatus;
     use jiff::SignedDuration;
 
     fn at(seconds: i64) -> Timestamp {

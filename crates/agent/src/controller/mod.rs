@@ -6,6 +6,7 @@ pub mod cycle;
 pub mod decide;
 pub mod errors;
 pub mod leader;
+pub mod metrics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub use cycle::{error_policy, reconcile, Context};
 
 use crate::config::SourceKind;
-use crate::k8s::crd::compass_connection::{CompassConnection, COMPASS_CONNECTION_NAME};
+use crate::crd::compass_connection::{CompassConnection, COMPASS_CONNECTION_NAME};
 
 fn by_name(name: &str) -> watcher::Config {
     watcher::Config::default().fields(&format!("metadata.name={name}"))
@@ -66,8 +67,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
+            // A watch that fails (RBAC, the API server gone) or a reconcile
+            // that could not record its outcome: an operator must see it.
             if let Err(error) = result {
-                tracing::debug!(%error, "controller event");
+                tracing::warn!(%error, "the controller could not reconcile compass-connection");
             }
         })
         .await;

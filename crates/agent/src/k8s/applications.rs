@@ -18,16 +18,18 @@ use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
 use super::access::{is_forbidden, Access};
-use super::crd::application::{Application, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
-use super::crd::compass_connection::{ApplicationSyncResult, SyncOperation};
+use super::metrics::KubernetesMetrics;
 use super::replace::{apply_merge_patch, is_conflict, CONFLICT_RETRIES};
+use crate::crd::application::Application;
+use crate::crd::compass_connection::{ApplicationSyncResult, SyncOperation};
+use crate::crd::labels::{
+    DATA_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SECRET_BUNDLE_LABEL,
+};
 use crate::k8s::write_params;
-use crate::sync::convert::{DATA_HASH_ANNOTATION, SECRET_BUNDLE_LABEL};
 use crate::sync::{
     ActualApplication, ActualSecret, ActualState, ApplicationAction, ApplicationPlan,
     ListedApplication, PackedApplication, Plan, SecretAction, SummaryCache, WantedSecret,
 };
-use crate::telemetry::metrics::Metrics;
 
 /// One page of a list whose items are summarized as they are parsed: a page
 /// of whole objects is never in memory at once, only its text and one object.
@@ -136,7 +138,7 @@ pub struct ApplicationWriter {
     /// Objects per list call: bounds the memory of one response (its text and
     /// its parsed objects) however many objects the cluster holds.
     list_page_size: u32,
-    metrics: Arc<Metrics>,
+    metrics: Arc<KubernetesMetrics>,
 }
 
 impl ApplicationWriter {
@@ -145,7 +147,7 @@ impl ApplicationWriter {
         integration_namespace: &str,
         concurrency: usize,
         list_page_size: u32,
-        metrics: Arc<Metrics>,
+        metrics: Arc<KubernetesMetrics>,
         access: Arc<Access>,
     ) -> Self {
         ApplicationWriter {

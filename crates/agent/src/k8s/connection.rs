@@ -9,12 +9,12 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, Client, Resource};
 use serde_json::json;
 
-use super::crd::compass_connection::{
+use super::replace::{apply_merge_patch, is_conflict, is_not_found, CONFLICT_RETRIES};
+use super::write_params;
+use crate::crd::compass_connection::{
     CompassConnection, CompassConnectionSpec, CompassConnectionStatus, ConnectionState,
     ManagementInfo, COMPASS_CONNECTION_NAME,
 };
-use super::replace::{apply_merge_patch, is_conflict, is_not_found, CONFLICT_RETRIES};
-use super::write_params;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionStoreError {
@@ -57,7 +57,7 @@ const STATUS_WITH_OBJECT: u8 = 2;
 pub fn initial_status() -> CompassConnectionStatus {
     CompassConnectionStatus {
         connection_state: ConnectionState::ConnectionFailed,
-        connection_status: super::crd::compass_connection::ConnectionStatus {
+        connection_status: crate::crd::compass_connection::ConnectionStatus {
             error: "the connection has not been established yet".into(),
             ..Default::default()
         },

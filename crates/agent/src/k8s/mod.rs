@@ -1,11 +1,13 @@
-//! The Kubernetes side: the custom resources, the connection resource, the
-//! credentials Secrets and the Applications with their Secrets.
+//! The Kubernetes side: the connection resource, the credentials Secrets, the
+//! Applications with their Secrets, and what the agent may do (the custom
+//! resources' types are in `crate::crd`).
 
 pub mod access;
 pub mod applications;
 pub mod connection;
-pub mod crd;
 pub mod credentials_store;
+pub mod events;
+pub mod metrics;
 pub mod replace;
 
 use kube::api::PostParams;

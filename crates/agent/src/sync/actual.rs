@@ -10,9 +10,12 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 
-use super::convert::{data_hash, DATA_HASH_ANNOTATION, SECRET_APP_LABEL, SECRET_BUNDLE_LABEL};
+use super::convert::data_hash;
 use super::pending::OwnedDigest;
-use crate::k8s::crd::application::{Application, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::crd::application::Application;
+use crate::crd::labels::{
+    DATA_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SECRET_APP_LABEL, SECRET_BUNDLE_LABEL,
+};
 
 /// What the cluster holds now.
 #[derive(Clone, Debug, Default)]
@@ -267,7 +270,7 @@ fn has_label(metadata: &ObjectMeta, key: &str, value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::k8s::crd::application::{ApplicationSpec, CompassMetadata};
+    use crate::crd::application::{ApplicationSpec, CompassMetadata};
 
     fn application(name: &str, uid: &str, version: &str) -> Application {
         let mut app = Application::new(

@@ -4,21 +4,17 @@
 use std::collections::BTreeMap;
 
 use crate::compass::model::{self, Credential, Parameters};
-use crate::k8s::crd::application::{
+use crate::crd::application::{
     Application, ApplicationSpec, Authentication, CompassMetadata, Credentials, CsrfInfo, Entry,
-    EntryType, Service, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    EntryType, Service,
+};
+use crate::crd::labels::{
+    CONNECTED_APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SECRET_APP_LABEL, SECRET_BUNDLE_LABEL,
 };
 
 use super::names;
 
 pub const DEFAULT_DESCRIPTION: &str = "Description not provided";
-pub const CONNECTED_APP_LABEL: &str = "connected-app";
-pub const SECRET_APP_LABEL: &str = "app";
-pub const SECRET_BUNDLE_LABEL: &str = "bundleId";
-/// A digest of a Secret's data, written by the agent, so that a sync can tell
-/// an unchanged Secret from its metadata alone (without reading every
-/// credential each cycle). Whoever can read it can read the data anyway.
-pub const DATA_HASH_ANNOTATION: &str = "compass-runtime-agent.kyma-project.io/data-hash";
 
 /// The settings the conversion depends on.
 #[derive(Clone, Debug)]

@@ -8,7 +8,7 @@ use std::io;
 use sha1::{Digest, Sha1};
 
 use super::convert::{WantedApplication, WantedSecret};
-use crate::k8s::crd::application::{Application, ApplicationSpec};
+use crate::crd::application::{Application, ApplicationSpec};
 
 /// A digest of the fields of an Application the agent writes: equal digests,
 /// equal owned fields. Others' fields (e.g. `encodeUrl`, which the original
@@ -128,7 +128,7 @@ impl From<WantedApplication> for PendingApplication {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::k8s::crd::application::{CompassMetadata, Entry, EntryType, Service};
+    use crate::crd::application::{CompassMetadata, Entry, EntryType, Service};
     use std::collections::BTreeMap;
 
     fn application() -> Application {

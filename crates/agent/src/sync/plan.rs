@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::actual::{ActualApplication, ActualSecret, ActualState};
-use super::convert::{WantedSecret, SECRET_APP_LABEL};
+use super::convert::WantedSecret;
 use super::names;
 use super::pending::{PackedApplication, PendingApplication};
-use crate::k8s::crd::application::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::crd::labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, SECRET_APP_LABEL};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ApplicationAction {
@@ -324,10 +324,9 @@ fn secrets_by_labelled_app(secrets: &[ActualSecret]) -> BTreeMap<&str, Vec<&str>
 mod tests {
     use super::*;
     use crate::compass::model::{self, Auth, Credential};
-    use crate::k8s::crd::application::{Application, ApplicationSpec};
-    use crate::sync::convert::{
-        to_wanted_application, ConversionSettings, WantedApplication, DATA_HASH_ANNOTATION,
-    };
+    use crate::crd::application::{Application, ApplicationSpec};
+    use crate::crd::labels::DATA_HASH_ANNOTATION;
+    use crate::sync::convert::{to_wanted_application, ConversionSettings, WantedApplication};
     use k8s_openapi::api::core::v1::Secret;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use k8s_openapi::ByteString;

@@ -18,7 +18,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::Metrics;
+use super::metrics::MetricsRegistry;
 
 /// The validity of the certificate the agent holds, readable from any task.
 #[derive(Default)]
@@ -79,7 +79,7 @@ async fn readyz(State(readiness): State<Arc<Readiness>>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+async fn metrics(State(metrics): State<Arc<MetricsRegistry>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
@@ -94,7 +94,7 @@ async fn metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
 pub async fn serve_health(
     address: SocketAddr,
     readiness: Arc<Readiness>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<MetricsRegistry>,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let router = Router::new()
@@ -107,13 +107,13 @@ pub async fn serve_health(
 
 pub async fn serve_metrics(
     address: SocketAddr,
-    metrics: Arc<Metrics>,
+    metrics: Arc<MetricsRegistry>,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     serve(address, metrics_router(metrics), shutdown).await
 }
 
-fn metrics_router(metrics: Arc<Metrics>) -> Router {
+fn metrics_router(metrics: Arc<MetricsRegistry>) -> Router {
     Router::new()
         .route("/metrics", get(self::metrics))
         .with_state(metrics)

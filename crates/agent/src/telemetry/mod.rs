@@ -1,6 +1,5 @@
 //! Telemetry: logs, metrics and health endpoints, apart from the logic.
 
-pub mod events;
 pub mod health;
 pub mod logging;
 pub mod metrics;

@@ -7,10 +7,8 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use compass_runtime_agent::k8s::crd::application::Application;
-use compass_runtime_agent::k8s::crd::{
-    CompassConnection, ConnectionState, COMPASS_CONNECTION_NAME,
-};
+use compass_runtime_agent::crd::application::Application;
+use compass_runtime_agent::crd::{CompassConnection, ConnectionState, COMPASS_CONNECTION_NAME};
 use compass_runtime_agent::sync::names;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use compass_runtime_agent::agent::Agent;
 use compass_runtime_agent::config::{NamespacedName, Settings, SourceKind};
-use compass_runtime_agent::k8s::crd::{
+use compass_runtime_agent::crd::{
     self, CompassConnection, ConnectionState, COMPASS_CONNECTION_NAME,
 };
 use compass_sim::{CompassSim, SimConfig};

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use compass_runtime_agent::k8s::crd::application::{Application as AppResource, EntryType};
+use compass_runtime_agent::crd::application::{Application as AppResource, EntryType};
 use compass_runtime_agent::sync::names;
 use compass_sim::model::{
     ApiDefinition, AppAuth, Application, BasicCredential, Bundle, Credential, CsrfAuth,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use compass_runtime_agent::certificates::ClientCredentials;
-use compass_runtime_agent::k8s::crd::application::Application;
+use compass_runtime_agent::crd::application::Application;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::watcher::{self, Event};

@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 
-use crate::k8s::access::{is_forbidden, Access};
-use crate::k8s::crd::application::Application;
-use crate::k8s::crd::compass_connection::{CompassConnection, ConnectionState};
+use super::access::{is_forbidden, Access};
+use crate::crd::application::Application;
+use crate::crd::compass_connection::{CompassConnection, ConnectionState};
 
 pub const REPORTER: &str = "compass-runtime-agent";
 

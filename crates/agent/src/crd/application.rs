@@ -10,10 +10,6 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Label put on every Application the agent creates.
-pub const MANAGED_BY_LABEL: &str = "applicationconnector.kyma-project.io/managed-by";
-pub const MANAGED_BY_VALUE: &str = "compass-runtime-agent";
-
 #[derive(
     CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema,
 )]

@@ -3,6 +3,7 @@
 
 pub mod application;
 pub mod compass_connection;
+pub mod labels;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

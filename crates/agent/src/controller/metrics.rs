@@ -1,0 +1,287 @@
+//! The controller's metrics: the connection's state, the certificate, the
+//! synchronizations, reconciles and leadership.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::compass::metrics::CompassMetrics;
+use crate::crd::compass_connection::ConnectionState;
+use crate::k8s::metrics::KubernetesMetrics;
+pub use crate::k8s::metrics::Outcome;
+use crate::telemetry::metrics::MetricsRegistry;
+
+/// Each layer's metrics, and the registry that serves them all.
+#[derive(Clone)]
+pub struct AgentMetrics {
+    pub compass: Arc<CompassMetrics>,
+    pub kubernetes: Arc<KubernetesMetrics>,
+    pub controller: Arc<ControllerMetrics>,
+    pub registry: Arc<MetricsRegistry>,
+}
+
+impl AgentMetrics {
+    pub fn new() -> AgentMetrics {
+        let compass = Arc::new(CompassMetrics::default());
+        let kubernetes = Arc::new(KubernetesMetrics::default());
+        let controller = Arc::new(ControllerMetrics::default());
+        let registry = Arc::new(MetricsRegistry::new(|registry| {
+            compass.register(registry);
+            kubernetes.register(registry);
+            controller.register(registry);
+        }));
+        AgentMetrics {
+            compass,
+            kubernetes,
+            controller,
+            registry,
+        }
+    }
+}
+
+impl Default for AgentMetrics {
+    fn default() -> Self {
+        AgentMetrics::new()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: Outcome,
+}
+
+pub struct ControllerMetrics {
+    certificate: Arc<CertificateExpiry>,
+    renewals: Family<OutcomeLabels, Counter>,
+    establishments: Family<OutcomeLabels, Counter>,
+    connection_state: Family<StateLabels, Gauge>,
+    sync_duration: Histogram,
+    last_successful_sync: Gauge<f64, AtomicU64>,
+    applications_managed: Gauge,
+    reconciles: Family<OutcomeLabels, Counter>,
+    leader: Gauge,
+}
+
+impl Default for ControllerMetrics {
+    fn default() -> Self {
+        let metrics = ControllerMetrics {
+            certificate: Arc::default(),
+            renewals: Family::default(),
+            establishments: Family::default(),
+            connection_state: Family::default(),
+            sync_duration: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
+            last_successful_sync: Gauge::default(),
+            applications_managed: Gauge::default(),
+            reconciles: Family::default(),
+            leader: Gauge::default(),
+        };
+        for state in ConnectionState::ALL {
+            metrics
+                .connection_state
+                .get_or_create(&StateLabels {
+                    state: state.as_str(),
+                })
+                .set(0);
+        }
+        metrics
+    }
+}
+
+impl ControllerMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register_collector(Box::new(self.certificate.clone()));
+        registry.register(
+            "certificate_renewals",
+            "Certificate renewals by outcome",
+            self.renewals.clone(),
+        );
+        registry.register(
+            "connection_establishments",
+            "Connections established with a one-time token, by outcome",
+            self.establishments.clone(),
+        );
+        registry.register(
+            "connection_state",
+            "1 for the CompassConnection's current state, 0 for the others",
+            self.connection_state.clone(),
+        );
+        registry.register(
+            "sync_duration_seconds",
+            "Duration of one synchronization of Applications",
+            self.sync_duration.clone(),
+        );
+        registry.register(
+            "last_successful_sync_timestamp_seconds",
+            "When Applications were last synchronized without error (Unix time)",
+            self.last_successful_sync.clone(),
+        );
+        registry.register(
+            "applications_managed",
+            "Applications the agent manages",
+            self.applications_managed.clone(),
+        );
+        registry.register(
+            "reconciles",
+            "Reconciles of the CompassConnection by outcome",
+            self.reconciles.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease (or runs without leader election)",
+            self.leader.clone(),
+        );
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    pub fn record_renewal(&self, ok: bool) {
+        self.renewals
+            .get_or_create(&OutcomeLabels {
+                outcome: Outcome::of(ok),
+            })
+            .inc();
+    }
+
+    pub fn record_establishment(&self, ok: bool) {
+        self.establishments
+            .get_or_create(&OutcomeLabels {
+                outcome: Outcome::of(ok),
+            })
+            .inc();
+    }
+
+    pub fn record_reconcile(&self, ok: bool) {
+        self.reconciles
+            .get_or_create(&OutcomeLabels {
+                outcome: Outcome::of(ok),
+            })
+            .inc();
+    }
+
+    pub fn record_sync(&self, seconds: f64) {
+        self.sync_duration.observe(seconds);
+    }
+
+    pub fn set_last_successful_sync(&self, unix_seconds: i64) {
+        self.last_successful_sync.set(unix_seconds as f64);
+    }
+
+    pub fn set_applications_managed(&self, count: usize) {
+        self.applications_managed.set(count as i64);
+    }
+
+    pub fn set_connection_state(&self, current: ConnectionState) {
+        for state in ConnectionState::ALL {
+            self.connection_state
+                .get_or_create(&StateLabels {
+                    state: state.as_str(),
+                })
+                .set(i64::from(state == current));
+        }
+    }
+
+    pub fn set_certificate_not_after(&self, unix_seconds: i64) {
+        self.certificate
+            .not_after
+            .store(unix_seconds, Ordering::Relaxed);
+    }
+}
+
+/// The certificate's expiry, and the seconds left until it, computed at
+/// each scrape.
+#[derive(Debug, Default)]
+struct CertificateExpiry {
+    /// Unix seconds; 0 until a certificate is known.
+    not_after: AtomicI64,
+}
+
+impl Collector for CertificateExpiry {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let not_after = self.not_after.load(Ordering::Relaxed);
+        let left = if not_after > 0 {
+            (not_after - jiff::Timestamp::now().as_second()) as f64
+        } else {
+            0.0
+        };
+        for (name, help, value) in [
+            (
+                "certificate_not_after_timestamp_seconds",
+                "When the client certificate expires (Unix time)",
+                not_after as f64,
+            ),
+            (
+                "certificate_expiry_seconds",
+                "Seconds until the client certificate expires",
+                left,
+            ),
+        ] {
+            let gauge = ConstGauge::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_layers_metrics_render_with_the_prefix_and_units() {
+        let metrics = AgentMetrics::new();
+        metrics
+            .kubernetes
+            .record_write("Application", "create", true);
+        metrics.compass.record("configuration", "ok", 0.01);
+        metrics
+            .controller
+            .set_connection_state(ConnectionState::Synchronized);
+        metrics
+            .controller
+            .set_certificate_not_after(jiff::Timestamp::now().as_second() + 100);
+        let text = metrics.registry.render();
+        assert!(text.contains(r#"compass_runtime_agent_kubernetes_writes_total{kind="Application",verb="create",outcome="Success"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"compass_runtime_agent_connection_state{state="Synchronized"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"compass_runtime_agent_connection_state{state="ConnectionFailed"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("compass_runtime_agent_compass_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "# TYPE compass_runtime_agent_certificate_not_after_timestamp_seconds gauge"
+            ),
+            "{text}"
+        );
+        // Computed at the scrape.
+        let left = text
+            .lines()
+            .find(|l| l.starts_with("compass_runtime_agent_certificate_expiry_seconds "))
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap();
+        assert!((95.0..=100.0).contains(&left), "{left}");
+        assert_eq!(metrics.kubernetes.successful_writes(), 1);
+    }
+}

@@ -1,0 +1,73 @@
+//! The Kubernetes side's metrics: writes by kind, verb and outcome.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// Whether something worked: a label value.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+impl Outcome {
+    pub fn of(ok: bool) -> Outcome {
+        if ok {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriteLabels {
+    kind: &'static str,
+    verb: &'static str,
+    outcome: Outcome,
+}
+
+#[derive(Default)]
+pub struct KubernetesMetrics {
+    writes: Family<WriteLabels, Counter>,
+}
+
+impl KubernetesMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "kubernetes_writes",
+            "Writes to the Kubernetes API by kind, verb and outcome",
+            self.writes.clone(),
+        );
+    }
+
+    pub fn record_write(&self, kind: &'static str, verb: &'static str, ok: bool) {
+        self.writes
+            .get_or_create(&WriteLabels {
+                kind,
+                verb,
+                outcome: Outcome::of(ok),
+            })
+            .inc();
+    }
+
+    /// Successful writes so far, all kinds and verbs.
+    pub fn successful_writes(&self) -> u64 {
+        let mut total = 0;
+        for kind in ["Application", "Secret"] {
+            for verb in ["create", "update", "delete"] {
+                total += self
+                    .writes
+                    .get_or_create(&WriteLabels {
+                        kind,
+                        verb,
+                        outcome: Outcome::Success,
+                    })
+                    .get();
+            }
+        }
+        total
+    }
+}
