@@ -13,7 +13,7 @@ use crate::telemetry::health::{self, Readiness};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot set up the agent: {0}")]
+    #[error("cannot set up the agent")]
     Setup(#[from] std::io::Error),
     #[error("APP_METRICS_ADDRESS {0:?} is not an address:port")]
     MetricsAddress(String),

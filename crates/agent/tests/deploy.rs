@@ -291,7 +291,7 @@ fn allowed(granted: &[(Option<String>, PolicyRule)], request: Request<'_>) -> bo
 // ---------------------------------------------------------------------------
 
 #[test]
-fn the_manifests_are_hardened_least_privilege_and_match_the_agents_settings() {
+fn the_manifests_hold_each_object_once_each_namespaced_one_with_its_namespace() {
     let objects = render(&deploy_dir());
 
     // `kubectl apply -k` refuses duplicates, and a namespaced object without a
@@ -318,8 +318,11 @@ fn the_manifests_are_hardened_least_privilege_and_match_the_agents_settings() {
             "{expected} is missing from {seen:#?}"
         );
     }
+}
 
-    // The Deployment: hardened.
+#[test]
+fn the_deployment_is_hardened_and_its_settings_fit_its_ports_and_probes() {
+    let objects = render(&deploy_dir());
     let deployment = the_deployment(&objects);
     let spec = deployment.spec.clone();
     assert_eq!(spec.replicas, Some(1));
@@ -434,8 +437,14 @@ fn the_manifests_are_hardened_least_privilege_and_match_the_agents_settings() {
         "POD_NAME from the downward API"
     );
     assert_eq!(settings.agent_configuration_source, SourceKind::Auto);
+}
 
-    // RBAC: no wildcard anywhere, nothing that hands out more rights.
+#[test]
+fn the_rbac_has_no_wildcard_and_grants_what_the_settings_point_at_and_no_more() {
+    let objects = render(&deploy_dir());
+    let settings = settings_of(&the_deployment(&objects));
+
+    // No wildcard anywhere, nothing that hands out more rights.
     for kind in ["Role", "ClusterRole"] {
         for role in objects.iter().filter(|o| o["kind"] == kind) {
             for rule in role["rules"].as_array().expect("rules") {

@@ -10,19 +10,15 @@ use async_graphql_parser::types::{
 
 const BUILT_IN_SCALARS: [&str; 5] = ["String", "Int", "Float", "Boolean", "ID"];
 
-fn real_schema(file: &str) -> Option<String> {
+fn real_schema(file: &str) -> String {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/compass-api");
     let path = dir.join(file);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Some(text),
-        Err(_) => {
-            println!(
-                "SKIPPED: schema conformance for {file}: {} is absent",
-                path.display()
-            );
-            None
-        }
-    }
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "the real Compass schema {} cannot be read ({e}): this test checks against it",
+            path.display()
+        )
+    })
 }
 
 fn types(sdl: &str, what: &str) -> HashMap<String, TypeDefinition> {
@@ -181,9 +177,7 @@ fn conformance(ours: &str, theirs: &str, what: &str) -> (Vec<String>, usize) {
 }
 
 fn assert_conforms(ours: String, file: &str, what: &str, must_have: &[&str]) {
-    let Some(theirs) = real_schema(file) else {
-        return;
-    };
+    let theirs = real_schema(file);
     for name in must_have {
         assert!(
             ours.contains(name),
@@ -200,6 +194,10 @@ fn assert_conforms(ours: String, file: &str, what: &str, must_have: &[&str]) {
 }
 
 #[test]
+#[cfg_attr(
+    shared_reference_absent,
+    ignore = "../shared/compass-api (the real Compass schemas) is absent; with CI set this test runs and fails"
+)]
 fn the_connector_schema_is_a_subset_of_compass() {
     assert_conforms(
         compass_sim::connector_sdl(),
@@ -214,6 +212,10 @@ fn the_connector_schema_is_a_subset_of_compass() {
 }
 
 #[test]
+#[cfg_attr(
+    shared_reference_absent,
+    ignore = "../shared/compass-api (the real Compass schemas) is absent; with CI set this test runs and fails"
+)]
 fn the_director_schema_is_a_subset_of_compass() {
     assert_conforms(
         compass_sim::director_sdl(),

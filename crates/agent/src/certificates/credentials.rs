@@ -59,9 +59,9 @@ impl ClientCredentials {
         let key = KeyPair::from_pem(&key_pem).map_err(CertificateError::InvalidKey)?;
         let certificate_der = first_certificate_der(&certificate_pem, "client certificate")?;
         let (_, certificate) = X509Certificate::from_der(&certificate_der).map_err(|e| {
-            CertificateError::InvalidCertificate {
+            CertificateError::Unreadable {
                 what: "client certificate",
-                reason: e.to_string(),
+                source: e.into(),
             }
         })?;
         if certificate.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
@@ -78,11 +78,9 @@ impl ClientCredentials {
         };
         if !ca_pem.trim().is_empty() {
             let ca_der = first_certificate_der(&ca_pem, "CA certificate")?;
-            X509Certificate::from_der(&ca_der).map_err(|e| {
-                CertificateError::InvalidCertificate {
-                    what: "CA certificate",
-                    reason: e.to_string(),
-                }
+            X509Certificate::from_der(&ca_der).map_err(|e| CertificateError::Unreadable {
+                what: "CA certificate",
+                source: e.into(),
             })?;
         }
         check_tls_identity(&key_pem, &certificate_der, &chain_pem)?;
@@ -151,20 +149,14 @@ impl ClientCredentials {
 fn decode_base64_pem(field: &'static str, value: &str) -> Result<String, CertificateError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(value.trim())
-        .map_err(|e| CertificateError::InvalidEncoding {
-            field,
-            reason: e.to_string(),
-        })?;
-    String::from_utf8(bytes).map_err(|_| CertificateError::InvalidEncoding {
-        field,
-        reason: "the decoded value is not PEM text".into(),
-    })
+        .map_err(|source| CertificateError::InvalidEncoding { field, source })?;
+    String::from_utf8(bytes).map_err(|_| CertificateError::NotText { field })
 }
 
 fn first_certificate_der(pem_text: &str, what: &'static str) -> Result<Vec<u8>, CertificateError> {
-    let blocks = ::pem::parse_many(pem_text).map_err(|e| CertificateError::InvalidCertificate {
+    let blocks = ::pem::parse_many(pem_text).map_err(|e| CertificateError::Unreadable {
         what,
-        reason: format!("not PEM: {e}"),
+        source: e.into(),
     })?;
     blocks
         .into_iter()
@@ -193,8 +185,11 @@ fn check_tls_identity(
     let mut certificates = 0;
     for (what, text) in [("private key", key_pem), ("certificate chain", chain_pem)] {
         let mut reader = std::io::Cursor::new(text.as_bytes());
-        while let Some((kind, der)) = from_buf(&mut reader)
-            .map_err(|e| invalid(what, format!("not PEM a TLS client can read: {e}")))?
+        while let Some((kind, der)) =
+            from_buf(&mut reader).map_err(|e| CertificateError::Unreadable {
+                what,
+                source: e.into(),
+            })?
         {
             match kind {
                 SectionKind::Certificate if what == "certificate chain" => {
@@ -231,9 +226,9 @@ fn certificate_info(
     certificate: &X509Certificate<'_>,
 ) -> Result<CertificateInfo, CertificateError> {
     let time = |t: ASN1Time| {
-        Timestamp::from_second(t.timestamp()).map_err(|e| CertificateError::InvalidCertificate {
-            what: "client certificate",
-            reason: format!("validity out of range: {e}"),
+        Timestamp::from_second(t.timestamp()).map_err(|e| CertificateError::Unreadable {
+            what: "client certificate's validity",
+            source: e.into(),
         })
     };
     let validity = certificate.validity();
@@ -384,7 +379,7 @@ mod tests {
         assert!(
             matches!(
                 error,
-                CertificateError::InvalidCertificate {
+                CertificateError::Unreadable {
                     what: "certificate chain",
                     ..
                 }

@@ -14,16 +14,32 @@ pub use subject::{Subject, SubjectError};
 pub enum CertificateError {
     #[error("the Connector asked for key algorithm {0:?}, which the agent does not support (supported: rsa2048, rsa4096)")]
     UnsupportedKeyAlgorithm(String),
-    #[error("cannot generate a private key: {0}")]
-    KeyGeneration(rcgen::Error),
-    #[error("cannot create the certificate signing request: {0}")]
-    CsrGeneration(rcgen::Error),
-    #[error("the private key is not a valid PEM key: {0}")]
-    InvalidKey(rcgen::Error),
+    #[error("cannot generate a private key")]
+    KeyGeneration(#[source] rcgen::Error),
+    #[error("cannot create the certificate signing request")]
+    CsrGeneration(#[source] rcgen::Error),
+    #[error("the private key is not a valid PEM key")]
+    InvalidKey(#[source] rcgen::Error),
+    /// It does not parse.
+    #[error("the {what} cannot be read")]
+    Unreadable {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// It parses, but is not what it must be.
     #[error("the {what} is not valid: {reason}")]
     InvalidCertificate { what: &'static str, reason: String },
-    #[error("the Connector's {field} is not base64 of PEM: {reason}")]
-    InvalidEncoding { field: &'static str, reason: String },
+    #[error("the Connector's {field} is not base64")]
+    InvalidEncoding {
+        field: &'static str,
+        #[source]
+        source: base64::DecodeError,
+    },
+    #[error("the Connector's {field} is not base64 of PEM text")]
+    NotText { field: &'static str },
+    #[error("the certificate subject from the Connector is not valid")]
+    InvalidSubject(#[source] subject::SubjectError),
     #[error("the client certificate does not belong to the private key")]
     KeyMismatch,
     #[error("the certificate chain does not start with the client certificate")]

@@ -3,6 +3,7 @@
 
 pub mod status;
 
+use crate::report::Report;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
@@ -159,7 +160,7 @@ fn run(settings: Settings) -> ExitCode {
         let client = match kube::Client::try_default().await {
             Ok(client) => client,
             Err(error) => {
-                tracing::error!(%error, "cannot configure the Kubernetes client (in-cluster or KUBECONFIG)");
+                tracing::error!(error = %Report(&error), "cannot configure the Kubernetes client (in-cluster or KUBECONFIG)");
                 return ExitCode::FAILURE;
             }
         };
@@ -167,7 +168,7 @@ fn run(settings: Settings) -> ExitCode {
         let agent = match Agent::start(client, settings, shutdown.clone()).await {
             Ok(agent) => agent,
             Err(error) => {
-                tracing::error!(%error, "cannot start the agent");
+                tracing::error!(error = %Report(&error), "cannot start the agent");
                 return ExitCode::FAILURE;
             }
         };

@@ -147,7 +147,7 @@ pub async fn stored_certificate(
     .load()
     .await
     .map(|credentials| credentials.info().clone())
-    .map_err(|error| error.to_string())
+    .map_err(|error| crate::report::report(&error))
 }
 
 /// The report as a table for a terminal.

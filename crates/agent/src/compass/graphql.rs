@@ -63,14 +63,13 @@ impl GraphqlClient {
         tls: &TlsSettings,
         identity: Option<&ClientCredentials>,
     ) -> Result<GraphqlClient, CompassError> {
-        let parsed = url::Url::parse(url).map_err(|e| CompassError::InvalidUrl {
+        let parsed = url::Url::parse(url).map_err(|source| CompassError::InvalidUrl {
             url: url.to_string(),
-            reason: e.to_string(),
+            source,
         })?;
         if parsed.scheme() != "https" && parsed.scheme() != "http" {
-            return Err(CompassError::InvalidUrl {
+            return Err(CompassError::UnsupportedScheme {
                 url: url.to_string(),
-                reason: format!("scheme {:?} is not http or https", parsed.scheme()),
             });
         }
         let mut builder = reqwest::Client::builder()
@@ -80,22 +79,25 @@ impl GraphqlClient {
             .tls_danger_accept_invalid_certs(tls.skip_verify);
         if let Some(pem) = &tls.extra_roots_pem {
             let roots =
-                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| CompassError::Tls {
-                    reason: format!("the extra CA bundle is not valid PEM: {e}"),
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|source| CompassError::Tls {
+                    what: "the extra CA bundle is not valid PEM",
+                    source,
                 })?;
             builder = builder.tls_certs_merge(roots);
         }
         if let Some(credentials) = identity {
             let identity =
-                reqwest::Identity::from_pem(&credentials.identity_pem()).map_err(|e| {
+                reqwest::Identity::from_pem(&credentials.identity_pem()).map_err(|source| {
                     CompassError::Tls {
-                        reason: format!("the client certificate cannot be used for TLS: {e}"),
+                        what: "the client certificate cannot be used for TLS",
+                        source,
                     }
                 })?;
             builder = builder.identity(identity);
         }
-        let http = builder.build().map_err(|e| CompassError::Tls {
-            reason: format!("cannot build the HTTP client: {e}"),
+        let http = builder.build().map_err(|source| CompassError::Tls {
+            what: "cannot build the HTTP client",
+            source,
         })?;
         Ok(GraphqlClient {
             http,

@@ -9,22 +9,35 @@ pub mod model;
 
 pub use graphql::{GraphqlClient, TlsSettings};
 
+/// What went wrong talking to Compass. Each text says only its own part;
+/// the cause, where there is one, is the `source` (see `crate::report`).
 #[derive(Debug, thiserror::Error)]
 pub enum CompassError {
-    #[error("Compass URL {url:?} is not valid: {reason}")]
-    InvalidUrl { url: String, reason: String },
-    #[error("TLS setup failed: {reason}")]
-    Tls { reason: String },
+    #[error("Compass URL {url:?} is not valid")]
+    InvalidUrl {
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("Compass URL {url:?} is not http or https")]
+    UnsupportedScheme { url: String },
+    #[error("TLS setup failed: {what}")]
+    Tls {
+        what: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("{operation}: no answer from {url} within the timeout")]
     Timeout {
         operation: &'static str,
         url: String,
     },
-    #[error("{operation}: cannot reach {url}: {reason}")]
+    #[error("{operation}: cannot reach {url}")]
     Unreachable {
         operation: &'static str,
         url: String,
-        reason: String,
+        #[source]
+        source: reqwest::Error,
     },
     /// Compass refused the caller's credentials (a token or a client certificate).
     #[error("{operation}: Compass refused the credentials: {reason}")]
@@ -81,7 +94,7 @@ impl CompassError {
         CompassError::Unreachable {
             operation,
             url: url.to_string(),
-            reason: error_chain(&error),
+            source: error,
         }
     }
 
@@ -107,7 +120,9 @@ impl CompassError {
     /// A short, bounded category for metrics labels and Event reasons.
     pub fn category(&self) -> &'static str {
         match self {
-            CompassError::InvalidUrl { .. } => "InvalidURL",
+            CompassError::InvalidUrl { .. } | CompassError::UnsupportedScheme { .. } => {
+                "InvalidURL"
+            }
             CompassError::Tls { .. } => "TLSSetup",
             CompassError::Timeout { .. } => "Timeout",
             CompassError::Unreachable { .. } => "Unreachable",
@@ -142,19 +157,4 @@ fn certificate_alert(error: &(dyn std::error::Error + 'static)) -> Option<String
         source = current.source();
     }
     None
-}
-
-/// `a: b: c` from an error and its sources, for messages.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(current) = source {
-        let part = current.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = current.source();
-    }
-    text
 }

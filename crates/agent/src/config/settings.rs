@@ -164,17 +164,23 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Settings with every default, for tests and tools.
+    /// Settings with every default, for tests and tools: the process's
+    /// `APP_*` environment is not read (a test must not depend on the shell
+    /// it runs in, and a bad value there must not panic here).
     pub fn defaults() -> Settings {
+        use clap::{CommandFactory, FromArgMatches};
+
         #[derive(clap::Parser)]
         struct Only {
             #[command(flatten)]
             settings: Settings,
         }
-        // Parsing an empty command line cannot fail: every setting has a default.
-        <Only as clap::Parser>::try_parse_from(["agent"])
+        let command = Only::command().mut_args(|arg| arg.env(None));
+        let matches = command.get_matches_from(["agent"]);
+        // Every setting has a default that parses; a unit test keeps it so.
+        Only::from_arg_matches(&matches)
             .map(|only| only.settings)
-            .unwrap_or_else(|error| unreachable!("default settings must parse: {error}"))
+            .unwrap_or_else(|error| panic!("the default settings do not parse: {error}"))
     }
 }
 
@@ -216,6 +222,40 @@ mod tests {
         assert_eq!(s.runtime_console_url, "https://console.kyma.local");
         assert_eq!(s.health_port, 8090);
         assert_eq!(s.integration_namespace, "kyma-system");
+    }
+
+    /// Run by `defaults_ignore_the_environment` in a process of its own,
+    /// with a bad `APP_HEALTH_PORT` set.
+    #[test]
+    #[ignore = "run by defaults_ignore_the_environment with a bad APP_HEALTH_PORT"]
+    fn defaults_in_a_bad_environment() {
+        assert_eq!(
+            std::env::var("APP_HEALTH_PORT").as_deref(),
+            Ok("not-a-port")
+        );
+        assert_eq!(Settings::defaults().health_port, 8090);
+    }
+
+    #[test]
+    fn defaults_ignore_the_environment() {
+        // In a child process: setting a variable here would race with the
+        // other tests, which parse the environment.
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "config::settings::tests::defaults_in_a_bad_environment",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env("APP_HEALTH_PORT", "not-a-port")
+            .output()
+            .expect("the test binary runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub enum SourceError {
         /// Why a place was not looked at, if one was not.
         note: String,
     },
-    #[error("cannot read the connection configuration {origin}: {source}")]
+    #[error("cannot read the connection configuration {origin}")]
     Unreadable {
         origin: SourceOrigin,
         #[source]

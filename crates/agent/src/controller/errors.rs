@@ -5,6 +5,7 @@
 use crate::certificates::CertificateError;
 use crate::compass::CompassError;
 use crate::config::SourceError;
+use crate::crd::compass_connection::ConnectionState;
 use crate::k8s::applications::ApplyError;
 use crate::k8s::connection::ConnectionStoreError;
 use crate::k8s::credentials_store::CredentialsStoreError;
@@ -25,8 +26,8 @@ pub enum ConnectionError {
     CertificateExpired(jiff::Timestamp),
     #[error("the certificate-secured Connector URL is not known (spec.managementInfo.connectorUrl is empty)")]
     NoConnectorUrl,
-    #[error("key generation failed: {0}")]
-    KeyGenerationTask(String),
+    #[error("key generation did not finish")]
+    KeyGenerationTask(#[source] tokio::task::JoinError),
 }
 
 impl ConnectionError {
@@ -62,17 +63,28 @@ impl ConnectionError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    #[error("cannot read the connection configuration: {0}")]
+    #[error(transparent)]
     Configuration(#[from] SourceError),
-    #[error("cannot fetch applications from the Director: {0}")]
-    Fetch(CompassError),
+    #[error("cannot fetch applications from the Director")]
+    Fetch(#[source] CompassError),
     #[error(transparent)]
     ReadCluster(#[from] ApplyError),
-    #[error("cannot label the Runtime in the Director: {0}")]
-    Labels(CompassError),
+    #[error("cannot label the Runtime in the Director")]
+    Labels(#[source] CompassError),
 }
 
 impl SyncError {
+    /// The state a synchronization that failed so leaves.
+    pub fn state(&self) -> ConnectionState {
+        match self {
+            SyncError::Labels(_) => ConnectionState::MetadataUpdateFailed,
+            SyncError::ReadCluster(_) => ConnectionState::ResourceApplicationFailed,
+            SyncError::Configuration(_) | SyncError::Fetch(_) => {
+                ConnectionState::SynchronizationFailed
+            }
+        }
+    }
+
     /// The reason of the Warning Event: a small fixed set.
     pub fn category(&self) -> &'static str {
         match self {
@@ -89,4 +101,45 @@ impl SyncError {
 pub enum ReconcileError {
     #[error(transparent)]
     Store(#[from] ConnectionStoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_sync_leaves_the_state_its_kind_says() {
+        let compass = || CompassError::NullData {
+            operation: "applicationsForRuntime",
+        };
+        let forbidden = kube::Error::Api(Box::new(
+            kube::core::Status::failure("forbidden", "Forbidden").with_code(403),
+        ));
+        for (error, state, category) in [
+            (
+                SyncError::Fetch(compass()),
+                ConnectionState::SynchronizationFailed,
+                "NullData",
+            ),
+            (
+                SyncError::Labels(compass()),
+                ConnectionState::MetadataUpdateFailed,
+                "MetadataUpdateFailed",
+            ),
+            (
+                SyncError::ReadCluster(ApplyError::List {
+                    what: "Applications",
+                    source: forbidden,
+                }),
+                ConnectionState::ResourceApplicationFailed,
+                "KubernetesAPI",
+            ),
+        ] {
+            assert_eq!(
+                (error.state(), error.category()),
+                (state, category),
+                "{error}"
+            );
+        }
+    }
 }

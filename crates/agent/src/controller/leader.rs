@@ -8,6 +8,7 @@
 //! renew deadline, which is shorter than the lease duration: it stops writing
 //! before another replica may take over.
 
+use crate::report::Report;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -237,7 +238,9 @@ impl Elector {
         spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
         match self.api.replace(name, &write_params(), &lease).await {
             Ok(_) => tracing::info!(lease = %self.config.lease, "released the leader Lease"),
-            Err(error) => tracing::warn!(%error, "cannot release the leader Lease"),
+            Err(error) => {
+                tracing::warn!(error = %Report(&error), "cannot release the leader Lease")
+            }
         }
     }
 }
@@ -259,7 +262,9 @@ pub async fn run_elected(ctx: Arc<Context>, config: ElectionConfig, shutdown: Ca
             match elector.try_acquire_or_renew().await {
                 Ok(true) => break,
                 Ok(false) => {}
-                Err(error) => tracing::warn!(%error, "cannot read or take the leader Lease"),
+                Err(error) => {
+                    tracing::warn!(error = %Report(&error), "cannot read or take the leader Lease")
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -309,7 +314,9 @@ async fn lead(
         match tokio::time::timeout(left, elector.try_acquire_or_renew()).await {
             Ok(Ok(true)) => last_renewal = Instant::now(),
             Ok(Ok(false)) => return TermEnd::Lost("another replica holds the Lease".into()),
-            Ok(Err(error)) => tracing::warn!(%error, "cannot renew the leader Lease"),
+            Ok(Err(error)) => {
+                tracing::warn!(error = %Report(&error), "cannot renew the leader Lease")
+            }
             Err(_) => {}
         }
         if last_renewal.elapsed() >= config.renew_deadline {

@@ -2,12 +2,16 @@
 //! `compass-connection`, plus a small task that recreates the resource when it
 //! is missing (deleting it forces a new connection with the configured token).
 
-pub mod cycle;
+pub mod connection;
+pub mod context;
 pub mod decide;
 pub mod errors;
 pub mod leader;
 pub mod metrics;
+pub mod reconcile;
+pub mod synchronize;
 
+use crate::report::Report;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +23,8 @@ use kube::runtime::{Controller, WatchStreamExt};
 use kube::Api;
 use tokio_util::sync::CancellationToken;
 
-pub use cycle::{error_policy, reconcile, Context};
+pub use context::Context;
+pub use reconcile::{error_policy, reconcile};
 
 use crate::config::SourceKind;
 use crate::crd::compass_connection::{CompassConnection, COMPASS_CONNECTION_NAME};
@@ -67,10 +72,20 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
-            // A watch that fails (RBAC, the API server gone) or a reconcile
-            // that could not record its outcome: an operator must see it.
-            if let Err(error) = result {
-                tracing::warn!(%error, "the controller could not reconcile compass-connection");
+            use kube::runtime::controller::Error;
+            match result {
+                Ok(_) => {}
+                // Expected around a deletion: the next watch event recreates it.
+                Err(Error::ObjectNotFound(object)) => {
+                    tracing::debug!(%object, "compass-connection is gone; it will be recreated")
+                }
+                // Logged by error_policy, with what happens next.
+                Err(Error::ReconcilerFailed(..)) => {}
+                // A watch that fails (RBAC, the API server gone): an operator
+                // must see it.
+                Err(error) => {
+                    tracing::warn!(error = %Report(&error), "the controller cannot watch what it reconciles")
+                }
             }
         })
         .await;
@@ -151,7 +166,9 @@ async fn keep_connection_resource(ctx: Arc<Context>, shutdown: CancellationToken
                 )
                 .await;
             }
-            Err(error) => tracing::warn!(%error, "watching CompassConnection failed; retrying"),
+            Err(error) => {
+                tracing::warn!(error = %Report(&error), "watching CompassConnection failed; retrying")
+            }
         }
     }
 }
@@ -170,7 +187,7 @@ async fn create_until_done(ctx: &Context, shutdown: &CancellationToken, why: &st
         match ctx.connections.create_initial().await {
             Ok(()) => return,
             Err(error) => {
-                tracing::warn!(%error, "cannot create CompassConnection; retrying in {delay:?}")
+                tracing::warn!(error = %Report(&error), "cannot create CompassConnection; retrying in {delay:?}")
             }
         }
         tokio::select! {

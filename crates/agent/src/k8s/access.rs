@@ -13,7 +13,7 @@
 //! A 403 later on (a role changed while the agent runs) turns the matching
 //! permission off the same way (see [`Permission::refused`]).
 
-use std::fmt;
+use crate::report::Report;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use k8s_openapi::api::authorization::v1::{
@@ -47,9 +47,9 @@ impl Permission {
 
     /// The API server refused it after all: use the way around from now on.
     /// Says so in the log the first time only.
-    pub fn refused(&self, error: &dyn fmt::Display) {
+    pub fn refused(&self, error: &kube::Error) {
         if self.allowed.swap(false, Ordering::Relaxed) {
-            tracing::warn!(%error, "the API server refused to {}; doing without it from now on", self.what);
+            tracing::warn!(error = %Report(error), "the API server refused to {}; doing without it from now on", self.what);
         }
     }
 }
@@ -204,10 +204,10 @@ async fn may(
     resource: &'static str,
     name: Option<&str>,
 ) -> bool {
-    let group = if resource == "events" {
-        "events.k8s.io"
-    } else {
-        ""
+    let group = match resource {
+        "events" => "events.k8s.io",
+        "leases" => "coordination.k8s.io",
+        _ => "",
     };
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
@@ -229,7 +229,7 @@ async fn may(
     {
         Ok(answer) => answer.status.is_some_and(|status| status.allowed),
         Err(error) => {
-            tracing::warn!(%error, verb, resource, namespace, "cannot ask the API server what the agent may do; assuming it may not");
+            tracing::warn!(error = %Report(&error), verb, resource, namespace, "cannot ask the API server what the agent may do; assuming it may not");
             false
         }
     }
@@ -248,9 +248,14 @@ mod tests {
     fn a_refused_permission_stays_off() {
         let permission = Permission::new("do it", true);
         assert!(permission.allowed());
-        permission.refused(&"403");
+        let forbidden = || {
+            kube::Error::Api(Box::new(
+                kube::core::Status::failure("forbidden", "Forbidden").with_code(403),
+            ))
+        };
+        permission.refused(&forbidden());
         assert!(!permission.allowed());
-        permission.refused(&"403 again");
+        permission.refused(&forbidden());
         assert!(!permission.allowed());
     }
 

@@ -26,6 +26,8 @@ use crate::crd::labels::{
     DATA_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SECRET_BUNDLE_LABEL,
 };
 use crate::k8s::write_params;
+use crate::report::report;
+use crate::sync::pending::UnpackError;
 use crate::sync::{
     ActualApplication, ActualSecret, ActualState, ApplicationAction, ApplicationPlan,
     ListedApplication, PackedApplication, Plan, SecretAction, SummaryCache, WantedSecret,
@@ -78,21 +80,49 @@ where
 /// How many more objects a metadata-only list page holds than a full one.
 const METADATA_PAGE_FACTOR: u32 = 5;
 
+/// Why one Application (or one of its Secrets) could not be written; the
+/// others go on.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("cannot read back the Application to write")]
+    Unpack(#[source] UnpackError),
+    #[error("cannot create Application")]
+    Create(#[source] kube::Error),
+    #[error("cannot read Application before updating it")]
+    ReadBeforeUpdate(#[source] kube::Error),
+    #[error("cannot update Application")]
+    Update(#[source] kube::Error),
+    #[error("cannot read the updated Application")]
+    DecodeUpdated(#[source] serde_json::Error),
+    #[error("the API server returned the Application without a uid")]
+    NoUid,
+    #[error("cannot delete Application")]
+    Delete(#[source] kube::Error),
+    #[error("cannot write Secret {name}")]
+    Secret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Why the cluster's Applications and Secrets could not be read: the sync
+/// cannot plan (and so deletes nothing).
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("cannot list {what}: {source}")]
+    #[error("cannot list {what}")]
     List {
         what: &'static str,
         #[source]
         source: kube::Error,
     },
-    #[error("cannot read Application {name}: {source}")]
+    #[error("cannot read Application {name}")]
     Read {
         name: String,
         #[source]
         source: kube::Error,
     },
-    #[error("cannot read Secret {name}: {source}")]
+    #[error("cannot read Secret {name}")]
     ReadSecret {
         name: String,
         #[source]
@@ -411,6 +441,7 @@ impl ApplicationWriter {
         let operation = match written {
             Ok(operation) => operation,
             Err(error) => {
+                let error = report(&error);
                 tracing::warn!(application = %plan.name, %error, "cannot synchronize application");
                 return ApplyOutcome::of(result(SyncOperation::Failed, error));
             }
@@ -431,6 +462,7 @@ impl ApplicationWriter {
                     (SyncOperation::Deleted, String::new())
                 }
                 Err(error) => {
+                    let error = report(&error);
                     tracing::warn!(old = %old.name, new = %plan.name, %error, "cannot delete the Application under an old name");
                     (SyncOperation::Failed, error)
                 }
@@ -445,7 +477,7 @@ impl ApplicationWriter {
         outcome
     }
 
-    async fn create_application(&self, packed: &PackedApplication) -> Result<String, String> {
+    async fn create_application(&self, packed: &PackedApplication) -> Result<String, WriteError> {
         let app = &unpack(packed)?;
         let created = self
             .counted(
@@ -454,7 +486,7 @@ impl ApplicationWriter {
                 self.applications.create(&write_params(), app),
             )
             .await
-            .map_err(|e| format!("cannot create Application: {}", describe(&e)))?;
+            .map_err(WriteError::Create)?;
         self.remember(&created).await;
         uid_of(&created)
     }
@@ -462,19 +494,18 @@ impl ApplicationWriter {
     /// Writes the fields the agent owns into the Application as it is now,
     /// keeping everything else (status, encodeUrl, others' labels, fields our
     /// types do not know): read, change, replace at the version read.
-    async fn update_application(&self, packed: &PackedApplication) -> Result<String, String> {
+    async fn update_application(&self, packed: &PackedApplication) -> Result<String, WriteError> {
         let app = &unpack(packed)?;
         let name = app.metadata.name.clone().unwrap_or_default();
         let owned = owned_fields(app);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let current = self.raw_applications.get_opt(&name).await.map_err(|e| {
-                format!(
-                    "cannot read Application before updating it: {}",
-                    describe(&e)
-                )
-            })?;
+            let current = self
+                .raw_applications
+                .get_opt(&name)
+                .await
+                .map_err(WriteError::ReadBeforeUpdate)?;
             // Deleted by someone since the sync read it: the Director still wants it.
             let Some(mut current) = current else {
                 return self.create_application(packed).await;
@@ -497,15 +528,13 @@ impl ApplicationWriter {
                 Ok(stored) => {
                     let stored: Application = serde_json::to_value(stored)
                         .and_then(serde_json::from_value)
-                        .map_err(|e| format!("cannot read the updated Application: {e}"))?;
+                        .map_err(WriteError::DecodeUpdated)?;
                     self.remember(&stored).await;
                     return uid_of(&stored);
                 }
                 // Changed by someone between our read and our write: again.
                 Err(error) if is_conflict(&error) && attempt < CONFLICT_RETRIES => {}
-                Err(error) => {
-                    return Err(format!("cannot update Application: {}", describe(&error)))
-                }
+                Err(error) => return Err(WriteError::Update(error)),
             }
         }
     }
@@ -515,11 +544,14 @@ impl ApplicationWriter {
         &self,
         name: &str,
         secrets: impl Iterator<Item = &str>,
-    ) -> Result<(), String> {
+    ) -> Result<(), WriteError> {
         for secret in secrets {
             self.delete_secret(secret)
                 .await
-                .map_err(|e| format!("cannot delete Secret {secret}: {}", describe(&e)))?;
+                .map_err(|source| WriteError::Secret {
+                    name: secret.to_string(),
+                    source,
+                })?;
         }
         match self
             .counted(
@@ -531,7 +563,7 @@ impl ApplicationWriter {
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(e) => Err(format!("cannot delete Application: {}", describe(&e))),
+            Err(error) => Err(WriteError::Delete(error)),
         }
     }
 
@@ -549,7 +581,11 @@ impl ApplicationWriter {
         }
     }
 
-    async fn write_secrets(&self, plan: &ApplicationPlan, owner_uid: &str) -> Result<(), String> {
+    async fn write_secrets(
+        &self,
+        plan: &ApplicationPlan,
+        owner_uid: &str,
+    ) -> Result<(), WriteError> {
         for action in &plan.secrets {
             let name = action.secret_name();
             let outcome = match action {
@@ -570,7 +606,10 @@ impl ApplicationWriter {
                 }
                 SecretAction::Delete(name) => self.delete_secret(name).await,
             };
-            outcome.map_err(|e| format!("cannot write Secret {name}: {}", describe(&e)))?;
+            outcome.map_err(|source| WriteError::Secret {
+                name: name.to_string(),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -680,25 +719,12 @@ fn owned_fields(app: &Application) -> serde_json::Value {
     })
 }
 
-fn unpack(packed: &PackedApplication) -> Result<Application, String> {
-    packed
-        .unpack()
-        .map_err(|e| format!("cannot read back the Application to write: {e}"))
+fn unpack(packed: &PackedApplication) -> Result<Application, WriteError> {
+    packed.unpack().map_err(WriteError::Unpack)
 }
 
-fn uid_of(app: &Application) -> Result<String, String> {
-    app.metadata
-        .uid
-        .clone()
-        .ok_or_else(|| "the API server returned the Application without a uid".to_string())
-}
-
-/// The API server's own message (it names the field it refused), not Debug noise.
-fn describe(error: &kube::Error) -> String {
-    match error {
-        kube::Error::Api(status) => status.message.clone(),
-        other => other.to_string(),
-    }
+fn uid_of(app: &Application) -> Result<String, WriteError> {
+    app.metadata.uid.clone().ok_or(WriteError::NoUid)
 }
 
 #[cfg(test)]

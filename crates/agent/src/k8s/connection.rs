@@ -3,6 +3,7 @@
 //! status subresource, or, on clusters with the original CRD (which has
 //! none), with the object itself.
 
+use crate::report::Report;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
@@ -18,7 +19,7 @@ use crate::crd::compass_connection::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionStoreError {
-    #[error("cannot {action} CompassConnection {COMPASS_CONNECTION_NAME}: {source}")]
+    #[error("cannot {action} CompassConnection {COMPASS_CONNECTION_NAME}")]
     Api {
         action: &'static str,
         #[source]
@@ -28,7 +29,7 @@ pub enum ConnectionStoreError {
     Conflict,
     #[error("CompassConnection {COMPASS_CONNECTION_NAME} is gone")]
     Gone,
-    #[error("cannot write the status of CompassConnection {COMPASS_CONNECTION_NAME}: its CRD has a status subresource and the agent may not update compassconnections/status ({source})")]
+    #[error("cannot write the status of CompassConnection {COMPASS_CONNECTION_NAME}: its CRD has a status subresource and the agent may not update compassconnections/status")]
     StatusForbidden {
         #[source]
         source: kube::Error,
@@ -187,7 +188,7 @@ impl ConnectionStore {
             }
             Err(error) => {
                 // Try the subresource; a 404 tells that there is none.
-                tracing::warn!(%error, "cannot read the CompassConnection CRD from the API server's discovery");
+                tracing::warn!(error = %Report(&error), "cannot read the CompassConnection CRD from the API server's discovery");
                 return STATUS_SUBRESOURCE;
             }
         };

@@ -2,6 +2,7 @@
 //! APP_CLUSTER_CERTIFICATES_SECRET and `cacert` in APP_CA_CERTIFICATES_SECRET.
 //! Keys the agent does not own are kept: writes merge, never replace.
 
+use crate::report::Report;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -25,25 +26,25 @@ pub enum CredentialsStoreError {
     Missing(String),
     #[error("the client certificate Secret {secret} has no {key:?} key")]
     MissingKey { secret: String, key: &'static str },
-    #[error("the credentials in Secret {secret} are not usable: {source}")]
+    #[error("the credentials in Secret {secret} are not usable")]
     Invalid {
         secret: String,
         #[source]
         source: CertificateError,
     },
-    #[error("cannot read Secret {secret}: {source}")]
+    #[error("cannot read Secret {secret}")]
     Read {
         secret: String,
         #[source]
         source: kube::Error,
     },
-    #[error("cannot write Secret {secret}: {source}")]
+    #[error("cannot write Secret {secret}")]
     Write {
         secret: String,
         #[source]
         source: kube::Error,
     },
-    #[error("the client certificate could not be stored in Secret {secret}, so the one-time token was not used: {source}")]
+    #[error("the client certificate could not be stored in Secret {secret}, so the one-time token was not used")]
     NotWritable {
         secret: String,
         #[source]
@@ -116,7 +117,7 @@ impl CredentialsStore {
         let secret = match self.api(&self.ca).get_opt(&self.ca.name).await {
             Ok(secret) => secret,
             Err(error) => {
-                tracing::warn!(secret = %self.ca, %error, "cannot read the CA Secret; going on without the stored CA");
+                tracing::warn!(secret = %self.ca, error = %Report(&error), "cannot read the CA Secret; going on without the stored CA");
                 None
             }
         };

@@ -2,6 +2,7 @@
 //! failures, so `kubectl describe compassconnection` tells the story. Repeats
 //! of the same reason are aggregated into one Event series by kube's recorder.
 
+use crate::report::Report;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -117,7 +118,7 @@ impl EventRecorder {
             Ok(()) => {}
             Err(error) if is_forbidden(&error) => self.access.events.refused(&error),
             Err(error) => {
-                tracing::warn!(%error, reason = %event.reason, "cannot publish a Kubernetes Event")
+                tracing::warn!(error = %Report(&error), reason = %event.reason, "cannot publish a Kubernetes Event")
             }
         }
     }
@@ -125,12 +126,5 @@ impl EventRecorder {
 
 /// Event notes are limited to 1 kB.
 fn truncate(text: &str) -> String {
-    if text.len() <= 1000 {
-        return text.to_string();
-    }
-    let mut cut = 1000;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &text[..cut])
+    crate::report::bounded(text, 1000)
 }

@@ -116,15 +116,6 @@ impl SecretData {
     }
 }
 
-impl std::ops::Index<&str> for SecretData {
-    type Output = [u8];
-
-    fn index(&self, key: &str) -> &[u8] {
-        self.get(key)
-            .unwrap_or_else(|| panic!("no key {key:?} in the Secret data"))
-    }
-}
-
 /// sha1 over the keys and values in key order, each prefixed by its length.
 pub fn data_hash<'a>(data: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
     use sha1::{Digest, Sha1};
@@ -214,25 +205,15 @@ fn to_service(
             &bundle.name,
             &api.name,
         ),
-        gateway_url: None,
-        access_label: None,
-        api_type: None,
-        specification_url: None,
         credentials: credentials.clone(),
         request_parameters_secret_name: parameters_secret.clone().unwrap_or_default(),
+        ..Entry::default()
     });
     let event_entries = bundle.event_definitions.iter().map(|event| Entry {
         entry_type: EntryType::Events,
         id: event.id.clone(),
         name: event.name.clone(),
-        target_url: String::new(),
-        central_gateway_url: String::new(),
-        gateway_url: None,
-        access_label: None,
-        api_type: None,
-        specification_url: None,
-        credentials: None,
-        request_parameters_secret_name: String::new(),
+        ..Entry::default()
     });
     Service {
         id: bundle.id.clone(),
@@ -505,13 +486,16 @@ mod tests {
             panic!("expected two secrets, found {:?}", wanted.secrets)
         };
         assert_eq!(credentials_secret.name, "shop-b-1");
-        assert_eq!(&credentials_secret.data["clientId"], b"client");
-        assert_eq!(&credentials_secret.data["clientSecret"], b"secret");
+        assert_eq!(credentials_secret.data.get("clientId").unwrap(), b"client");
+        assert_eq!(
+            credentials_secret.data.get("clientSecret").unwrap(),
+            b"secret"
+        );
         assert_eq!(credentials_secret.labels()["app"], "shop");
         assert_eq!(credentials_secret.labels()["bundleId"], "b-1");
         assert_eq!(parameters_secret.name, "params-shop-b-1");
         assert_eq!(
-            &parameters_secret.data["headers"],
+            parameters_secret.data.get("headers").unwrap(),
             br#"{"X-Tenant":["t1"]}"#
         );
         assert!(
@@ -545,8 +529,8 @@ mod tests {
         assert_eq!(credentials.authentication_url, "");
         assert_eq!(credentials.csrf_info, None);
         assert_eq!(wanted.secrets.len(), 1);
-        assert_eq!(&wanted.secrets[0].data["username"], b"user");
-        assert_eq!(&wanted.secrets[0].data["password"], b"pass");
+        assert_eq!(wanted.secrets[0].data.get("username").unwrap(), b"user");
+        assert_eq!(wanted.secrets[0].data.get("password").unwrap(), b"pass");
     }
 
     #[test]
@@ -564,7 +548,7 @@ mod tests {
         );
         assert_eq!(wanted.secrets.len(), 1);
         assert_eq!(
-            &wanted.secrets[0].data["queryParameters"],
+            wanted.secrets[0].data.get("queryParameters").unwrap(),
             br#"{"q":["1","2"]}"#
         );
         assert_eq!(

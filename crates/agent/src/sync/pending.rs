@@ -63,9 +63,9 @@ pub struct PackedApplication(Box<[u8]>);
 /// agent packed it itself, but reported rather than trusted.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    #[error("its packed text is damaged: {0}")]
+    #[error("its packed text is damaged")]
     Decompress(#[from] lz4_flex::block::DecompressError),
-    #[error("its packed text is not an Application: {0}")]
+    #[error("its packed text is not an Application")]
     Json(#[from] serde_json::Error),
 }
 
@@ -145,12 +145,7 @@ mod tests {
                         name: "Orders API".into(),
                         target_url: "https://shop.example.com/orders".into(),
                         central_gateway_url: "http://gateway/shop/orders".into(),
-                        gateway_url: None,
-                        access_label: None,
-                        api_type: None,
-                        specification_url: None,
-                        credentials: None,
-                        request_parameters_secret_name: String::new(),
+                        ..Entry::default()
                     }],
                     ..Service::default()
                 }],

@@ -7,6 +7,7 @@
 //! which a restart would not mend. Kyma's NetworkPolicy admits traffic to the
 //! agent's Pod on the health port only, hence `/metrics` there as well.
 
+use crate::report::Report;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -130,7 +131,7 @@ async fn serve(
         let server =
             axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(error) = server.await {
-            tracing::error!(%error, "HTTP endpoint stopped");
+            tracing::error!(error = %Report(&error), "HTTP endpoint stopped");
         }
     });
     Ok(bound)

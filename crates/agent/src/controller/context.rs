@@ -1,0 +1,251 @@
+//! Everything a reconcile needs (clients, stores, settings, telemetry), and
+//! what the agent remembers between reconciles: the backoff, where the
+//! configuration was read from, and a spent token's answer.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::Client;
+
+use super::connection::PendingSigning;
+use super::decide::{self, Requeue};
+use super::metrics::{AgentMetrics, ControllerMetrics};
+use crate::certificates::{renewal, CertificateInfo, ClientCredentials};
+use crate::compass::metrics::CompassMetrics;
+use crate::compass::{CompassError, GraphqlClient, TlsSettings};
+use crate::config::{
+    ConnectionParameters, Settings, SourceError, SourceKind, SourceLocation, SourceOrigin,
+};
+use crate::k8s::access::Access;
+use crate::k8s::applications::ApplicationWriter;
+use crate::k8s::connection::ConnectionStore;
+use crate::k8s::credentials_store::CredentialsStore;
+use crate::k8s::events::EventRecorder;
+use crate::sync::ConversionSettings;
+use crate::telemetry::health::Readiness;
+
+/// What the agent remembers between reconciles (lost on restart, by design:
+/// everything that matters is in the cluster).
+#[derive(Default)]
+struct Memory {
+    consecutive_failures: u32,
+    next_attempt_at: Option<Timestamp>,
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub connections: ConnectionStore,
+    pub credentials: CredentialsStore,
+    pub applications: ApplicationWriter,
+    pub tls: TlsSettings,
+    pub conversion: ConversionSettings,
+    pub metrics: Arc<ControllerMetrics>,
+    compass_metrics: Arc<CompassMetrics>,
+    pub readiness: Arc<Readiness>,
+    pub events: EventRecorder,
+    /// What the agent may do beyond its basic verbs (see `k8s::access`).
+    pub access: Arc<Access>,
+    memory: Mutex<Memory>,
+    /// Where the connection parameters were last read from (for the status).
+    configuration_source: Mutex<Option<SourceOrigin>>,
+    /// Survives `reset_backoff`: it is not a backoff, it is a spent token's worth.
+    pending_signing: Mutex<Option<PendingSigning>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        metrics: &AgentMetrics,
+        readiness: Arc<Readiness>,
+        access: Arc<Access>,
+    ) -> Result<Context, std::io::Error> {
+        let extra_roots_pem = match &settings.compass_ca_bundle {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot read APP_COMPASS_CA_BUNDLE {}: {e}", path.display()),
+                )
+            })?),
+            None => None,
+        };
+        Ok(Context {
+            connections: ConnectionStore::new(client.clone()),
+            credentials: CredentialsStore::new(
+                client.clone(),
+                settings.cluster_certificates_secret.clone(),
+                settings.ca_certificates_secret.clone(),
+            ),
+            applications: ApplicationWriter::new(
+                client.clone(),
+                &settings.integration_namespace,
+                settings.apply_concurrency,
+                settings.kubernetes_list_page_size,
+                metrics.kubernetes.clone(),
+                access.clone(),
+            ),
+            tls: TlsSettings {
+                skip_verify: settings.skip_compass_tls_verify,
+                extra_roots_pem,
+                request_timeout: settings.compass_request_timeout,
+            },
+            conversion: ConversionSettings {
+                central_gateway_url: settings.central_gateway_service_url.clone(),
+                skip_apps_tls_verify: settings.skip_apps_tls_verify,
+                // Decided per sync by the runtime's labels.
+                normalize_application_names: true,
+            },
+            events: EventRecorder::new(client.clone(), access.clone()),
+            access,
+            client,
+            settings,
+            metrics: metrics.controller.clone(),
+            compass_metrics: metrics.compass.clone(),
+            readiness,
+            memory: Mutex::new(Memory::default()),
+            configuration_source: Mutex::new(None),
+            pending_signing: Mutex::new(None),
+        })
+    }
+
+    /// Where the connection parameters are read from.
+    pub fn source_location(&self) -> SourceLocation {
+        SourceLocation {
+            kind: self.settings.agent_configuration_source,
+            name: self.settings.agent_configuration_secret.clone(),
+            may_read_config_map: self.settings.agent_configuration_source != SourceKind::Secret
+                && self.access.read_source_config_map,
+        }
+    }
+
+    /// Reads the connection parameters, and says in the log when they come
+    /// from another place than last time (e.g. the ConfigMap, there being no
+    /// Secret).
+    pub(super) async fn read_parameters(&self) -> Result<ConnectionParameters, SourceError> {
+        let parameters = ConnectionParameters::read(&self.client, &self.source_location()).await?;
+        let mut last = self
+            .configuration_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.as_ref() != Some(&parameters.origin) {
+            tracing::info!(source = %parameters.origin, "reading the connection configuration from {}", parameters.origin);
+            *last = Some(parameters.origin.clone());
+        }
+        Ok(parameters)
+    }
+
+    pub(super) fn configuration_source(&self) -> Option<String> {
+        self.configuration_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(ToString::to_string)
+    }
+
+    pub(super) fn pending_signing(&self) -> MutexGuard<'_, Option<PendingSigning>> {
+        self.pending_signing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// When the last reconcile scheduled the next attempt (unknown after a restart).
+    pub(super) fn next_attempt_at(&self) -> Option<Timestamp> {
+        self.memory().next_attempt_at
+    }
+
+    fn memory(&self) -> MutexGuard<'_, Memory> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forget failures: the next attempt may come at once (after the minimal
+    /// sync time). Called when the operator changes the configuration or
+    /// deletes `compass-connection`.
+    pub fn reset_backoff(&self) {
+        *self.memory() = Memory::default();
+    }
+
+    pub(super) fn graphql(
+        &self,
+        url: &str,
+        credentials: Option<&ClientCredentials>,
+        request_id: &str,
+    ) -> Result<GraphqlClient, CompassError> {
+        Ok(GraphqlClient::new(url, &self.tls, credentials)?
+            .with_request_id(request_id)
+            .with_metrics(self.compass_metrics.clone())
+            .with_query_logging(self.settings.query_logging))
+    }
+}
+
+impl Context {
+    /// Counts a failure and returns how long to wait before the next attempt.
+    pub(super) fn note_failure(&self, now: Timestamp) -> Duration {
+        let mut memory = self.memory();
+        memory.consecutive_failures = memory.consecutive_failures.saturating_add(1);
+        let base = self
+            .settings
+            .minimal_compass_sync_time
+            .max(Duration::from_secs(1));
+        let delay = decide::backoff_delay(
+            memory.consecutive_failures,
+            base,
+            self.settings.max_retry_delay,
+            rand::random(),
+        );
+        memory.next_attempt_at = jiff::SignedDuration::try_from(delay)
+            .ok()
+            .and_then(|d| now.checked_add(d).ok());
+        delay
+    }
+
+    /// Forgets failures and schedules the next attempt `delay` from `now`.
+    /// Reconciles that our own writes trigger before then only wait: without
+    /// this, every status write would start a new cycle after the minimal
+    /// sync time instead of after the sync period.
+    pub(super) fn note_success(&self, now: Timestamp, delay: Duration) {
+        let mut memory = self.memory();
+        memory.consecutive_failures = 0;
+        memory.next_attempt_at = jiff::SignedDuration::try_from(delay)
+            .ok()
+            .and_then(|d| now.checked_add(d).ok());
+    }
+}
+
+impl Context {
+    /// How long until the next cycle, and remembered for the reconciles our
+    /// own writes trigger meanwhile.
+    pub(super) fn schedule(
+        &self,
+        now: Timestamp,
+        requeue: Requeue,
+        certificate: Option<&CertificateInfo>,
+    ) -> Duration {
+        match requeue {
+            Requeue::Backoff => self.note_failure(now),
+            Requeue::Reconnect => {
+                let delay = self.settings.minimal_compass_sync_time;
+                self.note_success(now, delay);
+                delay
+            }
+            Requeue::AfterSuccess => {
+                let renewal = certificate.map(|info| {
+                    renewal::renewal_due_at(
+                        info,
+                        self.settings.cert_validity_renewal_threshold,
+                        self.settings.minimal_compass_sync_time,
+                    )
+                });
+                let delay = decide::requeue_after_success(
+                    now,
+                    self.settings.controller_sync_period,
+                    renewal,
+                );
+                self.note_success(now, delay);
+                delay
+            }
+        }
+    }
+}

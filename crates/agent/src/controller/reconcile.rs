@@ -1,0 +1,194 @@
+//! One reconcile of `compass-connection`: establish or maintain the
+//! connection, synchronize Applications, then write what `decide::transition`
+//! makes of it. The decisions are in `decide`; this file does the I/O.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::runtime::controller::Action;
+use tracing::Instrument;
+
+use super::connection::connect;
+use super::context::Context;
+use super::decide::{self, Cycle, Step};
+use super::errors::ReconcileError;
+use super::synchronize::synchronize;
+use crate::crd::compass_connection::{CompassConnection, ConnectionState};
+use crate::k8s::connection::{initial_status, ConnectionStoreError};
+use crate::report::Report;
+
+/// The reconcile entry point for the kube-runtime controller.
+pub async fn reconcile(
+    connection: Arc<CompassConnection>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!("reconcile", request_id = %request_id, runtime_id = tracing::field::Empty);
+    // The controller's cache may lag behind our own last writes (a spec write
+    // is seen before the status write that followed it); acting on a stale
+    // ConnectionFailed would spend the token again. Read the object fresh.
+    let fresh = match ctx.connections.get().await {
+        Ok(Some(fresh)) => fresh,
+        Ok(None) => return Ok(Action::await_change()),
+        Err(error) => {
+            tracing::warn!(error = %Report(&error), "cannot read compass-connection afresh; reconciling the controller's copy");
+            connection.as_ref().clone()
+        }
+    };
+    let result = reconcile_once(&fresh, &ctx, &request_id)
+        .instrument(span)
+        .await;
+    ctx.metrics.record_reconcile(result.is_ok());
+    result
+}
+
+/// After a reconcile failed as a whole (its status could not be written).
+pub fn error_policy(
+    _connection: Arc<CompassConnection>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
+    match error {
+        ReconcileError::Store(ConnectionStoreError::Conflict) => {
+            Action::requeue(Duration::from_millis(200))
+        }
+        ReconcileError::Store(ConnectionStoreError::Gone) => Action::await_change(),
+        ReconcileError::Store(_) => {
+            tracing::warn!(error = %Report(error), "cannot record the reconcile; retrying");
+            Action::requeue(ctx.note_failure(Timestamp::now()))
+        }
+    }
+}
+
+async fn reconcile_once(
+    connection: &CompassConnection,
+    ctx: &Context,
+    request_id: &str,
+) -> Result<Action, ReconcileError> {
+    let now = Timestamp::now();
+    let spec = &connection.spec;
+    let previous = connection.status.clone().unwrap_or_else(initial_status);
+    let step = decide::next_step(
+        now,
+        spec,
+        &previous,
+        ctx.settings.minimal_compass_sync_time,
+        ctx.next_attempt_at(),
+    );
+    if let Step::Wait(delay) = step {
+        return Ok(Action::requeue(delay));
+    }
+
+    let connected = connect(ctx, step, connection, request_id, now).await;
+    let mut sync = None;
+    if let Some(credentials) = &connected.credentials {
+        let info = credentials.info();
+        ctx.readiness
+            .set_certificate(info.not_before, info.not_after);
+        ctx.metrics
+            .set_certificate_not_after(info.not_after.as_second());
+        let sync_due = decide::sync_due(
+            now,
+            spec,
+            previous.synchronization_status.as_ref(),
+            ctx.settings.minimal_compass_sync_time,
+        );
+        if sync_due {
+            let management_info = decide::management_info_after(spec, &connected.outcome);
+            let (report, replaced) = synchronize(
+                ctx,
+                credentials,
+                &management_info,
+                previous.synchronization_status.clone(),
+                now,
+                request_id,
+            )
+            .await;
+            for replacement in &replaced {
+                ctx.events
+                    .publish_about_application(
+                        connection,
+                        &replacement.new,
+                        "ApplicationReplaced",
+                        &format!(
+                            "Application {} was replaced by {}: the Director application is named so now (see the runtime label isNormalized)",
+                            replacement.old, replacement.new
+                        ),
+                    )
+                    .await;
+            }
+            sync = Some(report);
+        }
+    }
+
+    let transition = decide::transition(Cycle {
+        now,
+        step,
+        spec,
+        previous: &previous,
+        connection: &connected.outcome,
+        sync,
+        configuration_source: ctx.configuration_source(),
+        generation: connection.metadata.generation,
+        judged_at: Timestamp::now(),
+    });
+    let status = &transition.status;
+    if connected.credentials.is_none()
+        && status.connection_state == ConnectionState::ConnectionFailed
+    {
+        ctx.readiness.clear();
+    }
+    ctx.metrics.set_connection_state(status.connection_state);
+    ctx.events
+        .publish_outcome(
+            connection,
+            previous.connection_state,
+            status.connection_state,
+            transition.failure,
+            &decide::current_error(status),
+        )
+        .await;
+
+    let uid = connection.metadata.uid.as_deref();
+    if !transition.spec.is_empty() {
+        let management_info = transition
+            .spec
+            .management_info
+            .as_ref()
+            .unwrap_or(&spec.management_info);
+        let written = ctx
+            .connections
+            .update_spec(
+                uid,
+                connection.metadata.resource_version.as_deref(),
+                management_info,
+                transition.spec.clear_resync_now,
+                transition.spec.clear_refresh_credentials_now,
+            )
+            .await;
+        let written = match written {
+            // Someone changed the object meanwhile; keep what they set (a
+            // flag stays for the next cycle), but record the URLs.
+            Err(ConnectionStoreError::Conflict) => {
+                ctx.connections
+                    .update_spec(uid, None, management_info, false, false)
+                    .await
+            }
+            other => other,
+        };
+        if let Err(error) = written {
+            // The status still tells what happened (e.g. that a token was spent).
+            ctx.connections.write_status(uid, status).await?;
+            return Err(error.into());
+        }
+    }
+    ctx.connections.write_status(uid, status).await?;
+
+    let certificate = connected.outcome.certificate();
+    Ok(Action::requeue(ctx.schedule(
+        now,
+        transition.requeue,
+        certificate,
+    )))
+}

@@ -1,0 +1,213 @@
+//! Synchronizing Applications: fetch from the Director (with the runtime's
+//! labels), read the cluster, plan, apply, label the Runtime.
+
+use std::time::Instant;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::connection::MAX_ERROR_LEN;
+use super::context::Context;
+use super::decide::{self, SyncReport};
+use super::errors::SyncError;
+use crate::certificates::ClientCredentials;
+use crate::compass::director::{DirectorClient, RuntimeLabelValues};
+use crate::crd::compass_connection::{ManagementInfo, SyncOperation, SynchronizationStatus};
+use crate::k8s::applications::{ApplyOutcome, Replacement};
+use crate::report::{bounded, report, Report};
+use crate::sync::{self, names, ConversionSettings, PendingApplication};
+
+pub const EVENTS_URL_LABEL: &str = "runtime_eventServiceUrl";
+pub const CONSOLE_URL_LABEL: &str = "runtime_consoleUrl";
+
+/// Fetches, plans, applies and labels. Never deletes anything unless the fetch
+/// succeeded completely. Returns what it came to, and the Applications that
+/// were replaced by one under a new name.
+pub(super) async fn synchronize(
+    ctx: &Context,
+    credentials: &ClientCredentials,
+    management_info: &ManagementInfo,
+    previous: Option<SynchronizationStatus>,
+    now: Timestamp,
+    request_id: &str,
+) -> (SyncReport, Vec<Replacement>) {
+    let started = Instant::now();
+    let mut status = previous.unwrap_or_default();
+    status.last_attempt = Some(Time(now));
+    status.error.clear();
+    let applied = fetch_and_apply(
+        ctx,
+        credentials,
+        management_info,
+        &mut status,
+        now,
+        request_id,
+    )
+    .await;
+    ctx.metrics.record_sync(started.elapsed().as_secs_f64());
+    let (report, replaced) = match applied {
+        Ok(applied) => {
+            let labels_error = applied.labels.err().map(|error| {
+                tracing::warn!(error = %Report(&error), "cannot label the Runtime");
+                report(&error)
+            });
+            let (state, error, failure) =
+                decide::after_apply(&applied.failed, applied.total, labels_error);
+            status.error = bounded(&error, MAX_ERROR_LEN);
+            (
+                SyncReport {
+                    state,
+                    status,
+                    failure,
+                },
+                applied.replaced,
+            )
+        }
+        Err(error) => {
+            tracing::warn!(error = %Report(&error), "synchronization failed");
+            status.error = bounded(&report(&error), MAX_ERROR_LEN);
+            (
+                SyncReport {
+                    state: error.state(),
+                    status,
+                    failure: Some(error.category()),
+                },
+                Vec::new(),
+            )
+        }
+    };
+    if report.state == decide::SYNCHRONIZED {
+        ctx.metrics.set_last_successful_sync(now.as_second());
+    }
+    (report, replaced)
+}
+
+/// What applying the Director's applications did.
+struct Applied {
+    /// `<name>: <error>` of each Application that failed.
+    failed: Vec<String>,
+    /// How many Applications the plan had.
+    total: usize,
+    replaced: Vec<Replacement>,
+    /// Labelling the Runtime, after the Applications.
+    labels: Result<(), SyncError>,
+}
+
+async fn fetch_and_apply(
+    ctx: &Context,
+    credentials: &ClientCredentials,
+    management_info: &ManagementInfo,
+    sync: &mut SynchronizationStatus,
+    now: Timestamp,
+    request_id: &str,
+) -> Result<Applied, SyncError> {
+    let parameters = ctx.read_parameters().await?;
+    let graphql = ctx
+        .graphql(&management_info.director_url, Some(credentials), request_id)
+        .map_err(SyncError::Fetch)?;
+    let director = DirectorClient::new(
+        graphql,
+        &parameters.runtime_id,
+        &parameters.tenant,
+        ctx.settings.director_page_size,
+    );
+    // The Director and the cluster are read at the same time; nothing is
+    // planned (so nothing deleted) unless the fetch succeeded completely.
+    let fetch = async {
+        let started = Instant::now();
+        // Each Director application is converted and packed as it arrives:
+        // the fetched forms of a thousand applications are never all in memory.
+        let mut wanted = Vec::new();
+        let mut conversion: Option<ConversionSettings> = None;
+        let labels = director
+            .for_each_application(|labels, app| {
+                // The runtime's labels decide how Applications are named.
+                let conversion = conversion.get_or_insert_with(|| ConversionSettings {
+                    normalize_application_names: names::normalizes_application_names(labels),
+                    ..ctx.conversion.clone()
+                });
+                let converted = sync::to_wanted_application(&app, conversion);
+                wanted.push(PendingApplication::from(converted));
+            })
+            .await
+            .map_err(SyncError::Fetch)?;
+        Ok::<_, SyncError>((wanted, labels, started.elapsed()))
+    };
+    let read_cluster = async {
+        let started = Instant::now();
+        let actual = ctx.applications.read_actual().await?;
+        Ok::<_, SyncError>((actual, started.elapsed()))
+    };
+    let (fetched, read) = tokio::join!(fetch, read_cluster);
+    let (wanted, runtime_labels, fetch_time) = fetched?;
+    sync.last_successful_fetch = Some(Time(now));
+    let (mut actual, read_time) = read?;
+    if !actual.secrets_listed {
+        let wanted_secrets: Vec<String> = wanted
+            .iter()
+            .flat_map(|app| &app.secrets)
+            .map(|secret| secret.name.clone())
+            .collect();
+        ctx.applications
+            .read_named_secrets(&mut actual, wanted_secrets)
+            .await?;
+    }
+    let wanted_count = wanted.len();
+    let phase = Instant::now();
+    let plan = sync::plan(wanted, &actual);
+    drop(actual);
+    let planned_writes = plan.writes();
+    let ApplyOutcome { results, replaced } = ctx.applications.apply(plan).await;
+    let apply_time = phase.elapsed();
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|r| r.operation == SyncOperation::Failed)
+        .collect();
+    tracing::info!(
+        applications = wanted_count,
+        writes = planned_writes,
+        failed = failed.len(),
+        fetch_ms = fetch_time.as_millis() as u64,
+        read_cluster_ms = read_time.as_millis() as u64,
+        apply_ms = apply_time.as_millis() as u64,
+        "applications synchronized"
+    );
+    ctx.metrics.set_applications_managed(wanted_count);
+    if failed.is_empty() {
+        sync.last_successful_application = Some(Time(now));
+    }
+    let failed: Vec<String> = failed
+        .iter()
+        .map(|r| format!("{}: {}", r.name, r.error))
+        .collect();
+    let total = results.len();
+    sync.applications = results;
+    let labels = label_runtime(ctx, &director, &runtime_labels).await;
+    Ok(Applied {
+        failed,
+        total,
+        replaced,
+        labels,
+    })
+}
+
+/// Sets the Runtime's URL labels that are missing or differ, and no others.
+/// `labels` are the Runtime's labels as read with the applications.
+async fn label_runtime(
+    ctx: &Context,
+    director: &DirectorClient,
+    labels: &RuntimeLabelValues,
+) -> Result<(), SyncError> {
+    for (key, value) in [
+        (EVENTS_URL_LABEL, ctx.settings.runtime_events_url.as_str()),
+        (CONSOLE_URL_LABEL, ctx.settings.runtime_console_url.as_str()),
+    ] {
+        if labels.get(key).and_then(|v| v.as_str()) != Some(value) {
+            director
+                .set_runtime_label(key, value)
+                .await
+                .map_err(SyncError::Labels)?;
+        }
+    }
+    Ok(())
+}
