@@ -366,9 +366,9 @@ impl CertificateAuthority {
             return Err(CertRefusal::NotFromCurrentCa);
         }
         let serial = hex::encode(cert.raw_serial());
-        if is_revoked(&serial) {
-            return Err(CertRefusal::Revoked { serial });
-        }
+        // As in Compass, a revoked certificate keeps working until it
+        // expires; it can no longer be renewed (the Connector checks).
+        let revoked = is_revoked(&serial);
         let not_before = unix(cert.validity().not_before.timestamp());
         let not_after = unix(cert.validity().not_after.timestamp());
         if now < not_before {
@@ -389,6 +389,7 @@ impl CertificateAuthority {
             runtime_id,
             serial,
             not_after,
+            revoked,
         })
     }
 }
@@ -401,9 +402,13 @@ pub struct ClientIdentity {
     /// Lower-case hex of the serial number.
     pub serial: String,
     pub not_after: SystemTime,
+    /// Revoked: it still authenticates, but is not renewed.
+    pub revoked: bool,
 }
 
-/// Why the mTLS endpoints refuse a client certificate (HTTP 401).
+/// Why the mTLS endpoints refuse a client certificate: HTTP 401, but for a
+/// certificate of another (e.g. a rotated-out) CA, which Compass answers with
+/// a GraphQL error at HTTP 200; and why a revoked one is not renewed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CertRefusal {
     Missing,
@@ -622,12 +627,11 @@ mod tests {
         assert_eq!(id.runtime_id, "rt-1");
         assert_eq!(id.serial, issued.serial);
 
-        assert_eq!(
-            ca.check_client_certificate(Some(&der), |s| s == issued.serial, now),
-            Err(CertRefusal::Revoked {
-                serial: issued.serial.clone()
-            })
-        );
+        assert!(!id.revoked);
+        let revoked = ca
+            .check_client_certificate(Some(&der), |s| s == issued.serial, now)
+            .unwrap();
+        assert!(revoked.revoked, "a revoked certificate still authenticates");
         assert!(matches!(
             ca.check_client_certificate(Some(&der), |_| false, now + Duration::from_secs(61)),
             Err(CertRefusal::Expired { .. })

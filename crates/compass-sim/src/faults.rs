@@ -22,6 +22,22 @@ pub enum FaultKind {
     Delay { ms: u64 },
     /// Closes the connection without answering.
     DropConnection,
+    /// HTTP 401 with a GraphQL-shaped error body (an auth proxy's refusal).
+    Http401,
+    /// HTTP 403 with a GraphQL-shaped error body.
+    Http403,
+    /// HTTP 307 to the same path on plain `http://127.0.0.1:{port}`.
+    RedirectToHttp { port: u16 },
+    /// HTTP 200 with a body of `megabytes` MiB that never closes its JSON.
+    Oversized { megabytes: u32 },
+    /// Serves the request, with the list of its answer (`data` of the page)
+    /// set to `null`.
+    NullList,
+    /// On a request for a page after the first (`after` set): removes the
+    /// runtime's first application, then serves the page, so the pages shift
+    /// by one under the client. Requests for a first page pass untouched
+    /// and leave the fault in place.
+    RemoveFirstApplication,
 }
 
 impl FaultKind {
@@ -34,6 +50,12 @@ impl FaultKind {
             FaultKind::MalformedJson => "malformedJson".into(),
             FaultKind::Delay { ms } => format!("delay({ms}ms)"),
             FaultKind::DropConnection => "dropConnection".into(),
+            FaultKind::Http401 => "http401".into(),
+            FaultKind::Http403 => "http403".into(),
+            FaultKind::RedirectToHttp { port } => format!("redirectToHttp({port})"),
+            FaultKind::Oversized { megabytes } => format!("oversized({megabytes}MiB)"),
+            FaultKind::NullList => "nullList".into(),
+            FaultKind::RemoveFirstApplication => "removeFirstApplication".into(),
         }
     }
 }
@@ -112,10 +134,24 @@ impl FaultTable {
 
     /// The fault for this request, if any, counting the hit.
     pub fn take(&mut self, endpoint: Endpoint, operations: &[String]) -> Option<FaultKind> {
+        self.take_if(endpoint, operations, |_| true)
+    }
+
+    /// The first fault for this request, counting the hit, if `applies` says
+    /// it applies to it; else none, and nothing is counted.
+    pub fn take_if(
+        &mut self,
+        endpoint: Endpoint,
+        operations: &[String],
+        applies: impl Fn(FaultKind) -> bool,
+    ) -> Option<FaultKind> {
         let index = self
             .faults
             .iter()
             .position(|f| f.matches(endpoint, operations))?;
+        if !applies(self.faults[index].kind) {
+            return None;
+        }
         let fault = &mut self.faults[index];
         let kind = fault.kind;
         if let Some(left) = fault.times.as_mut() {

@@ -112,8 +112,58 @@ fn fault_response(kind: FaultKind, operations: &[String]) -> Response {
             response.extensions_mut().insert(DropConnection);
             response
         }
-        // Delays are served normally after waiting; never reaches here.
-        FaultKind::Delay { .. } => StatusCode::OK.into_response(),
+        FaultKind::Http401 | FaultKind::Http403 => {
+            let status = if kind == FaultKind::Http401 {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            json_response(
+                status,
+                error_body("compass-sim injected fault: the request was refused"),
+            )
+        }
+        FaultKind::RedirectToHttp { port } => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(
+                header::LOCATION,
+                format!("http://127.0.0.1:{port}{}", path_of(operations)),
+            )],
+        )
+            .into_response(),
+        FaultKind::Oversized { megabytes } => {
+            let chunk = Bytes::from(vec![b'a'; 1 << 20]);
+            let head = Bytes::from(format!("{{\"data\":{{\"{op}\":\""));
+            let body = futures::stream::iter(
+                std::iter::once(head)
+                    .chain(std::iter::repeat_n(chunk, megabytes as usize))
+                    .map(Ok::<_, std::io::Error>),
+            );
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                axum::body::Body::from_stream(body),
+            )
+                .into_response()
+        }
+        // Served normally, before or after a change: never reaches here.
+        FaultKind::Delay { .. } | FaultKind::NullList | FaultKind::RemoveFirstApplication => {
+            StatusCode::OK.into_response()
+        }
+    }
+}
+
+/// The path a redirect keeps: the GraphQL endpoint's.
+fn path_of(operations: &[String]) -> &'static str {
+    let connector = [
+        "configuration",
+        "signCertificateSigningRequest",
+        "revokeCertificate",
+    ];
+    if operations.iter().any(|o| connector.contains(&o.as_str())) {
+        CONNECTOR_PATH
+    } else {
+        DIRECTOR_PATH
     }
 }
 
@@ -195,26 +245,43 @@ async fn handle(endpoint: Endpoint, parts: Parts) -> Response {
         entry.caller.tenant = tenant.clone();
     }
 
-    let fault = shared.faults().take(endpoint, &entry.operations);
+    let later_page = request
+        .variables
+        .get("after")
+        .is_some_and(|after| !matches!(after, async_graphql::Value::Null));
+    let fault = shared
+        .faults()
+        .take_if(endpoint, &entry.operations, |kind| {
+            kind != FaultKind::RemoveFirstApplication || later_page
+        });
+    let mut null_list = false;
     if let Some(kind) = fault {
         entry.outcome = Outcome::Fault { fault: kind.name() };
-        if let FaultKind::Delay { ms } = kind {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        } else {
-            let response = fault_response(kind, &entry.operations);
-            record(&shared, entry);
-            return response;
+        match kind {
+            FaultKind::Delay { ms } => tokio::time::sleep(Duration::from_millis(ms)).await,
+            FaultKind::NullList => null_list = true,
+            FaultKind::RemoveFirstApplication => {
+                if let Some(Ok(identity)) = &certificate {
+                    shared.remove_first_application(&identity.runtime_id);
+                }
+            }
+            _ => {
+                let response = fault_response(kind, &entry.operations);
+                record(&shared, entry);
+                return response;
+            }
         }
     }
 
     let request = match (endpoint, certificate) {
         (_, Some(Err(refusal))) => {
-            return finish_refused(
-                &shared,
-                entry,
-                StatusCode::UNAUTHORIZED,
-                refusal.to_string(),
-            );
+            // Compass answers a certificate of a rotated-out CA with a
+            // GraphQL error, not an HTTP refusal.
+            let status = match refusal {
+                crate::ca::CertRefusal::NotFromCurrentCa => StatusCode::OK,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            return finish_refused(&shared, entry, status, refusal.to_string());
         }
         (Endpoint::ConnectorToken, _) => request.data(ConnectorCaller::Token(connector_token)),
         (Endpoint::ConnectorCert, Some(Ok(identity))) => {
@@ -241,7 +308,19 @@ async fn handle(endpoint: Endpoint, parts: Parts) -> Response {
             entry.outcome = Outcome::Error { message };
         }
     }
-    let body = serde_json::to_value(&response).unwrap_or_default();
+    let mut body = serde_json::to_value(&response).unwrap_or_default();
+    if null_list {
+        // `data.<operation>.data` (a page's list) becomes null.
+        if let Some(answer) = entry
+            .operations
+            .first()
+            .and_then(|op| body.get_mut("data")?.get_mut(op))
+        {
+            if answer.get("data").is_some() {
+                answer["data"] = Value::Null;
+            }
+        }
+    }
     record(&shared, entry);
     json_response(StatusCode::OK, body)
 }

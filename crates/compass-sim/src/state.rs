@@ -369,6 +369,15 @@ impl Shared {
         })
     }
 
+    /// Removes the runtime's first application (in page order), if any.
+    pub fn remove_first_application(&self, runtime_id: &str) {
+        let _ = self.with_runtime(runtime_id, |rt| {
+            if !rt.applications.is_empty() {
+                rt.applications.remove(0);
+            }
+        });
+    }
+
     pub fn applications(&self, runtime_id: &str) -> Result<Vec<Arc<Application>>, SimError> {
         self.with_runtime(runtime_id, |rt| rt.applications.clone())
     }

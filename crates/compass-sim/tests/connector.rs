@@ -385,8 +385,10 @@ async fn a_missing_or_unknown_token_is_refused() {
     assert!(first_error(&body).contains("unknown token"), "{body}");
 }
 
+/// As in Compass: a revoked certificate keeps working until it expires, but
+/// is not renewed.
 #[tokio::test]
-async fn a_revoked_certificate_is_refused() {
+async fn a_revoked_certificate_keeps_working_but_is_not_renewed() {
     let sim = start().await;
     sim.create_runtime(RUNTIME, TENANT).unwrap();
     let creds = connect(&sim, RUNTIME).await;
@@ -400,26 +402,57 @@ async fn a_revoked_certificate_is_refused() {
     )
     .await;
     assert_eq!(revoked["data"]["revokeCertificate"], true, "{revoked}");
-
-    for url in [sim.cert_secured_connector_url(), sim.director_url()] {
-        let (status, body) = gql(&mtls, url, CONFIGURATION, json!({}), &tenant_header()).await;
-        assert_eq!(status, 401, "{url}: {body}");
-        assert!(first_error(&body).contains("has been revoked"), "{body}");
-    }
     assert!(sim.certificates()[0].revoked);
 
-    // Revoking by runtime through the library API does the same.
-    let fresh = connect(&sim, RUNTIME).await;
-    assert_eq!(sim.revoke_runtime_certificates(RUNTIME).unwrap(), 1);
-    let (status, _) = gql(
-        &client(&sim, Some(&fresh)),
+    let (status, body) = gql(
+        &mtls,
         sim.cert_secured_connector_url(),
         CONFIGURATION,
         json!({}),
         &[],
     )
     .await;
-    assert_eq!(status, 401);
+    assert_eq!(status, 200, "{body}");
+    let subject = Subject::parse(
+        body["data"]["configuration"]["certificateSigningRequestInfo"]["subject"]
+            .as_str()
+            .unwrap_or_else(|| panic!("configuration answers: {body}")),
+    )
+    .unwrap();
+    let (status, body) = gql(
+        &mtls,
+        sim.director_url(),
+        "query($id: ID!) { runtime(id: $id) { id } }",
+        json!({ "id": RUNTIME }),
+        &tenant_header(),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["data"]["runtime"]["id"]),
+        (200, &json!(RUNTIME)),
+        "{body}"
+    );
+
+    // The renewal is refused, with a GraphQL error.
+    let (status, body) = gql(
+        &mtls,
+        sim.cert_secured_connector_url(),
+        SIGN,
+        json!({ "csr": csr(&subject, &key(KeyKind::Rsa2048)) }),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        first_error(&body).contains("has been revoked: it cannot be renewed"),
+        "{body}"
+    );
+
+    // Revoking by runtime through the library API does the same.
+    let fresh = connect(&sim, RUNTIME).await;
+    assert_eq!(sim.revoke_runtime_certificates(RUNTIME).unwrap(), 1);
+    assert!(sim.certificates().iter().all(|c| c.revoked));
+    let _ = fresh;
 }
 
 #[tokio::test]
@@ -450,6 +483,7 @@ async fn a_certificate_from_a_rotated_out_ca_is_refused() {
     let new_ca = sim.rotate_ca().unwrap();
     assert_ne!(old_ca, new_ca);
 
+    // Compass answers it with a GraphQL error, at HTTP 200.
     let (status, body) = gql(
         &client(&sim, Some(&creds)),
         sim.cert_secured_connector_url(),
@@ -458,11 +492,12 @@ async fn a_certificate_from_a_rotated_out_ca_is_refused() {
         &[],
     )
     .await;
-    assert_eq!(status, 401);
+    assert_eq!(status, 200);
     assert!(
         first_error(&body).contains("not issued by the current client CA"),
         "{body}"
     );
+    assert!(body["data"].is_null(), "{body}");
 
     // A new certificate comes from the new CA and works.
     let fresh = connect(&sim, RUNTIME).await;
@@ -534,7 +569,7 @@ async fn a_certificate_from_a_foreign_ca_is_refused() {
         &tenant_header(),
     )
     .await;
-    assert_eq!(status, 401);
+    assert_eq!(status, 200);
     assert!(first_error(&body).contains("current client CA"), "{body}");
 }
 

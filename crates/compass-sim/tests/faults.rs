@@ -240,3 +240,136 @@ async fn a_drop_connection_fault_also_closes_an_http1_connection() {
     assert_eq!(status, 200);
     assert_eq!(answer["data"]["runtime"]["id"], RUNTIME);
 }
+
+#[tokio::test]
+async fn http_401_and_403_refuse_with_a_graphql_shaped_body() {
+    let s = setup().await;
+    s.sim
+        .inject_fault("runtime", FaultKind::Http401, FaultTimes::Next(1));
+    s.sim
+        .inject_fault("runtime", FaultKind::Http403, FaultTimes::Next(1));
+    let (status, body) = s.runtime().await;
+    assert_eq!(status, 401, "{body}");
+    assert!(first_error(&body).contains("refused"), "{body}");
+    assert_eq!(s.runtime().await.0, 403);
+    s.assert_healthy().await;
+}
+
+const PAGE_QUERY: &str = "query($id: ID!, $after: PageCursor) {
+  applicationsForRuntime(runtimeID: $id, first: 2, after: $after) {
+    data { id } pageInfo { endCursor hasNextPage } totalCount
+  }
+}";
+
+impl Setup {
+    async fn page(&self, after: Option<&str>) -> Value {
+        let (status, body) = gql(
+            &self.http,
+            self.sim.director_url(),
+            PAGE_QUERY,
+            json!({ "id": RUNTIME, "after": after }),
+            &tenant_header(),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body["data"]["applicationsForRuntime"].clone()
+    }
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_null_list_fault_answers_a_page_whose_list_is_null() {
+    let s = setup().await;
+    let apps = compass_sim::model::generate_applications(3, 0, 0, 0);
+    s.sim.set_applications(RUNTIME, apps).unwrap();
+    s.sim.inject_fault(
+        "applicationsForRuntime",
+        FaultKind::NullList,
+        FaultTimes::Next(1),
+    );
+    let page = s.page(None).await;
+    assert!(page["data"].is_null(), "{page}");
+    assert_eq!(
+        page["totalCount"], 3,
+        "the rest of the page is served: {page}"
+    );
+    assert_eq!(ids(&s.page(None).await).len(), 2);
+}
+
+#[tokio::test]
+async fn remove_first_application_shifts_the_pages_after_the_first() {
+    let s = setup().await;
+    let apps = compass_sim::model::generate_applications(5, 0, 0, 0);
+    let all: Vec<String> = apps.iter().map(|a| a.id.clone()).collect();
+    s.sim.set_applications(RUNTIME, apps).unwrap();
+    s.sim.inject_fault(
+        "applicationsForRuntime",
+        FaultKind::RemoveFirstApplication,
+        FaultTimes::Next(1),
+    );
+    // The first page passes, and leaves the fault in place.
+    let first = s.page(None).await;
+    assert_eq!(ids(&first), all[..2]);
+    assert_eq!(s.sim.faults().len(), 1);
+    // The second: the first application goes, so the page starts one later.
+    let cursor = first["pageInfo"]["endCursor"].as_str().unwrap().to_string();
+    let second = s.page(Some(&cursor)).await;
+    assert_eq!(ids(&second), all[3..5], "{second}");
+    assert_eq!(second["totalCount"], 4);
+    assert!(s.sim.faults().is_empty());
+}
+
+#[tokio::test]
+async fn a_redirect_fault_points_at_plain_http_and_an_oversized_one_never_ends_its_json() {
+    let s = setup().await;
+    s.sim.inject_fault(
+        "configuration",
+        FaultKind::RedirectToHttp { port: 9 },
+        FaultTimes::Next(1),
+    );
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_certs_only([reqwest::Certificate::from_pem(s.sim.server_ca_pem().as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let response = no_redirects
+        .post(s.sim.connector_url())
+        .header("Connector-Token", "t")
+        .json(&json!({ "query": CONFIGURATION }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 307);
+    assert_eq!(
+        response.headers()["location"],
+        "http://127.0.0.1:9/connector/graphql"
+    );
+
+    s.sim.inject_fault(
+        "runtime",
+        FaultKind::Oversized { megabytes: 3 },
+        FaultTimes::Next(1),
+    );
+    let body = s
+        .http
+        .post(s.sim.director_url())
+        .header("Tenant", TENANT)
+        .json(&json!({ "query": RUNTIME_QUERY, "variables": { "id": RUNTIME } }))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(body.len() >= 3 << 20, "{}", body.len());
+    assert!(serde_json::from_slice::<Value>(&body).is_err());
+    s.assert_healthy().await;
+}

@@ -112,6 +112,16 @@ impl ConnectorMutation {
         csr: String,
     ) -> Result<CertificationResult> {
         let (shared, caller) = parts(ctx)?;
+        if let ConnectorCaller::Certificate(identity) = caller {
+            if identity.revoked {
+                return Err(Error::new(format!(
+                    "{}: it cannot be renewed",
+                    crate::ca::CertRefusal::Revoked {
+                        serial: identity.serial.clone()
+                    }
+                )));
+            }
+        }
         let runtime_id = authenticate(shared, caller)?;
         let result = shared.sign_csr(&runtime_id, &csr).map_err(Error::new)?;
         Ok(CertificationResult {
