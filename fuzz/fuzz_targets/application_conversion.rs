@@ -25,7 +25,7 @@ use compass_runtime_agent::compass::model::{
 };
 use compass_runtime_agent::sync::names;
 use compass_runtime_agent::sync::{
-    plan, to_wanted_application, ActualState, ApplicationAction, ConversionSettings,
+    plan, to_wanted_application, ActualState, ApplicationAction, ConversionSettings, Deletions,
 };
 use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;
@@ -229,12 +229,16 @@ fn check_conversion(app: &model::Application, settings: &ConversionSettings) {
     // The plan for an empty cluster creates it when Kubernetes would take the
     // name; two of the same name are both refused.
     let valid = names::check_application_name(&name, !wanted.secrets.is_empty()).is_ok();
-    let alone = plan(vec![wanted.clone()], &ActualState::default());
+    let alone = plan(vec![wanted.clone()], &ActualState::default(), Deletions::Allowed);
     assert_eq!(
         matches!(alone.applications[0].action, ApplicationAction::Create(_)),
         valid
     );
-    let result = plan(vec![wanted.clone(), wanted], &ActualState::default());
+    let result = plan(
+        vec![wanted.clone(), wanted],
+        &ActualState::default(),
+        Deletions::Allowed,
+    );
     assert_eq!(result.applications.len(), 2);
     assert!(result
         .applications

@@ -30,7 +30,14 @@ fuzz_target!(|data: &[u8]| {
             return;
         };
         let result =
-            ClientCredentials::from_connector(part(0), &part(2), &part(3), &part(1), &asked);
+            ClientCredentials::from_connector(
+                part(0),
+                &part(2),
+                &part(3),
+                &part(1),
+                &asked,
+                jiff::Timestamp::now(),
+            );
         (result, Some(asked))
     } else {
         (

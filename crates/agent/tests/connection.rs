@@ -7,8 +7,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use compass_runtime_agent::crd::labels::PRESENTED_TOKEN_ANNOTATION;
 use compass_runtime_agent::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
-use compass_sim::{FaultKind, FaultTimes};
+use compass_sim::{Endpoint, Fault, FaultKind, FaultTimes};
 use kube::api::{DeleteParams, Patch, PatchParams};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,49 +337,195 @@ async fn deleting_the_connection_resource_connects_anew_with_the_configured_toke
     world.stop_agent().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_revoked_certificate_is_detected_and_the_connection_established_anew() {
-    let mut world = World::connected().await;
-    let before_crt = world.certificate_secret().await.unwrap()["crt"].clone();
-    let before = serial_of(&before_crt);
-    world.configure_with_fresh_token().await;
-    assert_eq!(
-        world.sim.revoke_runtime_certificates(RUNTIME_ID).unwrap(),
-        1
-    );
-    let renewed = world
-        .wait_for_new_certificate(&before_crt, "the revocation")
-        .await;
-    assert_ne!(serial_of(&renewed["crt"]), before);
-    // Detected as a refusal on the certificate-secured endpoint, then a new
-    // connection with the token from the source.
-    let log = world.sim.request_log();
-    let refused = log
+/// The digest of the last presented token the agent records on the
+/// CompassConnection.
+fn presented_token(connection: &compass_runtime_agent::crd::CompassConnection) -> Option<String> {
+    connection
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(PRESENTED_TOKEN_ANNOTATION)
+        .cloned()
+}
+
+async fn stored_ca(world: &World) -> String {
+    let ca =
+        kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(world.client.clone(), CA_NS)
+            .get("ca-certificates")
+            .await
+            .expect("the CA Secret exists");
+    String::from_utf8(ca.data.unwrap()["cacert"].0.clone()).unwrap()
+}
+
+/// Tokens presented: `configuration` on the token-secured Connector (the
+/// signing step that follows uses the token it answers with).
+fn token_requests(world: &World) -> usize {
+    world
+        .sim
+        .request_log()
         .iter()
-        .position(|e| {
-            matches!(e.endpoint, compass_sim::Endpoint::ConnectorCert)
-                && matches!(e.outcome, compass_sim::Outcome::Refused { .. })
+        .filter(|e| {
+            matches!(e.endpoint, Endpoint::ConnectorToken)
+                && e.operations.iter().any(|o| o == "configuration")
         })
-        .expect("the revoked certificate was refused by the Connector");
-    assert!(
-        log[refused..]
-            .iter()
-            .any(|e| matches!(e.endpoint, compass_sim::Endpoint::ConnectorToken)),
-        "after the refusal the agent connected with the token"
+        .count()
+}
+
+/// Puts `true` into `spec.refreshCredentialsNow`.
+async fn ask_for_renewal(world: &World) {
+    world
+        .connections()
+        .patch(
+            COMPASS_CONNECTION_NAME,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"refreshCredentialsNow": true}})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_refusals_keeps_the_certificate_and_spends_no_token() {
+    let mut world = World::connected().await;
+    let credentials = world.certificate_secret().await.unwrap();
+    // As after an upgrade from the original agent: no token recorded yet.
+    // The token in the configuration is then taken as the one presented,
+    // so a failing Connector does not make the agent try the spent token.
+    world
+        .connections()
+        .patch(
+            COMPASS_CONNECTION_NAME,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "metadata": {"annotations": {PRESENTED_TOKEN_ANNOTATION: null}}
+            })),
+        )
+        .await
+        .unwrap();
+    let adopted = world
+        .wait_for_connection("the configured token recorded as presented", LONG, |c| {
+            presented_token(c).is_some()
+        })
+        .await;
+    world.sim.clear_request_log();
+    let connections_before = world.csr_count();
+    for (kind, times) in [(FaultKind::Http401, 2), (FaultKind::Http403, 1)] {
+        world.sim.inject(Fault {
+            endpoint: Some(Endpoint::ConnectorCert),
+            ..Fault::new("*", kind, FaultTimes::Next(times))
+        });
+    }
+    let refused = world
+        .wait_for_connection("the refusal reported", LONG, |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.connection_state == ConnectionState::ConnectionMaintenanceFailed
+                    && s.connection_status.error.contains("401")
+            })
+        })
+        .await;
+    eprintln!(
+        "refusal as reported: {}",
+        refused.status.unwrap().connection_status.error
+    );
+    assert_eq!(
+        world.certificate_secret().await.unwrap(),
+        credentials,
+        "the certificate is kept while refused"
+    );
+    // The burst passes (three refusals), the same certificate works again.
+    let deadline = Instant::now() + LONG;
+    while !world.sim.faults().is_empty() {
+        assert!(Instant::now() < deadline, "the agent stopped trying");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    assert_eq!(world.certificate_secret().await.unwrap(), credentials);
+    assert_eq!(token_requests(&world), 0, "no token was presented");
+    assert_eq!(world.csr_count(), connections_before, "no new certificate");
+    assert_eq!(
+        presented_token(&world.connection().await.unwrap()),
+        presented_token(&adopted)
     );
     world.stop_agent().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rotated_ca_is_detected_and_the_connection_established_anew() {
+async fn a_revoked_certificate_keeps_working_and_a_new_token_replaces_it() {
     let mut world = World::connected().await;
     let before = world.certificate_secret().await.unwrap();
+    let first_token = presented_token(&world.connection().await.unwrap());
+    assert!(first_token.is_some(), "the token presented is recorded");
+    assert_eq!(
+        world.sim.revoke_runtime_certificates(RUNTIME_ID).unwrap(),
+        1
+    );
+    // Revoked: it still works for the configuration and the Director, but
+    // Compass refuses to renew it. Without a new token, the agent says so and
+    // keeps it.
+    ask_for_renewal(&world).await;
+    let failed = world
+        .wait_for_connection("the refused renewal reported", LONG, |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.connection_state == ConnectionState::ConnectionMaintenanceFailed
+                    && s.connection_status.error.contains("revoked")
+            })
+        })
+        .await;
+    assert!(failed.spec.refresh_credentials_now, "the request stays");
+    assert_eq!(world.certificate_secret().await.unwrap(), before);
+    assert_eq!(
+        token_requests(&world),
+        1,
+        "only the first connection's token"
+    );
+
+    // The operator's signal: a new token in the configuration.
     world.configure_with_fresh_token().await;
-    world.sim.rotate_ca().unwrap();
     let now = world
-        .wait_for_new_certificate(&before["crt"], "the CA rotation")
+        .wait_for_new_certificate(&before["crt"], "the new token")
+        .await;
+    assert_ne!(serial_of(&now["crt"]), serial_of(&before["crt"]));
+    assert!(director_accepts(&world.sim, &now["key"], &now["crtChain"]).await);
+    assert_eq!(
+        token_requests(&world),
+        2,
+        "the new token was presented once"
+    );
+    let connection = world.connection().await.unwrap();
+    assert!(!connection.spec.refresh_credentials_now, "answered");
+    assert_ne!(presented_token(&connection), first_token);
+    world.stop_agent().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_ca_rotation_a_new_token_brings_a_new_certificate_and_ca() {
+    let mut world = World::connected().await;
+    let before = world.certificate_secret().await.unwrap();
+    let old_ca = stored_ca(&world).await;
+    world.sim.rotate_ca().unwrap();
+    // The old certificate is refused with a GraphQL error; no new token yet.
+    world
+        .wait_for_connection("the refusal reported", LONG, |c| {
+            c.status
+                .as_ref()
+                .is_some_and(|s| s.connection_state == ConnectionState::ConnectionMaintenanceFailed)
+        })
+        .await;
+    assert_eq!(world.certificate_secret().await.unwrap(), before);
+    world.configure_with_fresh_token().await;
+    let now = world
+        .wait_for_new_certificate(&before["crt"], "the CA rotation and a new token")
         .await;
     assert!(director_accepts(&world.sim, &now["key"], &now["crtChain"]).await);
+    let ca_pem = stored_ca(&world).await;
+    assert_eq!(
+        ca_pem.trim(),
+        world.sim.client_ca_pem().trim(),
+        "the new CA is stored"
+    );
+    assert_ne!(ca_pem, old_ca);
     world.stop_agent().await;
 }
 

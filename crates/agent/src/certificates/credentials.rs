@@ -6,15 +6,21 @@ use jiff::Timestamp;
 use rcgen::KeyPair;
 use x509_parser::prelude::*;
 
+use zeroize::Zeroizing;
+
 use super::subject::Subject;
 use super::CertificateError;
+
+/// How far a new certificate's `notBefore` may lie ahead of this clock.
+const CLOCK_SKEW_SECONDS: i64 = 300;
 
 /// A client key, its certificate, the chain and the CA, all PEM, all checked:
 /// the certificate parses and belongs to the key. Build one only through
 /// [`ClientCredentials::new`], so an unchecked set cannot reach a Secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClientCredentials {
-    key_pem: String,
+    /// Wiped from memory when dropped.
+    key_pem: Zeroizing<String>,
     certificate_pem: String,
     chain_pem: String,
     ca_pem: String,
@@ -51,11 +57,12 @@ impl ClientCredentials {
     /// may be empty (then it is the certificate itself); `ca_pem` may be empty
     /// (a CA Secret is optional for the agent's own use).
     pub fn new(
-        key_pem: String,
+        key_pem: impl Into<Zeroizing<String>>,
         certificate_pem: String,
         chain_pem: String,
         ca_pem: String,
     ) -> Result<ClientCredentials, CertificateError> {
+        let key_pem: Zeroizing<String> = key_pem.into();
         let key = KeyPair::from_pem(&key_pem).map_err(CertificateError::InvalidKey)?;
         let certificate_der = first_certificate_der(&certificate_pem, "client certificate")?;
         let (_, certificate) = X509Certificate::from_der(&certificate_der).map_err(|e| {
@@ -95,14 +102,16 @@ impl ClientCredentials {
     }
 
     /// Decodes the Connector's `signCertificateSigningRequest` result (each field
-    /// base64 of PEM) and checks it against the key that made the CSR and the
-    /// subject that was asked for.
+    /// base64 of PEM) and checks it against the key that made the CSR, the
+    /// subject that was asked for, the CA that came with it (it must have
+    /// signed the certificate) and the clock (it must be valid now).
     pub fn from_connector(
-        key_pem: String,
+        key_pem: impl Into<Zeroizing<String>>,
         certificate_chain_b64: &str,
         ca_certificate_b64: &str,
         client_certificate_b64: &str,
         asked: &Subject,
+        now: Timestamp,
     ) -> Result<ClientCredentials, CertificateError> {
         let chain = decode_base64_pem("certificateChain", certificate_chain_b64)?;
         let ca = decode_base64_pem("caCertificate", ca_certificate_b64)?;
@@ -114,7 +123,70 @@ impl ClientCredentials {
                 found: credentials.info.common_name.clone(),
             });
         }
+        credentials.check_issued_by_its_ca()?;
+        let earliest = now
+            .checked_add(jiff::SignedDuration::from_secs(CLOCK_SKEW_SECONDS))
+            .unwrap_or(now);
+        if credentials.info.not_before > earliest || now >= credentials.info.not_after {
+            return Err(CertificateError::NotValidNow {
+                not_before: credentials.info.not_before,
+                not_after: credentials.info.not_after,
+            });
+        }
         Ok(credentials)
+    }
+
+    /// The client certificate is signed by the CA certificate it came with.
+    fn check_issued_by_its_ca(&self) -> Result<(), CertificateError> {
+        let wrong = |reason: &str| CertificateError::InvalidCertificate {
+            what: "client certificate",
+            reason: reason.to_string(),
+        };
+        if self.ca_pem.trim().is_empty() {
+            return Err(wrong(
+                "the Connector sent no CA certificate to check it against",
+            ));
+        }
+        let ca_der = first_certificate_der(&self.ca_pem, "CA certificate")?;
+        let (_, ca) =
+            X509Certificate::from_der(&ca_der).map_err(|e| CertificateError::Unreadable {
+                what: "CA certificate",
+                source: e.into(),
+            })?;
+        let certificate_der = first_certificate_der(&self.certificate_pem, "client certificate")?;
+        let (_, certificate) = X509Certificate::from_der(&certificate_der).map_err(|e| {
+            CertificateError::Unreadable {
+                what: "client certificate",
+                source: e.into(),
+            }
+        })?;
+        if certificate.issuer().as_raw() != ca.subject().as_raw()
+            || certificate.verify_signature(Some(ca.public_key())).is_err()
+        {
+            return Err(wrong(
+                "it was not issued by the CA certificate the Connector sent",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The CA certificates of the chain (all but the client certificate), as
+    /// PEM: where the CA is found again when its own Secret lost it.
+    pub fn ca_from_chain(&self) -> String {
+        ::pem::parse_many(&self.chain_pem)
+            .map(|blocks| {
+                blocks
+                    .iter()
+                    .filter(|block| block.tag() == "CERTIFICATE")
+                    .skip(1)
+                    .map(|block| {
+                        let lf = ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF);
+                        ::pem::encode_config(block, lf)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("")
+            })
+            .unwrap_or_default()
     }
 
     pub fn info(&self) -> &CertificateInfo {
@@ -134,9 +206,12 @@ impl ClientCredentials {
         &self.ca_pem
     }
 
-    /// Key and chain in one PEM buffer, the form a TLS client identity takes.
-    pub fn identity_pem(&self) -> Vec<u8> {
-        let mut pem = Vec::with_capacity(self.key_pem.len() + self.chain_pem.len() + 1);
+    /// Key and chain in one PEM buffer, the form a TLS client identity takes
+    /// (wiped from memory when dropped).
+    pub fn identity_pem(&self) -> Zeroizing<Vec<u8>> {
+        let mut pem = Zeroizing::new(Vec::with_capacity(
+            self.key_pem.len() + self.chain_pem.len() + 1,
+        ));
         pem.extend_from_slice(self.key_pem.as_bytes());
         if !self.key_pem.ends_with('\n') {
             pem.push(b'\n');
@@ -297,15 +372,83 @@ mod tests {
             &b64(&ca.pem),
             &b64(&cert),
             &subject(),
+            Timestamp::now(),
         )
         .unwrap();
         assert_eq!(credentials.info().common_name, "runtime-1");
+        assert_eq!(credentials.ca_from_chain().trim(), ca.pem.trim());
         assert!(credentials.info().is_valid_at(Timestamp::now()));
         assert_eq!(credentials.chain_pem(), chain);
         assert!(
             !format!("{credentials:?}").contains("PRIVATE"),
             "Debug must not print the key"
         );
+    }
+
+    #[test]
+    fn a_certificate_the_ca_that_came_with_it_did_not_sign_is_refused() {
+        let (ca, other_ca) = (test_ca(), test_ca());
+        let csr = generate_csr(&subject(), KeyAlgorithm::Rsa2048).unwrap();
+        let cert = sign(&other_ca, &csr.csr_pem);
+        let chain = format!("{cert}{}", ca.pem);
+        let error = ClientCredentials::from_connector(
+            csr.key_pem,
+            &b64(&chain),
+            &b64(&ca.pem),
+            &b64(&cert),
+            &subject(),
+            Timestamp::now(),
+        )
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("not issued by the CA certificate"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_certificate_that_is_not_valid_now_is_refused() {
+        let ca = test_ca();
+        let csr = generate_csr(&subject(), KeyAlgorithm::Rsa2048).unwrap();
+        let cert = sign(&ca, &csr.csr_pem);
+        let chain = format!("{cert}{}", ca.pem);
+        let answer = |now: Timestamp| {
+            ClientCredentials::from_connector(
+                csr.key_pem.clone(),
+                &b64(&chain),
+                &b64(&ca.pem),
+                &b64(&cert),
+                &subject(),
+                now,
+            )
+        };
+        let valid = answer(Timestamp::now()).unwrap();
+        let (not_before, not_after) = (valid.info().not_before, valid.info().not_after);
+        // A clock an hour behind the certificate's start, or past its end.
+        for now in [not_before - jiff::SignedDuration::from_hours(1), not_after] {
+            let error = answer(now).unwrap_err();
+            assert!(
+                matches!(error, CertificateError::NotValidNow { .. }),
+                "{error}"
+            );
+        }
+        // A few minutes of skew are tolerated.
+        assert!(answer(not_before - jiff::SignedDuration::from_mins(4)).is_ok());
+    }
+
+    #[test]
+    fn key_material_is_wiped_from_memory_when_dropped() {
+        fn wiped_when_dropped<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let ca = test_ca();
+        let csr = generate_csr(&subject(), KeyAlgorithm::Rsa2048).unwrap();
+        wiped_when_dropped(&csr.key_pem);
+        let cert = sign(&ca, &csr.csr_pem);
+        let credentials =
+            ClientCredentials::new(csr.key_pem.clone(), cert, String::new(), ca.pem).unwrap();
+        wiped_when_dropped(&credentials.key_pem);
+        wiped_when_dropped(&credentials.identity_pem());
     }
 
     #[test]
@@ -333,6 +476,7 @@ mod tests {
             &b64(&ca.pem),
             &b64(&cert),
             &subject(),
+            Timestamp::now(),
         )
         .unwrap_err();
         assert!(error.to_string().contains("runtime-2"), "{error}");
@@ -350,15 +494,22 @@ mod tests {
         .unwrap_err();
         assert!(error.to_string().contains("client certificate"), "{error}");
         let error = ClientCredentials::new(
-            "garbage".into(),
+            "garbage".to_string(),
             String::new(),
             String::new(),
             String::new(),
         )
         .unwrap_err();
         assert!(matches!(error, CertificateError::InvalidKey(_)), "{error}");
-        let error =
-            ClientCredentials::from_connector(csr.key_pem, "%%%", "", "", &subject()).unwrap_err();
+        let error = ClientCredentials::from_connector(
+            csr.key_pem,
+            "%%%",
+            "",
+            "",
+            &subject(),
+            Timestamp::now(),
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("certificateChain"), "{error}");
     }
 
@@ -395,7 +546,7 @@ mod tests {
         let other = generate_csr(&subject(), KeyAlgorithm::Rsa2048).unwrap();
         let cert = sign(&ca, &csr.csr_pem);
         // A second key in the chain: TLS would present the last key found.
-        let chain = format!("{cert}{}", other.key_pem);
+        let chain = format!("{cert}{}", *other.key_pem);
         let error = ClientCredentials::new(csr.key_pem.clone(), cert.clone(), chain, String::new())
             .unwrap_err();
         assert!(error.to_string().contains("private key"), "{error}");

@@ -1,6 +1,7 @@
 //! Private keys and certificate signing requests.
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, RsaKeySize, PKCS_RSA_SHA256};
+use zeroize::Zeroizing;
 
 use super::subject::Subject;
 use super::CertificateError;
@@ -36,8 +37,8 @@ impl KeyAlgorithm {
 pub struct CsrWithKey {
     /// PEM PKCS#10 request.
     pub csr_pem: String,
-    /// PEM PKCS#8 private key. Never logged.
-    pub key_pem: String,
+    /// PEM PKCS#8 private key. Never logged; wiped from memory when dropped.
+    pub key_pem: Zeroizing<String>,
 }
 
 impl std::fmt::Debug for CsrWithKey {
@@ -63,7 +64,7 @@ pub fn generate_csr(
         .map_err(CertificateError::KeyGeneration)?;
     Ok(CsrWithKey {
         csr_pem: csr_pem_for_key(subject, &key)?,
-        key_pem: key.serialize_pem(),
+        key_pem: Zeroizing::new(key.serialize_pem()),
     })
 }
 

@@ -48,4 +48,11 @@ pub enum CertificateError {
         "the certificate was issued for {found:?}, not for the asked common name {expected:?}"
     )]
     SubjectMismatch { expected: String, found: String },
+    #[error(
+        "the new certificate is not valid now: it is valid from {not_before} until {not_after}"
+    )]
+    NotValidNow {
+        not_before: jiff::Timestamp,
+        not_after: jiff::Timestamp,
+    },
 }

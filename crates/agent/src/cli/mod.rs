@@ -3,7 +3,6 @@
 
 pub mod status;
 
-use crate::report::Report;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
@@ -12,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::{install_crypto_provider, Agent};
 use crate::config::Settings;
+use crate::report::Report;
 
 /// The binary's name, and its path in the image (where Kyma's Deployment
 /// expects it: `/app/compass-runtime-agent`).

@@ -9,6 +9,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::model::{ApiDefinition, Application, Bundle, EventDefinition};
+pub use super::paging::PageInfo;
+use super::paging::{Next, PageTracker};
 use super::{CompassError, GraphqlClient};
 
 const PAGE_INFO: &str = "pageInfo { startCursor endCursor hasNextPage } totalCount";
@@ -107,20 +109,45 @@ pub const DEFAULT_PAGE_SIZE: u32 = 200;
 /// `hasNextPage: false`.
 const MAX_PAGES: usize = 100_000;
 
+/// A page of a list. The list and `totalCount` are kept as they came
+/// (`null`, missing): the [`PageTracker`] tells whether the list is whole.
 #[derive(Deserialize, Debug)]
 #[serde(rename_all = "camelCase", bound(deserialize = "T: Deserialize<'de>"))]
 struct Page<T> {
-    #[serde(default = "Vec::new", deserialize_with = "null_as_empty")]
-    data: Vec<T>,
+    #[serde(default)]
+    data: Option<Vec<T>>,
+    #[serde(default)]
     page_info: PageInfo,
+    #[serde(default)]
+    total_count: Option<i64>,
 }
 
-#[derive(Deserialize, Debug)]
-#[serde(rename_all = "camelCase")]
-struct PageInfo {
-    #[serde(default)]
-    end_cursor: Option<String>,
-    has_next_page: bool,
+impl<T> Page<T> {
+    /// Counts the page in `tracker`; hands out its items and what comes next.
+    fn take(self, tracker: &mut PageTracker) -> (Vec<T>, Next) {
+        let next = tracker.page(
+            self.data.as_ref().map(Vec::len),
+            self.total_count,
+            &self.page_info,
+        );
+        (self.data.unwrap_or_default(), next)
+    }
+}
+
+/// A Director application with all its pages, and, when one of its lists
+/// did not come whole, what was wrong (it must then not be written).
+#[derive(Debug)]
+pub struct Fetched {
+    pub application: Application,
+    pub inconsistency: Option<String>,
+}
+
+/// What came with the applications: the runtime's labels, and whether the
+/// list of applications came whole (else it must not decide a deletion).
+#[derive(Debug)]
+pub struct Snapshot {
+    pub labels: RuntimeLabelValues,
+    pub inconsistency: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -243,16 +270,17 @@ impl DirectorClient {
     /// definitions and event definitions, each handed to `visit` as soon as it
     /// is complete, so that the caller can keep a smaller form of it; with it
     /// the Runtime's labels, read in the same request as the first page.
-    /// Returns the labels. Any failure fails the whole fetch: the caller must
-    /// then discard what it was handed, so a partial answer is never mistaken
-    /// for the Director's truth.
+    /// Returns the labels and whether the list came whole. A failure fails
+    /// the whole fetch: the caller must then discard what it was handed, so
+    /// a partial answer is never mistaken for the Director's truth.
     pub async fn for_each_application(
         &self,
-        mut visit: impl FnMut(&RuntimeLabelValues, Application),
-    ) -> Result<RuntimeLabelValues, CompassError> {
+        mut visit: impl FnMut(&RuntimeLabelValues, Fetched),
+    ) -> Result<Snapshot, CompassError> {
         let first_query = applications_query(true);
         let next_query = applications_query(false);
         let mut labels = None;
+        let mut tracker = PageTracker::default();
         let mut after: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let query = if labels.is_none() {
@@ -275,13 +303,21 @@ impl DirectorClient {
                 }
             };
             let runtime_labels = &*labels.insert(known);
-            let page = data.applications_for_runtime;
-            for raw in page.data {
+            let (applications, next) = data.applications_for_runtime.take(&mut tracker);
+            for raw in applications {
                 visit(runtime_labels, self.complete_application(raw).await?);
             }
-            match next_cursor("applicationsForRuntime", &page.page_info, after.as_deref())? {
-                Some(cursor) => after = Some(cursor),
-                None => return Ok(labels.unwrap_or_default()),
+            match next {
+                Next::After(cursor) => after = Some(cursor),
+                Next::Done => {
+                    return Ok(Snapshot {
+                        labels: labels.unwrap_or_default(),
+                        inconsistency: tracker
+                            .finish()
+                            .err()
+                            .map(|problem| format!("the list of applications: {problem}")),
+                    })
+                }
             }
         }
         Err(too_many_pages("applicationsForRuntime"))
@@ -294,34 +330,57 @@ impl DirectorClient {
         }
     }
 
-    async fn complete_application(&self, raw: RawApplication) -> Result<Application, CompassError> {
+    async fn complete_application(&self, raw: RawApplication) -> Result<Fetched, CompassError> {
         let mut application = raw.application;
+        let id = application.id.clone();
+        let mut inconsistency = None;
+        let mut note = |problem: String| {
+            inconsistency.get_or_insert(problem);
+        };
         let Some(mut page) = raw.bundles else {
-            return Ok(application);
+            note(format!("the bundles of application {id:?} are null"));
+            return Ok(Fetched {
+                application,
+                inconsistency,
+            });
         };
         let query = bundles_query();
-        let mut after: Option<String> = None;
+        let mut tracker = PageTracker::default();
         for _ in 0..MAX_PAGES {
-            for raw_bundle in page.data {
-                let bundle = self.complete_bundle(&application.id, raw_bundle).await?;
+            let (bundles, next) = page.take(&mut tracker);
+            for raw_bundle in bundles {
+                let (bundle, problem) = self.complete_bundle(&id, raw_bundle).await?;
+                if let Some(problem) = problem {
+                    note(problem);
+                }
                 application.bundles.push(bundle);
             }
-            match next_cursor("application.bundles", &page.page_info, after.as_deref())? {
-                None => return Ok(application),
-                Some(cursor) => {
-                    let data: ApplicationData<BundlesOfApplication> = self
-                        .execute(
-                            "application",
-                            &query,
-                            json!({ "applicationId": application.id, "pageSize": self.page_size, "after": cursor }),
-                        )
-                        .await?;
-                    page = data
-                        .application
-                        .ok_or_else(|| vanished("application", &application.id))?
-                        .bundles
-                        .ok_or_else(|| vanished("bundles of application", &application.id))?;
-                    after = Some(cursor);
+            let Next::After(cursor) = next else {
+                if let Err(problem) = tracker.finish() {
+                    note(format!("the bundles of application {id:?}: {problem}"));
+                }
+                return Ok(Fetched {
+                    application,
+                    inconsistency,
+                });
+            };
+            let data: ApplicationData<BundlesOfApplication> = self
+                .execute(
+                    "application",
+                    &query,
+                    json!({ "applicationId": id, "pageSize": self.page_size, "after": cursor }),
+                )
+                .await?;
+            match data.application.and_then(|application| application.bundles) {
+                Some(next_page) => page = next_page,
+                None => {
+                    note(format!(
+                        "application {id:?} or its bundles vanished while its pages were read"
+                    ));
+                    return Ok(Fetched {
+                        application,
+                        inconsistency,
+                    });
                 }
             }
         }
@@ -332,71 +391,75 @@ impl DirectorClient {
         &self,
         application_id: &str,
         raw: RawBundle,
-    ) -> Result<Bundle, CompassError> {
+    ) -> Result<(Bundle, Option<String>), CompassError> {
         let mut bundle = raw.bundle;
-        if let Some(first) = raw.api_definitions {
-            bundle.api_definitions = self
-                .follow_bundle_pages(
-                    application_id,
-                    &bundle.id,
-                    first,
-                    &api_definitions_query(),
-                    |b: ApiDefinitionsOfBundle| b.api_definitions,
-                )
-                .await?;
-        }
-        if let Some(first) = raw.event_definitions {
-            bundle.event_definitions = self
-                .follow_bundle_pages(
-                    application_id,
-                    &bundle.id,
-                    first,
-                    &event_definitions_query(),
-                    |b: EventDefinitionsOfBundle| b.event_definitions,
-                )
-                .await?;
-        }
-        Ok(bundle)
+        let (apis, api_problem) = self
+            .follow_bundle_pages(
+                application_id,
+                &bundle.id,
+                raw.api_definitions,
+                &api_definitions_query(),
+                |b: ApiDefinitionsOfBundle| b.api_definitions,
+            )
+            .await?;
+        let (events, event_problem) = self
+            .follow_bundle_pages(
+                application_id,
+                &bundle.id,
+                raw.event_definitions,
+                &event_definitions_query(),
+                |b: EventDefinitionsOfBundle| b.event_definitions,
+            )
+            .await?;
+        bundle.api_definitions = apis;
+        bundle.event_definitions = events;
+        let problem = api_problem
+            .map(|p| format!("the API definitions of bundle {:?}: {p}", bundle.id))
+            .or(event_problem
+                .map(|p| format!("the event definitions of bundle {:?}: {p}", bundle.id)));
+        Ok((bundle, problem))
     }
 
-    /// Collects a bundle's API or event definitions, page after page.
+    /// Collects a bundle's API or event definitions, page after page; with
+    /// what was wrong with the list, if it did not come whole.
     async fn follow_bundle_pages<T, B: DeserializeOwned>(
         &self,
         application_id: &str,
         bundle_id: &str,
-        first: Page<T>,
+        first: Option<Page<T>>,
         query: &str,
         page_of: impl Fn(B) -> Option<Page<T>>,
-    ) -> Result<Vec<T>, CompassError> {
+    ) -> Result<(Vec<T>, Option<String>), CompassError> {
         let mut items = Vec::new();
-        let mut page = first;
-        let mut after: Option<String> = None;
+        let Some(mut page) = first else {
+            return Ok((items, Some("the list is null".into())));
+        };
+        let mut tracker = PageTracker::default();
         for _ in 0..MAX_PAGES {
-            items.append(&mut page.data);
-            match next_cursor("bundle definitions", &page.page_info, after.as_deref())? {
-                None => return Ok(items),
-                Some(cursor) => {
-                    let data: ApplicationData<BundleOfApplication<B>> = self
-                        .execute(
-                            "application",
-                            query,
-                            json!({
-                                "applicationId": application_id,
-                                "bundleId": bundle_id,
-                                "pageSize": self.page_size,
-                                "after": cursor,
-                            }),
-                        )
-                        .await?;
-                    let bundle = data
-                        .application
-                        .ok_or_else(|| vanished("application", application_id))?
-                        .bundle
-                        .ok_or_else(|| vanished("bundle", bundle_id))?;
-                    page = page_of(bundle)
-                        .ok_or_else(|| vanished("definitions of bundle", bundle_id))?;
-                    after = Some(cursor);
-                }
+            let (mut taken, next) = page.take(&mut tracker);
+            items.append(&mut taken);
+            let Next::After(cursor) = next else {
+                return Ok((items, tracker.finish().err()));
+            };
+            let data: ApplicationData<BundleOfApplication<B>> = self
+                .execute(
+                    "application",
+                    query,
+                    json!({
+                        "applicationId": application_id,
+                        "bundleId": bundle_id,
+                        "pageSize": self.page_size,
+                        "after": cursor,
+                    }),
+                )
+                .await?;
+            match data
+                .application
+                .and_then(|application| application.bundle)
+                .and_then(&page_of)
+            {
+                Some(next_page) => page = next_page,
+                None => return Ok((items, Some("it vanished while its pages were read".into()))),
             }
         }
         Err(too_many_pages("bundle definitions"))
@@ -475,34 +538,6 @@ pub fn decode_answer(answer: Answer, body: &[u8]) -> Result<(), CompassError> {
     }
 }
 
-/// The cursor of the next page, or `None` at the end. A server that says there
-/// is a next page but gives no new cursor would make us loop: that is an error.
-fn next_cursor(
-    list: &str,
-    info: &PageInfo,
-    previous: Option<&str>,
-) -> Result<Option<String>, CompassError> {
-    if !info.has_next_page {
-        return Ok(None);
-    }
-    match info.end_cursor.as_deref() {
-        Some(cursor) if !cursor.is_empty() && Some(cursor) != previous => {
-            Ok(Some(cursor.to_string()))
-        }
-        _ => Err(CompassError::InvalidAnswer {
-            operation: "applicationsForRuntime",
-            reason: format!("{list}: hasNextPage is true but the end cursor does not advance"),
-        }),
-    }
-}
-
-fn vanished(what: &str, id: &str) -> CompassError {
-    CompassError::InvalidAnswer {
-        operation: "application",
-        reason: format!("the {what} {id:?} vanished while its pages were read"),
-    }
-}
-
 fn too_many_pages(list: &str) -> CompassError {
     CompassError::InvalidAnswer {
         operation: "applicationsForRuntime",
@@ -510,47 +545,9 @@ fn too_many_pages(list: &str) -> CompassError {
     }
 }
 
-fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn info(has_next_page: bool, end_cursor: Option<&str>) -> PageInfo {
-        PageInfo {
-            end_cursor: end_cursor.map(String::from),
-            has_next_page,
-        }
-    }
-
-    #[test]
-    fn the_last_page_has_no_next_cursor() {
-        assert_eq!(
-            next_cursor("x", &info(false, Some("c")), None).unwrap(),
-            None
-        );
-    }
-
-    #[test]
-    fn a_next_page_gives_its_cursor() {
-        assert_eq!(
-            next_cursor("x", &info(true, Some("c2")), Some("c1")).unwrap(),
-            Some("c2".into())
-        );
-    }
-
-    #[test]
-    fn a_cursor_that_does_not_advance_is_an_error_not_a_loop() {
-        assert!(next_cursor("x", &info(true, Some("c1")), Some("c1")).is_err());
-        assert!(next_cursor("x", &info(true, None), None).is_err());
-        assert!(next_cursor("x", &info(true, Some("")), None).is_err());
-    }
 
     #[test]
     fn answers_decode_as_the_client_reads_them() {
@@ -581,12 +578,19 @@ mod tests {
           "pageInfo":{"startCursor":"","endCursor":"","hasNextPage":false},"totalCount":1}}}"#;
         let data: ApplicationsData =
             crate::compass::graphql::decode_response("applicationsForRuntime", body).unwrap();
-        let app = &data.applications_for_runtime.data[0];
+        let app = &data.applications_for_runtime.data.as_ref().unwrap()[0];
         assert_eq!(app.application.name, "shop");
         assert_eq!(app.application.auths[0].id, "auth-1");
-        let bundle = &app.bundles.as_ref().unwrap().data[0];
+        let bundle = &app.bundles.as_ref().unwrap().data.as_ref().unwrap()[0];
         assert_eq!(
-            bundle.api_definitions.as_ref().unwrap().data[0].target_url,
+            bundle
+                .api_definitions
+                .as_ref()
+                .unwrap()
+                .data
+                .as_ref()
+                .unwrap()[0]
+                .target_url,
             "https://api"
         );
         let auth = bundle.bundle.default_instance_auth.as_ref().unwrap();

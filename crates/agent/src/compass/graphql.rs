@@ -22,6 +22,12 @@ pub struct TlsSettings {
     pub extra_roots_pem: Option<Vec<u8>>,
     /// The limit for one whole request, connection included.
     pub request_timeout: Duration,
+    /// `APP_COMPASS_ALLOW_HTTP`: accept plain `http://` URLs. Off by
+    /// default: the Connector's token and the answers' credentials travel
+    /// over TLS only.
+    pub allow_http: bool,
+    /// The largest answer read, in bytes (`APP_COMPASS_MAX_RESPONSE_SIZE`).
+    pub max_response_bytes: u64,
 }
 
 /// An HTTP client for one Compass endpoint, with or without a client certificate.
@@ -29,6 +35,7 @@ pub struct TlsSettings {
 pub struct GraphqlClient {
     http: reqwest::Client,
     url: String,
+    max_response_bytes: u64,
     request_id: Option<String>,
     metrics: Option<Arc<CompassMetrics>>,
     query_logging: bool,
@@ -67,15 +74,27 @@ impl GraphqlClient {
             url: url.to_string(),
             source,
         })?;
-        if parsed.scheme() != "https" && parsed.scheme() != "http" {
-            return Err(CompassError::UnsupportedScheme {
-                url: url.to_string(),
-            });
+        match parsed.scheme() {
+            "https" => {}
+            "http" if tls.allow_http => {}
+            "http" => {
+                return Err(CompassError::PlainHttp {
+                    url: url.to_string(),
+                })
+            }
+            _ => {
+                return Err(CompassError::UnsupportedScheme {
+                    url: url.to_string(),
+                })
+            }
         }
         let mut builder = reqwest::Client::builder()
             .timeout(tls.request_timeout)
             .connect_timeout(tls.request_timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("compass-runtime-agent/", env!("CARGO_PKG_VERSION")))
+            // A redirect would carry the Connector-Token and Tenant headers to
+            // wherever it points, plain http included: none is followed.
+            .redirect(reqwest::redirect::Policy::none())
             .tls_danger_accept_invalid_certs(tls.skip_verify);
         if let Some(pem) = &tls.extra_roots_pem {
             let roots =
@@ -102,6 +121,7 @@ impl GraphqlClient {
         Ok(GraphqlClient {
             http,
             url: url.to_string(),
+            max_response_bytes: tls.max_response_bytes,
             request_id: None,
             metrics: None,
             query_logging: false,
@@ -183,10 +203,20 @@ impl GraphqlClient {
             .await
             .map_err(|e| CompassError::from_transport(operation, &self.url, e))?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| CompassError::from_transport(operation, &self.url, e))?;
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            return Err(CompassError::Redirect {
+                operation,
+                status: status.as_u16(),
+                location,
+            });
+        }
+        let body = self.read_body(operation, response).await?;
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(CompassError::Refused {
                 operation,
@@ -201,6 +231,37 @@ impl GraphqlClient {
             });
         }
         decode_response(operation, &body)
+    }
+}
+
+impl GraphqlClient {
+    /// The answer's body, up to the limit: an answer that never ends costs
+    /// at most that much memory.
+    async fn read_body(
+        &self,
+        operation: &'static str,
+        mut response: reqwest::Response,
+    ) -> Result<Vec<u8>, CompassError> {
+        let limit = self.max_response_bytes;
+        let too_large = || CompassError::TooLarge { operation, limit };
+        if response
+            .content_length()
+            .is_some_and(|length| length > limit)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| CompassError::from_transport(operation, &self.url, e))?
+        {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 }
 
@@ -221,8 +282,8 @@ pub fn decode_response<D: DeserializeOwned>(
     let response: Response<serde_json::Value> =
         serde_json::from_slice(body).map_err(|e| CompassError::NotJson {
             operation,
-            reason: e.to_string(),
-            excerpt: excerpt(body),
+            reason: json_error_place(&e),
+            excerpt: excerpt_unless_json(body),
         })?;
     if let Some(errors) = response.errors.filter(|errors| !errors.is_empty()) {
         return Err(CompassError::GraphQl {
@@ -236,8 +297,69 @@ pub fn decode_response<D: DeserializeOwned>(
     };
     serde_json::from_value(data).map_err(|e| CompassError::InvalidAnswer {
         operation,
-        reason: e.to_string(),
+        reason: without_quoted_values(&e.to_string()),
     })
+}
+
+/// Where a body stopped being JSON, not what it said there: an answer that
+/// breaks off inside a credential must not put the credential into the
+/// status, an Event or the log.
+fn json_error_place(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match error.classify() {
+        Category::Io => "unreadable",
+        Category::Syntax => "invalid JSON",
+        Category::Data => "unexpected data",
+        Category::Eof => "it ends early",
+    };
+    format!("{what} at line {} column {}", error.line(), error.column())
+}
+
+/// The beginning of a body that is not JSON at all (an HTML error page,
+/// say), which tells what answered; nothing of a body that is JSON cut off
+/// or broken, which may carry credentials.
+fn excerpt_unless_json(body: &[u8]) -> String {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    match first {
+        Some(b'{') | Some(b'[') => format!("a JSON body of {} bytes", body.len()),
+        _ => excerpt(body),
+    }
+}
+
+/// A decoding error's text with the values it quotes left out (serde quotes
+/// the offending value: `invalid type: string "…", expected …`); the names
+/// of fields, which are the agent's own, stay.
+fn without_quoted_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                // Skip to the closing quote, minding escapes.
+                let mut escaped = false;
+                for next in chars.by_ref() {
+                    match next {
+                        '\\' if !escaped => escaped = true,
+                        '"' if !escaped => break,
+                        _ => escaped = false,
+                    }
+                }
+                out.push_str("\"…\"");
+            }
+            '`' => {
+                let quoted: String = chars.by_ref().take_while(|c| *c != '`').collect();
+                if out.ends_with("field ") {
+                    out.push('`');
+                    out.push_str(&quoted);
+                    out.push('`');
+                } else {
+                    out.push_str("`…`");
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// The GraphQL error messages of a body if it has any, else its beginning.
@@ -329,6 +451,63 @@ mod tests {
             matches!(error, CompassError::InvalidAnswer { .. }),
             "{error}"
         );
+    }
+
+    #[test]
+    fn no_credential_of_a_broken_answer_reaches_an_error_text() {
+        // Cut off inside a credential.
+        let cut =
+            br#"{"data":{"applicationsForRuntime":{"data":[{"credential":{"password":"hunter2-"#;
+        let error = decode_response::<Answer>("applicationsForRuntime", cut).unwrap_err();
+        assert!(matches!(error, CompassError::NotJson { .. }), "{error}");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(
+            error.to_string().contains("ends early at line 1"),
+            "{error}"
+        );
+        // A credential where something else belongs.
+        let misplaced = br#"{"data":{"value":"s3cr3t-in-the-wrong-place"}}"#;
+        let error = decode_response::<Answer>("op", misplaced).unwrap_err();
+        assert!(
+            matches!(error, CompassError::InvalidAnswer { .. }),
+            "{error}"
+        );
+        assert!(!error.to_string().contains("s3cr3t"), "{error}");
+        assert!(
+            error.to_string().contains("invalid type: string"),
+            "{error}"
+        );
+        // Field names stay.
+        assert_eq!(
+            without_quoted_values("missing field `clientId`"),
+            "missing field `clientId`"
+        );
+        assert_eq!(
+            without_quoted_values(r#"unknown variant `x`, expected one of `a` at "a\"b""#),
+            "unknown variant `…`, expected one of `…` at \"…\""
+        );
+    }
+
+    #[test]
+    fn plain_http_is_refused_unless_allowed() {
+        crate::agent::install_crypto_provider();
+        let tls = TlsSettings {
+            request_timeout: Duration::from_secs(1),
+            max_response_bytes: 1 << 20,
+            ..TlsSettings::default()
+        };
+        let refused = GraphqlClient::new("http://director.example/graphql", &tls, None);
+        assert!(matches!(refused, Err(CompassError::PlainHttp { .. })));
+        let allowed = TlsSettings {
+            allow_http: true,
+            ..tls.clone()
+        };
+        assert!(GraphqlClient::new("http://director.example/graphql", &allowed, None).is_ok());
+        assert!(GraphqlClient::new("https://director.example/graphql", &tls, None).is_ok());
+        assert!(matches!(
+            GraphqlClient::new("ftp://director.example/graphql", &allowed, None),
+            Err(CompassError::UnsupportedScheme { .. })
+        ));
     }
 
     #[test]

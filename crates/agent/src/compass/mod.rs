@@ -6,6 +6,7 @@ pub mod director;
 pub mod graphql;
 pub mod metrics;
 pub mod model;
+pub mod paging;
 
 pub use graphql::{GraphqlClient, TlsSettings};
 
@@ -19,8 +20,10 @@ pub enum CompassError {
         #[source]
         source: url::ParseError,
     },
-    #[error("Compass URL {url:?} is not http or https")]
+    #[error("Compass URL {url:?} is not https")]
     UnsupportedScheme { url: String },
+    #[error("Compass URL {url:?} is plain http: the agent reaches Compass over https only (APP_COMPASS_ALLOW_HTTP=true allows http, for development)")]
+    PlainHttp { url: String },
     #[error("TLS setup failed: {what}")]
     Tls {
         what: &'static str,
@@ -45,6 +48,16 @@ pub enum CompassError {
         operation: &'static str,
         reason: String,
     },
+    #[error("{operation}: Compass answered with a redirect (HTTP {status}) to {location:?}, which the agent does not follow")]
+    Redirect {
+        operation: &'static str,
+        status: u16,
+        location: String,
+    },
+    #[error(
+        "{operation}: the answer is larger than {limit} bytes (APP_COMPASS_MAX_RESPONSE_SIZE)"
+    )]
+    TooLarge { operation: &'static str, limit: u64 },
     #[error("{operation}: HTTP status {status}: {excerpt}")]
     HttpStatus {
         operation: &'static str,
@@ -120,14 +133,15 @@ impl CompassError {
     /// A short, bounded category for metrics labels and Event reasons.
     pub fn category(&self) -> &'static str {
         match self {
-            CompassError::InvalidUrl { .. } | CompassError::UnsupportedScheme { .. } => {
-                "InvalidURL"
-            }
+            CompassError::InvalidUrl { .. }
+            | CompassError::UnsupportedScheme { .. }
+            | CompassError::PlainHttp { .. } => "InvalidURL",
             CompassError::Tls { .. } => "TLSSetup",
             CompassError::Timeout { .. } => "Timeout",
             CompassError::Unreachable { .. } => "Unreachable",
             CompassError::Refused { .. } => "CredentialsRefused",
-            CompassError::HttpStatus { .. } => "HTTPError",
+            CompassError::HttpStatus { .. } | CompassError::Redirect { .. } => "HTTPError",
+            CompassError::TooLarge { .. } => "AnswerTooLarge",
             CompassError::NotJson { .. } => "MalformedAnswer",
             CompassError::GraphQl { .. } => "GraphQLError",
             CompassError::NullData { .. } => "NullData",

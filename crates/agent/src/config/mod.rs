@@ -7,4 +7,6 @@ pub mod source;
 
 pub use parse::NamespacedName;
 pub use settings::{LogFormat, Settings, SourceKind};
-pub use source::{ConnectionParameters, SourceError, SourceLocation, SourceOrigin};
+pub use source::{
+    ConnectionParameters, RuntimeParameters, SourceError, SourceLocation, SourceOrigin,
+};

@@ -13,6 +13,8 @@ pub enum ParseError {
     InvalidNamespacedName { input: String, reason: String },
     #[error("{input:?} is not a number between 0 and 1")]
     InvalidFraction { input: String },
+    #[error("{input:?} is not a size in bytes (a whole number, optionally with Ki, Mi or Gi, e.g. 32Mi)")]
+    InvalidByteSize { input: String },
 }
 
 /// Parses a duration in Go's `time.ParseDuration` format (`20s`, `1m30s`,
@@ -158,6 +160,24 @@ fn check_dns_name(what: &str, value: &str, max_len: usize) -> Result<(), String>
     Ok(())
 }
 
+/// A size in bytes: `1048576`, `512Ki`, `32Mi`, `1Gi` (Kubernetes' binary
+/// suffixes); at least one byte.
+pub fn parse_byte_size(input: &str) -> Result<u64, ParseError> {
+    let invalid = || ParseError::InvalidByteSize {
+        input: input.to_string(),
+    };
+    let text = input.trim();
+    let (number, factor) = [("Ki", 1u64 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)]
+        .into_iter()
+        .find_map(|(suffix, factor)| Some((text.strip_suffix(suffix)?, factor)))
+        .unwrap_or((text, 1));
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    number
+        .checked_mul(factor)
+        .filter(|bytes| *bytes > 0)
+        .ok_or_else(invalid)
+}
+
 /// A fraction in `[0, 1]`, such as the renewal threshold `0.3`.
 pub fn parse_fraction(input: &str) -> Result<f64, ParseError> {
     match input.trim().parse::<f64>() {
@@ -272,6 +292,17 @@ mod tests {
         ] {
             let error = NamespacedName::parse(input).unwrap_err().to_string();
             assert!(error.contains(needle), "{input:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn byte_sizes_take_binary_suffixes() {
+        assert_eq!(parse_byte_size("32Mi"), Ok(32 << 20));
+        assert_eq!(parse_byte_size("512Ki"), Ok(512 << 10));
+        assert_eq!(parse_byte_size("1Gi"), Ok(1 << 30));
+        assert_eq!(parse_byte_size("1000"), Ok(1000));
+        for bad in ["", "0", "Mi", "-1Mi", "1.5Mi", "32MB", "99999999999Gi"] {
+            assert!(parse_byte_size(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::parse::{parse_fraction, parse_go_duration, NamespacedName};
+use super::parse::{parse_byte_size, parse_fraction, parse_go_duration, NamespacedName};
 
 /// Where the one-time connection parameters live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -115,6 +115,17 @@ pub struct Settings {
     /// The namespace of the Applications' credential Secrets.
     #[arg(long, env = "APP_INTEGRATION_NAMESPACE", default_value = "kyma-system")]
     pub integration_namespace: String,
+
+    /// Accept plain http URLs for Compass (the CONNECTOR_URL and the URLs the
+    /// Connector sends). Only for development: the token and the credentials
+    /// would travel unencrypted.
+    #[arg(long, env = "APP_COMPASS_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub compass_allow_http: bool,
+
+    /// The largest answer from Compass the agent reads, in bytes (Ki, Mi, Gi
+    /// suffixes): far above the largest real Director page.
+    #[arg(long, env = "APP_COMPASS_MAX_RESPONSE_SIZE", default_value = "32Mi", value_parser = parse_byte_size)]
+    pub compass_max_response_size: u64,
 
     /// Timeout of one request to Compass.
     #[arg(long, env = "APP_COMPASS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_go_duration)]

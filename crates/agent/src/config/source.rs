@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 
+use zeroize::Zeroizing;
+
 use super::{NamespacedName, SourceKind};
 
 #[derive(Clone, PartialEq, Eq)]
@@ -13,8 +15,8 @@ pub struct ConnectionParameters {
     pub connector_url: String,
     pub runtime_id: String,
     pub tenant: String,
-    /// The one-time token. Never logged.
-    pub token: String,
+    /// The one-time token. Never logged; wiped from memory when dropped.
+    pub token: Zeroizing<String>,
     /// Where they were read from.
     pub origin: SourceOrigin,
 }
@@ -94,28 +96,72 @@ pub struct SourceLocation {
     pub may_read_config_map: bool,
 }
 
+/// What a synchronization needs of the configuration: which runtime, of
+/// which tenant. The token and the Connector's URL serve the connection
+/// only: an operator may remove the spent token without stopping the sync.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeParameters {
+    pub runtime_id: String,
+    pub tenant: String,
+    pub origin: SourceOrigin,
+}
+
+impl RuntimeParameters {
+    pub fn from_map(
+        origin: SourceOrigin,
+        values: &BTreeMap<String, String>,
+    ) -> Result<RuntimeParameters, SourceError> {
+        let [runtime_id, tenant] = required(&origin, values, ["RUNTIME_ID", "TENANT"])?;
+        Ok(RuntimeParameters {
+            runtime_id,
+            tenant,
+            origin,
+        })
+    }
+
+    /// Reads the source from the cluster (see [`ConnectionParameters::read`]).
+    pub async fn read(
+        client: &Client,
+        location: &SourceLocation,
+    ) -> Result<RuntimeParameters, SourceError> {
+        let (origin, values) = read_values(client, location).await?;
+        RuntimeParameters::from_map(origin, &values)
+    }
+}
+
+/// The values of `keys`, trimmed, or every key that is missing or empty.
+fn required<const N: usize>(
+    origin: &SourceOrigin,
+    values: &BTreeMap<String, String>,
+    keys: [&'static str; N],
+) -> Result<[String; N], SourceError> {
+    let get = |key: &str| {
+        values
+            .get(key)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let missing: Vec<&'static str> = keys.into_iter().filter(|key| get(key).is_none()).collect();
+    if !missing.is_empty() {
+        return Err(SourceError::MissingKeys {
+            origin: origin.clone(),
+            keys: missing,
+        });
+    }
+    Ok(keys.map(|key| get(key).unwrap_or_default()))
+}
+
 impl ConnectionParameters {
     /// Checks the keys of a source; every problem is named at once.
     pub fn from_map(
         origin: SourceOrigin,
         values: &BTreeMap<String, String>,
     ) -> Result<ConnectionParameters, SourceError> {
-        let get = |key: &str| {
-            values
-                .get(key)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let keys = ["CONNECTOR_URL", "RUNTIME_ID", "TENANT", "TOKEN"];
-        let missing: Vec<&'static str> =
-            keys.into_iter().filter(|key| get(key).is_none()).collect();
-        if !missing.is_empty() {
-            return Err(SourceError::MissingKeys {
-                origin,
-                keys: missing,
-            });
-        }
-        let connector_url = get("CONNECTOR_URL").unwrap_or_default();
+        let [connector_url, runtime_id, tenant, token] = required(
+            &origin,
+            values,
+            ["CONNECTOR_URL", "RUNTIME_ID", "TENANT", "TOKEN"],
+        )?;
         let invalid = |origin, reason| SourceError::InvalidUrl {
             origin,
             url: connector_url.clone(),
@@ -128,9 +174,9 @@ impl ConnectionParameters {
         }
         Ok(ConnectionParameters {
             connector_url,
-            runtime_id: get("RUNTIME_ID").unwrap_or_default(),
-            tenant: get("TENANT").unwrap_or_default(),
-            token: get("TOKEN").unwrap_or_default(),
+            runtime_id,
+            tenant,
+            token: Zeroizing::new(token),
             origin,
         })
     }
@@ -279,6 +325,26 @@ mod tests {
         );
         assert!(!text.contains("RUNTIME_ID"), "{text}");
         assert!(text.contains("ns/c"), "{text}");
+    }
+
+    #[test]
+    fn a_synchronization_needs_the_runtime_and_the_tenant_only() {
+        let parameters = RuntimeParameters::from_map(
+            origin("ns/c"),
+            &values(&[("RUNTIME_ID", "r1"), ("TENANT", " t1 ")]),
+        )
+        .unwrap();
+        assert_eq!(
+            (parameters.runtime_id.as_str(), parameters.tenant.as_str()),
+            ("r1", "t1")
+        );
+        let error = RuntimeParameters::from_map(origin("ns/c"), &values(&[("TOKEN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("RUNTIME_ID, TENANT") && !error.contains("TOKEN"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -1,5 +1,15 @@
 //! Establishing the connection with the one-time token, and maintaining it
 //! with the stored certificate (renewing it when due).
+//!
+//! A certificate that is still valid is kept, whatever Compass answers: a
+//! refusal may pass (an ingress or auth proxy misbehaving for a while), so
+//! maintenance is retried with it. Only a certificate that can no longer
+//! work (expired, gone from its Secret) sends the agent back to the
+//! configured token. The operator's way out of a certificate Compass will
+//! not renew (revoked, or from a rotated CA) is a new one-time token in the
+//! configuration source: when maintenance fails and the token there is not
+//! the one last presented, the agent connects anew with it, and the old
+//! certificate is replaced only once the new one is stored and checked.
 
 use jiff::Timestamp;
 
@@ -10,15 +20,28 @@ use crate::certificates::{self, renewal, ClientCredentials, KeyAlgorithm, Subjec
 use crate::compass::connector::{ConnectorClient, CsrInfo};
 use crate::config::ConnectionParameters;
 use crate::crd::compass_connection::{CompassConnection, ManagementInfo};
-use crate::report::{report, Report};
+use crate::crd::labels::PRESENTED_TOKEN_ANNOTATION;
+use crate::report::{bounded, report, Report};
 
 /// Longest error text written to the status.
 pub(super) const MAX_ERROR_LEN: usize = 2000;
 
-/// The outcome for the status, and the credentials to work with.
+/// The category of a failure to store the credentials.
+const STORAGE_CATEGORY: &str = "CredentialsStorage";
+
+/// The outcome for the status, the credentials to work with, and the token
+/// presented on the way (its digest, for the CompassConnection).
 pub(super) struct Connected {
     pub outcome: ConnectionOutcome,
     pub credentials: Option<ClientCredentials>,
+    pub presented_token: Option<String>,
+}
+
+/// A digest of a one-time token: what the CompassConnection records of the
+/// token last presented, so that a new one is recognized (never the token).
+pub(super) fn token_digest(token: &str) -> String {
+    use sha1::Digest;
+    hex::encode(sha1::Sha1::digest(token.as_bytes()))
 }
 
 /// Establishes (with the token) or maintains (with the certificate) the
@@ -30,36 +53,42 @@ pub(super) async fn connect(
     request_id: &str,
     now: Timestamp,
 ) -> Connected {
+    let mut presented_token = None;
     let failed = |error: &ConnectionError, credentials_gone: bool| ConnectionOutcome::Failed {
-        error: crate::report::bounded(&report(error), MAX_ERROR_LEN),
+        error: bounded(&report(error), MAX_ERROR_LEN),
         category: error.category(),
         credentials_gone,
     };
-    match step {
-        Step::Establish => match establish(ctx, request_id).await {
-            Ok(established) => {
-                tracing::info!(subject = %established.credentials.info().subject, "connection to Compass established");
-                ctx.metrics.record_establishment(true);
-                Connected {
-                    outcome: ConnectionOutcome::Established {
-                        certificate: established.credentials.info().clone(),
-                        management_info: established.management_info,
-                    },
-                    credentials: Some(established.credentials),
+    let (outcome, credentials) = match step {
+        Step::Establish => {
+            let established = match ctx.read_parameters().await {
+                Ok(parameters) => {
+                    establish(ctx, &parameters, request_id, &mut presented_token).await
+                }
+                Err(error) => Err(error.into()),
+            };
+            match established {
+                Ok(established) => established.connected(),
+                Err(error) => {
+                    tracing::warn!(error = %Report(&error), category = error.category(), "cannot establish the connection to Compass");
+                    ctx.metrics.record_establishment(false);
+                    (failed(&error, true), None)
                 }
             }
-            Err(error) => {
-                tracing::warn!(error = %Report(&error), category = error.category(), "cannot establish the connection to Compass");
-                ctx.metrics.record_establishment(false);
-                Connected {
-                    outcome: failed(&error, true),
-                    credentials: None,
-                }
-            }
-        },
+        }
         Step::Maintain | Step::Wait(_) => {
             match maintain(ctx, &connection.spec, request_id, now).await {
                 Ok(maintained) => {
+                    if presented_digest(connection).is_none() {
+                        // Connected before this agent recorded tokens (by the
+                        // original, or an earlier version): the token in the
+                        // configuration now is the one that was presented.
+                        presented_token = ctx
+                            .read_parameters()
+                            .await
+                            .ok()
+                            .map(|parameters| token_digest(&parameters.token));
+                    }
                     if maintained.renewed {
                         tracing::info!(not_after = %maintained.credentials.info().not_after, "client certificate renewed");
                         ctx.events
@@ -70,26 +99,80 @@ pub(super) async fn connect(
                             )
                             .await;
                     }
-                    Connected {
-                        outcome: ConnectionOutcome::Maintained {
+                    (
+                        ConnectionOutcome::Maintained {
                             certificate: maintained.credentials.info().clone(),
                             renewed: maintained.renewed,
                             management_info: maintained.management_info,
+                            credentials_problem: maintained.ca_problem,
                         },
-                        credentials: Some(maintained.credentials),
-                    }
+                        Some(maintained.credentials),
+                    )
+                }
+                Err(error) if error.requires_new_connection() => {
+                    tracing::warn!(error = %Report(&error), category = error.category(), "the client certificate can no longer work; connecting anew with the configured token");
+                    (failed(&error, true), None)
                 }
                 Err(error) => {
-                    let gone = error.requires_new_connection();
-                    tracing::warn!(error = %Report(&error), category = error.category(), credentials_gone = gone, "cannot maintain the connection to Compass");
-                    Connected {
-                        outcome: failed(&error, gone),
-                        credentials: None,
+                    tracing::warn!(error = %Report(&error), category = error.category(), "cannot maintain the connection to Compass; keeping the certificate");
+                    match new_token(ctx, connection).await {
+                        None => (failed(&error, false), None),
+                        Some(parameters) => {
+                            tracing::info!(source = %parameters.origin, "a new one-time token is in the configuration: connecting anew with it");
+                            match establish(ctx, &parameters, request_id, &mut presented_token)
+                                .await
+                            {
+                                Ok(established) => established.connected(),
+                                Err(second) => {
+                                    tracing::warn!(error = %Report(&second), "the new one-time token did not connect either; keeping the certificate");
+                                    ctx.metrics.record_establishment(false);
+                                    let text = format!(
+                                        "{}; the new one-time token in {} did not connect either: {}",
+                                        report(&error),
+                                        parameters.origin,
+                                        report(&second)
+                                    );
+                                    let outcome = ConnectionOutcome::Failed {
+                                        error: bounded(&text, MAX_ERROR_LEN),
+                                        category: error.category(),
+                                        credentials_gone: false,
+                                    };
+                                    (outcome, None)
+                                }
+                            }
+                        }
                     }
                 }
             }
         }
+    };
+    Connected {
+        outcome,
+        credentials,
+        presented_token,
     }
+}
+
+/// The connection parameters, when their token is not the one last
+/// presented (as the CompassConnection records it): the operator's signal.
+async fn new_token(ctx: &Context, connection: &CompassConnection) -> Option<ConnectionParameters> {
+    let parameters = match ctx.read_parameters().await {
+        Ok(parameters) => parameters,
+        Err(error) => {
+            tracing::debug!(error = %Report(&error), "no usable configuration to connect anew with");
+            return None;
+        }
+    };
+    (presented_digest(connection) != Some(&token_digest(&parameters.token))).then_some(parameters)
+}
+
+/// The digest of the token last presented, as the CompassConnection records it.
+fn presented_digest(connection: &CompassConnection) -> Option<&String> {
+    connection
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(PRESENTED_TOKEN_ANNOTATION))
 }
 
 /// What the Connector's token-secured `configuration` answered to the
@@ -102,7 +185,8 @@ pub(super) struct PendingSigning {
     /// A digest of the connection parameters it was obtained with: a changed
     /// configuration (e.g. a new token) is used instead.
     parameters_digest: String,
-    csr_token: String,
+    /// The token for the signing step; wiped from memory when dropped.
+    csr_token: zeroize::Zeroizing<String>,
     csr_info: CsrInfo,
     management_info: ManagementInfo,
 }
@@ -122,25 +206,48 @@ fn parameters_digest(parameters: &ConnectionParameters) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// A certificate traded for the token, stored.
 struct Established {
     credentials: ClientCredentials,
     management_info: ManagementInfo,
+    /// Why the CA could not be stored, if it could not.
+    ca_problem: Option<(String, &'static str)>,
+}
+
+impl Established {
+    fn connected(self) -> (ConnectionOutcome, Option<ClientCredentials>) {
+        tracing::info!(subject = %self.credentials.info().subject, "connection to Compass established");
+        (
+            ConnectionOutcome::Established {
+                certificate: self.credentials.info().clone(),
+                management_info: self.management_info,
+                credentials_problem: self.ca_problem,
+            },
+            Some(self.credentials),
+        )
+    }
 }
 
 struct Maintained {
     credentials: ClientCredentials,
     management_info: Option<ManagementInfo>,
     renewed: bool,
+    ca_problem: Option<(String, &'static str)>,
 }
 
-/// Trades the configured one-time token for a certificate.
-async fn establish(ctx: &Context, request_id: &str) -> Result<Established, ConnectionError> {
-    let parameters = ctx.read_parameters().await?;
+/// Trades the one-time token of `parameters` for a certificate; records its
+/// digest in `presented` once it is presented.
+async fn establish(
+    ctx: &Context,
+    parameters: &ConnectionParameters,
+    request_id: &str,
+    presented: &mut Option<String>,
+) -> Result<Established, ConnectionError> {
     tracing::Span::current().record("runtime_id", parameters.runtime_id.as_str());
     ctx.credentials.check_writable().await?;
     let connector =
         ConnectorClient::new(ctx.graphql(&parameters.connector_url, None, request_id)?);
-    let digest = parameters_digest(&parameters);
+    let digest = parameters_digest(parameters);
     let pending = ctx
         .pending_signing()
         .take()
@@ -150,15 +257,21 @@ async fn establish(ctx: &Context, request_id: &str) -> Result<Established, Conne
             tracing::info!("signing with the Connector's answer to the configured token from an earlier attempt (the token itself is spent)");
             pending
         }
-        None => configure_with_token(&connector, &parameters.token, digest).await?,
+        None => {
+            *presented = Some(token_digest(&parameters.token));
+            configure_with_token(&connector, &parameters.token, digest).await?
+        }
     };
     match request_certificate(&connector, &pending.csr_info, Some(&pending.csr_token)).await {
         Ok(credentials) => {
             // Persisted before it is used: a crash now loses nothing.
-            ctx.credentials.save(&credentials).await?;
+            ctx.credentials.save_client(&credentials).await?;
+            ctx.metrics.record_establishment(true);
+            let ca_problem = store_ca(ctx, credentials.ca_pem()).await;
             Ok(Established {
                 credentials,
                 management_info: pending.management_info,
+                ca_problem,
             })
         }
         Err(ConnectionError::Compass(error)) if error.is_transient() => {
@@ -166,6 +279,30 @@ async fn establish(ctx: &Context, request_id: &str) -> Result<Established, Conne
             Err(ConnectionError::Compass(error))
         }
         Err(error) => Err(error),
+    }
+}
+
+/// Stores the CA; when that fails, keeps it to store at the next cycle and
+/// says why. The client certificate, stored already, stays in use: the
+/// token that bought it is spent.
+async fn store_ca(ctx: &Context, ca_pem: &str) -> Option<(String, &'static str)> {
+    if ca_pem.trim().is_empty() {
+        return None;
+    }
+    match ctx.credentials.save_ca(ca_pem).await {
+        Ok(()) => {
+            ctx.set_pending_ca(None);
+            None
+        }
+        Err(error) => {
+            tracing::warn!(error = %Report(&error), "cannot store the CA certificate; the client certificate is stored and in use; retrying at the next cycle");
+            ctx.set_pending_ca(Some(ca_pem.to_string()));
+            let text = format!(
+                "the CA certificate is not stored yet (the client certificate is stored and in use; retrying): {}",
+                report(&error)
+            );
+            Some((bounded(&text, MAX_ERROR_LEN), STORAGE_CATEGORY))
+        }
     }
 }
 
@@ -179,7 +316,7 @@ async fn configure_with_token(
     let csr_token = configuration
         .token
         .as_ref()
-        .map(|t| t.token.clone())
+        .map(|t| zeroize::Zeroizing::new(t.token.clone()))
         .ok_or(ConnectionError::MissingField("token"))?;
     let csr_info = configuration
         .certificate_signing_request_info
@@ -207,7 +344,8 @@ async fn configure_with_token(
     })
 }
 
-/// Checks the connection with the stored certificate and renews it when due.
+/// Checks the connection with the stored certificate and renews it when due;
+/// stores the CA when its Secret lacks it (a write that failed before).
 async fn maintain(
     ctx: &Context,
     spec: &crate::crd::CompassConnectionSpec,
@@ -223,6 +361,14 @@ async fn maintain(
     tracing::Span::current().record("runtime_id", credentials.info().common_name.as_str());
     if spec.management_info.connector_url.is_empty() {
         return Err(ConnectionError::NoConnectorUrl);
+    }
+    let mut ca_problem = None;
+    if credentials.ca_pem().trim().is_empty() {
+        // Kept from a write that failed, or else the chain's CA.
+        let ca = ctx
+            .pending_ca()
+            .unwrap_or_else(|| credentials.ca_from_chain());
+        ca_problem = store_ca(ctx, &ca).await;
     }
     let connector = ConnectorClient::new(ctx.graphql(
         &spec.management_info.connector_url,
@@ -250,6 +396,7 @@ async fn maintain(
             credentials,
             management_info,
             renewed: false,
+            ca_problem,
         });
     }
     let csr_info =
@@ -261,11 +408,13 @@ async fn maintain(
     let renewed = request_certificate(&connector, &csr_info, None).await;
     ctx.metrics.record_renewal(renewed.is_ok());
     let renewed = renewed?;
-    ctx.credentials.save(&renewed).await?;
+    ctx.credentials.save_client(&renewed).await?;
+    let ca_problem = store_ca(ctx, renewed.ca_pem()).await;
     Ok(Maintained {
         credentials: renewed,
         management_info,
         renewed: true,
+        ca_problem,
     })
 }
 
@@ -291,5 +440,6 @@ async fn request_certificate(
         &result.ca_certificate,
         &result.client_certificate,
         &subject,
+        Timestamp::now(),
     )?)
 }

@@ -15,7 +15,8 @@ use crate::certificates::{renewal, CertificateInfo, ClientCredentials};
 use crate::compass::metrics::CompassMetrics;
 use crate::compass::{CompassError, GraphqlClient, TlsSettings};
 use crate::config::{
-    ConnectionParameters, Settings, SourceError, SourceKind, SourceLocation, SourceOrigin,
+    ConnectionParameters, RuntimeParameters, Settings, SourceError, SourceKind, SourceLocation,
+    SourceOrigin,
 };
 use crate::k8s::access::Access;
 use crate::k8s::applications::ApplicationWriter;
@@ -53,6 +54,9 @@ pub struct Context {
     configuration_source: Mutex<Option<SourceOrigin>>,
     /// Survives `reset_backoff`: it is not a backoff, it is a spent token's worth.
     pending_signing: Mutex<Option<PendingSigning>>,
+    /// A CA certificate that could not be stored yet (the client certificate
+    /// that came with it was).
+    pending_ca: Mutex<Option<String>>,
 }
 
 impl Context {
@@ -91,6 +95,8 @@ impl Context {
                 skip_verify: settings.skip_compass_tls_verify,
                 extra_roots_pem,
                 request_timeout: settings.compass_request_timeout,
+                allow_http: settings.compass_allow_http,
+                max_response_bytes: settings.compass_max_response_size,
             },
             conversion: ConversionSettings {
                 central_gateway_url: settings.central_gateway_service_url.clone(),
@@ -108,6 +114,7 @@ impl Context {
             memory: Mutex::new(Memory::default()),
             configuration_source: Mutex::new(None),
             pending_signing: Mutex::new(None),
+            pending_ca: Mutex::new(None),
         })
     }
 
@@ -121,19 +128,31 @@ impl Context {
         }
     }
 
+    /// Reads what a synchronization needs of the configuration (the runtime
+    /// and the tenant; not the token).
+    pub(super) async fn read_runtime_parameters(&self) -> Result<RuntimeParameters, SourceError> {
+        let parameters = RuntimeParameters::read(&self.client, &self.source_location()).await?;
+        self.note_source(&parameters.origin);
+        Ok(parameters)
+    }
+
+    fn note_source(&self, origin: &SourceOrigin) {
+        let mut last = self
+            .configuration_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.as_ref() != Some(origin) {
+            tracing::info!(source = %origin, "reading the connection configuration from {origin}");
+            *last = Some(origin.clone());
+        }
+    }
+
     /// Reads the connection parameters, and says in the log when they come
     /// from another place than last time (e.g. the ConfigMap, there being no
     /// Secret).
     pub(super) async fn read_parameters(&self) -> Result<ConnectionParameters, SourceError> {
         let parameters = ConnectionParameters::read(&self.client, &self.source_location()).await?;
-        let mut last = self
-            .configuration_source
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if last.as_ref() != Some(&parameters.origin) {
-            tracing::info!(source = %parameters.origin, "reading the connection configuration from {}", parameters.origin);
-            *last = Some(parameters.origin.clone());
-        }
+        self.note_source(&parameters.origin);
         Ok(parameters)
     }
 
@@ -149,6 +168,17 @@ impl Context {
         self.pending_signing
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn pending_ca(&self) -> Option<String> {
+        self.pending_ca
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(super) fn set_pending_ca(&self, ca: Option<String>) {
+        *self.pending_ca.lock().unwrap_or_else(|e| e.into_inner()) = ca;
     }
 
     /// When the last reconcile scheduled the next attempt (unknown after a restart).

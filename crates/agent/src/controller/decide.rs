@@ -60,6 +60,9 @@ pub enum ConnectionOutcome {
     Established {
         certificate: CertificateInfo,
         management_info: ManagementInfo,
+        /// A part of the credentials that could not be stored (the CA), and
+        /// its category: the certificate works, the state says what failed.
+        credentials_problem: Option<(String, &'static str)>,
     },
     /// The stored certificate works; it was renewed or not; the Connector
     /// told the management URLs, or did not.
@@ -67,6 +70,7 @@ pub enum ConnectionOutcome {
         certificate: CertificateInfo,
         renewed: bool,
         management_info: Option<ManagementInfo>,
+        credentials_problem: Option<(String, &'static str)>,
     },
     Failed {
         /// For the status.
@@ -79,6 +83,20 @@ pub enum ConnectionOutcome {
 }
 
 impl ConnectionOutcome {
+    fn credentials_problem(&self) -> Option<&(String, &'static str)> {
+        match self {
+            ConnectionOutcome::Established {
+                credentials_problem,
+                ..
+            }
+            | ConnectionOutcome::Maintained {
+                credentials_problem,
+                ..
+            } => credentials_problem.as_ref(),
+            ConnectionOutcome::Failed { .. } => None,
+        }
+    }
+
     /// The certificate the agent works with after it, if any.
     pub fn certificate(&self) -> Option<&CertificateInfo> {
         match self {
@@ -103,13 +121,31 @@ pub const SYNCHRONIZED: ConnectionState = ConnectionState::Synchronized;
 
 /// The state, the synchronization error and the failure's category after the
 /// Applications were applied (`failed`: `<name>: <error>` of each that
-/// failed, of `total`) and the Runtime labelled. A failed Application is the
-/// more important news: it stays the state when labelling fails too.
+/// failed, of `total`) and the Runtime labelled. A list of applications that
+/// did not come whole (`incomplete`: why; nothing was deleted) is the most
+/// important news, a failed Application the next: each stays the state when
+/// the later steps fail too.
 pub fn after_apply(
     failed: &[String],
     total: usize,
     labels_error: Option<String>,
+    incomplete: Option<String>,
 ) -> (ConnectionState, String, Option<&'static str>) {
+    if let Some(problem) = incomplete {
+        let mut error = format!(
+            "the Director's list of applications did not come whole ({problem}), so no Application was deleted in this cycle"
+        );
+        let (_, rest, _) = after_apply(failed, total, labels_error, None);
+        if !rest.is_empty() {
+            error.push_str("; ");
+            error.push_str(&rest);
+        }
+        return (
+            ConnectionState::SynchronizationFailed,
+            error,
+            Some("InconsistentAnswer"),
+        );
+    }
     match (failed.is_empty(), labels_error) {
         (true, None) => (ConnectionState::Synchronized, String::new(), None),
         (true, Some(labels)) => (
@@ -168,6 +204,8 @@ pub struct Cycle<'a> {
     pub configuration_source: Option<String>,
     /// The `metadata.generation` the cycle ran for.
     pub generation: Option<i64>,
+    /// The digest of a one-time token presented in this cycle.
+    pub presented_token: Option<String>,
     /// When certificate validity is judged for the conditions: at the end of
     /// the cycle, since a certificate issued during it is valid from a later
     /// second.
@@ -181,6 +219,8 @@ pub struct SpecChanges {
     pub management_info: Option<ManagementInfo>,
     pub clear_resync_now: bool,
     pub clear_refresh_credentials_now: bool,
+    /// The digest of the one-time token just presented, to record.
+    pub presented_token: Option<String>,
 }
 
 impl SpecChanges {
@@ -224,10 +264,14 @@ pub fn transition(cycle: Cycle<'_>) -> Transition {
         sync,
         configuration_source,
         generation,
+        presented_token,
         judged_at,
     } = cycle;
     let mut status = previous.clone();
-    let mut changes = SpecChanges::default();
+    let mut changes = SpecChanges {
+        presented_token,
+        ..SpecChanges::default()
+    };
     let mut failure = None;
     let cs = &mut status.connection_status;
     cs.last_sync = Some(Time(now));
@@ -287,6 +331,13 @@ pub fn transition(cycle: Cycle<'_>) -> Transition {
         if sync.failure.is_some() {
             failure = sync.failure;
         }
+    }
+    // The certificate works, but not all of the credentials could be stored:
+    // the connection's maintenance failed, whatever the sync did.
+    if let Some((problem, category)) = connection.credentials_problem() {
+        status.connection_status.error = problem.clone();
+        status.connection_state = ConnectionState::ConnectionMaintenanceFailed;
+        failure = Some(*category);
     }
     if let Some(source) = configuration_source {
         status.connection_status.configuration_source = source;
@@ -752,6 +803,7 @@ mod tests {
         ConnectionOutcome::Established {
             certificate: certificate(0, 1000),
             management_info: info(),
+            credentials_problem: None,
         }
     }
 
@@ -760,6 +812,7 @@ mod tests {
             certificate: certificate(50, 1050),
             renewed,
             management_info: None,
+            credentials_problem: None,
         }
     }
 
@@ -787,6 +840,7 @@ mod tests {
             sync,
             configuration_source: None,
             generation: Some(7),
+            presented_token: None,
             judged_at: at(101),
         })
     }
@@ -1022,6 +1076,7 @@ mod tests {
             connection: &maintained(false),
             sync: None,
             generation: None,
+            presented_token: None,
             judged_at: at(100),
         });
         assert_eq!(
@@ -1034,11 +1089,11 @@ mod tests {
     fn a_failed_application_is_bigger_news_than_failed_labels() {
         let none: Vec<String> = vec![];
         assert_eq!(
-            after_apply(&none, 3, None),
+            after_apply(&none, 3, None, None),
             (ConnectionState::Synchronized, String::new(), None)
         );
         assert_eq!(
-            after_apply(&none, 3, Some("cannot label".into())),
+            after_apply(&none, 3, Some("cannot label".into()), None),
             (
                 ConnectionState::MetadataUpdateFailed,
                 "cannot label".into(),
@@ -1046,12 +1101,28 @@ mod tests {
             )
         );
         let failed = vec!["shop: forbidden".to_string()];
-        let (state, error, failure) = after_apply(&failed, 3, Some("cannot label".into()));
+        let (state, error, failure) = after_apply(&failed, 3, Some("cannot label".into()), None);
         assert_eq!(state, ConnectionState::ResourceApplicationFailed);
         assert_eq!(failure, Some("ResourceApplicationFailed"));
         assert_eq!(
             error,
             "1 of 3 applications could not be synchronized: shop: forbidden; cannot label"
+        );
+        // A list that did not come whole comes first.
+        let (state, error, failure) = after_apply(
+            &failed,
+            3,
+            None,
+            Some("the totalCount changed from 4 to 3 between pages".into()),
+        );
+        assert_eq!(state, ConnectionState::SynchronizationFailed);
+        assert_eq!(failure, Some("InconsistentAnswer"));
+        assert!(
+            error.starts_with(
+                "the Director's list of applications did not come whole (the totalCount changed"
+            ) && error.contains("no Application was deleted")
+                && error.ends_with("shop: forbidden"),
+            "{error}"
         );
     }
 }

@@ -32,10 +32,10 @@ pub enum ConnectionError {
 
 impl ConnectionError {
     /// Whether the credentials can no longer work, so that only a new
-    /// connection with the configured token can help.
+    /// connection with the configured token can help. A refusal by Compass
+    /// is not that: a valid certificate is kept (see `controller::connection`).
     pub fn requires_new_connection(&self) -> bool {
         match self {
-            ConnectionError::Compass(error) => error.is_refusal(),
             ConnectionError::Credentials(error) => !matches!(
                 error,
                 CredentialsStoreError::Read { .. }

@@ -8,7 +8,6 @@
 //! renew deadline, which is shorter than the lease duration: it stops writing
 //! before another replica may take over.
 
-use crate::report::Report;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::Context;
 use crate::config::{NamespacedName, Settings};
 use crate::k8s::write_params;
+use crate::report::Report;
 
 /// How this replica takes part in the election.
 #[derive(Clone, Debug)]
@@ -185,6 +185,9 @@ impl Elector {
             self.config.lease_duration,
             jiff::Timestamp::now(),
         );
+        // The Lease counts from when the write was sent, not from when its
+        // answer came: the other replicas' clocks start no later than that.
+        let sent = Instant::now();
         let written = match decision {
             LeaseDecision::Wait { holder, free_in } => {
                 tracing::debug!(%holder, ?free_in, "another replica holds the leader Lease");
@@ -212,7 +215,7 @@ impl Elector {
         match written {
             Ok(lease) => {
                 let version = lease.metadata.resource_version.unwrap_or_default();
-                self.observed = Some((version, Instant::now()));
+                self.observed = Some((version, sent));
                 Ok(true)
             }
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
@@ -245,9 +248,11 @@ impl Elector {
     }
 }
 
-/// Why a term as leader ended.
+/// Why leading stopped.
 enum TermEnd {
-    Shutdown,
+    /// What it led until came.
+    Done,
+    /// The Lease could not be kept.
     Lost(String),
 }
 
@@ -258,9 +263,14 @@ pub async fn run_elected(ctx: Arc<Context>, config: ElectionConfig, shutdown: Ca
     loop {
         ctx.metrics.set_leader(false);
         ctx.readiness.set_standby(true);
+        let mut last_renewal;
         loop {
+            let sent = Instant::now();
             match elector.try_acquire_or_renew().await {
-                Ok(true) => break,
+                Ok(true) => {
+                    last_renewal = sent;
+                    break;
+                }
                 Ok(false) => {}
                 Err(error) => {
                     tracing::warn!(error = %Report(&error), "cannot read or take the leader Lease")
@@ -278,13 +288,27 @@ pub async fn run_elected(ctx: Arc<Context>, config: ElectionConfig, shutdown: Ca
         ctx.reset_backoff();
         let term = shutdown.child_token();
         let mut controller = tokio::spawn(super::run(ctx.clone(), term.clone()));
-        let end = lead(&mut elector, &config, &shutdown).await;
+        let end = lead(
+            &mut elector,
+            &config,
+            &mut last_renewal,
+            shutdown.cancelled(),
+        )
+        .await;
         term.cancel();
         match end {
-            TermEnd::Shutdown => {
-                // Let the current cycle finish cleanly, then hand over.
-                let _ = (&mut controller).await;
-                elector.release().await;
+            TermEnd::Done => {
+                // Let the cycle in flight finish, still holding (and renewing)
+                // the Lease: another replica may take over only after our last
+                // write. If the Lease cannot be kept meanwhile, stop writing.
+                match lead(&mut elector, &config, &mut last_renewal, &mut controller).await {
+                    TermEnd::Done => elector.release().await,
+                    TermEnd::Lost(why) => {
+                        controller.abort();
+                        let _ = controller.await;
+                        tracing::warn!(reason = %why, "lost the leadership while finishing; the controller stopped");
+                    }
+                }
                 ctx.metrics.set_leader(false);
                 return;
             }
@@ -298,21 +322,25 @@ pub async fn run_elected(ctx: Arc<Context>, config: ElectionConfig, shutdown: Ca
     }
 }
 
-/// Renews the Lease every retry period until shutdown or until it is lost.
-async fn lead(
+/// Renews the Lease every retry period until `until` comes (`Done`) or the
+/// Lease is lost: taken by another replica, or not renewed within the renew
+/// deadline, counted from when the last successful renewal was sent.
+async fn lead<T>(
     elector: &mut Elector,
     config: &ElectionConfig,
-    shutdown: &CancellationToken,
+    last_renewal: &mut Instant,
+    until: impl std::future::Future<Output = T>,
 ) -> TermEnd {
-    let mut last_renewal = Instant::now();
+    let mut until = std::pin::pin!(until);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return TermEnd::Shutdown,
+            _ = &mut until => return TermEnd::Done,
             _ = tokio::time::sleep(config.retry_period) => {}
         }
         let left = config.renew_deadline.saturating_sub(last_renewal.elapsed());
+        let sent = Instant::now();
         match tokio::time::timeout(left, elector.try_acquire_or_renew()).await {
-            Ok(Ok(true)) => last_renewal = Instant::now(),
+            Ok(Ok(true)) => *last_renewal = sent,
             Ok(Ok(false)) => return TermEnd::Lost("another replica holds the Lease".into()),
             Ok(Err(error)) => {
                 tracing::warn!(error = %Report(&error), "cannot renew the leader Lease")

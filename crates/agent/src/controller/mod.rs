@@ -11,7 +11,6 @@ pub mod metrics;
 pub mod reconcile;
 pub mod synchronize;
 
-use crate::report::Report;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +27,7 @@ pub use reconcile::{error_policy, reconcile};
 
 use crate::config::SourceKind;
 use crate::crd::compass_connection::{CompassConnection, COMPASS_CONNECTION_NAME};
+use crate::report::Report;
 
 fn by_name(name: &str) -> watcher::Config {
     watcher::Config::default().fields(&format!("metadata.name={name}"))

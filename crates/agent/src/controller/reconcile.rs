@@ -15,7 +15,7 @@ use super::decide::{self, Cycle, Step};
 use super::errors::ReconcileError;
 use super::synchronize::synchronize;
 use crate::crd::compass_connection::{CompassConnection, ConnectionState};
-use crate::k8s::connection::{initial_status, ConnectionStoreError};
+use crate::k8s::connection::{initial_status, ConnectionStoreError, SpecUpdate};
 use crate::report::Report;
 
 /// The reconcile entry point for the kube-runtime controller.
@@ -131,6 +131,7 @@ async fn reconcile_once(
         sync,
         configuration_source: ctx.configuration_source(),
         generation: connection.metadata.generation,
+        presented_token: connected.presented_token.clone(),
         judged_at: Timestamp::now(),
     });
     let status = &transition.status;
@@ -152,28 +153,34 @@ async fn reconcile_once(
 
     let uid = connection.metadata.uid.as_deref();
     if !transition.spec.is_empty() {
-        let management_info = transition
-            .spec
-            .management_info
-            .as_ref()
-            .unwrap_or(&spec.management_info);
+        let changes = &transition.spec;
+        let update = SpecUpdate {
+            management_info: changes
+                .management_info
+                .as_ref()
+                .unwrap_or(&spec.management_info),
+            clear_resync_now: changes.clear_resync_now,
+            clear_refresh_credentials_now: changes.clear_refresh_credentials_now,
+            presented_token: changes.presented_token.as_deref(),
+        };
         let written = ctx
             .connections
             .update_spec(
                 uid,
                 connection.metadata.resource_version.as_deref(),
-                management_info,
-                transition.spec.clear_resync_now,
-                transition.spec.clear_refresh_credentials_now,
+                &update,
             )
             .await;
         let written = match written {
             // Someone changed the object meanwhile; keep what they set (a
-            // flag stays for the next cycle), but record the URLs.
+            // flag stays for the next cycle), but record the URLs and the token.
             Err(ConnectionStoreError::Conflict) => {
-                ctx.connections
-                    .update_spec(uid, None, management_info, false, false)
-                    .await
+                let keep_flags = SpecUpdate {
+                    clear_resync_now: false,
+                    clear_refresh_credentials_now: false,
+                    ..update
+                };
+                ctx.connections.update_spec(uid, None, &keep_flags).await
             }
             other => other,
         };

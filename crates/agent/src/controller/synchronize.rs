@@ -11,11 +11,11 @@ use super::context::Context;
 use super::decide::{self, SyncReport};
 use super::errors::SyncError;
 use crate::certificates::ClientCredentials;
-use crate::compass::director::{DirectorClient, RuntimeLabelValues};
+use crate::compass::director::{DirectorClient, RuntimeLabelValues, Snapshot};
 use crate::crd::compass_connection::{ManagementInfo, SyncOperation, SynchronizationStatus};
 use crate::k8s::applications::{ApplyOutcome, Replacement};
 use crate::report::{bounded, report, Report};
-use crate::sync::{self, names, ConversionSettings, PendingApplication};
+use crate::sync::{self, names, ConversionSettings, Deletions, PendingApplication};
 
 pub const EVENTS_URL_LABEL: &str = "runtime_eventServiceUrl";
 pub const CONSOLE_URL_LABEL: &str = "runtime_consoleUrl";
@@ -51,8 +51,12 @@ pub(super) async fn synchronize(
                 tracing::warn!(error = %Report(&error), "cannot label the Runtime");
                 report(&error)
             });
-            let (state, error, failure) =
-                decide::after_apply(&applied.failed, applied.total, labels_error);
+            let (state, error, failure) = decide::after_apply(
+                &applied.failed,
+                applied.total,
+                labels_error,
+                applied.incomplete,
+            );
             status.error = bounded(&error, MAX_ERROR_LEN);
             (
                 SyncReport {
@@ -91,6 +95,8 @@ struct Applied {
     replaced: Vec<Replacement>,
     /// Labelling the Runtime, after the Applications.
     labels: Result<(), SyncError>,
+    /// Why the list of applications did not come whole (nothing was deleted).
+    incomplete: Option<String>,
 }
 
 async fn fetch_and_apply(
@@ -101,7 +107,7 @@ async fn fetch_and_apply(
     now: Timestamp,
     request_id: &str,
 ) -> Result<Applied, SyncError> {
-    let parameters = ctx.read_parameters().await?;
+    let parameters = ctx.read_runtime_parameters().await?;
     let graphql = ctx
         .graphql(&management_info.director_url, Some(credentials), request_id)
         .map_err(SyncError::Fetch)?;
@@ -115,23 +121,22 @@ async fn fetch_and_apply(
     // planned (so nothing deleted) unless the fetch succeeded completely.
     let fetch = async {
         let started = Instant::now();
-        // Each Director application is converted and packed as it arrives:
-        // the fetched forms of a thousand applications are never all in memory.
-        let mut wanted = Vec::new();
-        let mut conversion: Option<ConversionSettings> = None;
-        let labels = director
-            .for_each_application(|labels, app| {
-                // The runtime's labels decide how Applications are named.
-                let conversion = conversion.get_or_insert_with(|| ConversionSettings {
-                    normalize_application_names: names::normalizes_application_names(labels),
-                    ..ctx.conversion.clone()
-                });
-                let converted = sync::to_wanted_application(&app, conversion);
-                wanted.push(PendingApplication::from(converted));
-            })
-            .await
-            .map_err(SyncError::Fetch)?;
-        Ok::<_, SyncError>((wanted, labels, started.elapsed()))
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (wanted, snapshot) = fetch_applications(ctx, &director).await?;
+            let problem = snapshot
+                .inconsistency
+                .clone()
+                .or_else(|| wanted.iter().find_map(|w| w.inconsistency.clone()));
+            match problem {
+                // Most often a change between two page requests: again.
+                Some(problem) if attempt < FETCH_TRIES => {
+                    tracing::info!(attempt, %problem, "the Director's answer did not come whole; fetching again");
+                }
+                _ => return Ok::<_, SyncError>((wanted, snapshot, started.elapsed())),
+            }
+        }
     };
     let read_cluster = async {
         let started = Instant::now();
@@ -139,7 +144,7 @@ async fn fetch_and_apply(
         Ok::<_, SyncError>((actual, started.elapsed()))
     };
     let (fetched, read) = tokio::join!(fetch, read_cluster);
-    let (wanted, runtime_labels, fetch_time) = fetched?;
+    let (wanted, snapshot, fetch_time) = fetched?;
     sync.last_successful_fetch = Some(Time(now));
     let (mut actual, read_time) = read?;
     if !actual.secrets_listed {
@@ -154,7 +159,16 @@ async fn fetch_and_apply(
     }
     let wanted_count = wanted.len();
     let phase = Instant::now();
-    let plan = sync::plan(wanted, &actual);
+    // A list of applications that did not come whole cannot say which are
+    // gone: create and update, but delete nothing.
+    let deletions = match &snapshot.inconsistency {
+        None => Deletions::Allowed,
+        Some(problem) => {
+            tracing::warn!(%problem, tries = FETCH_TRIES, "the Director's list of applications did not come whole; no Application is deleted in this cycle");
+            Deletions::Skipped
+        }
+    };
+    let plan = sync::plan(wanted, &actual, deletions);
     drop(actual);
     let planned_writes = plan.writes();
     let ApplyOutcome { results, replaced } = ctx.applications.apply(plan).await;
@@ -182,13 +196,42 @@ async fn fetch_and_apply(
         .collect();
     let total = results.len();
     sync.applications = results;
-    let labels = label_runtime(ctx, &director, &runtime_labels).await;
+    let labels = label_runtime(ctx, &director, &snapshot.labels).await;
     Ok(Applied {
         failed,
         total,
         replaced,
         labels,
+        incomplete: snapshot.inconsistency,
     })
+}
+
+/// How often a list that did not come whole is fetched before the agent
+/// goes on without deleting.
+const FETCH_TRIES: usize = 3;
+
+/// One fetch of the Director's applications. Each is converted and packed as
+/// it arrives: the fetched forms of a thousand applications are never all in
+/// memory.
+async fn fetch_applications(
+    ctx: &Context,
+    director: &DirectorClient,
+) -> Result<(Vec<PendingApplication>, Snapshot), SyncError> {
+    let mut wanted = Vec::new();
+    let mut conversion: Option<ConversionSettings> = None;
+    let snapshot = director
+        .for_each_application(|labels, fetched| {
+            // The runtime's labels decide how Applications are named.
+            let conversion = conversion.get_or_insert_with(|| ConversionSettings {
+                normalize_application_names: names::normalizes_application_names(labels),
+                ..ctx.conversion.clone()
+            });
+            let converted = sync::to_wanted_application(&fetched.application, conversion);
+            wanted.push(PendingApplication::from(converted).incomplete(fetched.inconsistency));
+        })
+        .await
+        .map_err(SyncError::Fetch)?;
+    Ok((wanted, snapshot))
 }
 
 /// Sets the Runtime's URL labels that are missing or differ, and no others.

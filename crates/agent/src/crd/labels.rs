@@ -14,6 +14,12 @@ pub const SECRET_APP_LABEL: &str = "app";
 /// On a credential or request-parameters Secret: the bundle's id.
 pub const SECRET_BUNDLE_LABEL: &str = "bundleId";
 
+/// On `compass-connection`: a digest of the one-time token the agent last
+/// presented to the Connector (never the token), so that a new token in the
+/// configuration source is recognized as the operator's signal.
+pub const PRESENTED_TOKEN_ANNOTATION: &str =
+    "compass-runtime-agent.kyma-project.io/presented-token";
+
 /// A digest of a Secret's data, written by the agent, so that a sync can tell
 /// an unchanged Secret from its metadata alone (without reading every
 /// credential each cycle). Whoever can read it can read the data anyway.

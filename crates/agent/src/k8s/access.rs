@@ -13,7 +13,6 @@
 //! A 403 later on (a role changed while the agent runs) turns the matching
 //! permission off the same way (see [`Permission::refused`]).
 
-use crate::report::Report;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use k8s_openapi::api::authorization::v1::{
@@ -23,6 +22,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 
 use crate::config::{Settings, SourceKind};
+use crate::report::Report;
 
 /// Namespace of the Events about the cluster-scoped CompassConnection.
 pub const EVENTS_NAMESPACE: &str = "default";

@@ -104,6 +104,8 @@ pub enum WriteError {
         #[source]
         source: kube::Error,
     },
+    #[error("a Secret named {name:?} exists and is not the agent's (it has neither the agent's labels nor the Go agent's); it is left alone")]
+    ForeignSecret { name: String },
 }
 
 /// Why the cluster's Applications and Secrets could not be read: the sync
@@ -588,50 +590,65 @@ impl ApplicationWriter {
     ) -> Result<(), WriteError> {
         for action in &plan.secrets {
             let name = action.secret_name();
-            let outcome = match action {
+            let failed = |source| WriteError::Secret {
+                name: name.to_string(),
+                source,
+            };
+            match action {
                 SecretAction::Create(secret) => {
                     let body = self.secret(secret, &plan.name, owner_uid);
                     match self
                         .counted("Secret", "create", self.send_secret(&body, false))
                         .await
                     {
-                        Err(kube::Error::Api(status)) if status.code == 409 => {
-                            self.replace_secret(secret, &plan.name, owner_uid).await
+                        // There after all (not listed: it lacks the labels
+                        // the agent lists by): replaced only if it is ours.
+                        Err(error) if is_conflict(&error) => {
+                            self.replace_secret(secret, &plan.name, owner_uid).await?
                         }
-                        other => other.map(|_| ()),
+                        other => other.map_err(failed)?,
                     }
                 }
                 SecretAction::Update(secret) => {
-                    self.replace_secret(secret, &plan.name, owner_uid).await
+                    self.replace_secret(secret, &plan.name, owner_uid).await?
                 }
-                SecretAction::Delete(name) => self.delete_secret(name).await,
-            };
-            outcome.map_err(|source| WriteError::Secret {
-                name: name.to_string(),
-                source,
-            })?;
+                SecretAction::Delete(name) => self.delete_secret(name).await.map_err(failed)?,
+            }
         }
         Ok(())
     }
 
-    /// Replaces a Secret whole, so keys of a former credential type go too.
+    /// Replaces a Secret whole, so keys of a former credential type go too;
+    /// never someone else's Secret of that name.
     async fn replace_secret(
         &self,
         secret: &WantedSecret,
         app: &str,
         owner_uid: &str,
-    ) -> Result<(), kube::Error> {
+    ) -> Result<(), WriteError> {
+        let failed = |source| WriteError::Secret {
+            name: secret.name.clone(),
+            source,
+        };
         let mut body = self.secret(secret, app, owner_uid);
-        match self.secrets.get_opt(&secret.name).await? {
+        match self.secrets.get_opt(&secret.name).await.map_err(failed)? {
+            Some(current)
+                if !ActualSecret::from_metadata(current.metadata.clone()).is_the_agents() =>
+            {
+                Err(WriteError::ForeignSecret {
+                    name: secret.name.clone(),
+                })
+            }
             Some(current) => {
                 body.metadata.resource_version = current.metadata.resource_version;
                 self.counted("Secret", "update", self.send_secret(&body, true))
                     .await
+                    .map_err(failed)
             }
-            None => {
-                self.counted("Secret", "create", self.send_secret(&body, false))
-                    .await
-            }
+            None => self
+                .counted("Secret", "create", self.send_secret(&body, false))
+                .await
+                .map_err(failed),
         }
     }
 

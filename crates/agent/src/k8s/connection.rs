@@ -3,7 +3,6 @@
 //! status subresource, or, on clusters with the original CRD (which has
 //! none), with the object itself.
 
-use crate::report::Report;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
@@ -16,6 +15,8 @@ use crate::crd::compass_connection::{
     CompassConnection, CompassConnectionSpec, CompassConnectionStatus, ConnectionState,
     ManagementInfo, COMPASS_CONNECTION_NAME,
 };
+use crate::crd::labels::PRESENTED_TOKEN_ANNOTATION;
+use crate::report::Report;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionStoreError {
@@ -34,6 +35,16 @@ pub enum ConnectionStoreError {
         #[source]
         source: kube::Error,
     },
+}
+
+/// What a cycle writes to `compass-connection` besides its status.
+#[derive(Clone, Copy, Debug)]
+pub struct SpecUpdate<'a> {
+    pub management_info: &'a ManagementInfo,
+    pub clear_resync_now: bool,
+    pub clear_refresh_credentials_now: bool,
+    /// The digest of the one-time token just presented.
+    pub presented_token: Option<&'a str>,
 }
 
 pub struct ConnectionStore {
@@ -244,23 +255,22 @@ impl ConnectionStore {
         }
     }
 
-    /// Writes `spec.managementInfo` and clears the one-shot flags, if the object
-    /// is still the version that was reconciled (a flag set meanwhile is not
-    /// lost). Without that version, the current one, if the object is still
-    /// the reconciled one (not a successor of that name).
+    /// Writes `spec.managementInfo`, clears the one-shot flags and records
+    /// the presented token's digest, if the object is still the version that
+    /// was reconciled (a flag set meanwhile is not lost). Without that
+    /// version, the current one, if the object is still the reconciled one
+    /// (not a successor of that name).
     pub async fn update_spec(
         &self,
         uid: Option<&str>,
         resource_version: Option<&str>,
-        management_info: &ManagementInfo,
-        clear_resync_now: bool,
-        clear_refresh_credentials_now: bool,
+        update: &SpecUpdate<'_>,
     ) -> Result<(), ConnectionStoreError> {
-        let mut spec = json!({ "managementInfo": management_info });
-        if clear_resync_now {
+        let mut spec = json!({ "managementInfo": update.management_info });
+        if update.clear_resync_now {
             spec["resyncNow"] = json!(false);
         }
-        if clear_refresh_credentials_now {
+        if update.clear_refresh_credentials_now {
             spec["refreshCredentialsNow"] = json!(false);
         }
         let mut current = self.read_raw(uid).await?;
@@ -268,6 +278,13 @@ impl ConnectionStore {
             && current.metadata.resource_version.as_deref() != resource_version
         {
             return Err(ConnectionStoreError::Conflict);
+        }
+        if let Some(digest) = update.presented_token {
+            current
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(PRESENTED_TOKEN_ANNOTATION.into(), digest.into());
         }
         apply_merge_patch(&mut current.data, &json!({ "spec": spec }));
         match self

@@ -2,7 +2,6 @@
 //! APP_CLUSTER_CERTIFICATES_SECRET and `cacert` in APP_CA_CERTIFICATES_SECRET.
 //! Keys the agent does not own are kept: writes merge, never replace.
 
-use crate::report::Report;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -14,6 +13,7 @@ use crate::certificates::{CertificateError, ClientCredentials};
 use crate::config::NamespacedName;
 use crate::k8s::replace::{is_conflict, CONFLICT_RETRIES};
 use crate::k8s::write_params;
+use crate::report::Report;
 
 pub const CERTIFICATE_KEY: &str = "crt";
 pub const PRIVATE_KEY_KEY: &str = "key";
@@ -44,7 +44,7 @@ pub enum CredentialsStoreError {
         #[source]
         source: kube::Error,
     },
-    #[error("the client certificate could not be stored in Secret {secret}, so the one-time token was not used")]
+    #[error("the credentials could not be stored in Secret {secret}, so the one-time token was not used")]
     NotWritable {
         secret: String,
         #[source]
@@ -127,12 +127,20 @@ impl CredentialsStore {
             .unwrap_or_default()
     }
 
-    /// Proves, changing nothing, that the client certificate Secret can be
-    /// written: a dry run of the write `save` makes (RBAC and admission both
-    /// answer a dry run). Checked before a one-time token is spent, so that a
-    /// token is never traded for a certificate that cannot be kept.
+    /// Proves, changing nothing, that both Secrets, the client certificate's
+    /// and the CA's, can be written: a dry run of the writes `save` makes
+    /// (RBAC and admission both answer a dry run). Checked before a one-time
+    /// token is spent, so that a token is never traded for credentials that
+    /// cannot be kept.
     pub async fn check_writable(&self) -> Result<(), CredentialsStoreError> {
-        let name = &self.certificates;
+        self.check_secret_writable(&self.certificates).await?;
+        self.check_secret_writable(&self.ca).await
+    }
+
+    async fn check_secret_writable(
+        &self,
+        name: &NamespacedName,
+    ) -> Result<(), CredentialsStoreError> {
         let api = self.api(name);
         let refused = |source| CredentialsStoreError::NotWritable {
             secret: name.to_string(),
@@ -156,9 +164,12 @@ impl CredentialsStore {
         }
     }
 
-    /// Stores checked credentials: the client Secret first (what the agent needs
-    /// to work), then the CA Secret. Other keys in both Secrets are kept.
-    pub async fn save(&self, credentials: &ClientCredentials) -> Result<(), CredentialsStoreError> {
+    /// Stores checked client credentials (keys `crt`, `key`, `crtChain`):
+    /// what the agent needs to work, so they go first. Other keys are kept.
+    pub async fn save_client(
+        &self,
+        credentials: &ClientCredentials,
+    ) -> Result<(), CredentialsStoreError> {
         self.merge_into(
             &self.certificates,
             BTreeMap::from([
@@ -167,12 +178,18 @@ impl CredentialsStore {
                 (CHAIN_KEY, credentials.chain_pem()),
             ]),
         )
-        .await?;
-        if !credentials.ca_pem().is_empty() {
-            self.merge_into(&self.ca, BTreeMap::from([(CA_KEY, credentials.ca_pem())]))
-                .await?;
-        }
-        Ok(())
+        .await
+    }
+
+    /// Stores the Compass CA (key `cacert`), keeping other keys.
+    pub async fn save_ca(&self, ca_pem: &str) -> Result<(), CredentialsStoreError> {
+        self.merge_into(&self.ca, BTreeMap::from([(CA_KEY, ca_pem)]))
+            .await
+    }
+
+    /// The CA Secret's name.
+    pub fn ca_secret(&self) -> &NamespacedName {
+        &self.ca
     }
 
     /// Sets `values` in the Secret, keeping its other keys: read it, change

@@ -2,7 +2,6 @@
 //! failures, so `kubectl describe compassconnection` tells the story. Repeats
 //! of the same reason are aggregated into one Event series by kube's recorder.
 
-use crate::report::Report;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -12,6 +11,7 @@ use kube::{Client, Resource};
 use super::access::{is_forbidden, Access};
 use crate::crd::application::Application;
 use crate::crd::compass_connection::{CompassConnection, ConnectionState};
+use crate::report::Report;
 
 pub const REPORTER: &str = "compass-runtime-agent";
 

@@ -221,6 +221,14 @@ impl ActualSecret {
     }
 
     /// The value of one of the labels the agent writes; `None` for others.
+    /// Whether the Secret is the agent's to write: it carries the agent's
+    /// managed-by label, or the `app` and `bundleId` labels the Go agent put
+    /// on its credential Secrets. Any other Secret of that name is someone
+    /// else's and is never overwritten.
+    pub fn is_the_agents(&self) -> bool {
+        self.has_managed_by_label || (self.app_label.is_some() && self.bundle_label.is_some())
+    }
+
     pub fn label(&self, key: &str) -> Option<&str> {
         match key {
             SECRET_APP_LABEL => self.app_label.as_deref(),

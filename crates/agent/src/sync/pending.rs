@@ -105,6 +105,17 @@ pub struct PendingApplication {
     pub owned: OwnedDigest,
     pub application: PackedApplication,
     pub secrets: Vec<WantedSecret>,
+    /// Why the Director's answer for it did not come whole, if it did not:
+    /// then it is neither written nor deleted.
+    pub inconsistency: Option<String>,
+}
+
+impl PendingApplication {
+    /// The same, marked as not whole when `inconsistency` says why.
+    pub fn incomplete(mut self, inconsistency: Option<String>) -> PendingApplication {
+        self.inconsistency = inconsistency;
+        self
+    }
 }
 
 impl From<WantedApplication> for PendingApplication {
@@ -121,6 +132,7 @@ impl From<WantedApplication> for PendingApplication {
             owned: OwnedDigest::of(&application.spec),
             application: PackedApplication::pack(application),
             secrets: wanted.secrets,
+            inconsistency: None,
         }
     }
 }

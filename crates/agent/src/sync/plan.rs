@@ -100,6 +100,14 @@ impl Plan {
     }
 }
 
+/// Whether the plan may delete Applications: not when the Director's list of
+/// applications did not come whole (it cannot tell which are gone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deletions {
+    Allowed,
+    Skipped,
+}
+
 /// Compares what the Director wants with what the cluster has.
 ///
 /// What it never does, whatever the input: touch an Application without
@@ -109,6 +117,7 @@ impl Plan {
 pub fn plan<W: Into<PendingApplication>>(
     wanted: impl IntoIterator<Item = W>,
     actual: &ActualState,
+    deletions: Deletions,
 ) -> Plan {
     let wanted: Vec<PendingApplication> = wanted.into_iter().map(Into::into).collect();
     let actual_apps: BTreeMap<&str, &ActualApplication> = actual
@@ -143,6 +152,13 @@ pub fn plan<W: Into<PendingApplication>>(
 
     let mut plans = Vec::with_capacity(wanted.len());
     for wanted_app in wanted {
+        if let Some(problem) = wanted_app.inconsistency.clone() {
+            let reason = format!(
+                "the Director's answer for it did not come whole ({problem}); it is left as it is"
+            );
+            plans.push(ApplicationPlan::refused(wanted_app, reason));
+            continue;
+        }
         let ids = &claims[&wanted_app.name];
         if ids.len() > 1 {
             // Every one of them, so that no winner can flip between cycles.
@@ -180,7 +196,10 @@ pub fn plan<W: Into<PendingApplication>>(
         .collect();
 
     for (name, app) in &actual_apps {
-        if claims.contains_key(*name) || !app.is_managed_by_compass() {
+        if claims.contains_key(*name)
+            || !app.is_managed_by_compass()
+            || deletions == Deletions::Skipped
+        {
             continue;
         }
         let secrets: Vec<String> = app
@@ -236,12 +255,25 @@ fn plan_wanted(
         );
         return ApplicationPlan::refused(wanted_app, reason);
     }
+    let foreign = wanted_app.secrets.iter().find(|secret| {
+        actual_secrets
+            .get(secret.name.as_str())
+            .is_some_and(|actual| !actual.is_the_agents())
+    });
+    if let Some(secret) = foreign {
+        let reason = format!(
+            "a Secret named {:?} exists and is not the agent's (it has neither the agent's labels nor the Go agent's); it is left alone",
+            secret.name
+        );
+        return ApplicationPlan::refused(wanted_app, reason);
+    }
     let PendingApplication {
         name,
         application_id,
         owned,
         application,
         secrets: wanted_secrets,
+        inconsistency: _,
     } = wanted_app;
     let action = match existing {
         None => ApplicationAction::Create(application),
@@ -331,6 +363,14 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use k8s_openapi::ByteString;
     use std::sync::Arc;
+
+    /// The plan when deletions are allowed (a list that came whole).
+    fn planned<W: Into<PendingApplication>>(
+        wanted: impl IntoIterator<Item = W>,
+        actual: &ActualState,
+    ) -> Plan {
+        plan(wanted, actual, Deletions::Allowed)
+    }
 
     fn settings() -> ConversionSettings {
         ConversionSettings {
@@ -427,7 +467,7 @@ mod tests {
 
     #[test]
     fn an_empty_cluster_gets_every_application_and_secret_created() {
-        let plan = plan(
+        let plan = planned(
             vec![wanted("shop", "p"), wanted("crm", "p")],
             &ActualState::default(),
         );
@@ -450,7 +490,7 @@ mod tests {
     #[test]
     fn an_unchanged_director_plans_zero_writes() {
         let state = applied(&[wanted("shop", "p"), wanted("crm", "p")]);
-        let plan = plan(vec![wanted("shop", "p"), wanted("crm", "p")], &state);
+        let plan = planned(vec![wanted("shop", "p"), wanted("crm", "p")], &state);
         assert_eq!(plan.writes(), 0, "{plan:?}");
         assert!(plan
             .applications
@@ -465,13 +505,13 @@ mod tests {
         apps[0].spec.tenant = Some("t".into());
         apps[0].status = Some(Default::default());
         let state = summarize(&apps, secrets);
-        assert_eq!(plan(vec![wanted("shop", "p")], &state).writes(), 0);
+        assert_eq!(planned(vec![wanted("shop", "p")], &state).writes(), 0);
     }
 
     #[test]
     fn a_changed_credential_updates_only_the_secret() {
         let state = applied(&[wanted("shop", "old")]);
-        let plan = plan(vec![wanted("shop", "new")], &state);
+        let plan = planned(vec![wanted("shop", "new")], &state);
         let app = &plan.applications[0];
         assert_eq!(app.action, ApplicationAction::Unchanged);
         assert!(
@@ -484,7 +524,7 @@ mod tests {
         let state = applied(&[wanted("shop", "p")]);
         let mut changed = director_app("shop", "p");
         changed.description = Some("new text".into());
-        let plan = plan(vec![to_wanted_application(&changed, &settings())], &state);
+        let plan = planned(vec![to_wanted_application(&changed, &settings())], &state);
         assert!(
             matches!(&plan.applications[0].action, ApplicationAction::Update(app) if app.unpack().unwrap().spec.description == "new text")
         );
@@ -496,7 +536,7 @@ mod tests {
         let state = applied(&[wanted("shop", "p")]);
         let mut without_credentials = director_app("shop", "p");
         without_credentials.bundles[0].default_instance_auth = None;
-        let plan = plan(
+        let plan = planned(
             vec![to_wanted_application(&without_credentials, &settings())],
             &state,
         );
@@ -511,7 +551,7 @@ mod tests {
     #[test]
     fn an_application_gone_from_the_director_is_deleted_with_its_secrets() {
         let state = applied(&[wanted("shop", "p"), wanted("crm", "p")]);
-        let plan = plan(vec![wanted("shop", "p")], &state);
+        let plan = planned(vec![wanted("shop", "p")], &state);
         let deleted: Vec<_> = plan
             .applications
             .iter()
@@ -533,12 +573,12 @@ mod tests {
         state
             .applications
             .push(Arc::new(ActualApplication::from(&foreign)));
-        let plan_without = plan(Vec::<WantedApplication>::new(), &state);
+        let plan_without = planned(Vec::<WantedApplication>::new(), &state);
         assert!(plan_without.applications.is_empty(), "{plan_without:?}");
         // Even when the Director has an application of the same name.
         foreign.metadata.name = Some("shop".into());
         let state = summarize(&[foreign], vec![]);
-        let plan = plan(vec![wanted("shop", "p")], &state);
+        let plan = planned(vec![wanted("shop", "p")], &state);
         assert!(
             matches!(&plan.applications[0].action, ApplicationAction::Refused(m) if m.contains("not managed"))
         );
@@ -556,7 +596,7 @@ mod tests {
                 wanted("crm", "p"),
             ]
         };
-        let plan = plan(duplicates(), &ActualState::default());
+        let plan = planned(duplicates(), &ActualState::default());
         for app in plan.applications.iter().filter(|a| a.name == "shop") {
             assert!(
                 matches!(&app.action, ApplicationAction::Refused(m) if m.contains("2 Director applications") && m.contains("shop-id-2")),
@@ -576,7 +616,7 @@ mod tests {
         let state = applied(&[wanted("shop", "a")]);
         for mut order in [duplicates(), duplicates().into_iter().rev().collect()] {
             order.retain(|w| w.application.metadata.name.as_deref() == Some("shop"));
-            let plan = super::plan(order, &state);
+            let plan = planned(order, &state);
             assert_eq!(plan.writes(), 0, "{plan:?}");
         }
     }
@@ -593,7 +633,7 @@ mod tests {
     fn an_application_under_its_old_name_is_replaced_once_the_new_one_is_written() {
         // Named as the Director names it (isNormalized "true"), then normalized.
         let state = applied(&[wanted("shop", "p")]);
-        let plan = plan(vec![normalized(&director_app("shop", "p"))], &state);
+        let plan = planned(vec![normalized(&director_app("shop", "p"))], &state);
         assert_eq!(plan.applications.len(), 1, "no separate deletion: {plan:?}");
         let new = &plan.applications[0];
         assert_eq!(new.name, "mp-shop");
@@ -626,7 +666,7 @@ mod tests {
         );
         let shared = new.secrets[0].name.clone();
         assert_eq!(state.secrets[0].name, shared, "the same Secret name");
-        let plan = plan(vec![new], &state);
+        let plan = planned(vec![new], &state);
         let new = &plan.applications[0];
         // Rewritten for its new owner (labels, owner reference), not deleted.
         assert!(matches!(&new.secrets[..], [SecretAction::Update(s)] if s.name == shared));
@@ -645,7 +685,7 @@ mod tests {
         // The new name collides with another Director application's.
         let mut other = director_app("Shop", "q");
         other.id = "other-id".into();
-        let plan = plan(
+        let plan = planned(
             vec![normalized(&director_app("shop", "p")), normalized(&other)],
             &state,
         );
@@ -675,7 +715,7 @@ mod tests {
         let shared = kept.secrets[0].name.clone();
         assert_eq!(gone.secrets[0].name, shared);
         let state = applied(&[gone]);
-        let plan = plan(vec![kept], &state);
+        let plan = planned(vec![kept], &state);
         let deleted = plan
             .applications
             .iter()
@@ -692,18 +732,46 @@ mod tests {
 
     #[test]
     fn names_kubernetes_would_refuse_are_refused_before_any_write() {
-        let plan = plan(vec![wanted("My Shop", "p")], &ActualState::default());
+        let plan = planned(vec![wanted("My Shop", "p")], &ActualState::default());
         assert!(
             matches!(&plan.applications[0].action, ApplicationAction::Refused(m) if m.contains("not a valid Kubernetes object name")),
             "{plan:?}"
         );
         assert_eq!(plan.writes(), 0);
         let long = format!("mp-{}", "a".repeat(70));
-        let plan = super::plan(vec![wanted(&long, "p")], &ActualState::default());
+        let plan = planned(vec![wanted(&long, "p")], &ActualState::default());
         assert!(
             matches!(&plan.applications[0].action, ApplicationAction::Refused(m) if m.contains("at most 63")),
             "{plan:?}"
         );
+    }
+
+    #[test]
+    fn a_secret_of_the_wanted_name_that_is_not_the_agents_is_left_alone() {
+        let wanted_apps = [wanted("shop", "p")];
+        let (_, mut secrets) = applied_objects(&wanted_apps);
+        secrets[0].metadata.labels = Some(BTreeMap::from([(
+            "owner".to_string(),
+            "someone-else".to_string(),
+        )]));
+        let state = summarize(&[], secrets.clone());
+        let plan = planned(vec![wanted("shop", "p")], &state);
+        assert!(
+            matches!(&plan.applications[0].action, ApplicationAction::Refused(m) if m.contains("not the agent's")),
+            "{plan:?}"
+        );
+        assert_eq!(plan.writes(), 0, "neither the Application nor the Secret");
+        // The Go agent's credential Secrets (app and bundleId labels) are the agent's.
+        secrets[0].metadata.labels = Some(BTreeMap::from([
+            ("app".to_string(), "shop".to_string()),
+            ("bundleId".to_string(), "shop-bundle".to_string()),
+        ]));
+        let state = summarize(&[], secrets);
+        let plan = planned(vec![wanted("shop", "p")], &state);
+        assert!(matches!(
+            plan.applications[0].action,
+            ApplicationAction::Create(_)
+        ));
     }
 
     #[test]
@@ -716,11 +784,11 @@ mod tests {
             Some(BTreeMap::from([(DATA_HASH_ANNOTATION.to_string(), hash)]));
         let state = summarize(&apps, secrets);
         assert_eq!(
-            plan(vec![wanted("shop", "p")], &state).writes(),
+            planned(vec![wanted("shop", "p")], &state).writes(),
             0,
             "the same hash is no change"
         );
-        let plan = plan(vec![wanted("shop", "changed")], &state);
+        let plan = planned(vec![wanted("shop", "changed")], &state);
         assert!(
             matches!(plan.applications[0].secrets[..], [SecretAction::Update(_)]),
             "another hash is a change"
@@ -732,7 +800,7 @@ mod tests {
         let (apps, mut secrets) = applied_objects(&[wanted("shop", "p")]);
         secrets[0].metadata.owner_references = None;
         let state = summarize(&apps, secrets);
-        let plan = plan(vec![wanted("shop", "p")], &state);
+        let plan = planned(vec![wanted("shop", "p")], &state);
         assert!(matches!(
             plan.applications[0].secrets[..],
             [SecretAction::Update(_)]
@@ -744,7 +812,7 @@ mod tests {
         let (mut apps, secrets) = applied_objects(&[wanted("shop", "p")]);
         apps[0].metadata.labels = None;
         let state = summarize(&apps, secrets);
-        let plan = plan(vec![wanted("shop", "p")], &state);
+        let plan = planned(vec![wanted("shop", "p")], &state);
         assert!(matches!(
             plan.applications[0].action,
             ApplicationAction::Update(_)

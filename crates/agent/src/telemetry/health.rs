@@ -7,7 +7,6 @@
 //! which a restart would not mend. Kyma's NetworkPolicy admits traffic to the
 //! agent's Pod on the health port only, hence `/metrics` there as well.
 
-use crate::report::Report;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -20,6 +19,7 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::MetricsRegistry;
+use crate::report::Report;
 
 /// The validity of the certificate the agent holds, readable from any task.
 #[derive(Default)]
