@@ -1003,3 +1003,135 @@ async fn duplicate_names_fail_every_application_of_the_group_the_others_sync_and
         BTreeSet::from(["mp-crm".to_string()])
     );
 }
+
+/// The uid of every Application and of every Secret in the integration
+/// namespace, by kind and name: a delete and re-create shows as a new uid.
+async fn uids(world: &World) -> BTreeMap<String, String> {
+    let apps = applications(world)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let secrets = secrets(world)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    apps.iter()
+        .map(|a| (format!("app/{}", a.name_any()), a.uid().unwrap()))
+        .chain(
+            secrets
+                .iter()
+                .map(|s| (format!("secret/{}", s.name_any()), s.uid().unwrap())),
+        )
+        .collect()
+}
+
+/// A World whose agent reads the Director two applications per page, with
+/// six applications (three pages), all synchronized.
+async fn six_applications_in_pages_of_two() -> World {
+    let mut world = World::new().await;
+    world.settings.director_page_size = 2;
+    world.configure_with_fresh_token().await;
+    let apps = (1..=6)
+        .map(|i| with_credentials(&format!("app-{i}"), &format!("app{i}"), &format!("b{i}")))
+        .collect();
+    world.sim.set_applications(RUNTIME_ID, apps).unwrap();
+    world.start_agent().await;
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    assert_eq!(application_names(&world).await.len(), 6);
+    world
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_removed_between_two_page_requests_costs_no_other_application() {
+    let world = six_applications_in_pages_of_two().await;
+    let before = uids(&world).await;
+    // Between the first and the second page the Director loses its first
+    // application: every later page shifts by one, and one live application
+    // falls between the pages.
+    world.sim.inject_fault(
+        "applicationsForRuntime",
+        FaultKind::RemoveFirstApplication,
+        FaultTimes::Next(1),
+    );
+    let removed = world.sim.applications(RUNTIME_ID).unwrap()[0].name.clone();
+    resync(&world).await;
+    assert!(world.sim.faults().is_empty(), "the fault struck");
+    let gone = world
+        .sim
+        .applications(RUNTIME_ID)
+        .unwrap()
+        .iter()
+        .all(|a| a.name != removed);
+    assert!(gone, "the Director lost {removed}");
+    let connection = world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    let after = uids(&world).await;
+    // The removed application went, with its Secret; every other object is
+    // the very same (a delete and re-create would show a new uid).
+    let expected: BTreeMap<_, _> = before
+        .iter()
+        .filter(|(key, _)| !key.contains(&removed))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(
+        expected.len(),
+        before.len() - 2,
+        "one Application and its Secret fewer: {before:?}"
+    );
+    assert_eq!(after, expected);
+    let log = world.sim.request_log();
+    let pages = log
+        .iter()
+        .filter(|e| e.operations.iter().any(|o| o == "applicationsForRuntime"))
+        .count();
+    eprintln!("pages requested for the sync with the removal: {pages}");
+    assert!(connection.status.unwrap().synchronization_status.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_null_list_of_applications_deletes_nothing_and_says_so() {
+    let world = six_applications_in_pages_of_two().await;
+    let before = uids(&world).await;
+    world.sim.inject_fault(
+        "applicationsForRuntime",
+        FaultKind::NullList,
+        FaultTimes::UntilCleared,
+    );
+    let failed = world
+        .wait_for_connection("a sync that skipped deletions", LONG, |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.connection_state == ConnectionState::SynchronizationFailed
+                    && s.synchronization_status
+                        .as_ref()
+                        .is_some_and(|s| s.error.contains("no Application was deleted"))
+            })
+        })
+        .await;
+    eprintln!(
+        "status with null lists: {}",
+        failed.status.unwrap().synchronization_status.unwrap().error
+    );
+    let null_answers = world
+        .sim
+        .request_log()
+        .iter()
+        .filter(
+            |e| matches!(&e.outcome, compass_sim::Outcome::Fault { fault } if fault == "nullList"),
+        )
+        .count();
+    assert!(
+        null_answers >= 3,
+        "the list was asked for again: {null_answers}"
+    );
+    assert_eq!(uids(&world).await, before, "nothing deleted or re-created");
+    world.sim.clear_faults();
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    assert_eq!(uids(&world).await, before, "the same objects afterwards");
+}
