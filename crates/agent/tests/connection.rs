@@ -697,13 +697,31 @@ async fn the_key_algorithm_the_connector_asks_for_is_honoured() {
 
 /// An admission policy that refuses every write to the client certificate
 /// Secret: what an operator gets from a missing RBAC rule or a strict policy.
-async fn refuse_writes_to_the_certificate_secret(world: &World) {
+/// Which writes to a frozen Secret are refused.
+#[derive(Clone, Copy, PartialEq)]
+enum Refused {
+    /// All, dry runs included: the agent's check before spending a token
+    /// sees it.
+    Every,
+    /// Real writes only: the check passes, the write after it fails (a
+    /// policy or a quota that bites between the two).
+    RealWritesOnly,
+}
+
+/// Makes the apiserver refuse writes to the Secret `name` in `namespace`,
+/// with a ValidatingAdmissionPolicy named `policy` (its binding too).
+async fn freeze_secret(world: &World, namespace: &str, name: &str, refused: Refused, policy: &str) {
     use k8s_openapi::api::admissionregistration::v1::{
         ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
     };
     use kube::api::PostParams;
-    let policy: ValidatingAdmissionPolicy = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "freeze-client-certificate"},
+    let mut expression =
+        format!("object.metadata.namespace != '{namespace}' || object.metadata.name != '{name}'");
+    if refused == Refused::RealWritesOnly {
+        expression = format!("request.dryRun == true || {expression}");
+    }
+    let policy_object: ValidatingAdmissionPolicy = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": policy},
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": {"resourceRules": [{
@@ -711,44 +729,86 @@ async fn refuse_writes_to_the_certificate_secret(world: &World) {
                 "operations": ["CREATE", "UPDATE"], "resources": ["secrets"]
             }]},
             "validations": [{
-                "expression": "object.metadata.name != 'cluster-client-certificates'",
-                "message": "the client certificate Secret is frozen"
+                "expression": expression,
+                "message": format!("the Secret {name} is frozen")
             }]
         }
     }))
     .unwrap();
     let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "freeze-client-certificate"},
-        "spec": {"policyName": "freeze-client-certificate", "validationActions": ["Deny"]}
+        "metadata": {"name": policy},
+        "spec": {"policyName": policy, "validationActions": ["Deny"]}
     }))
     .unwrap();
     kube::Api::<ValidatingAdmissionPolicy>::all(world.client.clone())
-        .create(&PostParams::default(), &policy)
+        .create(&PostParams::default(), &policy_object)
         .await
         .expect("the policy is created");
     kube::Api::<ValidatingAdmissionPolicyBinding>::all(world.client.clone())
         .create(&PostParams::default(), &binding)
         .await
         .expect("the binding is created");
-    // Policies take effect asynchronously: wait until a dry run is refused.
-    let secrets =
-        kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(world.client.clone(), NS);
+    // Policies take effect asynchronously: wait until a write is refused
+    // (a real create of a Secret that does not exist yet; deleted if it passed).
+    let secrets = kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+        world.client.clone(),
+        namespace,
+    );
+    let dry_run = refused == Refused::Every;
     test_support::wait_for("the policy to refuse writes", SHORT, || async {
+        if secrets.get_opt(name).await.unwrap().is_some() {
+            // Exists: an update of it must be refused.
+            let mut existing = secrets.get(name).await.unwrap();
+            existing.metadata.managed_fields = None;
+            let params = PostParams {
+                dry_run,
+                ..PostParams::default()
+            };
+            let refused = secrets.replace(name, &params, &existing).await.is_err();
+            return refused.then_some(());
+        }
         let mut secret = k8s_openapi::api::core::v1::Secret::default();
-        secret.metadata.name = Some("cluster-client-certificates".into());
-        let dry = PostParams {
-            dry_run: true,
+        secret.metadata.name = Some(name.into());
+        let params = PostParams {
+            dry_run,
             ..PostParams::default()
         };
-        secrets.create(&dry, &secret).await.is_err().then_some(())
+        match secrets.create(&params, &secret).await {
+            Err(_) => Some(()),
+            Ok(_) => {
+                if !dry_run {
+                    secrets
+                        .delete(name, &DeleteParams::default())
+                        .await
+                        .unwrap();
+                }
+                None
+            }
+        }
     })
     .await;
+}
+
+async fn thaw(world: &World, policy: &str) {
+    kube::Api::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding>::all(
+        world.client.clone(),
+    )
+    .delete(policy, &DeleteParams::default())
+    .await
+    .expect("the binding is deleted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_is_not_spent_while_the_certificate_cannot_be_stored() {
     let mut world = World::new().await;
-    refuse_writes_to_the_certificate_secret(&world).await;
+    freeze_secret(
+        &world,
+        NS,
+        "cluster-client-certificates",
+        Refused::Every,
+        "freeze-client-certificate",
+    )
+    .await;
     world.configure_with_fresh_token().await;
     world.start_agent().await;
     let failed = world
@@ -761,7 +821,7 @@ async fn a_token_is_not_spent_while_the_certificate_cannot_be_stored() {
         .await;
     let error = failed.status.unwrap().connection_status.error;
     assert!(
-        error.contains("one-time token was not used") && error.contains("frozen"),
+        error.contains("one-time token was not used") && error.contains("is frozen"),
         "{error}"
     );
     // The Connector never saw the token.
@@ -775,15 +835,115 @@ async fn a_token_is_not_spent_while_the_certificate_cannot_be_stored() {
     );
 
     // Fixed by the operator: the same token connects.
-    kube::Api::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding>::all(
-        world.client.clone(),
-    )
-    .delete("freeze-client-certificate", &DeleteParams::default())
-    .await
-    .expect("the binding is deleted");
+    thaw(&world, "freeze-client-certificate").await;
     world
         .wait_for_state(ConnectionState::Synchronized, LONG)
         .await;
+    world.stop_agent().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_not_spent_while_the_ca_cannot_be_stored() {
+    let mut world = World::new().await;
+    freeze_secret(
+        &world,
+        CA_NS,
+        "ca-certificates",
+        Refused::Every,
+        "freeze-ca",
+    )
+    .await;
+    world.configure_with_fresh_token().await;
+    world.start_agent().await;
+    let failed = world
+        .wait_for_connection("ConnectionFailed about the CA Secret", LONG, |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.connection_state == ConnectionState::ConnectionFailed
+                    && s.connection_status.error.contains("ca-certificates")
+            })
+        })
+        .await;
+    let error = failed.status.unwrap().connection_status.error;
+    assert!(error.contains("one-time token was not used"), "{error}");
+    assert_eq!(token_requests(&world), 0, "the token was presented");
+    thaw(&world, "freeze-ca").await;
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    assert_eq!(token_requests(&world), 1);
+    world.stop_agent().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_that_cannot_be_stored_after_the_token_is_spent_is_retried_with_the_certificate_in_use(
+) {
+    let mut world = World::new().await;
+    // The check before spending the token passes; the real write fails.
+    freeze_secret(
+        &world,
+        CA_NS,
+        "ca-certificates",
+        Refused::RealWritesOnly,
+        "freeze-ca",
+    )
+    .await;
+    world.configure_with_fresh_token().await;
+    world
+        .sim
+        .put_application(
+            RUNTIME_ID,
+            serde_json::from_value(serde_json::json!({"id": "app-a", "name": "a"})).unwrap(),
+        )
+        .unwrap();
+    world.start_agent().await;
+    let failed = world
+        .wait_for_connection("the CA reported as not stored", LONG, |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.connection_state == ConnectionState::ConnectionMaintenanceFailed
+                    && s.connection_status
+                        .error
+                        .contains("CA certificate is not stored")
+            })
+        })
+        .await;
+    eprintln!(
+        "status with the CA not stored: {}",
+        failed.status.unwrap().connection_status.error
+    );
+    let stored = world
+        .certificate_secret()
+        .await
+        .expect("the client certificate is stored");
+    assert!(director_accepts(&world.sim, &stored["key"], &stored["crtChain"]).await);
+    // The certificate is in use meanwhile: the Applications are synchronized.
+    test_support::wait_for("the Application synchronized", LONG, || async {
+        kube::Api::<compass_runtime_agent::crd::Application>::all(world.client.clone())
+            .get_opt("mp-a")
+            .await
+            .unwrap()
+            .map(|_| ())
+    })
+    .await;
+
+    thaw(&world, "freeze-ca").await;
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    assert_eq!(
+        stored_ca(&world).await.trim(),
+        world.sim.client_ca_pem().trim()
+    );
+    assert_eq!(
+        token_requests(&world),
+        1,
+        "the spent token was never tried again"
+    );
+    assert_eq!(
+        world.csr_count(),
+        1,
+        "the first certificate is the one in use"
+    );
+    assert_eq!(world.certificate_secret().await.unwrap(), stored);
     world.stop_agent().await;
 }
 
