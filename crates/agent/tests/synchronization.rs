@@ -1135,3 +1135,126 @@ async fn a_null_list_of_applications_deletes_nothing_and_says_so() {
         .await;
     assert_eq!(uids(&world).await, before, "the same objects afterwards");
 }
+
+/// A Secret in the integration namespace that is not the agent's: no labels
+/// of the agent or of the Go agent.
+fn someone_elses_secret(name: &str) -> Secret {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": NS},
+        "stringData": {"mine": "keep me"}
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_of_the_wanted_name_that_is_someone_elses_is_never_overwritten() {
+    let world = World::connected().await;
+    secrets(&world)
+        .create(&PostParams::default(), &someone_elses_secret("mp-app9-b9"))
+        .await
+        .unwrap();
+    let before = secrets(&world).get("mp-app9-b9").await.unwrap();
+    world
+        .sim
+        .put_application(RUNTIME_ID, with_credentials("app-9", "app9", "b9"))
+        .unwrap();
+    let failed = world
+        .wait_for_connection("the Secret conflict reported", LONG, |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.connection_state == ConnectionState::ResourceApplicationFailed
+                    && s.synchronization_status
+                        .as_ref()
+                        .is_some_and(|s| s.error.contains("mp-app9-b9"))
+            })
+        })
+        .await;
+    let sync = failed.status.unwrap().synchronization_status.unwrap();
+    eprintln!("status with someone else's Secret: {}", sync.error);
+    let result = sync
+        .applications
+        .iter()
+        .find(|r| r.name == "mp-app9")
+        .unwrap();
+    assert_eq!(result.operation, SyncOperation::Failed);
+    let after = secrets(&world).get("mp-app9-b9").await.unwrap();
+    assert_eq!(after.resource_version(), before.resource_version());
+    assert_eq!(after.data, before.data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_someone_else_creates_between_read_and_write_is_left_alone() {
+    use compass_runtime_agent::k8s::access::Access;
+    use compass_runtime_agent::k8s::applications::ApplicationWriter;
+    use compass_runtime_agent::sync::{self, ConversionSettings, Deletions};
+    use std::sync::Arc;
+    let world = World::new().await;
+    let writer = ApplicationWriter::new(
+        world.client.clone(),
+        NS,
+        4,
+        100,
+        Arc::default(),
+        Arc::new(Access::everything()),
+    );
+    // The Director's application as the agent reads it (bundles are paged
+    // apart, so they are put in after decoding).
+    let mut director_app: compass_runtime_agent::compass::model::Application =
+        serde_json::from_value(json!({"id": "app-9", "name": "app9"})).unwrap();
+    director_app.bundles = vec![serde_json::from_value(json!({
+        "id": "b9", "name": "B",
+        "defaultInstanceAuth": {"credential": {
+            "__typename": "BasicCredentialData", "username": "u", "password": "pw"
+        }}
+    }))
+    .unwrap()];
+    let conversion = ConversionSettings {
+        central_gateway_url: "http://central-application-gateway.kyma-system:8082".into(),
+        skip_apps_tls_verify: false,
+        normalize_application_names: true,
+    };
+    let wanted = sync::to_wanted_application(&director_app, &conversion);
+    let secret_name = wanted.secrets[0].name.clone();
+    let actual = writer.read_actual().await.unwrap();
+    let plan = sync::plan(vec![wanted], &actual, Deletions::Allowed);
+    // Between the read and the write, someone creates a Secret of that name:
+    // the agent's create meets a 409.
+    secrets(&world)
+        .create(&PostParams::default(), &someone_elses_secret(&secret_name))
+        .await
+        .unwrap();
+    let before = secrets(&world).get(&secret_name).await.unwrap();
+    let outcome = writer.apply(plan).await;
+    let result = &outcome.results[0];
+    assert_eq!(result.operation, SyncOperation::Failed, "{result:?}");
+    assert!(result.error.contains("not the agent's"), "{}", result.error);
+    let after = secrets(&world).get(&secret_name).await.unwrap();
+    assert_eq!(after.resource_version(), before.resource_version());
+    assert_eq!(after.data, before.data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_connected_the_sync_needs_only_the_runtime_id_and_tenant() {
+    let world = World::connected().await;
+    // The operator removes the spent token (and the Connector URL).
+    let token = String::new();
+    let mut values = world.config_values(&token);
+    values.remove("TOKEN");
+    values.remove("CONNECTOR_URL");
+    world.write_config_secret(values).await;
+    world
+        .sim
+        .put_application(RUNTIME_ID, plain("app-late", "late"))
+        .unwrap();
+    let connection = resync(&world).await;
+    let status = connection.status.unwrap();
+    assert_eq!(
+        status.connection_state,
+        ConnectionState::Synchronized,
+        "{status:#?}"
+    );
+    assert!(applications(&world)
+        .get_opt("mp-late")
+        .await
+        .unwrap()
+        .is_some());
+}

@@ -566,6 +566,33 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_that_did_not_come_whole_deletes_nothing_but_still_creates_and_updates() {
+        let state = applied(&[wanted("shop", "p"), wanted("crm", "p")]);
+        let plan = plan(
+            vec![wanted("shop", "changed"), wanted("erp", "p")],
+            &state,
+            Deletions::Skipped,
+        );
+        let actions: BTreeMap<&str, &ApplicationAction> = plan
+            .applications
+            .iter()
+            .map(|a| (a.name.as_str(), &a.action))
+            .collect();
+        assert!(!actions.contains_key("crm"), "crm is kept: {plan:?}");
+        assert!(plan
+            .applications
+            .iter()
+            .all(|a| a.action != ApplicationAction::Delete
+                && a.secrets
+                    .iter()
+                    .all(|s| !matches!(s, SecretAction::Delete(_)))));
+        assert!(
+            plan.writes() >= 2,
+            "erp created, shop's Secret updated: {plan:?}"
+        );
+    }
+
+    #[test]
     fn applications_without_compass_metadata_are_never_touched() {
         let mut state = applied(&[]);
         let mut foreign = Application::new("foreign", ApplicationSpec::default());
