@@ -55,10 +55,17 @@ fn agent_command(world: &World) -> Command {
 
 impl AgentProcess {
     async fn start(world: &World, identity: &str) -> AgentProcess {
+        AgentProcess::start_with(world, identity, &[]).await
+    }
+
+    /// Starts the agent with `extra` environment variables on top (they win).
+    async fn start_with(world: &World, identity: &str, extra: &[(&str, &str)]) -> AgentProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("agent.log");
         let (health_port, metrics_port) = (free_port(), free_port());
-        let child = agent_command(world)
+        let mut command = agent_command(world);
+        command.envs(extra.iter().copied());
+        let child = command
             .env("APP_HEALTH_ADDRESS", "127.0.0.1")
             .env("APP_HEALTH_PORT", health_port.to_string())
             .env("APP_METRICS_ADDRESS", format!("127.0.0.1:{metrics_port}"))
@@ -501,4 +508,153 @@ async fn metrics_after_a_sync_tell_what_happened() {
         ) == 1.0
     );
     world.stop_agent().await;
+}
+
+/// Every change of an object of `api` from now on, as `(resourceVersion,
+/// object)`, in the order the apiserver sent them.
+fn record_changes<K>(api: Api<K>) -> std::sync::Arc<std::sync::Mutex<Vec<(u64, K)>>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    use futures::StreamExt;
+    let changes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = changes.clone();
+    tokio::spawn(async move {
+        let params = kube::api::WatchParams::default().timeout(280);
+        let mut stream = api.watch(&params, "0").await.expect("watch").boxed();
+        while let Some(Ok(event)) = stream.next().await {
+            let object = match event {
+                kube::api::WatchEvent::Added(o) | kube::api::WatchEvent::Modified(o) => o,
+                _ => continue,
+            };
+            // One etcd: resource versions are its revisions, one sequence for
+            // all kinds, so they order the writes of the whole cluster.
+            let version = object
+                .meta()
+                .resource_version
+                .as_deref()
+                .and_then(|v| v.parse().ok())
+                .expect("a numeric resourceVersion");
+            sink.lock().unwrap().push((version, object));
+        }
+    });
+    changes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sigterm_during_a_slow_cycle_the_standby_takes_over_only_after_the_last_write() {
+    use compass_runtime_agent::crd::compass_connection::SyncOperation;
+    use compass_runtime_agent::crd::CompassConnection;
+    let world = World::new().await;
+    put_applications(&world, &["one"]);
+    world.configure_with_fresh_token().await;
+    // Requests may take long here: the slow answer below must not time out.
+    let slow_ok = [("APP_COMPASS_REQUEST_TIMEOUT", "60s")];
+    let mut replicas = vec![
+        AgentProcess::start_with(&world, "replica-a", &slow_ok).await,
+        AgentProcess::start_with(&world, "replica-b", &slow_ok).await,
+    ];
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    let leader = lease_holder(&world).await.expect("a leader");
+    let (leader_index, standby) = if leader == "replica-a" {
+        (0, "replica-b")
+    } else {
+        (1, "replica-a")
+    };
+    let leases = record_changes(Api::<Lease>::namespaced(world.client.clone(), NS));
+    let connections = record_changes(Api::<CompassConnection>::all(world.client.clone()));
+    let applications = record_changes(Api::<Application>::all(world.client.clone()));
+
+    // The leader's next cycle gets an answer that takes three lease durations
+    // to come, and that only the leader sees: application `slow` is gone from
+    // the Director once the request is in.
+    put_applications(&world, &["slow"]);
+    world.sim.inject_fault(
+        "applicationsForRuntime",
+        FaultKind::SlowAnswer {
+            ms: (LEASE_DURATION * 3).as_millis() as u64,
+        },
+        compass_sim::FaultTimes::Next(1),
+    );
+    wait_for("the leader's slow request", LONG, || async {
+        world.sim.faults().is_empty().then_some(())
+    })
+    .await;
+    world.sim.remove_application(RUNTIME_ID, "slow").unwrap();
+
+    // Rolling update: SIGTERM in the middle of that cycle.
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &replicas[leader_index].pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let exit = tokio::time::timeout(LONG, replicas[leader_index].child.wait())
+        .await
+        .expect("the old leader exits")
+        .unwrap();
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "log:\n{}",
+        replicas[leader_index].log()
+    );
+    wait_for("the standby to take the Lease", LONG, || async {
+        (lease_holder(&world).await.as_deref() == Some(standby)).then_some(())
+    })
+    .await;
+    // The new leader carries on: `slow` is not in the Director, so it goes.
+    wait_for("the new leader to delete app-slow", LONG, || async {
+        (!application_exists(&world, "app-slow").await).then_some(())
+    })
+    .await;
+
+    let slow_name = compass_runtime_agent::sync::names::normalize_application_name("app-slow");
+    let taken_over = leases
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(_, lease)| {
+            lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.as_deref())
+                == Some(standby)
+        })
+        .map(|(version, _)| *version)
+        .expect("the standby's acquisition was seen");
+    // The old leader's last writes: app-slow created, and the status that
+    // reports it (no one else ever saw app-slow in the Director).
+    let created = applications
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(_, app)| app.metadata.name.as_deref() == Some(slow_name.as_str()))
+        .map(|(version, _)| *version)
+        .expect("the old leader created app-slow");
+    let reported = connections
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, c)| {
+            c.status.as_ref().is_some_and(|s| {
+                s.synchronization_status.as_ref().is_some_and(|sync| {
+                    sync.applications
+                        .iter()
+                        .any(|r| r.name == slow_name && r.operation == SyncOperation::Created)
+                })
+            })
+        })
+        .map(|(version, _)| *version)
+        .max()
+        .expect("the old leader reported its cycle");
+    println!(
+        "hand-over: app-slow created at revision {created}, reported at {reported}, Lease taken at {taken_over}"
+    );
+    assert!(
+        created < taken_over && reported < taken_over,
+        "the old leader wrote after the standby took the Lease: created {created}, reported {reported}, taken over {taken_over}"
+    );
+    replicas.clear();
 }

@@ -20,6 +20,9 @@ pub enum FaultKind {
     MalformedJson,
     /// Waits `ms` milliseconds, then serves the request normally.
     Delay { ms: u64 },
+    /// Serves the request at once (the answer shows the state of that
+    /// moment), then holds the answer `ms` milliseconds before sending it.
+    SlowAnswer { ms: u64 },
     /// Closes the connection without answering.
     DropConnection,
     /// HTTP 401 with a GraphQL-shaped error body (an auth proxy's refusal).
@@ -49,6 +52,7 @@ impl FaultKind {
             FaultKind::NullData => "nullData".into(),
             FaultKind::MalformedJson => "malformedJson".into(),
             FaultKind::Delay { ms } => format!("delay({ms}ms)"),
+            FaultKind::SlowAnswer { ms } => format!("slowAnswer({ms}ms)"),
             FaultKind::DropConnection => "dropConnection".into(),
             FaultKind::Http401 => "http401".into(),
             FaultKind::Http403 => "http403".into(),

@@ -147,9 +147,10 @@ fn fault_response(kind: FaultKind, operations: &[String]) -> Response {
                 .into_response()
         }
         // Served normally, before or after a change: never reaches here.
-        FaultKind::Delay { .. } | FaultKind::NullList | FaultKind::RemoveFirstApplication => {
-            StatusCode::OK.into_response()
-        }
+        FaultKind::Delay { .. }
+        | FaultKind::SlowAnswer { .. }
+        | FaultKind::NullList
+        | FaultKind::RemoveFirstApplication => StatusCode::OK.into_response(),
     }
 }
 
@@ -255,11 +256,13 @@ async fn handle(endpoint: Endpoint, parts: Parts) -> Response {
             kind != FaultKind::RemoveFirstApplication || later_page
         });
     let mut null_list = false;
+    let mut hold_answer = None;
     if let Some(kind) = fault {
         entry.outcome = Outcome::Fault { fault: kind.name() };
         match kind {
             FaultKind::Delay { ms } => tokio::time::sleep(Duration::from_millis(ms)).await,
             FaultKind::NullList => null_list = true,
+            FaultKind::SlowAnswer { ms } => hold_answer = Some(Duration::from_millis(ms)),
             FaultKind::RemoveFirstApplication => {
                 if let Some(Ok(identity)) = &certificate {
                     shared.remove_first_application(&identity.runtime_id);
@@ -320,6 +323,9 @@ async fn handle(endpoint: Endpoint, parts: Parts) -> Response {
                 answer["data"] = Value::Null;
             }
         }
+    }
+    if let Some(hold) = hold_answer {
+        tokio::time::sleep(hold).await;
     }
     record(&shared, entry);
     json_response(StatusCode::OK, body)

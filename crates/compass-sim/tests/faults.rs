@@ -373,3 +373,37 @@ async fn a_redirect_fault_points_at_plain_http_and_an_oversized_one_never_ends_i
     assert!(serde_json::from_slice::<Value>(&body).is_err());
     s.assert_healthy().await;
 }
+
+#[tokio::test]
+async fn a_slow_answer_shows_the_state_from_when_the_request_came() {
+    let s = std::sync::Arc::new(setup().await);
+    let apps = compass_sim::model::generate_applications(2, 0, 0, 0);
+    let all: Vec<String> = apps.iter().map(|a| a.id.clone()).collect();
+    s.sim.set_applications(RUNTIME, apps).unwrap();
+    s.sim.inject_fault(
+        "applicationsForRuntime",
+        FaultKind::SlowAnswer { ms: 1_500 },
+        FaultTimes::Next(1),
+    );
+    let asking = tokio::spawn({
+        let s = s.clone();
+        async move { s.page(None).await }
+    });
+    // The fault is taken when the request comes: from then on, a change
+    // does not reach that answer.
+    while !s.sim.faults().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    s.sim.remove_application(RUNTIME, &all[0]).unwrap();
+    assert_eq!(
+        ids(&s.page(None).await),
+        all[1..],
+        "a later request sees the change"
+    );
+    assert!(!asking.is_finished(), "the slow answer is held");
+    assert_eq!(
+        ids(&asking.await.unwrap()),
+        all,
+        "the slow answer is from before"
+    );
+}
