@@ -16,14 +16,16 @@
 //!   neither is deleted;
 //! - after the faults stop, the agent is `Synchronized` by a sync that started
 //!   after they stopped, and the cluster matches the Director exactly, within
-//!   two sync periods + the maximal retry delay + one request timeout
-//!   (3 s + 3 s + 4 s + 3 s = 13 s): a backoff may be pending when the faults
-//!   stop, and a delayed request may still be running;
+//!   two sync periods + the maximal retry delay + one request timeout + one
+//!   lease duration (3 s + 3 s + 4 s + 3 s + 5 s = 18 s): a backoff may be
+//!   pending when the faults stop, a delayed request may still be running,
+//!   and a leader killed just before may not have been replaced yet;
+//! - no connection ever reaches the plain-http host a redirect points at;
 //! - the agent's memory does not grow without bound: for every run of the agent
 //!   process that lasted at least 40 s, the peak RSS of its second half (its
 //!   first 10 s left out) may exceed that of its first half by at most
 //!   max(25 %, 16 MiB);
-//! - a SIGTERM ends the agent with exit code 0 within 30 s, and it never exits
+//! - a SIGTERM ends a replica with exit code 0 within 30 s, and none exits
 //!   by itself;
 //! - no one-time token, no credential of a Director application, no line of a
 //!   private key and no `PRIVATE KEY` appears in the agent's logs.
@@ -51,25 +53,33 @@
 //!
 //! ## What runs
 //!
-//! The agent runs as its own process with short settings
-//! (`APP_MINIMAL_COMPASS_SYNC_TIME=1s`, `APP_CONTROLLER_SYNC_PERIOD=3s`,
-//! `APP_COMPASS_REQUEST_TIMEOUT=3s`, `APP_MAX_RETRY_DELAY=4s`), starting with
-//! 6 applications. Every 3–7 s a fault is drawn from a shuffled deck (17
-//! cards, so that every kind comes up in the short run): HTTP 500, HTTP 503,
-//! GraphQL error, null data, malformed JSON, a delay beyond the request
-//! timeout, a dropped connection (two cards each; each for the next 1–3
-//! requests of a random operation, or of all; none is added while 5 wait for
-//! a request), the revocation of the runtime's certificates, a rotation of
-//! the client CA, or a new certificate validity (20 s, 30 s, 60 s or 90 days;
-//! it starts at 20 s, so renewals happen). After a revocation or a CA
+//! Two replicas of the agent run as their own processes behind a leader
+//! Lease (5 s), with short settings (`APP_MINIMAL_COMPASS_SYNC_TIME=1s`,
+//! `APP_CONTROLLER_SYNC_PERIOD=3s`, `APP_COMPASS_REQUEST_TIMEOUT=3s`,
+//! `APP_MAX_RETRY_DELAY=4s`), reading the Director 4 applications per page
+//! (`APP_DIRECTOR_PAGE_SIZE=4`) with answers limited to 1 MiB
+//! (`APP_COMPASS_MAX_RESPONSE_SIZE=1Mi`), starting with 14 applications
+//! (4 pages). Every 2–5 s a fault is drawn from a shuffled deck (22 cards, so
+//! that every kind comes up in the short run): HTTP 500, HTTP 503, GraphQL
+//! error, null data, malformed JSON, a delay beyond the request timeout, a
+//! dropped connection (two cards each; each for the next 1–3 requests of a
+//! random operation, or of all; none is added while 5 wait for a request); a
+//! burst of 1–3 HTTP 401/403 from the certificate-secured Connector, a page
+//! whose list is `null`, an answer of 2 MiB, the first application removed
+//! between two page requests, a redirect to a plain-http listener (which must
+//! never be called), the revocation of the runtime's certificates, a rotation
+//! of the client CA, or a new certificate validity (20 s, 30 s, 60 s or 90
+//! days; it starts at 20 s, so renewals happen). After a revocation or a CA
 //! rotation the soak, like an operator, writes a fresh one-time token into
 //! the configuration Secret; it also does so when the agent reports a refused
-//! token, or has been `ConnectionFailed` for 6 s (a token is spent when the
-//! signing step after it fails). Every 2–6 s an application is added (names
+//! token or has been `ConnectionFailed` for 6 s (a token is spent when the
+//! answer to it is lost), or when a maintenance failed for 15 s or the last
+//! token written did not connect. Every 2–6 s an application is added (names
 //! are never reused), changed (description, credentials, bundles, request
 //! parameters, API targets) or removed, or a Runtime label is changed behind
-//! the agent's back. For a run of length d, the agent is restarted every
-//! max(20 s, d/8)–max(40 s, d/4) (SIGKILL and SIGTERM in turn), and the
+//! the agent's back. For a run of length d, the leading replica is restarted
+//! every max(20 s, d/8)–max(40 s, d/4) (SIGKILL and SIGTERM in turn, so the
+//! standby takes over under load, by expiry or by hand-over), and the
 //! apiserver + etcd every max(30 s, d/5)–max(60 s, d/2.5)
 //! (`TestEnv::restart`: SIGKILL, then a new process over the same data, port
 //! and certificates). Request faults are cleared when the run time is over;
@@ -104,12 +114,15 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use agent::{AgentConfig, AgentProcess, Counters, MAX_RETRY_DELAY, REQUEST_TIMEOUT, SYNC_PERIOD};
+use agent::{
+    AgentConfig, AgentProcess, Counters, DIRECTOR_PAGE_SIZE, LEASE, LEASE_DURATION,
+    MAX_RETRY_DELAY, REQUEST_TIMEOUT, SYNC_PERIOD,
+};
 use director::Director;
 use watch::Record;
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(90);
-const INITIAL_APPS: usize = 6;
+const INITIAL_APPS: usize = 14;
 const UNMANAGED_APP: &str = "operator-owned";
 const CERT_SECRET: &str = "cluster-client-certificates";
 const CA_SECRET: &str = "ca-certificates";
@@ -117,9 +130,14 @@ const EVENTS_URL: &str = "https://gateway.kyma.local";
 const CONSOLE_URL: &str = "https://console.kyma.local";
 /// How long after the faults stop the agent may take to be Synchronized with
 /// the cluster matching the Director: two sync periods, plus the longest
-/// backoff that may be pending, plus a request that may still be running.
+/// backoff that may be pending, plus a request that may still be running,
+/// plus a lease duration (a leader killed just before may not have been
+/// replaced yet).
 const RECOVERY_BOUND: Duration = Duration::from_secs(
-    2 * SYNC_PERIOD.as_secs() + MAX_RETRY_DELAY.as_secs() + REQUEST_TIMEOUT.as_secs(),
+    2 * SYNC_PERIOD.as_secs()
+        + MAX_RETRY_DELAY.as_secs()
+        + REQUEST_TIMEOUT.as_secs()
+        + LEASE_DURATION.as_secs(),
 );
 /// How long to keep waiting past the bound, to report how long it took.
 const RECOVERY_GIVE_UP: Duration = Duration::from_secs(120);
@@ -251,6 +269,16 @@ enum Fault {
     MalformedJson,
     Delay,
     DropConnection,
+    /// 401/403 from the certificate-secured Connector, 1–3 in a row.
+    Refusal,
+    /// A page whose list is `null`.
+    NullList,
+    /// An answer of 2 MiB, above the agent's 1 MiB limit.
+    Oversized,
+    /// The first application removed between two page requests.
+    MidPagingRemoval,
+    /// A redirect to a plain-http listener that must never be called.
+    Redirect,
     Revocation,
     CaRotation,
     Validity,
@@ -266,13 +294,18 @@ impl Fault {
             Fault::MalformedJson => "malformedJson",
             Fault::Delay => "delay",
             Fault::DropConnection => "dropConnection",
+            Fault::Refusal => "401/403 burst",
+            Fault::NullList => "nullList",
+            Fault::Oversized => "oversized answer",
+            Fault::MidPagingRemoval => "removal between pages",
+            Fault::Redirect => "redirect to http",
             Fault::Revocation => "certificate revocation",
             Fault::CaRotation => "CA rotation",
             Fault::Validity => "certificate validity change",
         }
     }
 
-    /// One deck: the request faults twice, the others once.
+    /// One deck: the older request faults twice, the others once.
     fn deck(rng: &mut StdRng) -> Vec<Fault> {
         let mut deck = Vec::new();
         for fault in [
@@ -286,7 +319,16 @@ impl Fault {
         ] {
             deck.extend([fault, fault]);
         }
-        deck.extend([Fault::Revocation, Fault::CaRotation, Fault::Validity]);
+        deck.extend([
+            Fault::Refusal,
+            Fault::NullList,
+            Fault::Oversized,
+            Fault::MidPagingRemoval,
+            Fault::Redirect,
+            Fault::Revocation,
+            Fault::CaRotation,
+            Fault::Validity,
+        ]);
         deck.shuffle(rng);
         deck
     }
@@ -327,6 +369,42 @@ struct Soak {
     agent_terms: u32,
     last_was_sigterm: Option<bool>,
     apiserver_restarts: Vec<Duration>,
+    /// Applications a pending `RemoveFirstApplication` fault will remove (id,
+    /// name): already gone from the soak's Director.
+    pending_removals: Vec<(String, String)>,
+    /// A plain-http listener redirects point at; it counts connections.
+    redirect_target: RedirectTarget,
+    /// The replicas: two, behind the Lease.
+    agents: Vec<AgentProcess>,
+}
+
+/// A plain-http listener that counts the connections it gets: redirects point
+/// at it, and the agent must never follow them.
+struct RedirectTarget {
+    port: u16,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RedirectTarget {
+    async fn start() -> RedirectTarget {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a listener");
+        let port = listener.local_addr().expect("an address").port();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        RedirectTarget { port, connections }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 fn between(rng: &mut StdRng, low: f64, high: f64) -> Duration {
@@ -406,11 +484,17 @@ async fn soak(options: Options) -> Vec<String> {
         agent_terms: 0,
         last_was_sigterm: None,
         apiserver_restarts: Vec::new(),
+        pending_removals: Vec::new(),
+        redirect_target: RedirectTarget::start().await,
+        agents: Vec::new(),
     };
 
     // Connect and synchronize once before the faults start.
     soak.write_token().await;
-    let mut agent = soak.start_agent().await;
+    for _ in 0..2 {
+        let agent = soak.start_agent().await;
+        soak.agents.push(agent);
+    }
     let connected = Instant::now();
     test_support::wait_for(
         "the agent to be Synchronized before the faults start",
@@ -421,9 +505,7 @@ async fn soak(options: Options) -> Vec<String> {
     )
     .await;
     let first_sync = connected.elapsed();
-    let rss_start = agent::memory_kib(agent.pid)
-        .map(|(rss, _)| rss)
-        .unwrap_or(0);
+    let rss_start = soak.leader_rss().await;
     soak.event(format!(
         "agent Synchronized {:.1} s after start ({} applications); faults start",
         first_sync.as_secs_f64(),
@@ -435,7 +517,7 @@ async fn soak(options: Options) -> Vec<String> {
     let faults_started = Instant::now();
     let end = faults_started + duration;
     let mut deck = Vec::new();
-    let mut next_fault = faults_started + between(&mut soak.rng, 3.0, 7.0);
+    let mut next_fault = faults_started + between(&mut soak.rng, 2.0, 5.0);
     let mut next_change = faults_started + between(&mut soak.rng, 2.0, 6.0);
     let agent_every = (20f64.max(d / 8.0), 40f64.max(d / 4.0));
     let apiserver_every = (30f64.max(d / 5.0), 60f64.max(d / 2.5));
@@ -444,13 +526,7 @@ async fn soak(options: Options) -> Vec<String> {
     let mut next_apiserver_restart =
         faults_started + between(&mut soak.rng, apiserver_every.0, apiserver_every.1);
     while Instant::now() < end {
-        if let Some(status) = agent.exited() {
-            let tail = log_tail(&soak.agent_config.log_dir, agent.incarnation);
-            soak.record.violation(format!(
-                "the agent exited by itself ({status}); its log ends:\n{tail}"
-            ));
-            agent = soak.start_agent().await;
-        }
+        soak.replace_exited_agents().await;
         soak.operator().await;
         let now = Instant::now();
         if now >= next_fault {
@@ -459,14 +535,14 @@ async fn soak(options: Options) -> Vec<String> {
             }
             let fault = deck.pop().expect("a full deck");
             soak.inject(fault).await;
-            next_fault = Instant::now() + between(&mut soak.rng, 3.0, 7.0);
+            next_fault = Instant::now() + between(&mut soak.rng, 2.0, 5.0);
         }
         if now >= next_change {
             soak.change_director();
             next_change = Instant::now() + between(&mut soak.rng, 2.0, 6.0);
         }
         if now >= next_agent_restart {
-            agent = soak.restart_agent(agent).await;
+            soak.restart_leader().await;
             next_agent_restart =
                 Instant::now() + between(&mut soak.rng, agent_every.0, agent_every.1);
         }
@@ -480,6 +556,7 @@ async fn soak(options: Options) -> Vec<String> {
 
     // ---- the faults stop ----
     soak.world.sim.clear_faults();
+    soak.settle_pending_removals();
     let faults_stopped = Instant::now();
     let fault_time = faults_stopped - faults_started;
     let stopped_at = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
@@ -489,13 +566,7 @@ async fn soak(options: Options) -> Vec<String> {
     );
     let mut last_difference = String::from("(not Synchronized yet)");
     let recovery = loop {
-        if let Some(status) = agent.exited() {
-            let tail = log_tail(&soak.agent_config.log_dir, agent.incarnation);
-            soak.record.violation(format!(
-                "the agent exited by itself ({status}); its log ends:\n{tail}"
-            ));
-            agent = soak.start_agent().await;
-        }
+        soak.replace_exited_agents().await;
         soak.operator().await;
         if let Some(connection) = connection(&soak.world.client).await {
             let status = connection.status.unwrap_or_default();
@@ -553,10 +624,17 @@ async fn soak(options: Options) -> Vec<String> {
             other.map(|a| a.map(|a| a.metadata.resource_version))
         )),
     }
-    let rss_end = agent::memory_kib(agent.pid)
-        .map(|(rss, _)| rss)
-        .unwrap_or(0);
-    soak.stop_agent(agent, true).await;
+    let rss_end = soak.leader_rss().await;
+    let transitions = soak.lease_transitions().await;
+    for agent in std::mem::take(&mut soak.agents) {
+        soak.stop_agent(agent, true).await;
+    }
+    let redirected = soak.redirect_target.connections();
+    if redirected > 0 {
+        soak.record.violation(format!(
+            "{redirected} connection(s) reached the plain-http host a redirect pointed at"
+        ));
+    }
     for watcher in &watchers {
         watcher.abort();
     }
@@ -574,6 +652,7 @@ async fn soak(options: Options) -> Vec<String> {
         rss_start,
         rss_end,
         checked_runs,
+        transitions,
         violations: violations.len(),
     });
     println!("\n{table}");
@@ -610,6 +689,7 @@ struct Summary {
     rss_start: u64,
     rss_end: u64,
     checked_runs: usize,
+    transitions: i32,
     violations: usize,
 }
 
@@ -655,28 +735,41 @@ impl Soak {
     }
 
     /// The operator's side: a refused token, or a connection failed for 6 s,
-    /// gets a fresh token.
+    /// gets a fresh token; so does a maintenance that failed for 15 s, or in
+    /// which the last token written did not connect either (the agent keeps
+    /// its certificate and waits for the operator then).
     async fn operator(&mut self) {
         let Some(connection) = connection(&self.world.client).await else {
             return;
         };
         let status = connection.status.unwrap_or_default();
-        if status.connection_state != ConnectionState::ConnectionFailed {
-            self.failed_since = None;
-            return;
-        }
+        let (failed_for, token_refused) = match status.connection_state {
+            ConnectionState::ConnectionFailed => (
+                Duration::from_secs(6),
+                status
+                    .connection_status
+                    .error
+                    .to_lowercase()
+                    .contains("token"),
+            ),
+            ConnectionState::ConnectionMaintenanceFailed => (
+                Duration::from_secs(15),
+                status.connection_status.error.contains("one-time token in"),
+            ),
+            _ => {
+                self.failed_since = None;
+                return;
+            }
+        };
         let since = *self.failed_since.get_or_insert_with(Instant::now);
-        let refused = status
-            .connection_status
-            .error
-            .to_lowercase()
-            .contains("token");
-        let long = since.elapsed() >= Duration::from_secs(6);
+        let refused = token_refused;
+        let long = since.elapsed() >= failed_for;
         let quiet = self.last_token.elapsed();
         if (refused && quiet >= Duration::from_secs(2)) || (long && quiet >= Duration::from_secs(6))
         {
             self.event(format!(
-                "operator: ConnectionFailed ({}), writes a fresh token",
+                "operator: {} ({}), writes a fresh token",
+                status.connection_state,
                 shorten(&status.connection_status.error, 100)
             ));
             self.write_token().await;
@@ -709,6 +802,44 @@ impl Soak {
                 sim.set_cert_validity(Duration::from_secs(seconds));
                 format!("certificate validity now {seconds} s")
             }
+            Fault::MidPagingRemoval => {
+                let waiting = sim
+                    .faults()
+                    .iter()
+                    .any(|f| f.kind == FaultKind::RemoveFirstApplication);
+                if waiting || self.director.apps.len() <= DIRECTOR_PAGE_SIZE as usize {
+                    self.faults_skipped += 1;
+                    self.event(
+                        "fault removal between pages: skipped (one waits, or one page only)".into(),
+                    );
+                    return;
+                }
+                let Some((id, name)) = self.director.forget_first(sim) else {
+                    return;
+                };
+                sim.inject_fault(
+                    "applicationsForRuntime",
+                    FaultKind::RemoveFirstApplication,
+                    FaultTimes::Next(1),
+                );
+                self.pending_removals.push((id, name.clone()));
+                format!("{name} goes between two page requests of the next sync")
+            }
+            Fault::Refusal => {
+                let times = self.rng.random_range(1..=3);
+                for _ in 0..times {
+                    let kind = if self.rng.random_bool(0.5) {
+                        FaultKind::Http401
+                    } else {
+                        FaultKind::Http403
+                    };
+                    sim.inject(compass_sim::Fault {
+                        endpoint: Some(compass_sim::Endpoint::ConnectorCert),
+                        ..compass_sim::Fault::new("*", kind, FaultTimes::Next(1))
+                    });
+                }
+                format!("the certificate-secured Connector refuses the next {times} request(s)")
+            }
             request_fault => {
                 if sim.faults().len() >= MAX_PENDING_FAULTS {
                     self.faults_skipped += 1;
@@ -718,7 +849,10 @@ impl Soak {
                     ));
                     return;
                 }
-                let operation = OPERATIONS[self.rng.random_range(0..OPERATIONS.len())];
+                let operation = match request_fault {
+                    Fault::NullList | Fault::Oversized => "applicationsForRuntime",
+                    _ => OPERATIONS[self.rng.random_range(0..OPERATIONS.len())],
+                };
                 let (kind, times) = match request_fault {
                     Fault::Http500 => (FaultKind::Http500, self.rng.random_range(1..=3)),
                     Fault::Http503 => (FaultKind::Http503, self.rng.random_range(1..=3)),
@@ -727,6 +861,14 @@ impl Soak {
                     Fault::MalformedJson => {
                         (FaultKind::MalformedJson, self.rng.random_range(1..=3))
                     }
+                    Fault::NullList => (FaultKind::NullList, self.rng.random_range(1..=3)),
+                    Fault::Oversized => (FaultKind::Oversized { megabytes: 2 }, 1),
+                    Fault::Redirect => (
+                        FaultKind::RedirectToHttp {
+                            port: self.redirect_target.port,
+                        },
+                        self.rng.random_range(1..=2),
+                    ),
                     Fault::Delay => (
                         FaultKind::Delay {
                             ms: REQUEST_TIMEOUT.as_millis() as u64
@@ -748,7 +890,7 @@ impl Soak {
         let sim = &self.world.sim;
         let count = self.director.apps.len();
         let roll = self.rng.random_range(0..100);
-        let description = if count < 3 || (count < 12 && roll < 35) {
+        let description = if count < 8 || (count < 24 && roll < 35) {
             let name = self.director.add(sim, &mut self.rng);
             format!("Director: added {name}")
         } else if roll < 75 {
@@ -777,12 +919,69 @@ impl Soak {
     async fn start_agent(&mut self) -> AgentProcess {
         self.incarnation += 1;
         let agent = AgentProcess::start(&self.agent_config, self.incarnation).await;
-        self.record.figures().agent =
-            Some((agent.pid, agent.incarnation, agent.metrics_url.clone()));
+        self.record
+            .figures()
+            .agents
+            .insert(agent.incarnation, (agent.pid, agent.metrics_url.clone()));
         agent
     }
 
-    /// Records the last counters and peak memory of the agent, then ends it
+    /// A replica that exited by itself is a violation; it is replaced.
+    async fn replace_exited_agents(&mut self) {
+        for index in 0..self.agents.len() {
+            if let Some(status) = self.agents[index].exited() {
+                let incarnation = self.agents[index].incarnation;
+                let tail = log_tail(&self.agent_config.log_dir, incarnation);
+                self.record.violation(format!(
+                    "agent {incarnation} exited by itself ({status}); its log ends:\n{tail}"
+                ));
+                self.record.figures().agents.remove(&incarnation);
+                self.agents[index] = self.start_agent().await;
+            }
+        }
+    }
+
+    /// The incarnation holding the Lease, if any.
+    async fn leader(&self) -> Option<usize> {
+        let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
+            self.world.client.clone(),
+            NS,
+        )
+        .get_opt(LEASE)
+        .await
+        .ok()??;
+        let holder = lease.spec?.holder_identity?;
+        self.agents
+            .iter()
+            .map(|a| a.incarnation)
+            .find(|i| agent::identity(*i) == holder)
+    }
+
+    async fn lease_transitions(&self) -> i32 {
+        Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(self.world.client.clone(), NS)
+            .get_opt(LEASE)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|lease| lease.spec?.lease_transitions)
+            .unwrap_or(0)
+    }
+
+    /// The leader's RSS (the first replica's when none leads).
+    async fn leader_rss(&self) -> u64 {
+        let leader = self.leader().await;
+        let agent = self
+            .agents
+            .iter()
+            .find(|a| Some(a.incarnation) == leader)
+            .or(self.agents.first());
+        agent
+            .and_then(|a| agent::memory_kib(a.pid))
+            .map(|(rss, _)| rss)
+            .unwrap_or(0)
+    }
+
+    /// Records the last counters and peak memory of a replica, then ends it
     /// (SIGTERM, which must end it with 0, or SIGKILL).
     async fn stop_agent(&mut self, agent: AgentProcess, terminate: bool) {
         if let Some(text) = agent::scrape(&agent.metrics_url).await {
@@ -791,7 +990,7 @@ impl Soak {
         }
         {
             let mut figures = self.record.figures();
-            figures.agent = None;
+            figures.agents.remove(&agent.incarnation);
             if let Some((_, hwm)) = agent::memory_kib(agent.pid) {
                 let peak = figures.peak_kib.entry(agent.incarnation).or_default();
                 *peak = (*peak).max(hwm);
@@ -804,7 +1003,7 @@ impl Soak {
                 Ok((status, took)) => {
                     let tail = log_tail(&self.agent_config.log_dir, incarnation);
                     self.record.violation(format!(
-                        "after SIGTERM the agent exited with {status} after {took:?}; its log ends:\n{tail}"
+                        "after SIGTERM agent {incarnation} exited with {status} after {took:?}; its log ends:\n{tail}"
                     ))
                 }
                 Err(error) => self.record.violation(error),
@@ -814,14 +1013,24 @@ impl Soak {
         }
     }
 
-    async fn restart_agent(&mut self, agent: AgentProcess) -> AgentProcess {
-        // SIGKILL and SIGTERM take turns, the first one at random.
+    /// Restarts the leader (a random replica when none leads), so that the
+    /// standby takes over under load: SIGTERM (a hand-over) and SIGKILL (the
+    /// Lease expires) take turns, the first one at random.
+    async fn restart_leader(&mut self) {
         let terminate = match self.last_was_sigterm {
             None => self.rng.random_bool(0.5),
             Some(sigterm) => !sigterm,
         };
         self.last_was_sigterm = Some(terminate);
+        let leader = self.leader().await;
+        let index = self
+            .agents
+            .iter()
+            .position(|a| Some(a.incarnation) == leader)
+            .unwrap_or_else(|| self.rng.random_range(0..self.agents.len()));
         let started = Instant::now();
+        let agent = self.agents.remove(index);
+        let stopped = agent.incarnation;
         self.stop_agent(agent, terminate).await;
         if terminate {
             self.agent_terms += 1;
@@ -829,12 +1038,39 @@ impl Soak {
             self.agent_kills += 1;
         }
         let agent = self.start_agent().await;
+        self.agents.push(agent);
         self.event(format!(
-            "agent restarted ({}, {:.1} s)",
+            "{} agent {stopped} restarted ({}, {:.1} s)",
+            if leader.is_some() {
+                "leading"
+            } else {
+                "(no leader)"
+            },
             if terminate { "SIGTERM" } else { "SIGKILL" },
             started.elapsed().as_secs_f64()
         ));
-        agent
+    }
+
+    /// After the faults are cleared: the applications that a removal fault
+    /// that never struck would have removed go now (the soak's Director has
+    /// forgotten them already).
+    fn settle_pending_removals(&mut self) {
+        for (id, name) in std::mem::take(&mut self.pending_removals) {
+            let still_there = self
+                .world
+                .sim
+                .applications(RUNTIME_ID)
+                .is_ok_and(|apps| apps.iter().any(|a| a.id == id));
+            if still_there {
+                self.world
+                    .sim
+                    .remove_application(RUNTIME_ID, &id)
+                    .expect("the application is removed");
+                self.event(format!(
+                    "{name}: its removal between pages never struck; removed now"
+                ));
+            }
+        }
     }
 
     async fn restart_apiserver(&mut self) {
@@ -1069,9 +1305,10 @@ impl Soak {
         row(
             "Director changes",
             format!(
-                "{INITIAL_APPS} at the start; {} added, {modified} changed, {} removed, {} label drifts; {} at the end",
+                "{INITIAL_APPS} at the start ({DIRECTOR_PAGE_SIZE} per page); {} added, {modified} changed, {} removed, {} removed between page requests, {} label drifts; {} at the end",
                 self.director.added,
                 self.director.removed,
+                self.director.removed_mid_paging,
                 self.label_drifts,
                 self.director.apps.len()
             ),
@@ -1085,14 +1322,31 @@ impl Soak {
                 self.operator_tokens
             ),
         );
+        let presented = self
+            .world
+            .sim
+            .request_log()
+            .iter()
+            .filter(|e| {
+                matches!(e.endpoint, compass_sim::Endpoint::ConnectorToken)
+                    && e.operations.iter().any(|o| o == "configuration")
+                    && matches!(e.outcome, compass_sim::Outcome::Ok)
+            })
+            .count();
+        row("one-time tokens used by the agent", presented.to_string());
         row(
-            "agent restarts",
+            "leader restarts (two replicas behind a Lease)",
             format!(
-                "{} ({} SIGKILL, {} SIGTERM)",
+                "{} ({} SIGKILL, {} SIGTERM); {} Lease transitions (takeovers from a holder, not after a release)",
                 self.agent_kills + self.agent_terms,
                 self.agent_kills,
-                self.agent_terms
+                self.agent_terms,
+                summary.transitions
             ),
+        );
+        row(
+            "connections to the plain-http redirect target",
+            self.redirect_target.connections().to_string(),
         );
         row(
             "apiserver + etcd restarts",

@@ -13,6 +13,21 @@ pub const SYNC_PERIOD: Duration = Duration::from_secs(3);
 pub const MINIMAL_SYNC_TIME: Duration = Duration::from_secs(1);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(4);
+/// Two replicas run, behind a Lease of this duration: a leader killed by
+/// SIGKILL is replaced by the standby within it.
+pub const LEASE_DURATION: Duration = Duration::from_secs(5);
+pub const LEASE: &str = "compass-runtime-agent";
+/// Four applications per Director page: the soak's 14 to 24 applications
+/// come in several pages, so changes between page requests matter.
+pub const DIRECTOR_PAGE_SIZE: u32 = 4;
+/// Far above a page of the soak's applications, far below the fault's
+/// oversized answers.
+pub const MAX_RESPONSE_SIZE: &str = "1Mi";
+
+/// The Lease identity of an incarnation.
+pub fn identity(incarnation: usize) -> String {
+    format!("soak-agent-{incarnation}")
+}
 
 /// What every incarnation of the agent shares.
 pub struct AgentConfig {
@@ -71,6 +86,15 @@ impl AgentProcess {
             .env("APP_HEALTH_ADDRESS", "127.0.0.1")
             .env("APP_HEALTH_PORT", health_port.to_string())
             .env("APP_METRICS_ADDRESS", format!("127.0.0.1:{metrics_port}"))
+            .env("APP_DIRECTOR_PAGE_SIZE", DIRECTOR_PAGE_SIZE.to_string())
+            .env("APP_COMPASS_MAX_RESPONSE_SIZE", MAX_RESPONSE_SIZE)
+            .env("APP_LEADER_ELECTION", "true")
+            .env("APP_LEADER_ELECTION_LEASE", format!("kyma-system/{LEASE}"))
+            .env(
+                "APP_LEADER_ELECTION_LEASE_DURATION",
+                format!("{}s", LEASE_DURATION.as_secs()),
+            )
+            .env("APP_LEADER_ELECTION_IDENTITY", identity(incarnation))
             .env("APP_LOG_LEVEL", "info")
             // Operation names in the log: more text in which a secret could hide.
             .env("APP_QUERY_LOGGING", "true")

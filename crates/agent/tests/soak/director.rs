@@ -39,6 +39,8 @@ pub struct Director {
     pub added: u32,
     pub modified: BTreeMap<&'static str, u32>,
     pub removed: u32,
+    /// Removed by the simulator between two page requests.
+    pub removed_mid_paging: u32,
 }
 
 fn random_text(rng: &mut StdRng, len: usize) -> String {
@@ -75,6 +77,7 @@ impl Director {
             added: 0,
             modified: BTreeMap::new(),
             removed: 0,
+            removed_mid_paging: 0,
         }
     }
 
@@ -250,6 +253,17 @@ impl Director {
             .expect("the application is removed");
         self.removed += 1;
         Some(name)
+    }
+
+    /// The application the simulator serves first (the one a
+    /// `RemoveFirstApplication` fault removes), forgotten now: from here on
+    /// the agent may delete it. Its id and name.
+    pub fn forget_first(&mut self, sim: &CompassSim) -> Option<(String, String)> {
+        let first = sim.applications(RUNTIME_ID).ok()?.into_iter().next()?;
+        self.apps.remove(&first.name)?;
+        self.lock_names().remove(&first.name);
+        self.removed_mid_paging += 1;
+        Some((first.id, first.name))
     }
 
     fn pick(&self, rng: &mut StdRng) -> Option<String> {

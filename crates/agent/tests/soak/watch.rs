@@ -35,8 +35,8 @@ pub struct Figures {
     /// Lines of every private key seen, to look for in the logs.
     pub key_fragments: BTreeSet<String>,
     pub watch_errors: u32,
-    /// The agent now running: pid, incarnation, metrics URL.
-    pub agent: Option<(u32, usize, String)>,
+    /// The agent replicas now running, by incarnation: pid, metrics URL.
+    pub agents: BTreeMap<usize, (u32, String)>,
     /// (seconds since start, incarnation, VmRSS KiB)
     pub rss: Vec<(f64, usize, u64)>,
     /// Per incarnation: peak (VmHWM) KiB and its last counters.
@@ -266,8 +266,8 @@ fn check_ca(record: &Record, data: &BTreeMap<String, String>) {
     }
 }
 
-/// Every second: the running agent's VmRSS (and VmHWM); every fifth second
-/// its counters from /metrics.
+/// Every second: each running replica's VmRSS (and VmHWM); every fifth
+/// second its counters from /metrics.
 pub async fn sample_agent(record: Arc<Record>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -275,22 +275,22 @@ pub async fn sample_agent(record: Arc<Record>) {
     loop {
         tick.tick().await;
         n += 1;
-        let Some((pid, incarnation, metrics)) = record.figures().agent.clone() else {
-            continue;
-        };
-        if let Some((rss, hwm)) = memory_kib(pid) {
-            let t = record.elapsed();
-            let mut figures = record.figures();
-            // The agent may have been replaced while /proc was read.
-            if figures.agent.as_ref().map(|a| a.1) == Some(incarnation) {
-                figures.rss.push((t, incarnation, rss));
-                let peak = figures.peak_kib.entry(incarnation).or_default();
-                *peak = (*peak).max(hwm);
+        let agents = record.figures().agents.clone();
+        for (incarnation, (pid, metrics)) in agents {
+            if let Some((rss, hwm)) = memory_kib(pid) {
+                let t = record.elapsed();
+                let mut figures = record.figures();
+                // The replica may have been replaced while /proc was read.
+                if figures.agents.contains_key(&incarnation) {
+                    figures.rss.push((t, incarnation, rss));
+                    let peak = figures.peak_kib.entry(incarnation).or_default();
+                    *peak = (*peak).max(hwm);
+                }
             }
-        }
-        if n % 5 == 0 {
-            if let Some(text) = scrape(&metrics).await {
-                record.counters(incarnation, Counters::parse(&text));
+            if n % 5 == 0 {
+                if let Some(text) = scrape(&metrics).await {
+                    record.counters(incarnation, Counters::parse(&text));
+                }
             }
         }
     }
