@@ -97,9 +97,12 @@ fn only_the_agent() -> BTreeSet<String> {
     BTreeSet::from(["compass-runtime-agent".to_string()])
 }
 
-/// The resourceVersion of every Application and of every Secret in the
-/// integration namespace, by kind and name.
-async fn resource_versions(world: &World) -> BTreeMap<String, String> {
+/// One field of every Application and of every Secret in the integration
+/// namespace, by kind and name.
+async fn field_by_object(
+    world: &World,
+    field: fn(&kube::api::ObjectMeta) -> Option<String>,
+) -> BTreeMap<String, String> {
     let apps = applications(world)
         .list(&ListParams::default())
         .await
@@ -110,20 +113,26 @@ async fn resource_versions(world: &World) -> BTreeMap<String, String> {
         .await
         .unwrap()
         .items;
-    apps.iter()
-        .map(|a| {
-            (
-                format!("app/{}", a.name_any()),
-                a.resource_version().unwrap(),
-            )
-        })
-        .chain(secrets.iter().map(|s| {
-            (
-                format!("secret/{}", s.name_any()),
-                s.resource_version().unwrap(),
-            )
-        }))
+    let app_fields = apps
+        .iter()
+        .map(|a| (format!("app/{}", a.name_any()), field(&a.metadata)));
+    let secret_fields = secrets
+        .iter()
+        .map(|s| (format!("secret/{}", s.name_any()), field(&s.metadata)));
+    app_fields
+        .chain(secret_fields)
+        .map(|(key, value)| (key, value.expect("set by the apiserver")))
         .collect()
+}
+
+/// The resourceVersion of every Application and Secret: a write shows.
+async fn resource_versions(world: &World) -> BTreeMap<String, String> {
+    field_by_object(world, |meta| meta.resource_version.clone()).await
+}
+
+/// The uid of every Application and Secret: a delete and re-create shows.
+async fn uids(world: &World) -> BTreeMap<String, String> {
+    field_by_object(world, |meta| meta.uid.clone()).await
 }
 
 /// Asks for a synchronization now and waits until one has finished: the
@@ -1002,29 +1011,6 @@ async fn duplicate_names_fail_every_application_of_the_group_the_others_sync_and
         application_names(&world).await,
         BTreeSet::from(["mp-crm".to_string()])
     );
-}
-
-/// The uid of every Application and of every Secret in the integration
-/// namespace, by kind and name: a delete and re-create shows as a new uid.
-async fn uids(world: &World) -> BTreeMap<String, String> {
-    let apps = applications(world)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items;
-    let secrets = secrets(world)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items;
-    apps.iter()
-        .map(|a| (format!("app/{}", a.name_any()), a.uid().unwrap()))
-        .chain(
-            secrets
-                .iter()
-                .map(|s| (format!("secret/{}", s.name_any()), s.uid().unwrap())),
-        )
-        .collect()
 }
 
 /// A World whose agent reads the Director two applications per page, with
