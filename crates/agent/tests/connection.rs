@@ -474,6 +474,11 @@ async fn a_revoked_certificate_keeps_working_and_a_new_token_replaces_it() {
         })
         .await;
     assert!(failed.spec.refresh_credentials_now, "the request stays");
+    let error = failed.status.unwrap().connection_status.error;
+    assert!(
+        error.contains("a new one-time token in the configuration connects anew"),
+        "the status shows the way out: {error}"
+    );
     assert_eq!(world.certificate_secret().await.unwrap(), before);
     assert_eq!(
         token_requests(&world),

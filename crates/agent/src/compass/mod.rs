@@ -111,7 +111,7 @@ impl CompassError {
         }
     }
 
-    /// Whether Compass refused our credentials, so retrying with them is pointless.
+    /// Whether Compass refused our credentials (HTTP 401/403, a TLS alert).
     pub fn is_refusal(&self) -> bool {
         matches!(self, CompassError::Refused { .. })
     }

@@ -116,6 +116,20 @@ pub(super) async fn connect(
                 Err(error) => {
                     tracing::warn!(error = %Report(&error), category = error.category(), "cannot maintain the connection to Compass; keeping the certificate");
                     match new_token(ctx, connection).await {
+                        None if error.is_refusal() => {
+                            // Tell the operator the way out of a certificate
+                            // Compass no longer takes or renews.
+                            let text = format!(
+                                "{}; the client certificate is kept and retried while it is valid; a new one-time token in the configuration connects anew",
+                                report(&error)
+                            );
+                            let outcome = ConnectionOutcome::Failed {
+                                error: bounded(&text, MAX_ERROR_LEN),
+                                category: error.category(),
+                                credentials_gone: false,
+                            };
+                            (outcome, None)
+                        }
                         None => (failed(&error, false), None),
                         Some(parameters) => {
                             tracing::info!(source = %parameters.origin, "a new one-time token is in the configuration: connecting anew with it");

@@ -47,6 +47,12 @@ impl ConnectionError {
         }
     }
 
+    /// Compass answered, and said no (a refused certificate, a GraphQL
+    /// error such as a refused renewal): retrying alone may not help.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, ConnectionError::Compass(error) if error.is_refusal() || matches!(error, CompassError::GraphQl { .. }))
+    }
+
     pub fn category(&self) -> &'static str {
         match self {
             ConnectionError::Configuration(error) => error.category(),
