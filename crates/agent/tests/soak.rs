@@ -754,7 +754,12 @@ impl Soak {
             ),
             ConnectionState::ConnectionMaintenanceFailed => (
                 Duration::from_secs(15),
-                status.connection_status.error.contains("one-time token in"),
+                // The agent's words when the token written last did not
+                // connect either (not its hint that a new token would help).
+                status
+                    .connection_status
+                    .error
+                    .contains("did not connect either"),
             ),
             _ => {
                 self.failed_since = None;
