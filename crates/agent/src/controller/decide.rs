@@ -419,7 +419,15 @@ pub fn backoff_delay(
 ) -> Duration {
     let exponent = consecutive_failures.saturating_sub(1).min(30);
     let full = base.saturating_mul(1 << exponent).min(cap);
-    full.mul_f64(0.5 + 0.5 * random.clamp(0.0, 1.0))
+    let random = if random.is_nan() {
+        0.0
+    } else {
+        random.clamp(0.0, 1.0)
+    };
+    // In f64 seconds, which round: never above `full` (so never above the
+    // cap), and no panic near `Duration::MAX`.
+    Duration::try_from_secs_f64(full.as_secs_f64() * (0.5 + 0.5 * random))
+        .map_or(full, |delay| delay.min(full))
 }
 
 /// The next reconcile after a success: the sync period, or earlier when the
@@ -696,6 +704,21 @@ mod tests {
         assert_eq!(backoff_delay(3, base, cap, 0.0), Duration::from_secs(20));
         assert_eq!(backoff_delay(30, base, cap, 0.0), Duration::from_secs(150));
         assert!(backoff_delay(1000, base, cap, 1.0) <= cap);
+    }
+
+    #[test]
+    fn backoff_stays_within_its_cap_for_any_settings() {
+        // Found by the backoff_and_lease fuzz target: a panic near
+        // Duration::MAX, and 1-2 ns above a cap beyond 2^53 ns.
+        let almost_one = 1.0 - f64::EPSILON / 2.0;
+        assert!(backoff_delay(39, Duration::MAX, Duration::MAX, almost_one) <= Duration::MAX);
+        let cap = Duration::new(9_909_326_555_114_763_765, 298_478_725);
+        let base = Duration::from_secs(17_700_000_000_000_000_000);
+        assert!(backoff_delay(u32::MAX, base, cap, almost_one) <= cap);
+        assert_eq!(
+            backoff_delay(1, Duration::from_secs(10), cap, f64::NAN),
+            Duration::from_secs(5)
+        );
     }
 
     #[test]

@@ -22,6 +22,9 @@ use crate::config::{NamespacedName, Settings};
 use crate::k8s::write_params;
 use crate::report::Report;
 
+/// The longest lease duration a Lease can state (`leaseDurationSeconds`).
+const MAX_LEASE_DURATION: Duration = Duration::from_secs(i32::MAX as u64);
+
 /// How this replica takes part in the election.
 #[derive(Clone, Debug)]
 pub struct ElectionConfig {
@@ -38,12 +41,17 @@ impl ElectionConfig {
     /// client-go's proportions: renew deadline 2/3 and retry period 2/15 of
     /// the lease duration (10 s and 2 s for the default 15 s).
     pub fn from_settings(settings: &Settings) -> ElectionConfig {
-        let lease_duration = settings.leader_election_lease_duration;
+        // A Lease states its duration in whole seconds in an i32.
+        let lease_duration = settings
+            .leader_election_lease_duration
+            .min(MAX_LEASE_DURATION);
         ElectionConfig {
             lease: settings.leader_election_lease.clone(),
+            // An empty holder reads as a free Lease: never ours.
             identity: settings
                 .leader_election_identity
                 .clone()
+                .filter(|identity| !identity.trim().is_empty())
                 .unwrap_or_else(default_identity),
             lease_duration,
             renew_deadline: lease_duration * 2 / 3,
@@ -109,7 +117,7 @@ pub fn decide(
 }
 
 /// The spec written when we take or renew the Lease.
-fn held_spec(
+pub fn held_spec(
     previous: Option<&LeaseSpec>,
     identity: &str,
     duration: Duration,
@@ -120,7 +128,9 @@ fn held_spec(
     let taken_over = previous_holder != identity;
     LeaseSpec {
         holder_identity: Some(identity.to_string()),
-        lease_duration_seconds: Some(duration.as_secs().max(1) as i32),
+        // Rounded up: the others must wait at least as long as we may lead
+        // (our renew deadline) after they saw our last renewal.
+        lease_duration_seconds: Some(lease_seconds(duration)),
         renew_time: Some(MicroTime(now)),
         acquire_time: if taken_over {
             Some(MicroTime(now))
@@ -128,11 +138,17 @@ fn held_spec(
             previous.acquire_time.clone()
         },
         lease_transitions: Some(match (taken_over, previous.lease_transitions) {
-            (true, Some(n)) if !previous_holder.is_empty() => n + 1,
+            (true, Some(n)) if !previous_holder.is_empty() => n.saturating_add(1),
             (_, n) => n.unwrap_or(0),
         }),
         ..previous
     }
+}
+
+/// `duration` in whole seconds, rounded up, within 1 and `i32::MAX`.
+fn lease_seconds(duration: Duration) -> i32 {
+    let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    seconds.clamp(1, i32::MAX as u64) as i32
 }
 
 /// The I/O around `decide`: one Lease, read and written with its
@@ -478,6 +494,49 @@ mod tests {
             held_spec(Some(&released), "a", 15 * SECOND, now).lease_transitions,
             Some(2)
         );
+    }
+
+    #[test]
+    fn the_lease_we_write_outlasts_our_renew_deadline() {
+        // Found by the backoff_and_lease fuzz target: 1.9 s was written as
+        // 1 s, shorter than our renew deadline of 1.27 s.
+        let now = jiff::Timestamp::from_second(1_000).unwrap();
+        let duration = Duration::from_millis(1_900);
+        let spec = held_spec(None, "a", duration, now);
+        assert_eq!(spec.lease_duration_seconds, Some(2));
+        let mut settings = Settings::defaults();
+        for duration in [duration, Duration::from_millis(10), Duration::MAX] {
+            settings.leader_election_lease_duration = duration;
+            let config = ElectionConfig::from_settings(&settings);
+            let written = held_spec(None, "a", config.lease_duration, now)
+                .lease_duration_seconds
+                .unwrap();
+            assert!(written >= 1);
+            assert!(
+                Duration::from_secs(written as u64) >= config.renew_deadline,
+                "{duration:?}: {written} s written, renew deadline {:?}",
+                config.renew_deadline
+            );
+        }
+    }
+
+    #[test]
+    fn a_transition_count_at_its_limit_stays_there() {
+        let now = jiff::Timestamp::from_second(1_000).unwrap();
+        let mut spec = held_by("b", 15);
+        spec.lease_transitions = Some(i32::MAX);
+        let taken = held_spec(Some(&spec), "a", 15 * SECOND, now);
+        assert_eq!(taken.lease_transitions, Some(i32::MAX));
+    }
+
+    #[test]
+    fn an_empty_identity_is_never_used() {
+        // An empty holder reads as a free Lease: two replicas would lead.
+        let mut settings = Settings::defaults();
+        settings.leader_election_identity = Some(" ".into());
+        let config = ElectionConfig::from_settings(&settings);
+        assert!(!config.identity.trim().is_empty());
+        assert_eq!(config.identity, default_identity());
     }
 
     #[test]

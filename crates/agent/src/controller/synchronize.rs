@@ -170,6 +170,9 @@ async fn fetch_and_apply(
     };
     let plan = sync::plan(wanted, &actual, deletions);
     drop(actual);
+    for waiting in &plan.deferred {
+        tracing::info!(application = %waiting.name, secrets = ?waiting.owned_secrets, "the Application is deleted at a later cycle: it owns Secrets another Application refers to, which get that Application as their owner first");
+    }
     let planned_writes = plan.writes();
     let ApplyOutcome { results, replaced } = ctx.applications.apply(plan).await;
     let apply_time = phase.elapsed();

@@ -17,4 +17,4 @@ pub use actual::{ActualApplication, ActualSecret, ActualState, ListedApplication
 pub use pending::{OwnedDigest, PackedApplication, PendingApplication};
 
 pub use convert::{to_wanted_application, ConversionSettings, WantedApplication, WantedSecret};
-pub use plan::{plan, ApplicationAction, ApplicationPlan, Deletions, Plan, SecretAction};
+pub use plan::{plan, ApplicationAction, ApplicationPlan, Deferred, Deletions, Plan, SecretAction};

@@ -92,6 +92,18 @@ impl ApplicationPlan {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
     pub applications: Vec<ApplicationPlan>,
+    /// Applications to delete (or replace) that wait for a later cycle.
+    pub deferred: Vec<Deferred>,
+}
+
+/// An Application whose deletion waits: it owns Secrets that a wanted
+/// Application refers to, which the garbage collector would delete with it.
+/// Once the wanted Application's plan has written them (as their owner), a
+/// later cycle deletes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deferred {
+    pub name: String,
+    pub owned_secrets: Vec<String>,
 }
 
 impl Plan {
@@ -100,8 +112,10 @@ impl Plan {
     }
 }
 
-/// Whether the plan may delete Applications: not when the Director's list of
-/// applications did not come whole (it cannot tell which are gone).
+/// Whether the plan may delete: not when the Director's list of applications
+/// did not come whole (it cannot tell which are gone, nor which Secret an
+/// application it missed refers to). Skipped: no Application and no Secret
+/// is deleted; creates and updates go on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Deletions {
     Allowed,
@@ -113,7 +127,10 @@ pub enum Deletions {
 /// What it never does, whatever the input: touch an Application without
 /// `compassMetadata`; delete an Application whose Director application is in
 /// the snapshot (unless it is replaced, after its successor is written);
-/// delete a Secret that a wanted Application refers to.
+/// delete a Secret that a wanted Application refers to, directly or through
+/// the garbage collector (an Application that owns one is not deleted until
+/// the Secret has a new owner); write or delete a Secret that is not the
+/// agent's; delete anything with [`Deletions::Skipped`].
 pub fn plan<W: Into<PendingApplication>>(
     wanted: impl IntoIterator<Item = W>,
     actual: &ActualState,
@@ -183,6 +200,7 @@ pub fn plan<W: Into<PendingApplication>>(
             &actual_secrets,
             &labelled,
             &wanted_secrets,
+            deletions,
         ));
     }
 
@@ -195,6 +213,7 @@ pub fn plan<W: Into<PendingApplication>>(
         .map(|(index, plan)| (plan.application_id.clone(), index))
         .collect();
 
+    let mut deferred = Vec::new();
     for (name, app) in &actual_apps {
         if claims.contains_key(*name)
             || !app.is_managed_by_compass()
@@ -207,23 +226,63 @@ pub fn plan<W: Into<PendingApplication>>(
             .iter()
             .map(String::as_str)
             .chain(labelled.get(*name).into_iter().flatten().copied())
-            .filter(|secret| {
-                actual_secrets.contains_key(secret) && !wanted_secrets.contains(*secret)
-            })
+            .filter(|secret| is_deletable(secret, &actual_secrets, &wanted_secrets))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .map(String::from)
             .collect();
+        // Deleting an Application lets the garbage collector delete the
+        // Secrets it owns; one a wanted Application refers to gets that
+        // Application as its owner when its plan writes it (plans run in any
+        // order), so this one waits for a later cycle.
+        let owns_wanted: Vec<String> = app
+            .uid
+            .as_deref()
+            .map(|uid| {
+                actual
+                    .secrets
+                    .iter()
+                    .filter(|secret| {
+                        secret.is_owned_by(uid) && wanted_secrets.contains(&secret.name)
+                    })
+                    .map(|secret| secret.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
         let application_id = app.compass_application_id.clone().unwrap_or_default();
         if in_snapshot.contains(&application_id) {
             // Still in the Director under another name: replaced once the new
-            // one is written; left alone while the new one cannot be.
+            // one is written; left alone while the new one cannot be. The
+            // successor takes over the Secrets it shares before the delete.
             if let Some(&index) = successor_of.get(&application_id) {
-                plans[index].replaces.push(Replaced {
-                    name: name.to_string(),
-                    secrets,
-                });
+                let successor = &plans[index];
+                let rewritten: BTreeSet<&str> = successor
+                    .secrets
+                    .iter()
+                    .map(SecretAction::secret_name)
+                    .collect();
+                if owns_wanted
+                    .iter()
+                    .all(|secret| rewritten.contains(secret.as_str()))
+                {
+                    plans[index].replaces.push(Replaced {
+                        name: name.to_string(),
+                        secrets,
+                    });
+                } else {
+                    deferred.push(Deferred {
+                        name: name.to_string(),
+                        owned_secrets: owns_wanted,
+                    });
+                }
             }
+            continue;
+        }
+        if !owns_wanted.is_empty() {
+            deferred.push(Deferred {
+                name: name.to_string(),
+                owned_secrets: owns_wanted,
+            });
             continue;
         }
         plans.push(ApplicationPlan {
@@ -237,7 +296,21 @@ pub fn plan<W: Into<PendingApplication>>(
     }
     Plan {
         applications: plans,
+        deferred,
     }
+}
+
+/// A Secret the plan may delete: it exists, it is the agent's, and no wanted
+/// Application refers to it.
+fn is_deletable(
+    secret: &str,
+    actual_secrets: &BTreeMap<&str, &ActualSecret>,
+    wanted_secrets: &BTreeSet<String>,
+) -> bool {
+    actual_secrets
+        .get(secret)
+        .is_some_and(|actual| actual.is_the_agents())
+        && !wanted_secrets.contains(secret)
 }
 
 fn plan_wanted(
@@ -246,6 +319,7 @@ fn plan_wanted(
     actual_secrets: &BTreeMap<&str, &ActualSecret>,
     labelled: &BTreeMap<&str, Vec<&str>>,
     all_wanted_secrets: &BTreeSet<String>,
+    deletions: Deletions,
 ) -> ApplicationPlan {
     let existing = actual_apps.get(wanted_app.name.as_str()).copied();
     if existing.is_some_and(|app| !app.is_managed_by_compass()) {
@@ -297,7 +371,7 @@ fn plan_wanted(
             Some(_) => {}
         }
     }
-    if let Some(app) = existing {
+    if let Some(app) = existing.filter(|_| deletions == Deletions::Allowed) {
         let stale: BTreeSet<&str> = app
             .referenced_secrets
             .iter()
@@ -305,8 +379,7 @@ fn plan_wanted(
             .chain(labelled.get(name.as_str()).into_iter().flatten().copied())
             .filter(|secret| {
                 !wanted_secret_names.contains(*secret)
-                    && !all_wanted_secrets.contains(*secret)
-                    && actual_secrets.contains_key(secret)
+                    && is_deletable(secret, actual_secrets, all_wanted_secrets)
             })
             .collect();
         secrets.extend(
@@ -741,20 +814,95 @@ mod tests {
         let kept = with_bundle("averyveryverylongapplicationname-two", "two");
         let shared = kept.secrets[0].name.clone();
         assert_eq!(gone.secrets[0].name, shared);
-        let state = applied(&[gone]);
-        let plan = planned(vec![kept], &state);
-        let deleted = plan
-            .applications
-            .iter()
-            .find(|a| a.action == ApplicationAction::Delete)
-            .expect("the one gone from the Director is deleted");
-        assert!(deleted.secrets.is_empty(), "{deleted:?}");
-        let two = plan
+        let gone_name = gone.application.metadata.name.clone().unwrap();
+
+        // The gone one owns the shared Secret: deleting it would let the
+        // garbage collector take the Secret while the kept one's plan runs.
+        let state = applied(std::slice::from_ref(&gone));
+        let first = planned(vec![kept.clone()], &state);
+        assert!(
+            first
+                .applications
+                .iter()
+                .all(|a| a.action != ApplicationAction::Delete),
+            "{first:?}"
+        );
+        assert_eq!(
+            first.deferred,
+            vec![Deferred {
+                name: gone_name.clone(),
+                owned_secrets: vec![shared.clone()]
+            }]
+        );
+        let two = first
             .applications
             .iter()
             .find(|a| a.application_id == "two")
             .unwrap();
         assert!(matches!(&two.secrets[..], [SecretAction::Update(s)] if s.name == shared));
+
+        // Next cycle: the kept one wrote the Secret as its owner; now the gone
+        // one goes, without it.
+        let (mut apps, _) = applied_objects(&[gone, kept.clone()]);
+        apps[1].metadata.uid = Some("uid-kept".into());
+        let secrets = vec![secret_in_cluster(&kept.secrets[0], "uid-kept")];
+        let state = summarize(&apps, secrets);
+        let second = planned(vec![kept], &state);
+        let deleted = second
+            .applications
+            .iter()
+            .find(|a| a.action == ApplicationAction::Delete)
+            .expect("the one gone from the Director is deleted now");
+        assert_eq!(deleted.name, gone_name);
+        assert!(deleted.secrets.is_empty(), "{deleted:?}");
+        assert!(second.deferred.is_empty());
+    }
+
+    #[test]
+    fn a_secret_that_is_not_the_agents_is_never_deleted() {
+        let wanted_apps = [wanted("shop", "p")];
+        let (apps, mut secrets) = applied_objects(&wanted_apps);
+        // Referred to by the Application, read by name, but someone else's:
+        // no labels at all, or only the bundleId label.
+        for labels in [
+            BTreeMap::new(),
+            BTreeMap::from([("bundleId".to_string(), "shop-bundle".to_string())]),
+        ] {
+            secrets[0].metadata.labels = Some(labels);
+            let state = summarize(&apps, secrets.clone());
+            // Gone from the Director: the Application goes, the Secret stays.
+            let gone = planned(Vec::<WantedApplication>::new(), &state);
+            assert_eq!(gone.applications[0].action, ApplicationAction::Delete);
+            assert!(gone.applications[0].secrets.is_empty(), "{gone:?}");
+            // Without credentials now: the Secret is not stale, it is not ours.
+            let mut without = director_app("shop", "p");
+            without.bundles[0].default_instance_auth = None;
+            let changed = planned(vec![to_wanted_application(&without, &settings())], &state);
+            assert!(
+                changed.applications[0]
+                    .secrets
+                    .iter()
+                    .all(|s| !matches!(s, SecretAction::Delete(_))),
+                "{changed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn with_deletions_skipped_not_even_a_stale_secret_is_deleted() {
+        let state = applied(&[wanted("shop", "p")]);
+        let mut without = director_app("shop", "p");
+        without.bundles[0].default_instance_auth = None;
+        let wanted_now = || vec![to_wanted_application(&without, &settings())];
+        let stale = |plan: &Plan| {
+            plan.applications[0]
+                .secrets
+                .iter()
+                .filter(|s| matches!(s, SecretAction::Delete(_)))
+                .count()
+        };
+        assert_eq!(stale(&plan(wanted_now(), &state, Deletions::Allowed)), 1);
+        assert_eq!(stale(&plan(wanted_now(), &state, Deletions::Skipped)), 0);
     }
 
     #[test]
