@@ -1244,3 +1244,42 @@ async fn once_connected_the_sync_needs_only_the_runtime_id_and_tenant() {
         .unwrap()
         .is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_gone_from_the_director_takes_no_secret_that_is_not_the_agents() {
+    let world = World::connected().await;
+    world
+        .sim
+        .put_application(RUNTIME_ID, with_credentials("app-7", "app7", "b7"))
+        .unwrap();
+    resync(&world).await;
+    assert!(secret_data(&world, "mp-app7-b7").await.is_some());
+    // Someone puts their own Secret under that name (with just a bundleId
+    // label, so the agent's list finds it).
+    secrets(&world)
+        .delete("mp-app7-b7", &Default::default())
+        .await
+        .unwrap();
+    let mut theirs = someone_elses_secret("mp-app7-b7");
+    theirs.metadata.labels = Some(BTreeMap::from([("bundleId".into(), "b7".into())]));
+    secrets(&world)
+        .create(&PostParams::default(), &theirs)
+        .await
+        .unwrap();
+    let before = secrets(&world).get("mp-app7-b7").await.unwrap();
+    // The application goes from the Director: its Application goes, their Secret stays.
+    world.sim.remove_application(RUNTIME_ID, "app-7").unwrap();
+    resync(&world).await;
+    assert!(applications(&world)
+        .get_opt("mp-app7")
+        .await
+        .unwrap()
+        .is_none());
+    let after = secrets(&world)
+        .get_opt("mp-app7-b7")
+        .await
+        .unwrap()
+        .expect("their Secret is still there");
+    assert_eq!(after.uid(), before.uid());
+    assert_eq!(after.data, before.data);
+}
