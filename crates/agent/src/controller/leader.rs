@@ -147,7 +147,9 @@ pub fn held_spec(
 
 /// `duration` in whole seconds, rounded up, within 1 and `i32::MAX`.
 fn lease_seconds(duration: Duration) -> i32 {
-    let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    let seconds = duration
+        .as_secs()
+        .saturating_add(u64::from(duration.subsec_nanos() > 0));
     seconds.clamp(1, i32::MAX as u64) as i32
 }
 
@@ -504,6 +506,9 @@ mod tests {
         let duration = Duration::from_millis(1_900);
         let spec = held_spec(None, "a", duration, now);
         assert_eq!(spec.lease_duration_seconds, Some(2));
+        // Even unclamped, the longest duration is written as the longest i32.
+        let longest = held_spec(None, "a", Duration::MAX, now);
+        assert_eq!(longest.lease_duration_seconds, Some(i32::MAX));
         let mut settings = Settings::defaults();
         for duration in [duration, Duration::from_millis(10), Duration::MAX] {
             settings.leader_election_lease_duration = duration;
