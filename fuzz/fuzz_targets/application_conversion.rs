@@ -229,7 +229,11 @@ fn check_conversion(app: &model::Application, settings: &ConversionSettings) {
     // The plan for an empty cluster creates it when Kubernetes would take the
     // name; two of the same name are both refused.
     let valid = names::check_application_name(&name, !wanted.secrets.is_empty()).is_ok();
-    let alone = plan(vec![wanted.clone()], &ActualState::default(), Deletions::Allowed);
+    let alone = plan(
+        vec![wanted.clone()],
+        &ActualState::default(),
+        Deletions::Allowed,
+    );
     assert_eq!(
         matches!(alone.applications[0].action, ApplicationAction::Create(_)),
         valid
@@ -258,7 +262,10 @@ fn check_application_name(director_name: &str) {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
         "{normalized:?}"
     );
-    assert!(!normalized.contains("--") && !normalized.ends_with('-'), "{normalized:?}");
+    assert!(
+        !normalized.contains("--") && !normalized.ends_with('-'),
+        "{normalized:?}"
+    );
     if normalized != "mp" {
         assert_eq!(names::normalize_application_name(&normalized), normalized);
     }

@@ -29,15 +29,14 @@ fuzz_target!(|data: &[u8]| {
         let Ok(asked) = Subject::parse(&part(4)) else {
             return;
         };
-        let result =
-            ClientCredentials::from_connector(
-                part(0),
-                &part(2),
-                &part(3),
-                &part(1),
-                &asked,
-                jiff::Timestamp::now(),
-            );
+        let result = ClientCredentials::from_connector(
+            part(0),
+            &part(2),
+            &part(3),
+            &part(1),
+            &asked,
+            jiff::Timestamp::now(),
+        );
         (result, Some(asked))
     } else {
         (
