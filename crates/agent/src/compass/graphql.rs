@@ -244,13 +244,13 @@ impl GraphqlClient {
     ) -> Result<Vec<u8>, CompassError> {
         let limit = self.max_response_bytes;
         let too_large = || CompassError::TooLarge { operation, limit };
-        if response
-            .content_length()
-            .is_some_and(|length| length > limit)
-        {
+        let announced = response.content_length().unwrap_or(0);
+        if announced > limit {
             return Err(too_large());
         }
-        let mut body = Vec::new();
+        // Sized once when the length is announced: no doubling and copying
+        // of a 450 KB page (a lying length only costs up to the limit).
+        let mut body = Vec::with_capacity(announced as usize);
         while let Some(chunk) = response
             .chunk()
             .await
