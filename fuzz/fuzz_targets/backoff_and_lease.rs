@@ -25,7 +25,8 @@
 //! `leaseDurationSeconds` (ours when it has none or a non-positive one),
 //! otherwise we wait for the rest of it; what we write names us, counts from
 //! now, states our duration in whole seconds rounded up (1 to `i32::MAX`),
-//! counts a transition only when taken from another holder (saturating), is renewed by us and is
+//! counts a transition whenever the Lease changes hands, a released one
+//! included, as client-go does (saturating), is renewed by us and is
 //! respected by any other replica for our whole renew deadline; the
 //! election timings (`ElectionConfig::from_settings`) keep the renew
 //! deadline within the lease duration, for any duration, and never use an
@@ -333,7 +334,6 @@ fn check_lease(input: &LeaseInput) {
 
     // What we write on taking or renewing it (whatever the decision: the
     // elector computes it before it knows).
-    // Taken over from another holder, the transition count goes up by one.
     let written = held_spec(Some(spec), identity, our_duration, *now);
     check_written(spec, &written, input);
     let fresh = held_spec(None, identity, our_duration, *now);
@@ -382,12 +382,12 @@ fn check_written(previous: &LeaseSpec, written: &LeaseSpec, input: &LeaseInput) 
         assert_eq!(written.acquire_time, previous.acquire_time, "{context}");
     }
     let transitions = previous.lease_transitions.unwrap_or(0);
-    let expected =
-        if taken_over && !previous_holder.is_empty() && previous.lease_transitions.is_some() {
-            transitions.saturating_add(1)
-        } else {
-            transitions
-        };
+    // Whenever the Lease changes hands (released or not), one more.
+    let expected = if taken_over {
+        transitions.saturating_add(1)
+    } else {
+        transitions
+    };
     assert_eq!(written.lease_transitions, Some(expected), "{context}");
 
     // We renew what we wrote, however long ago and whatever our duration.

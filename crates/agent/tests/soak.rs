@@ -1342,7 +1342,7 @@ impl Soak {
         row(
             "leader restarts (two replicas behind a Lease)",
             format!(
-                "{} ({} SIGKILL, {} SIGTERM); {} Lease transitions (takeovers from a holder, not after a release)",
+                "{} ({} SIGKILL, {} SIGTERM); {} Lease transitions (the Lease changed hands)",
                 self.agent_kills + self.agent_terms,
                 self.agent_kills,
                 self.agent_terms,

@@ -123,6 +123,10 @@ pub fn held_spec(
     duration: Duration,
     now: jiff::Timestamp,
 ) -> LeaseSpec {
+    // As client-go counts: every time a Lease that exists changes hands,
+    // a released one included (its count tells operators how often the
+    // leader changed); a new Lease starts at zero.
+    let existed = previous.is_some();
     let previous = previous.cloned().unwrap_or_default();
     let previous_holder = previous.holder_identity.as_deref().unwrap_or("");
     let taken_over = previous_holder != identity;
@@ -137,9 +141,9 @@ pub fn held_spec(
         } else {
             previous.acquire_time.clone()
         },
-        lease_transitions: Some(match (taken_over, previous.lease_transitions) {
-            (true, Some(n)) if !previous_holder.is_empty() => n.saturating_add(1),
-            (_, n) => n.unwrap_or(0),
+        lease_transitions: Some(match previous.lease_transitions.unwrap_or(0) {
+            n if taken_over && existed => n.saturating_add(1),
+            n => n,
         }),
         ..previous
     }
@@ -482,7 +486,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_holder_starts_at_zero_transitions() {
+    fn a_new_lease_starts_at_zero_transitions_and_a_released_one_counts_one_more() {
         let now = jiff::Timestamp::from_second(1_000).unwrap();
         assert_eq!(
             held_spec(None, "a", 15 * SECOND, now).lease_transitions,
@@ -494,7 +498,7 @@ mod tests {
         };
         assert_eq!(
             held_spec(Some(&released), "a", 15 * SECOND, now).lease_transitions,
-            Some(2)
+            Some(3)
         );
     }
 
