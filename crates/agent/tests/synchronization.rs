@@ -1167,27 +1167,35 @@ async fn a_secret_of_the_wanted_name_that_is_someone_elses_is_never_overwritten(
     assert_eq!(after.data, before.data);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_secret_someone_else_creates_between_read_and_write_is_left_alone() {
+/// The agent's writer, driven by the test itself, so that the test can act
+/// between the sync's read and its writes.
+fn writer(world: &World) -> compass_runtime_agent::k8s::applications::ApplicationWriter {
     use compass_runtime_agent::k8s::access::Access;
     use compass_runtime_agent::k8s::applications::ApplicationWriter;
-    use compass_runtime_agent::sync::{self, ConversionSettings, Deletions};
     use std::sync::Arc;
-    let world = World::new().await;
-    let writer = ApplicationWriter::new(
+    ApplicationWriter::new(
         world.client.clone(),
         NS,
         4,
         100,
         Arc::default(),
         Arc::new(Access::everything()),
-    );
-    // The Director's application as the agent reads it (bundles are paged
-    // apart, so they are put in after decoding).
+    )
+}
+
+/// The Director application `name` (id `id`) with one bundle `bundle` of Basic
+/// credentials, converted as the agent converts it (bundles are paged apart,
+/// so they are put in after decoding).
+fn wanted_with_credentials(
+    id: &str,
+    name: &str,
+    bundle: &str,
+) -> compass_runtime_agent::sync::WantedApplication {
+    use compass_runtime_agent::sync::{self, ConversionSettings};
     let mut director_app: compass_runtime_agent::compass::model::Application =
-        serde_json::from_value(json!({"id": "app-9", "name": "app9"})).unwrap();
+        serde_json::from_value(json!({"id": id, "name": name})).unwrap();
     director_app.bundles = vec![serde_json::from_value(json!({
-        "id": "b9", "name": "B",
+        "id": bundle, "name": "B",
         "defaultInstanceAuth": {"credential": {
             "__typename": "BasicCredentialData", "username": "u", "password": "pw"
         }}
@@ -1198,7 +1206,15 @@ async fn a_secret_someone_else_creates_between_read_and_write_is_left_alone() {
         skip_apps_tls_verify: false,
         normalize_application_names: true,
     };
-    let wanted = sync::to_wanted_application(&director_app, &conversion);
+    sync::to_wanted_application(&director_app, &conversion)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_someone_else_creates_between_read_and_write_is_left_alone() {
+    use compass_runtime_agent::sync::{self, Deletions};
+    let world = World::new().await;
+    let writer = writer(&world);
+    let wanted = wanted_with_credentials("app-9", "app9", "b9");
     let secret_name = wanted.secrets[0].name.clone();
     let actual = writer.read_actual().await.unwrap();
     let plan = sync::plan(vec![wanted], &actual, Deletions::Allowed);
@@ -1216,6 +1232,67 @@ async fn a_secret_someone_else_creates_between_read_and_write_is_left_alone() {
     let after = secrets(&world).get(&secret_name).await.unwrap();
     assert_eq!(after.resource_version(), before.resource_version());
     assert_eq!(after.data, before.data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_made_anew_between_read_and_delete_is_left_alone_with_its_secrets() {
+    use compass_runtime_agent::sync::{self, Deletions};
+    let world = World::new().await;
+    let writer = writer(&world);
+    let wanted = wanted_with_credentials("app-8", "app8", "b8");
+    let name = wanted.application.metadata.name.clone().unwrap();
+    let secret_name = wanted.secrets[0].name.clone();
+    let written = writer
+        .apply(sync::plan(
+            vec![wanted],
+            &writer.read_actual().await.unwrap(),
+            Deletions::Allowed,
+        ))
+        .await;
+    assert_eq!(written.results[0].operation, SyncOperation::Created);
+    // The Director no longer has it: the plan deletes the Application and
+    // its Secret.
+    let nothing: Vec<sync::WantedApplication> = Vec::new();
+    let plan = sync::plan(
+        nothing,
+        &writer.read_actual().await.unwrap(),
+        Deletions::Allowed,
+    );
+    assert_eq!(plan.applications.len(), 1, "{plan:#?}");
+    // Between the read and the delete, someone deletes it and makes their
+    // own under that name (the test apiserver runs no garbage collector, so
+    // the Secret stays, as it would for a moment in a cluster).
+    let old = applications(&world).get(&name).await.unwrap();
+    applications(&world)
+        .delete(&name, &Default::default())
+        .await
+        .unwrap();
+    let theirs: Application = serde_json::from_value(json!({
+        "apiVersion": "applicationconnector.kyma-project.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": name},
+        "spec": {"description": "made by hand", "services": []}
+    }))
+    .unwrap();
+    let theirs = applications(&world)
+        .create(&PostParams::default(), &theirs)
+        .await
+        .unwrap();
+    assert_ne!(theirs.uid(), old.uid());
+    let outcome = writer.apply(plan).await;
+    let result = &outcome.results[0];
+    assert_eq!(result.operation, SyncOperation::Failed, "{result:?}");
+    assert!(result.error.contains("made anew"), "{}", result.error);
+    let after = applications(&world).get(&name).await.unwrap();
+    assert_eq!(after.uid(), theirs.uid(), "their Application is kept");
+    assert!(
+        secrets(&world)
+            .get_opt(&secret_name)
+            .await
+            .unwrap()
+            .is_some(),
+        "no Secret deleted before the Application's uid was checked"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

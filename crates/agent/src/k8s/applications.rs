@@ -10,7 +10,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, OwnerReference};
 use k8s_openapi::ByteString;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::{Api, Client, Resource};
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
@@ -98,6 +98,8 @@ pub enum WriteError {
     NoUid,
     #[error("cannot delete Application")]
     Delete(#[source] kube::Error),
+    #[error("Application {name} was deleted and made anew since the sync read it; the new one is left alone (the next sync decides about it)")]
+    MadeAnewSinceRead { name: String },
     #[error("cannot write Secret {name}")]
     Secret {
         name: String,
@@ -414,6 +416,7 @@ impl ApplicationWriter {
             ApplicationAction::Delete => self
                 .delete_application(
                     &plan.name,
+                    plan.existing_uid.as_deref(),
                     plan.secrets.iter().map(SecretAction::secret_name),
                 )
                 .await
@@ -452,7 +455,11 @@ impl ApplicationWriter {
         // Only now that the Application under its current name is written.
         for old in &plan.replaces {
             let deleted = self
-                .delete_application(&old.name, old.secrets.iter().map(String::as_str))
+                .delete_application(
+                    &old.name,
+                    old.uid.as_deref(),
+                    old.secrets.iter().map(String::as_str),
+                )
                 .await;
             let (operation, error) = match deleted {
                 Ok(()) => {
@@ -541,12 +548,41 @@ impl ApplicationWriter {
         }
     }
 
-    /// Deletes the Application's Secrets, then the Application.
+    /// Deletes the Application's Secrets, then the Application; only the
+    /// Application of uid `uid` (the one the sync read).
     async fn delete_application(
         &self,
         name: &str,
+        uid: Option<&str>,
         secrets: impl Iterator<Item = &str>,
     ) -> Result<(), WriteError> {
+        let params = DeleteParams {
+            preconditions: uid.map(|uid| Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        // Someone may have deleted it and made one anew under that name since
+        // the read (another writer during a hand-over, an operator): that one
+        // is not ours to delete, nor the Secrets it may use. A dry run checks
+        // the uid before the Secrets go; the delete itself checks it again.
+        if params.preconditions.is_some() {
+            let check = DeleteParams {
+                dry_run: true,
+                ..params.clone()
+            };
+            match self.applications.delete(name, &check).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    return Err(WriteError::MadeAnewSinceRead {
+                        name: name.to_string(),
+                    })
+                }
+                Err(error) => return Err(WriteError::Delete(error)),
+            }
+        }
         for secret in secrets {
             self.delete_secret(secret)
                 .await
@@ -559,12 +595,17 @@ impl ApplicationWriter {
             .counted(
                 "Application",
                 "delete",
-                self.applications.delete(name, &DeleteParams::default()),
+                self.applications.delete(name, &params),
             )
             .await
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                Err(WriteError::MadeAnewSinceRead {
+                    name: name.to_string(),
+                })
+            }
             Err(error) => Err(WriteError::Delete(error)),
         }
     }

@@ -46,6 +46,9 @@ impl SecretAction {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Replaced {
     pub name: String,
+    /// Its uid when read: only that Application is deleted, not one made
+    /// anew under its name since.
+    pub uid: Option<String>,
     /// Its Secrets that no wanted Application refers to (after the
     /// 27-character cut an old and a new Secret name can be the same).
     pub secrets: Vec<String>,
@@ -267,6 +270,7 @@ pub fn plan<W: Into<PendingApplication>>(
                 {
                     plans[index].replaces.push(Replaced {
                         name: name.to_string(),
+                        uid: app.uid.clone(),
                         secrets,
                     });
                 } else {
@@ -745,6 +749,7 @@ mod tests {
             new.replaces,
             vec![Replaced {
                 name: "shop".into(),
+                uid: Some("uid-0".into()),
                 secrets: vec!["shop-shop-bundle".into()],
             }]
         );
@@ -774,6 +779,7 @@ mod tests {
             new.replaces,
             vec![Replaced {
                 name: old_name.into(),
+                uid: Some("uid-0".into()),
                 secrets: vec![],
             }]
         );
