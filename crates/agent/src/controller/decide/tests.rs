@@ -1,0 +1,592 @@
+//! The pure decisions of `controller::decide`, case by case.
+
+use super::*;
+use crate::crd::compass_connection::ConnectionStatus;
+use jiff::SignedDuration;
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_700_000_000 + seconds).unwrap()
+}
+
+fn status(state: ConnectionState, last_sync: Option<i64>) -> CompassConnectionStatus {
+    CompassConnectionStatus {
+        connection_state: state,
+        connection_status: ConnectionStatus {
+            last_sync: last_sync.map(|s| Time(at(s))),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+const MIN: Duration = Duration::from_secs(10);
+
+#[test]
+fn a_failed_connection_is_established_again() {
+    let step = next_step(
+        at(100),
+        &Default::default(),
+        &status(ConnectionState::ConnectionFailed, Some(0)),
+        MIN,
+        None,
+    );
+    assert_eq!(step, Step::Establish);
+}
+
+#[test]
+fn every_other_state_is_maintained() {
+    for state in ConnectionState::ALL
+        .into_iter()
+        .filter(|s| *s != ConnectionState::ConnectionFailed)
+    {
+        assert_eq!(
+            next_step(
+                at(100),
+                &Default::default(),
+                &status(state, Some(0)),
+                MIN,
+                None
+            ),
+            Step::Maintain
+        );
+    }
+}
+
+#[test]
+fn an_attempt_younger_than_the_minimal_sync_time_waits_for_the_rest() {
+    let step = next_step(
+        at(4),
+        &Default::default(),
+        &status(ConnectionState::Synchronized, Some(0)),
+        MIN,
+        None,
+    );
+    assert_eq!(step, Step::Wait(Duration::from_secs(6)));
+}
+
+#[test]
+fn resync_now_and_refresh_credentials_now_do_not_wait() {
+    let spec = CompassConnectionSpec {
+        resync_now: true,
+        ..Default::default()
+    };
+    let step = next_step(
+        at(1),
+        &spec,
+        &status(ConnectionState::Synchronized, Some(0)),
+        MIN,
+        Some(at(60)),
+    );
+    assert_eq!(step, Step::Maintain);
+    let spec = CompassConnectionSpec {
+        refresh_credentials_now: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        next_step(
+            at(1),
+            &spec,
+            &status(ConnectionState::Synchronized, Some(0)),
+            MIN,
+            None
+        ),
+        Step::Maintain
+    );
+}
+
+#[test]
+fn a_backoff_longer_than_the_minimal_time_is_honoured() {
+    let step = next_step(
+        at(20),
+        &Default::default(),
+        &status(ConnectionState::ConnectionFailed, Some(0)),
+        MIN,
+        Some(at(50)),
+    );
+    assert_eq!(step, Step::Wait(Duration::from_secs(30)));
+}
+
+#[test]
+fn a_last_sync_in_the_future_does_not_block_forever() {
+    let step = next_step(
+        at(0),
+        &Default::default(),
+        &status(ConnectionState::Synchronized, Some(3600)),
+        MIN,
+        None,
+    );
+    assert_eq!(step, Step::Maintain);
+}
+
+#[test]
+fn synchronization_follows_the_minimal_time_on_its_own_last_attempt() {
+    let sync = SynchronizationStatus {
+        last_attempt: Some(Time(at(0))),
+        ..Default::default()
+    };
+    assert!(!sync_due(at(5), &Default::default(), Some(&sync), MIN));
+    assert!(sync_due(at(10), &Default::default(), Some(&sync), MIN));
+    assert!(sync_due(at(0), &Default::default(), None, MIN));
+    let spec = CompassConnectionSpec {
+        resync_now: true,
+        ..Default::default()
+    };
+    assert!(sync_due(at(1), &spec, Some(&sync), MIN));
+}
+
+#[test]
+fn backoff_doubles_is_jittered_and_capped() {
+    let base = Duration::from_secs(10);
+    let cap = Duration::from_secs(300);
+    assert_eq!(
+        backoff_delay(1, base, cap, 0.999_999),
+        Duration::from_secs(10).mul_f64(0.999_999_5)
+    );
+    assert_eq!(backoff_delay(1, base, cap, 0.0), Duration::from_secs(5));
+    assert_eq!(backoff_delay(3, base, cap, 0.0), Duration::from_secs(20));
+    assert_eq!(backoff_delay(30, base, cap, 0.0), Duration::from_secs(150));
+    assert!(backoff_delay(1000, base, cap, 1.0) <= cap);
+}
+
+#[test]
+fn backoff_stays_within_its_cap_for_any_settings() {
+    // Found by the backoff_and_lease fuzz target: a panic near
+    // Duration::MAX, and 1-2 ns above a cap beyond 2^53 ns.
+    let almost_one = 1.0 - f64::EPSILON / 2.0;
+    assert!(backoff_delay(39, Duration::MAX, Duration::MAX, almost_one) <= Duration::MAX);
+    let cap = Duration::new(9_909_326_555_114_763_765, 298_478_725);
+    let base = Duration::from_secs(17_700_000_000_000_000_000);
+    assert!(backoff_delay(u32::MAX, base, cap, almost_one) <= cap);
+    assert_eq!(
+        backoff_delay(1, Duration::from_secs(10), cap, f64::NAN),
+        Duration::from_secs(5)
+    );
+}
+
+#[test]
+fn success_requeues_at_the_sync_period_or_at_renewal() {
+    let period = Duration::from_secs(20);
+    assert_eq!(requeue_after_success(at(0), period, None), period);
+    assert_eq!(
+        requeue_after_success(at(0), period, Some(at(5))),
+        Duration::from_secs(5)
+    );
+    assert_eq!(
+        requeue_after_success(at(10), period, Some(at(5))),
+        Duration::from_secs(1)
+    );
+}
+
+fn certificate(from: i64, to: i64) -> CertificateInfo {
+    CertificateInfo {
+        subject: "CN=r".into(),
+        common_name: "r".into(),
+        serial: "01".into(),
+        not_before: at(from),
+        not_after: at(to),
+    }
+}
+
+#[test]
+fn conditions_report_connection_certificate_and_synchronization() {
+    let conditions = conditions(
+        &[],
+        ConnectionState::Synchronized,
+        "",
+        Some(&certificate(0, 100)),
+        at(50),
+        Some(3),
+    );
+    let get = |kind: &str| conditions.iter().find(|c| c.type_ == kind).unwrap();
+    assert_eq!(get("Connected").status, "True");
+    assert_eq!(get("CertificateValid").status, "True");
+    assert_eq!(get("Synchronized").status, "True");
+    assert_eq!(get("Synchronized").observed_generation, Some(3));
+}
+
+#[test]
+fn a_failure_is_the_reason_and_the_error_the_message() {
+    let conditions = conditions(
+        &[],
+        ConnectionState::SynchronizationFailed,
+        "applicationsForRuntime: HTTP status 500",
+        Some(&certificate(0, 100)),
+        at(150),
+        None,
+    );
+    let get = |kind: &str| conditions.iter().find(|c| c.type_ == kind).unwrap();
+    assert_eq!(get("Connected").status, "True");
+    assert_eq!(get("CertificateValid").reason, "Expired");
+    assert_eq!(get("Synchronized").reason, "SynchronizationFailed");
+    assert!(get("Synchronized").message.contains("HTTP status 500"));
+}
+
+#[test]
+fn transition_times_move_only_when_the_status_changes() {
+    let first = conditions(
+        &[],
+        ConnectionState::Synchronized,
+        "",
+        Some(&certificate(0, 100)),
+        at(10),
+        None,
+    );
+    let same = conditions(
+        &first,
+        ConnectionState::Synchronized,
+        "",
+        Some(&certificate(0, 100)),
+        at(20),
+        None,
+    );
+    assert_eq!(first, same);
+    let failed = conditions(
+        &same,
+        ConnectionState::ConnectionFailed,
+        "x",
+        None,
+        at(30),
+        None,
+    );
+    let connected = failed.iter().find(|c| c.type_ == "Connected").unwrap();
+    assert_eq!(connected.last_transition_time, Time(at(30)));
+    assert_eq!(
+        connected.last_transition_time.0 - SignedDuration::from_secs(30),
+        at(0)
+    );
+}
+// ---- the status transition of a cycle ----
+
+fn info() -> ManagementInfo {
+    ManagementInfo {
+        director_url: "https://director".into(),
+        connector_url: "https://connector".into(),
+    }
+}
+
+fn established() -> ConnectionOutcome {
+    ConnectionOutcome::Established {
+        certificate: certificate(0, 1000),
+        management_info: info(),
+        credentials_problem: None,
+    }
+}
+
+fn maintained(renewed: bool) -> ConnectionOutcome {
+    ConnectionOutcome::Maintained {
+        certificate: certificate(50, 1050),
+        renewed,
+        management_info: None,
+        credentials_problem: None,
+    }
+}
+
+fn failed(credentials_gone: bool) -> ConnectionOutcome {
+    ConnectionOutcome::Failed {
+        error: "configuration: Compass refused the credentials".into(),
+        category: "CredentialsRefused",
+        credentials_gone,
+    }
+}
+
+fn cycle<'a>(
+    step: Step,
+    spec: &'a CompassConnectionSpec,
+    previous: &'a CompassConnectionStatus,
+    connection: &'a ConnectionOutcome,
+    sync: Option<SyncReport>,
+) -> Transition {
+    transition(Cycle {
+        now: at(100),
+        step,
+        spec,
+        previous,
+        connection,
+        sync,
+        configuration_source: None,
+        generation: Some(7),
+        presented_token: None,
+        judged_at: at(101),
+    })
+}
+
+fn synchronized(previous_attempt: Option<i64>) -> SyncReport {
+    SyncReport {
+        state: ConnectionState::Synchronized,
+        status: SynchronizationStatus {
+            last_attempt: previous_attempt.map(|s| Time(at(s))),
+            ..Default::default()
+        },
+        failure: None,
+    }
+}
+
+#[test]
+fn an_established_connection_is_connected_with_the_new_certificate_and_urls() {
+    let spec = CompassConnectionSpec {
+        refresh_credentials_now: true,
+        ..Default::default()
+    };
+    let previous = status(ConnectionState::ConnectionFailed, Some(0));
+    let result = cycle(Step::Establish, &spec, &previous, &established(), None);
+    let cs = &result.status.connection_status;
+    assert_eq!(result.status.connection_state, ConnectionState::Connected);
+    assert_eq!(cs.established, Some(Time(at(100))));
+    assert_eq!(cs.last_success, Some(Time(at(100))));
+    assert_eq!(cs.last_sync, Some(Time(at(100))));
+    assert_eq!(cs.certificate_status.acquired, Some(Time(at(100))));
+    assert_eq!(cs.certificate_status.not_after, Some(Time(at(1000))));
+    assert_eq!(result.spec.management_info, Some(info()));
+    assert!(
+        result.spec.clear_refresh_credentials_now,
+        "a fresh certificate answers a renewal request"
+    );
+    assert!(!result.spec.clear_resync_now);
+    assert_eq!(
+        (result.failure, result.requeue),
+        (None, Requeue::AfterSuccess)
+    );
+    assert_eq!(result.status.observed_generation, Some(7));
+}
+
+#[test]
+fn a_failed_establishment_stays_connection_failed_and_backs_off() {
+    let mut previous = status(ConnectionState::ConnectionFailed, Some(0));
+    previous.connection_status.established = Some(Time(at(-50)));
+    // Whatever the error says about the credentials, there were none.
+    for gone in [false, true] {
+        let result = cycle(
+            Step::Establish,
+            &Default::default(),
+            &previous,
+            &failed(gone),
+            None,
+        );
+        assert_eq!(
+            result.status.connection_state,
+            ConnectionState::ConnectionFailed
+        );
+        assert_eq!(result.failure, Some("CredentialsRefused"));
+        assert_eq!(result.requeue, Requeue::Backoff);
+        let cs = &result.status.connection_status;
+        assert!(cs.error.contains("refused"), "{}", cs.error);
+        assert_eq!(
+            cs.established,
+            Some(Time(at(-50))),
+            "earlier facts are kept"
+        );
+        assert_eq!(cs.last_sync, Some(Time(at(100))));
+        assert!(result.spec.is_empty());
+    }
+}
+
+#[test]
+fn a_maintained_certificate_keeps_its_acquired_time_and_clears_old_errors() {
+    let mut previous = status(ConnectionState::ConnectionMaintenanceFailed, Some(0));
+    previous.connection_status.error = "old".into();
+    previous.connection_status.certificate_status.acquired = Some(Time(at(10)));
+    let spec = CompassConnectionSpec {
+        management_info: info(),
+        ..Default::default()
+    };
+    let result = cycle(Step::Maintain, &spec, &previous, &maintained(false), None);
+    let cs = &result.status.connection_status;
+    assert_eq!(result.status.connection_state, ConnectionState::Connected);
+    assert_eq!(cs.error, "");
+    assert_eq!(cs.certificate_status.acquired, Some(Time(at(10))));
+    assert_eq!(cs.certificate_status.not_before, Some(Time(at(50))));
+    assert_eq!(cs.renewed, None);
+    assert!(result.spec.is_empty(), "the URLs in the spec stand");
+    // Without an earlier acquired time, now.
+    previous.connection_status.certificate_status.acquired = None;
+    let result = cycle(Step::Maintain, &spec, &previous, &maintained(false), None);
+    assert_eq!(
+        result.status.connection_status.certificate_status.acquired,
+        Some(Time(at(100)))
+    );
+}
+
+#[test]
+fn a_maintained_connection_keeps_a_synchronization_state_until_the_next_sync() {
+    let previous = status(ConnectionState::SynchronizationFailed, Some(0));
+    let result = cycle(
+        Step::Maintain,
+        &Default::default(),
+        &previous,
+        &maintained(false),
+        None,
+    );
+    assert_eq!(
+        result.status.connection_state,
+        ConnectionState::SynchronizationFailed
+    );
+    assert_eq!(result.requeue, Requeue::AfterSuccess);
+}
+
+#[test]
+fn a_renewal_is_recorded_and_answers_refresh_credentials_now() {
+    let spec = CompassConnectionSpec {
+        refresh_credentials_now: true,
+        ..Default::default()
+    };
+    let mut previous = status(ConnectionState::Synchronized, Some(0));
+    previous.connection_status.certificate_status.acquired = Some(Time(at(10)));
+    let result = cycle(Step::Maintain, &spec, &previous, &maintained(true), None);
+    let cs = &result.status.connection_status;
+    assert_eq!(cs.renewed, Some(Time(at(100))));
+    assert_eq!(cs.certificate_status.acquired, Some(Time(at(100))));
+    assert!(result.spec.clear_refresh_credentials_now);
+}
+
+#[test]
+fn credentials_that_stopped_working_reconnect_at_once_other_failures_back_off() {
+    let previous = status(ConnectionState::Synchronized, Some(0));
+    let gone = cycle(
+        Step::Maintain,
+        &Default::default(),
+        &previous,
+        &failed(true),
+        None,
+    );
+    assert_eq!(
+        gone.status.connection_state,
+        ConnectionState::ConnectionFailed
+    );
+    assert_eq!(gone.requeue, Requeue::Reconnect);
+    let not_gone = cycle(
+        Step::Maintain,
+        &Default::default(),
+        &previous,
+        &failed(false),
+        None,
+    );
+    assert_eq!(
+        not_gone.status.connection_state,
+        ConnectionState::ConnectionMaintenanceFailed
+    );
+    assert_eq!(not_gone.requeue, Requeue::Backoff);
+    assert_eq!(not_gone.failure, Some("CredentialsRefused"));
+}
+
+#[test]
+fn a_synchronization_decides_the_state_and_clears_resync_now() {
+    let spec = CompassConnectionSpec {
+        resync_now: true,
+        ..Default::default()
+    };
+    let previous = status(ConnectionState::Synchronized, Some(0));
+    let ok = cycle(
+        Step::Maintain,
+        &spec,
+        &previous,
+        &maintained(false),
+        Some(synchronized(Some(100))),
+    );
+    assert_eq!(ok.status.connection_state, ConnectionState::Synchronized);
+    assert!(ok.spec.clear_resync_now);
+    assert_eq!(ok.requeue, Requeue::AfterSuccess);
+    assert_eq!(
+        ok.status.synchronization_status.unwrap().last_attempt,
+        Some(Time(at(100)))
+    );
+    let mut failing = synchronized(Some(100));
+    failing.state = ConnectionState::SynchronizationFailed;
+    failing.failure = Some("HTTPError");
+    let failed = cycle(
+        Step::Maintain,
+        &spec,
+        &previous,
+        &maintained(false),
+        Some(failing),
+    );
+    assert_eq!(
+        failed.status.connection_state,
+        ConnectionState::SynchronizationFailed
+    );
+    assert_eq!(
+        (failed.failure, failed.requeue),
+        (Some("HTTPError"), Requeue::Backoff)
+    );
+    assert!(failed.spec.clear_resync_now, "the requested sync ran");
+    let synced = failed
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION_SYNCHRONIZED)
+        .unwrap();
+    assert_eq!(synced.reason, "SynchronizationFailed");
+}
+
+#[test]
+fn the_configuration_source_is_recorded_when_known_and_kept_otherwise() {
+    let mut previous = status(ConnectionState::Synchronized, Some(0));
+    previous.connection_status.configuration_source = "Secret ns/c".into();
+    let kept = cycle(
+        Step::Maintain,
+        &Default::default(),
+        &previous,
+        &maintained(false),
+        None,
+    );
+    assert_eq!(
+        kept.status.connection_status.configuration_source,
+        "Secret ns/c"
+    );
+    let read = transition(Cycle {
+        configuration_source: Some("ConfigMap ns/c".into()),
+        now: at(100),
+        step: Step::Maintain,
+        spec: &Default::default(),
+        previous: &previous,
+        connection: &maintained(false),
+        sync: None,
+        generation: None,
+        presented_token: None,
+        judged_at: at(100),
+    });
+    assert_eq!(
+        read.status.connection_status.configuration_source,
+        "ConfigMap ns/c"
+    );
+}
+
+#[test]
+fn a_failed_application_is_bigger_news_than_failed_labels() {
+    let none: Vec<String> = vec![];
+    assert_eq!(
+        after_apply(&none, 3, None, None),
+        (ConnectionState::Synchronized, String::new(), None)
+    );
+    assert_eq!(
+        after_apply(&none, 3, Some("cannot label".into()), None),
+        (
+            ConnectionState::MetadataUpdateFailed,
+            "cannot label".into(),
+            Some("MetadataUpdateFailed")
+        )
+    );
+    let failed = vec!["shop: forbidden".to_string()];
+    let (state, error, failure) = after_apply(&failed, 3, Some("cannot label".into()), None);
+    assert_eq!(state, ConnectionState::ResourceApplicationFailed);
+    assert_eq!(failure, Some("ResourceApplicationFailed"));
+    assert_eq!(
+        error,
+        "1 of 3 applications could not be synchronized: shop: forbidden; cannot label"
+    );
+    // A list that did not come whole comes first.
+    let (state, error, failure) = after_apply(
+        &failed,
+        3,
+        None,
+        Some("the totalCount changed from 4 to 3 between pages".into()),
+    );
+    assert_eq!(state, ConnectionState::SynchronizationFailed);
+    assert_eq!(failure, Some("InconsistentAnswer"));
+    assert!(
+        error.starts_with(
+            "the Director's list of applications did not come whole (the totalCount changed"
+        ) && error.contains("no Application was deleted")
+            && error.ends_with("shop: forbidden"),
+        "{error}"
+    );
+}
