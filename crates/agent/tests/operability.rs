@@ -658,3 +658,70 @@ async fn on_sigterm_during_a_slow_cycle_the_standby_takes_over_only_after_the_la
     );
     replicas.clear();
 }
+
+/// A ServiceAccount with what the agent needs, except `list` on
+/// CompassConnections: the controller's first list is refused for as long as
+/// the agent runs. Returns a kubeconfig with its token, in `dir`.
+async fn kubeconfig_that_cannot_list_connections(world: &World, dir: &std::path::Path) -> PathBuf {
+    use common::accounts;
+    use serde_json::json;
+    let name = "agent-without-list";
+    let rule = |groups: &[&str], resources: &[&str], verbs: &[&str]| json!({"apiGroups": groups, "resources": resources, "verbs": verbs});
+    let objects = [
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": name, "namespace": NS}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": name},
+        "rules": [
+            rule(&["compass.kyma-project.io"], &["compassconnections"],
+                 &["get", "create", "update", "delete", "watch"]),
+            rule(&["applicationconnector.kyma-project.io"], &["applications"],
+                 &["get", "list", "watch", "create", "update", "delete"]),
+            rule(&[""], &["secrets", "configmaps"],
+                 &["get", "list", "watch", "create", "update", "delete"]),
+            rule(&["coordination.k8s.io"], &["leases"], &["get", "create", "update"]),
+        ]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": name},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+               "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": NS}]}),
+    ];
+    accounts::apply_rbac(&world.client, &objects).await;
+    let token = accounts::service_account_token(&world.client, NS, name).await;
+    accounts::write_token_kubeconfig(world, &token, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_before_the_controller_could_list_anything_ends_the_agent_at_once() {
+    // kube-runtime holds its runner until the watched object has been listed
+    // once, and its graceful shutdown waited for that runner: forever. The
+    // soak caught it as a SIGTERM right after an API server restart, and the
+    // same happens while the API server is unreachable at start.
+    let world = World::new().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = kubeconfig_that_cannot_list_connections(&world, dir.path()).await;
+    let kubeconfig = kubeconfig.to_str().expect("a UTF-8 path");
+    let mut agent =
+        AgentProcess::start_with(&world, "unlisted", &[("KUBECONFIG", kubeconfig)]).await;
+    // It leads, so its controller runs (and its list is refused).
+    wait_for("the agent to take the Lease", SHORT, || async {
+        (lease_holder(&world).await.as_deref() == Some("unlisted")).then_some(())
+    })
+    .await;
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &agent.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let exit = tokio::time::timeout(Duration::from_secs(10), agent.child.wait())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the agent did not exit within 10 s of SIGTERM; log:\n{}",
+                agent.log()
+            )
+        })
+        .unwrap();
+    assert_eq!(exit.code(), Some(0), "log:\n{}", agent.log());
+    assert_eq!(lease_holder(&world).await, None, "the Lease was released");
+}

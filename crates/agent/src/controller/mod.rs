@@ -6,6 +6,7 @@ pub mod connection;
 pub mod context;
 pub mod decide;
 pub mod errors;
+pub mod in_flight;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
@@ -68,9 +69,24 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     if ctx.access.source_needs_polling(kind) {
         controller = controller.reconcile_all_on(source_changes(ctx.clone()));
     }
-    controller
+    let in_flight = Arc::new(in_flight::InFlight::default());
+    let gate = in_flight.clone();
+    let events = controller
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-        .run(reconcile, error_policy, ctx)
+        .run(
+            move |connection, ctx| {
+                let running = gate.start();
+                async move {
+                    // Handed out after the shutdown began: nothing is done.
+                    let Some(_running) = running else {
+                        return Ok(kube::runtime::controller::Action::await_change());
+                    };
+                    reconcile(connection, ctx).await
+                }
+            },
+            error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             use kube::runtime::controller::Error;
             match result {
@@ -87,8 +103,16 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
                     tracing::warn!(error = %Report(&error), "the controller cannot watch what it reconciles")
                 }
             }
-        })
-        .await;
+        });
+    // The controller ends by itself once the reconcile in flight is done,
+    // except before its first list (see `in_flight`): then we end it.
+    tokio::select! {
+        _ = events => {}
+        _ = async {
+            shutdown.cancelled().await;
+            in_flight.close_and_wait().await;
+        } => tracing::debug!("shutdown: no reconcile in flight; the controller ends"),
+    }
     shutdown.cancel();
     let _ = ensure.await;
 }
@@ -184,7 +208,13 @@ async fn create_until_done(ctx: &Context, shutdown: &CancellationToken, why: &st
     tracing::info!("creating CompassConnection {COMPASS_CONNECTION_NAME}: {why}");
     let mut delay = Duration::from_millis(500);
     loop {
-        match ctx.connections.create_initial().await {
+        // Raced with the shutdown: an API server that does not answer must
+        // not hold the process (creating it again later is harmless).
+        let created = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            created = ctx.connections.create_initial() => created,
+        };
+        match created {
             Ok(()) => return,
             Err(error) => {
                 tracing::warn!(error = %Report(&error), "cannot create CompassConnection; retrying in {delay:?}")
