@@ -19,6 +19,9 @@ pub enum StartError {
     MetricsAddress(String),
     #[error("APP_LEADER_ELECTION is on, but the agent may not get, create and update the Lease {0} (coordination.k8s.io leases): grant them, or turn leader election off and run one replica")]
     LeaseForbidden(crate::config::NamespacedName),
+    /// The shutdown came while the agent waited for the API server.
+    #[error("stopped before the API server answered")]
+    Stopped,
 }
 
 /// Where the agent's HTTP endpoints ended up (ports may be chosen at start).
@@ -71,7 +74,10 @@ impl Agent {
                 )
             }
         };
-        let access = Arc::new(Access::probe(&client, &settings).await);
+        let Some(access) = Access::probe(&client, &settings, &shutdown).await else {
+            return Err(StartError::Stopped);
+        };
+        let access = Arc::new(access);
         if !access.leader_lease {
             return Err(StartError::LeaseForbidden(
                 settings.leader_election_lease.clone(),

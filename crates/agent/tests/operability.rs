@@ -725,3 +725,119 @@ async fn a_sigterm_before_the_controller_could_list_anything_ends_the_agent_at_o
     assert_eq!(exit.code(), Some(0), "log:\n{}", agent.log());
     assert_eq!(lease_holder(&world).await, None, "the Lease was released");
 }
+
+/// A TCP relay in front of the API server that drops every connection until
+/// it is opened: an API server that does not answer, as while it restarts.
+struct Relay {
+    url: String,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    async fn closed(world: &World) -> Relay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let target = world
+            .env
+            .server_url()
+            .trim_start_matches("https://")
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a relay port");
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        let open = Arc::new(AtomicBool::new(false));
+        let is_open = open.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !is_open.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees its connection reset
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Relay { url, open }
+    }
+
+    fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The test environment's kubeconfig (admin credentials) with the relay
+    /// as the server, written to `dir`.
+    fn kubeconfig(&self, world: &World, dir: &std::path::Path) -> PathBuf {
+        let text = std::fs::read_to_string(world.env.kubeconfig_path()).expect("the kubeconfig");
+        let path = dir.join("kubeconfig");
+        std::fs::write(&path, text.replace(world.env.server_url(), &self.url))
+            .expect("the relay kubeconfig is written");
+        path
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_that_does_not_answer_at_start_is_waited_for() {
+    // The agent asks at start what it may do. Asked while the API server
+    // restarted, every question failed, the Lease permission counted as
+    // refused and the agent exited 1 (the soak caught a replica that did).
+    let world = World::new().await;
+    put_applications(&world, &["one"]);
+    world.configure_with_fresh_token().await;
+    let relay = Relay::closed(&world).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = relay.kubeconfig(&world, dir.path());
+    let kubeconfig = kubeconfig.to_str().expect("a UTF-8 path");
+    let mut agent =
+        AgentProcess::start_with(&world, "patient", &[("KUBECONFIG", kubeconfig)]).await;
+    // It asks, gets no answer, and asks again: it does not give up.
+    wait_for("the agent to ask twice more", SHORT, || async {
+        (agent.log().matches("asking again").count() >= 2).then_some(())
+    })
+    .await;
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "the agent exited; log:\n{}",
+        agent.log()
+    );
+    // The API server answers again: the agent leads and synchronizes.
+    relay.open();
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    assert_eq!(lease_holder(&world).await.as_deref(), Some("patient"));
+    assert!(application_exists(&world, "mp-app-one").await);
+    assert!(
+        agent.log().contains("\"listed\""),
+        "the agent's ways come from real answers, not from the failed ones:\n{}",
+        agent.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_while_the_api_server_does_not_answer_ends_the_agent_with_0() {
+    let world = World::new().await;
+    let relay = Relay::closed(&world).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = relay.kubeconfig(&world, dir.path());
+    let kubeconfig = kubeconfig.to_str().expect("a UTF-8 path");
+    let mut agent =
+        AgentProcess::start_with(&world, "waiting", &[("KUBECONFIG", kubeconfig)]).await;
+    wait_for("the agent to ask again", SHORT, || async {
+        agent.log().contains("asking again").then_some(())
+    })
+    .await;
+    let terminated = std::process::Command::new("kill")
+        .args(["-TERM", &agent.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(terminated.success());
+    let exit = tokio::time::timeout(Duration::from_secs(10), agent.child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("no exit within 10 s of SIGTERM; log:\n{}", agent.log()))
+        .unwrap();
+    assert_eq!(exit.code(), Some(0), "log:\n{}", agent.log());
+}

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{install_crypto_provider, Agent};
+use crate::agent::{install_crypto_provider, Agent, StartError};
 use crate::config::Settings;
 use crate::report::Report;
 
@@ -165,19 +165,24 @@ fn run(settings: Settings) -> ExitCode {
             }
         };
         let shutdown = CancellationToken::new();
+        // Before starting: the start may wait for the API server.
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down");
+                shutdown.cancel();
+            }
+        });
         let agent = match Agent::start(client, settings, shutdown.clone()).await {
             Ok(agent) => agent,
+            Err(StartError::Stopped) => return ExitCode::SUCCESS,
             Err(error) => {
                 tracing::error!(error = %Report(&error), "cannot start the agent");
                 return ExitCode::FAILURE;
             }
         };
         tracing::info!(health = %agent.endpoints.health, metrics = ?agent.endpoints.metrics, "compass-runtime-agent started");
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
-            shutdown.cancel();
-        });
         agent.wait().await;
         ExitCode::SUCCESS
     })

@@ -14,18 +14,23 @@
 //! permission off the same way (see [`Permission::refused`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use kube::api::PostParams;
 use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Settings, SourceKind};
 use crate::report::Report;
 
 /// Namespace of the Events about the cluster-scoped CompassConnection.
 pub const EVENTS_NAMESPACE: &str = "default";
+
+/// The longest wait between two tries of the access questions.
+const MAX_PROBE_DELAY: Duration = Duration::from_secs(30);
 
 /// A permission the agent can do without.
 pub struct Permission {
@@ -99,35 +104,59 @@ impl Access {
         }
     }
 
-    /// Asks the API server. A question it cannot answer (the review itself
-    /// failed) counts as "no": every way around works with the verbs the agent
-    /// needs anyway, so the agent is slower at worst, never stuck.
-    pub async fn probe(client: &Client, settings: &Settings) -> Access {
+    /// Asks the API server, again and again while it does not answer (it
+    /// may be restarting: the answers decide the agent's ways for its whole
+    /// life, and a missing Lease permission stops it). `None` when `shutdown`
+    /// comes first. A review the API server refuses (e.g. a 403 on the review
+    /// itself) counts as "no": every way around works with the verbs the
+    /// agent needs anyway, so the agent is slower at worst, never stuck.
+    pub async fn probe(
+        client: &Client,
+        settings: &Settings,
+        shutdown: &CancellationToken,
+    ) -> Option<Access> {
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match Access::ask(client, settings).await {
+                Ok(access) => return Some(access),
+                Err(error) => {
+                    tracing::warn!(error = %Report(&error), "the API server does not answer what the agent may do; asking again in {delay:?}")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(MAX_PROBE_DELAY);
+        }
+    }
+
+    async fn ask(client: &Client, settings: &Settings) -> Result<Access, kube::Error> {
         let source = &settings.agent_configuration_secret;
         let integration = settings.integration_namespace.as_str();
         let secret_source = settings.agent_configuration_source != SourceKind::ConfigMap;
         let config_map_source = settings.agent_configuration_source != SourceKind::Secret;
         let name = Some(source.name.as_str());
         let ns = source.namespace.as_str();
-        let (list_secrets, source_secret_list, source_secret_watch) = tokio::join!(
+        let (list_secrets, source_secret_list, source_secret_watch) = tokio::try_join!(
             may(client, integration, "list", "secrets", None),
             may(client, ns, "list", "secrets", name),
             may(client, ns, "watch", "secrets", name),
-        );
-        let (config_map_get, config_map_list, config_map_watch, events) = tokio::join!(
+        )?;
+        let (config_map_get, config_map_list, config_map_watch, events) = tokio::try_join!(
             may(client, ns, "get", "configmaps", name),
             may(client, ns, "list", "configmaps", name),
             may(client, ns, "watch", "configmaps", name),
             may(client, EVENTS_NAMESPACE, "create", "events", None),
-        );
+        )?;
         let lease = &settings.leader_election_lease;
         let leader_lease = if settings.leader_election {
             let lease_name = Some(lease.name.as_str());
-            let (get, create, update) = tokio::join!(
+            let (get, create, update) = tokio::try_join!(
                 may(client, &lease.namespace, "get", "leases", lease_name),
                 may(client, &lease.namespace, "create", "leases", None),
                 may(client, &lease.namespace, "update", "leases", lease_name),
-            );
+            )?;
             get && create && update
         } else {
             true
@@ -150,7 +179,7 @@ impl Access {
             events = if access.events.allowed() { "published" } else { "not published (no create on events.k8s.io Events in namespace default)" },
             "Kubernetes access checked",
         );
-        access
+        Ok(access)
     }
 
     fn describe_source(&self, settings: &Settings) -> String {
@@ -196,14 +225,15 @@ struct Answers {
 
 /// Whether the API server lets this client do `verb` on `resource` (core
 /// group, `events.k8s.io` for events, `coordination.k8s.io` for leases);
-/// `false` when it cannot tell.
+/// `false` when it refuses the question; an error when it did not answer
+/// (unreachable, 5xx, 429), so that the question is asked again.
 async fn may(
     client: &Client,
     namespace: &str,
     verb: &'static str,
     resource: &'static str,
     name: Option<&str>,
-) -> bool {
+) -> Result<bool, kube::Error> {
     let group = match resource {
         "events" => "events.k8s.io",
         "leases" => "coordination.k8s.io",
@@ -227,11 +257,12 @@ async fn may(
         .create(&PostParams::default(), &review)
         .await
     {
-        Ok(answer) => answer.status.is_some_and(|status| status.allowed),
-        Err(error) => {
-            tracing::warn!(error = %Report(&error), verb, resource, namespace, "cannot ask the API server what the agent may do; assuming it may not");
-            false
+        Ok(answer) => Ok(answer.status.is_some_and(|status| status.allowed)),
+        Err(kube::Error::Api(status)) if status.code < 500 && status.code != 429 => {
+            tracing::warn!(code = status.code, reason = %status.reason, verb, resource, namespace, "the API server refuses to say what the agent may do; assuming it may not");
+            Ok(false)
         }
+        Err(error) => Err(error),
     }
 }
 
