@@ -112,6 +112,23 @@ impl AgentProcess {
     fn pid(&self) -> u32 {
         self.child.id().expect("the agent runs")
     }
+
+    /// Sends SIGTERM, as the kubelet does, and asserts that the agent exits
+    /// with 0 within `within`.
+    async fn terminate_within(&mut self, within: Duration) {
+        let terminated = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(terminated.success());
+        let exit = tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("no exit within {within:?} of SIGTERM; log:\n{}", self.log())
+            })
+            .unwrap();
+        assert_eq!(exit.code(), Some(0), "log:\n{}", self.log());
+    }
 }
 
 /// The sum of all samples of a metric (over its labels).
@@ -342,16 +359,7 @@ async fn status_command_reports_health_and_sigterm_releases_the_lease_and_exits_
         .await;
 
     // SIGTERM: the agent finishes, hands the Lease back and exits 0.
-    let terminated = std::process::Command::new("kill")
-        .args(["-TERM", &agent.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(terminated.success());
-    let exit = tokio::time::timeout(SHORT, agent.child.wait())
-        .await
-        .expect("the agent exits after SIGTERM")
-        .unwrap();
-    assert_eq!(exit.code(), Some(0), "log:\n{}", agent.log());
+    agent.terminate_within(SHORT).await;
     assert_eq!(lease_holder(&world).await, None, "the Lease was released");
 
     // Nothing secret reached the log.
@@ -585,21 +593,7 @@ async fn on_sigterm_during_a_slow_cycle_the_standby_takes_over_only_after_the_la
     world.sim.remove_application(RUNTIME_ID, "slow").unwrap();
 
     // Rolling update: SIGTERM in the middle of that cycle.
-    let terminated = std::process::Command::new("kill")
-        .args(["-TERM", &replicas[leader_index].pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(terminated.success());
-    let exit = tokio::time::timeout(LONG, replicas[leader_index].child.wait())
-        .await
-        .expect("the old leader exits")
-        .unwrap();
-    assert_eq!(
-        exit.code(),
-        Some(0),
-        "log:\n{}",
-        replicas[leader_index].log()
-    );
+    replicas[leader_index].terminate_within(LONG).await;
     wait_for("the standby to take the Lease", LONG, || async {
         (lease_holder(&world).await.as_deref() == Some(standby)).then_some(())
     })
@@ -708,21 +702,7 @@ async fn a_sigterm_before_the_controller_could_list_anything_ends_the_agent_at_o
         (lease_holder(&world).await.as_deref() == Some("unlisted")).then_some(())
     })
     .await;
-    let terminated = std::process::Command::new("kill")
-        .args(["-TERM", &agent.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(terminated.success());
-    let exit = tokio::time::timeout(Duration::from_secs(10), agent.child.wait())
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "the agent did not exit within 10 s of SIGTERM; log:\n{}",
-                agent.log()
-            )
-        })
-        .unwrap();
-    assert_eq!(exit.code(), Some(0), "log:\n{}", agent.log());
+    agent.terminate_within(Duration::from_secs(10)).await;
     assert_eq!(lease_holder(&world).await, None, "the Lease was released");
 }
 
@@ -830,14 +810,5 @@ async fn a_sigterm_while_the_api_server_does_not_answer_ends_the_agent_with_0() 
         agent.log().contains("asking again").then_some(())
     })
     .await;
-    let terminated = std::process::Command::new("kill")
-        .args(["-TERM", &agent.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(terminated.success());
-    let exit = tokio::time::timeout(Duration::from_secs(10), agent.child.wait())
-        .await
-        .unwrap_or_else(|_| panic!("no exit within 10 s of SIGTERM; log:\n{}", agent.log()))
-        .unwrap();
-    assert_eq!(exit.code(), Some(0), "log:\n{}", agent.log());
+    agent.terminate_within(Duration::from_secs(10)).await;
 }
