@@ -286,15 +286,7 @@ async fn refresh_credentials_now_renews_at_once_and_is_cleared() {
         .wait_for_state(ConnectionState::Synchronized, LONG)
         .await;
     let before = serial_of(&world.certificate_secret().await.unwrap()["crt"]);
-    world
-        .connections()
-        .patch(
-            COMPASS_CONNECTION_NAME,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"refreshCredentialsNow": true}})),
-        )
-        .await
-        .unwrap();
+    world.ask_for_renewal().await;
     let renewed = world
         .wait_for_connection("the flag cleared after a renewal", SHORT, |c| {
             !c.spec.refresh_credentials_now
@@ -369,19 +361,6 @@ fn token_requests(world: &World) -> usize {
                 && e.operations.iter().any(|o| o == "configuration")
         })
         .count()
-}
-
-/// Puts `true` into `spec.refreshCredentialsNow`.
-async fn ask_for_renewal(world: &World) {
-    world
-        .connections()
-        .patch(
-            COMPASS_CONNECTION_NAME,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"refreshCredentialsNow": true}})),
-        )
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,7 +443,7 @@ async fn a_revoked_certificate_keeps_working_and_a_new_token_replaces_it() {
     // Revoked: it still works for the configuration and the Director, but
     // Compass refuses to renew it. Without a new token, the agent says so and
     // keeps it.
-    ask_for_renewal(&world).await;
+    world.ask_for_renewal().await;
     let failed = world
         .wait_for_connection("the refused renewal reported", LONG, |c| {
             c.status.as_ref().is_some_and(|s| {

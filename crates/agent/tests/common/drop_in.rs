@@ -12,10 +12,9 @@ use compass_runtime_agent::crd::{CompassConnection, ConnectionState, COMPASS_CON
 use compass_runtime_agent::sync::names;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use serde_json::json;
 
 use super::{World, LONG, NS, RUNTIME_ID, SHORT};
 
@@ -155,15 +154,7 @@ pub async fn run(world: &mut World, agent_client: &Client) {
 
     // 2. Renewal on request.
     let old_crt = certificate["crt"].clone();
-    world
-        .connections()
-        .patch(
-            COMPASS_CONNECTION_NAME,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "refreshCredentialsNow": true } })),
-        )
-        .await
-        .expect("refreshCredentialsNow is set");
+    world.ask_for_renewal().await;
     let renewed = world
         .wait_for_new_certificate(&old_crt, "refreshCredentialsNow")
         .await;

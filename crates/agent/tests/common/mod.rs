@@ -227,6 +227,18 @@ impl World {
         Api::all(self.client.clone())
     }
 
+    /// Puts `true` into `spec.refreshCredentialsNow`, as an operator does.
+    pub async fn ask_for_renewal(&self) {
+        self.connections()
+            .patch(
+                COMPASS_CONNECTION_NAME,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"refreshCredentialsNow": true}})),
+            )
+            .await
+            .expect("refreshCredentialsNow is set");
+    }
+
     pub async fn connection(&self) -> Option<CompassConnection> {
         self.connections()
             .get_opt(COMPASS_CONNECTION_NAME)
