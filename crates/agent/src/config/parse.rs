@@ -13,7 +13,7 @@ pub enum ParseError {
     InvalidNamespacedName { input: String, reason: String },
     #[error("{input:?} is not a number between 0 and 1")]
     InvalidFraction { input: String },
-    #[error("{input:?} is not a size in bytes (a whole number, optionally with Ki, Mi or Gi, e.g. 32Mi)")]
+    #[error("{input:?} is not a size in bytes of at least 1 (a whole number, optionally with Ki, Mi or Gi, e.g. 32Mi)")]
     InvalidByteSize { input: String },
 }
 
