@@ -142,6 +142,7 @@ fn show_status(settings: Settings, output: OutputFormat) -> ExitCode {
 
 fn run(settings: Settings) -> ExitCode {
     crate::telemetry::logging::init(settings.log_format, &settings.log_level);
+    tracing::info!(settings = %settings.summary(), "effective settings");
     install_crypto_provider();
     // Two workers whatever the node's size: the agent waits on the network,
     // and each worker thread costs memory (its stack, its malloc arena).

@@ -15,6 +15,24 @@ pub enum ParseError {
     InvalidFraction { input: String },
     #[error("{input:?} is not a size in bytes of at least 1 (a whole number, optionally with Ki, Mi or Gi, e.g. 32Mi)")]
     InvalidByteSize { input: String },
+    #[error(
+        "{input:?} is not a boolean (1, t, T, TRUE, true, True, 0, f, F, FALSE, false or False)"
+    )]
+    InvalidBool { input: String },
+}
+
+/// A boolean as the original agent reads it (Go's `strconv.ParseBool`): `1`,
+/// `t`, `T`, `TRUE`, `true`, `True` and the same forms of false, nothing else
+/// (no surrounding spaces, no `yes`), so a value Kyma's manifest sets means
+/// the same to both agents.
+pub fn parse_go_bool(input: &str) -> Result<bool, ParseError> {
+    match input {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(ParseError::InvalidBool {
+            input: input.to_string(),
+        }),
+    }
 }
 
 /// Parses a duration in Go's `time.ParseDuration` format (`20s`, `1m30s`,
@@ -303,6 +321,20 @@ mod tests {
         assert_eq!(parse_byte_size("1000"), Ok(1000));
         for bad in ["", "0", "Mi", "-1Mi", "1.5Mi", "32MB", "99999999999Gi"] {
             assert!(parse_byte_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn booleans_are_read_as_go_reads_them() {
+        for text in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(parse_go_bool(text), Ok(true), "{text}");
+        }
+        for text in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(parse_go_bool(text), Ok(false), "{text}");
+        }
+        for text in ["yes", "tRUE", " true", "", "2"] {
+            let error = parse_go_bool(text).unwrap_err().to_string();
+            assert!(error.contains("not a boolean"), "{text}: {error}");
         }
     }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::parse::{parse_byte_size, parse_fraction, parse_go_duration, NamespacedName};
+use super::parse::{
+    parse_byte_size, parse_fraction, parse_go_bool, parse_go_duration, NamespacedName,
+};
 
 /// Where the one-time connection parameters live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -61,7 +63,7 @@ pub struct Settings {
     pub ca_certificates_secret: NamespacedName,
 
     /// Accept any server certificate from Compass. Only for development.
-    #[arg(long, env = "APP_SKIP_COMPASS_TLS_VERIFY", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "APP_SKIP_COMPASS_TLS_VERIFY", default_value = "false", value_parser = parse_go_bool, action = clap::ArgAction::Set)]
     pub skip_compass_tls_verify: bool,
 
     /// A PEM bundle of CA certificates trusted for Compass in addition to the system roots.
@@ -69,7 +71,7 @@ pub struct Settings {
     pub compass_ca_bundle: Option<PathBuf>,
 
     /// Written into each Application's spec.skipVerify.
-    #[arg(long, env = "APP_SKIP_APPS_TLS_VERIFY", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "APP_SKIP_APPS_TLS_VERIFY", default_value = "false", value_parser = parse_go_bool, action = clap::ArgAction::Set)]
     pub skip_apps_tls_verify: bool,
 
     /// The Central Application Gateway, the base of each API entry's centralGatewayUrl.
@@ -80,8 +82,8 @@ pub struct Settings {
     )]
     pub central_gateway_service_url: String,
 
-    /// Log the GraphQL operations sent to Compass (names and variables, never secrets).
-    #[arg(long, env = "APP_QUERY_LOGGING", default_value_t = false, action = clap::ArgAction::Set)]
+    /// Log the name of each GraphQL operation sent to Compass (never its variables).
+    #[arg(long, env = "APP_QUERY_LOGGING", default_value = "false", value_parser = parse_go_bool, action = clap::ArgAction::Set)]
     pub query_logging: bool,
 
     /// The Runtime's label runtime_eventServiceUrl in the Director.
@@ -99,6 +101,12 @@ pub struct Settings {
         default_value = "https://console.kyma.local"
     )]
     pub runtime_console_url: String,
+
+    /// How often the cluster's nodes and volumes are logged in one JSON line
+    /// ("Cluster metrics logged successfully.") for log-based metering, as
+    /// the original does; 0 turns the line off.
+    #[arg(long, env = "APP_METRICS_LOGGING_TIME_INTERVAL", default_value = "30m", value_parser = parse_go_duration)]
+    pub metrics_logging_time_interval: Duration,
 
     /// Port of /healthz and /readyz.
     #[arg(long, env = "APP_HEALTH_PORT", default_value_t = 8090)]
@@ -119,7 +127,7 @@ pub struct Settings {
     /// Accept plain http URLs for Compass (the CONNECTOR_URL and the URLs the
     /// Connector sends). Only for development: the token and the credentials
     /// would travel unencrypted.
-    #[arg(long, env = "APP_COMPASS_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "APP_COMPASS_ALLOW_HTTP", default_value = "false", value_parser = parse_go_bool, action = clap::ArgAction::Set)]
     pub compass_allow_http: bool,
 
     /// The largest answer from Compass the agent reads, in bytes (Ki, Mi, Gi
@@ -158,7 +166,7 @@ pub struct Settings {
     pub log_level: String,
 
     /// Elect a leader through a Lease so that only one replica writes.
-    #[arg(long, env = "APP_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "APP_LEADER_ELECTION", default_value = "false", value_parser = parse_go_bool, action = clap::ArgAction::Set)]
     pub leader_election: bool,
 
     /// The Lease used for leader election, as namespace/name.
@@ -192,6 +200,123 @@ impl Settings {
         Only::from_arg_matches(&matches)
             .map(|only| only.settings)
             .unwrap_or_else(|error| panic!("the default settings do not parse: {error}"))
+    }
+}
+
+impl Settings {
+    /// The effective settings on one line (`APP_X=value, …`), logged at start
+    /// as the original agent logs its "Env config". Settings hold no secret.
+    pub fn summary(&self) -> String {
+        [
+            (
+                "APP_AGENT_CONFIGURATION_SECRET",
+                format!("{}", self.agent_configuration_secret),
+            ),
+            (
+                "APP_AGENT_CONFIGURATION_SOURCE",
+                format!("{:?}", self.agent_configuration_source),
+            ),
+            (
+                "APP_CONTROLLER_SYNC_PERIOD",
+                format!("{:?}", self.controller_sync_period),
+            ),
+            (
+                "APP_MINIMAL_COMPASS_SYNC_TIME",
+                format!("{:?}", self.minimal_compass_sync_time),
+            ),
+            (
+                "APP_CERT_VALIDITY_RENEWAL_THRESHOLD",
+                format!("{}", self.cert_validity_renewal_threshold),
+            ),
+            (
+                "APP_CLUSTER_CERTIFICATES_SECRET",
+                format!("{}", self.cluster_certificates_secret),
+            ),
+            (
+                "APP_CA_CERTIFICATES_SECRET",
+                format!("{}", self.ca_certificates_secret),
+            ),
+            (
+                "APP_SKIP_COMPASS_TLS_VERIFY",
+                format!("{}", self.skip_compass_tls_verify),
+            ),
+            (
+                "APP_COMPASS_CA_BUNDLE",
+                format!("{:?}", self.compass_ca_bundle),
+            ),
+            (
+                "APP_SKIP_APPS_TLS_VERIFY",
+                format!("{}", self.skip_apps_tls_verify),
+            ),
+            (
+                "APP_CENTRAL_GATEWAY_SERVICE_URL",
+                format!("{}", self.central_gateway_service_url),
+            ),
+            ("APP_QUERY_LOGGING", format!("{}", self.query_logging)),
+            (
+                "APP_RUNTIME_EVENTS_URL",
+                format!("{}", self.runtime_events_url),
+            ),
+            (
+                "APP_RUNTIME_CONSOLE_URL",
+                format!("{}", self.runtime_console_url),
+            ),
+            (
+                "APP_METRICS_LOGGING_TIME_INTERVAL",
+                format!("{:?}", self.metrics_logging_time_interval),
+            ),
+            ("APP_HEALTH_PORT", format!("{}", self.health_port)),
+            ("APP_HEALTH_ADDRESS", format!("{}", self.health_address)),
+            ("APP_METRICS_ADDRESS", format!("{}", self.metrics_address)),
+            (
+                "APP_INTEGRATION_NAMESPACE",
+                format!("{}", self.integration_namespace),
+            ),
+            (
+                "APP_COMPASS_ALLOW_HTTP",
+                format!("{}", self.compass_allow_http),
+            ),
+            (
+                "APP_COMPASS_MAX_RESPONSE_SIZE",
+                format!("{}", self.compass_max_response_size),
+            ),
+            (
+                "APP_COMPASS_REQUEST_TIMEOUT",
+                format!("{:?}", self.compass_request_timeout),
+            ),
+            ("APP_MAX_RETRY_DELAY", format!("{:?}", self.max_retry_delay)),
+            (
+                "APP_DIRECTOR_PAGE_SIZE",
+                format!("{}", self.director_page_size),
+            ),
+            (
+                "APP_APPLY_CONCURRENCY",
+                format!("{}", self.apply_concurrency),
+            ),
+            (
+                "APP_KUBERNETES_LIST_PAGE_SIZE",
+                format!("{}", self.kubernetes_list_page_size),
+            ),
+            ("APP_LOG_FORMAT", format!("{:?}", self.log_format)),
+            ("APP_LOG_LEVEL", format!("{}", self.log_level)),
+            ("APP_LEADER_ELECTION", format!("{}", self.leader_election)),
+            (
+                "APP_LEADER_ELECTION_LEASE",
+                format!("{}", self.leader_election_lease),
+            ),
+            (
+                "APP_LEADER_ELECTION_LEASE_DURATION",
+                format!("{:?}", self.leader_election_lease_duration),
+            ),
+            (
+                "APP_LEADER_ELECTION_IDENTITY",
+                format!("{:?}", self.leader_election_identity),
+            ),
+        ]
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join(", ")
     }
 }
 
@@ -233,6 +358,54 @@ mod tests {
         assert_eq!(s.runtime_console_url, "https://console.kyma.local");
         assert_eq!(s.health_port, 8090);
         assert_eq!(s.integration_namespace, "kyma-system");
+        assert_eq!(
+            s.metrics_logging_time_interval,
+            Duration::from_secs(30 * 60)
+        );
+    }
+
+    #[test]
+    fn the_summary_names_every_setting_by_its_variable() {
+        let summary = Settings::defaults().summary();
+        assert!(summary.starts_with(
+            "APP_AGENT_CONFIGURATION_SECRET=kyma-system/compass-agent-configuration, "
+        ));
+        assert!(
+            summary.contains("APP_CONTROLLER_SYNC_PERIOD=20s"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("APP_SKIP_COMPASS_TLS_VERIFY=false"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("APP_METRICS_LOGGING_TIME_INTERVAL=1800s"),
+            "{summary}"
+        );
+        assert_eq!(summary.matches("APP_").count(), 32, "{summary}");
+    }
+
+    #[test]
+    fn booleans_take_every_form_go_takes() {
+        let s = Cli::try_parse_from([
+            "agent",
+            "--skip-compass-tls-verify=1",
+            "--skip-apps-tls-verify=T",
+            "--query-logging=TRUE",
+            "--leader-election=f",
+        ])
+        .unwrap()
+        .settings;
+        assert!(s.skip_compass_tls_verify && s.skip_apps_tls_verify && s.query_logging);
+        assert!(!s.leader_election);
+        let error = Cli::try_parse_from(["agent", "--query-logging=yes"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("query-logging") && error.contains("not a boolean"),
+            "{error}"
+        );
     }
 
     /// Run by `defaults_ignore_the_environment` in a process of its own,
