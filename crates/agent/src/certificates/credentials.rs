@@ -62,7 +62,9 @@ impl ClientCredentials {
         chain_pem: String,
         ca_pem: String,
     ) -> Result<ClientCredentials, CertificateError> {
-        let key_pem: Zeroizing<String> = key_pem.into();
+        // An RSA key is kept as PKCS#1 whichever form it came in, so that every
+        // Secret the agent writes can be read by the original agent again.
+        let key_pem = super::keys::rsa_key_as_pkcs1_pem(&key_pem.into())?;
         let key = KeyPair::from_pem(&key_pem).map_err(CertificateError::InvalidKey)?;
         let certificate_der = first_certificate_der(&certificate_pem, "client certificate")?;
         let (_, certificate) = X509Certificate::from_der(&certificate_der).map_err(|e| {

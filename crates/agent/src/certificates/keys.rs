@@ -37,7 +37,8 @@ impl KeyAlgorithm {
 pub struct CsrWithKey {
     /// PEM PKCS#10 request.
     pub csr_pem: String,
-    /// PEM PKCS#8 private key. Never logged; wiped from memory when dropped.
+    /// PEM PKCS#1 private key (`RSA PRIVATE KEY`, the form the original
+    /// agent reads and writes). Never logged; wiped from memory when dropped.
     pub key_pem: Zeroizing<String>,
 }
 
@@ -64,8 +65,58 @@ pub fn generate_csr(
         .map_err(CertificateError::KeyGeneration)?;
     Ok(CsrWithKey {
         csr_pem: csr_pem_for_key(subject, &key)?,
-        key_pem: Zeroizing::new(key.serialize_pem()),
+        key_pem: rsa_key_as_pkcs1_pem(&key.serialize_pem())?,
     })
+}
+
+/// The PEM tag of a PKCS#1 RSA key, the only key form the original agent reads
+/// (`x509.ParsePKCS1PrivateKey`; any other block ends its start fatally).
+pub const PKCS1_RSA_TAG: &str = "RSA PRIVATE KEY";
+const PKCS8_TAG: &str = "PRIVATE KEY";
+/// rsaEncryption, the algorithm of an RSA key in a PKCS#8 envelope.
+const RSA_ENCRYPTION_OID: &str = "1.2.840.113549.1.1.1";
+
+/// An RSA key in PKCS#8 PEM (`PRIVATE KEY`) rewritten as PKCS#1 PEM (`RSA
+/// PRIVATE KEY`): the same key, taken out of its PKCS#8 envelope, so that the
+/// original agent can read it after a swap back. Any other key (PKCS#1
+/// already, or not RSA) comes back unchanged. The key bytes pass only through
+/// buffers that are wiped when dropped.
+pub fn rsa_key_as_pkcs1_pem(key_pem: &str) -> Result<Zeroizing<String>, CertificateError> {
+    let unchanged = || Ok(Zeroizing::new(key_pem.to_string()));
+    let block = match ::pem::parse(key_pem) {
+        Ok(block) if block.tag() == PKCS8_TAG => Zeroizing::new(block.into_contents()),
+        _ => return unchanged(),
+    };
+    // A block that is not PKCS#8 after all is left for the key check to judge.
+    match pkcs1_of_pkcs8_rsa(&block).ok().flatten() {
+        Some(pkcs1) => Ok(Zeroizing::new(::pem::encode_config(
+            &::pem::Pem::new(PKCS1_RSA_TAG, pkcs1.to_vec()),
+            ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+        ))),
+        None => unchanged(),
+    }
+}
+
+/// The `privateKey` of a PKCS#8 `PrivateKeyInfo` whose algorithm is
+/// rsaEncryption: that octet string is the PKCS#1 `RSAPrivateKey`. `None` for
+/// a key of another algorithm.
+fn pkcs1_of_pkcs8_rsa(pkcs8_der: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, CertificateError> {
+    use x509_parser::der_parser::asn1_rs::{FromDer, Integer, OctetString, Sequence};
+    use x509_parser::x509::AlgorithmIdentifier;
+    let unreadable = |reason: String| CertificateError::Unreadable {
+        what: "private key",
+        source: format!("not a PKCS#8 private key: {reason}").into(),
+    };
+    let (_, info) = Sequence::from_der(pkcs8_der).map_err(|e| unreadable(e.to_string()))?;
+    let (rest, _version) =
+        Integer::from_der(&info.content).map_err(|e| unreadable(e.to_string()))?;
+    let (rest, algorithm) =
+        AlgorithmIdentifier::from_der(rest).map_err(|e| unreadable(e.to_string()))?;
+    if algorithm.algorithm.to_id_string() != RSA_ENCRYPTION_OID {
+        return Ok(None);
+    }
+    let (_, key) = OctetString::from_der(rest).map_err(|e| unreadable(e.to_string()))?;
+    Ok(Some(Zeroizing::new(key.as_cow().to_vec())))
 }
 
 /// A PEM CSR carrying exactly `subject`, signed by an existing `key` (what
@@ -103,6 +154,26 @@ fn distinguished_name(subject: &Subject) -> DistinguishedName {
 mod tests {
     use super::*;
     use x509_parser::prelude::*;
+
+    #[test]
+    fn a_pkcs8_rsa_key_becomes_the_same_key_in_pkcs1() {
+        let key = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048).unwrap();
+        let pkcs1 = rsa_key_as_pkcs1_pem(&key.serialize_pem()).unwrap();
+        let block = ::pem::parse(pkcs1.as_str()).unwrap();
+        assert_eq!(block.tag(), PKCS1_RSA_TAG);
+        // The same key: rcgen reads the PKCS#1 form back to the same public key.
+        let again = KeyPair::from_pem(&pkcs1).unwrap();
+        assert_eq!(again.public_key_raw(), key.public_key_raw());
+        // Already PKCS#1: unchanged.
+        assert_eq!(*rsa_key_as_pkcs1_pem(&pkcs1).unwrap(), *pkcs1);
+    }
+
+    #[test]
+    fn a_key_of_another_algorithm_is_left_as_it_is() {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let pem = key.serialize_pem();
+        assert_eq!(*rsa_key_as_pkcs1_pem(&pem).unwrap(), pem);
+    }
 
     #[test]
     fn key_algorithms_of_the_connector_are_understood() {
@@ -154,7 +225,12 @@ mod tests {
             x509_parser::public_key::PublicKey::RSA(rsa) => assert_eq!(rsa.key_size(), 2048),
             other => panic!("expected an RSA key, found {other:?}"),
         }
-        assert!(generated.key_pem.contains("PRIVATE KEY"));
+        assert!(
+            generated
+                .key_pem
+                .starts_with("-----BEGIN RSA PRIVATE KEY-----\n"),
+            "the original agent reads PKCS#1 only"
+        );
         assert!(
             !format!("{generated:?}").contains("PRIVATE KEY"),
             "Debug must not print the key"

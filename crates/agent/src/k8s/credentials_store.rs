@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use kube::api::PostParams;
 use kube::{Api, Client};
+use zeroize::Zeroizing;
 
 use crate::certificates::{CertificateError, ClientCredentials};
 use crate::config::NamespacedName;
@@ -98,18 +99,45 @@ impl CredentialsStore {
                     key,
                 })
         };
-        let key = text(PRIVATE_KEY_KEY)?;
+        let stored_key = Zeroizing::new(text(PRIVATE_KEY_KEY)?);
         let certificate = text(CERTIFICATE_KEY)?;
         let chain = text(CHAIN_KEY).unwrap_or_default();
         // The CA is informative for the agent itself; an unreadable CA Secret
         // must not make working client credentials unusable.
         let ca = self.load_ca().await;
-        ClientCredentials::new(key, certificate, chain, ca).map_err(|source| {
-            CredentialsStoreError::Invalid {
-                secret: secret_name,
+        let credentials = ClientCredentials::new(stored_key.clone(), certificate, chain, ca)
+            .map_err(|source| CredentialsStoreError::Invalid {
+                secret: secret_name.clone(),
                 source,
-            }
-        })
+            })?;
+        if credentials.key_pem() != stored_key.as_str() {
+            self.store_key_as_pkcs1(&credentials).await;
+        }
+        Ok(credentials)
+    }
+
+    /// An RSA key stored as PKCS#8 (by an earlier release of this agent) is
+    /// written again as PKCS#1, the same key, so that the original agent can
+    /// start from this Secret after a swap back. Best effort: the credentials
+    /// work either way, and the next renewal writes PKCS#1 anyway.
+    async fn store_key_as_pkcs1(&self, credentials: &ClientCredentials) {
+        let written = self
+            .merge_into(
+                &self.certificates,
+                BTreeMap::from([(PRIVATE_KEY_KEY, credentials.key_pem())]),
+            )
+            .await;
+        match written {
+            Ok(()) => tracing::info!(
+                secret = %self.certificates,
+                "rewrote the client key as PKCS#1 (RSA PRIVATE KEY), the form the original agent reads"
+            ),
+            Err(error) => tracing::warn!(
+                secret = %self.certificates,
+                error = %Report(&error),
+                "cannot rewrite the client key as PKCS#1; the original agent could not start from this Secret until the next renewal"
+            ),
+        }
     }
 
     /// The stored CA, empty when there is none or it cannot be read (logged).

@@ -163,6 +163,9 @@ pub async fn run(world: &mut World, agent_client: &Client) {
             !c.spec.refresh_credentials_now
         })
         .await;
+    // A swap back to the Go agent now: it reads the renewed key and
+    // certificates, the status and the Applications.
+    super::go_agent::assert_go_agent_takes_over(&admin, &world.settings, "after a renewal").await;
 
     // 3. Deleting the CompassConnection connects anew with the configured token.
     let csrs = world.csr_count();
@@ -266,6 +269,7 @@ pub async fn run(world: &mut World, agent_client: &Client) {
         .collect();
     assert_eq!(remaining.len(), 2, "{remaining:?}");
     world.stop_agent().await;
+    super::go_agent::assert_go_agent_takes_over(&admin, &world.settings, "after a restart").await;
 }
 
 /// Every Application event (`added <name>`, `modified <name>`, `deleted

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod drop_in;
+pub mod go_agent;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
