@@ -77,7 +77,12 @@ pub struct Authentication {
 pub struct Service {
     pub id: String,
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The original agent writes `""`; read back as `None`.
+    #[serde(
+        default,
+        serialize_with = "none_as_empty",
+        deserialize_with = "empty_as_none"
+    )]
     pub identifier: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
@@ -110,15 +115,22 @@ pub enum EntryType {
 pub struct Entry {
     #[serde(rename = "type")]
     pub entry_type: EntryType,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    // These four are written even when empty, as the original agent writes
+    // them: an Application one agent wrote is then the same object to the other.
+    #[serde(default)]
     pub id: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub name: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub target_url: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub central_gateway_url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Deprecated; the original agent writes `""`, read back as `None`.
+    #[serde(
+        default,
+        serialize_with = "none_as_empty",
+        deserialize_with = "empty_as_none"
+    )]
     pub gateway_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_label: Option<String>,
@@ -128,7 +140,7 @@ pub struct Entry {
     pub specification_url: Option<String>,
     #[serde(
         default,
-        skip_serializing_if = "Option::is_none",
+        serialize_with = "credentials_or_empty",
         deserialize_with = "credentials_unless_empty"
     )]
     pub credentials: Option<Credentials>,
@@ -164,6 +176,45 @@ where
 {
     let credentials = Option::<Credentials>::deserialize(deserializer)?;
     Ok(credentials.filter(|c| !(c.credential_type.is_empty() && c.secret_name.is_empty())))
+}
+
+/// No credentials are written as the original agent writes them, `{type: "",
+/// secretName: ""}` (a Go struct cannot be left out), so that what one agent
+/// wrote is the same object to the other.
+fn credentials_or_empty<S>(
+    credentials: &Option<Credentials>,
+    serializer: S,
+) -> Result<S::Ok, S::Error>
+where
+    S: serde::Serializer,
+{
+    match credentials {
+        Some(credentials) => credentials.serialize(serializer),
+        None => Credentials {
+            credential_type: String::new(),
+            secret_name: String::new(),
+            authentication_url: String::new(),
+            csrf_info: None,
+        }
+        .serialize(serializer),
+    }
+}
+
+/// `None` is written as `""`, as the original agent writes an unset string.
+fn none_as_empty<S>(value: &Option<String>, serializer: S) -> Result<S::Ok, S::Error>
+where
+    S: serde::Serializer,
+{
+    serializer.serialize_str(value.as_deref().unwrap_or_default())
+}
+
+/// `""` (or null) is read as `None`: the round trip of [`none_as_empty`].
+fn empty_as_none<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value = Option::<String>::deserialize(deserializer)?;
+    Ok(value.filter(|text| !text.is_empty()))
 }
 
 /// Written by Kyma's application operator, never by the agent.

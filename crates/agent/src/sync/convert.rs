@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::compass::model::{self, Credential, Parameters};
 use crate::crd::application::{
-    Application, ApplicationSpec, Authentication, CompassMetadata, Credentials, CsrfInfo, Entry,
-    EntryType, Service,
+    Application, ApplicationSpec, ApplicationStatus, Authentication, CompassMetadata, Credentials,
+    CsrfInfo, Entry, EntryType, InstallationStatus, Service,
 };
 use crate::crd::labels::{
     CONNECTED_APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SECRET_APP_LABEL, SECRET_BUNDLE_LABEL,
@@ -61,12 +61,14 @@ pub struct WantedSecret {
 }
 
 impl WantedSecret {
-    /// The value of [`DATA_HASH_ANNOTATION`] for this data.
+    /// The digest of this data ([`data_hash`]): what the plan compares with
+    /// the digest of a Secret's data in the cluster.
     pub fn data_hash(&self) -> String {
         data_hash(self.data.iter())
     }
 
-    /// The labels the agent puts on the Secret.
+    /// The labels the agent puts on the Secret: the Go agent's (`makeSecret`),
+    /// no more, so that a swap either way rewrites no Secret.
     pub fn labels(&self) -> BTreeMap<String, String> {
         self.label_values()
             .into_iter()
@@ -74,11 +76,10 @@ impl WantedSecret {
             .collect()
     }
 
-    pub fn label_values(&self) -> [(&'static str, &str); 3] {
+    pub fn label_values(&self) -> [(&'static str, &str); 2] {
         [
             (SECRET_APP_LABEL, &self.app),
             (SECRET_BUNDLE_LABEL, &self.bundle_id),
-            (MANAGED_BY_LABEL, MANAGED_BY_VALUE),
         ]
     }
 }
@@ -154,7 +155,7 @@ pub fn to_wanted_application(
     let services = app
         .bundles
         .iter()
-        .map(|bundle| to_service(app, &name, bundle, settings, &mut secrets))
+        .map(|bundle| to_service(&name, bundle, settings, &mut secrets))
         .collect();
     let spec = ApplicationSpec {
         description: description_or_default(app.description.as_deref()),
@@ -173,6 +174,18 @@ pub fn to_wanted_application(
         ..ApplicationSpec::default()
     };
     let mut application = Application::new(&name, spec);
+    // What the original agent's create writes besides (Go writes an unset
+    // string as "" and an unset struct whole); its updates never touch these.
+    application.spec.display_name = Some(String::new());
+    application.spec.provider_display_name = Some(String::new());
+    application.spec.long_description = Some(String::new());
+    application.spec.encode_url = Some(false);
+    application.status = Some(ApplicationStatus {
+        installation_status: Some(InstallationStatus {
+            status: String::new(),
+            description: Some(String::new()),
+        }),
+    });
     application.metadata.labels = Some(BTreeMap::from([(
         MANAGED_BY_LABEL.to_string(),
         MANAGED_BY_VALUE.to_string(),
@@ -184,7 +197,6 @@ pub fn to_wanted_application(
 }
 
 fn to_service(
-    app: &model::Application,
     app_name: &str,
     bundle: &model::Bundle,
     settings: &ConversionSettings,
@@ -220,7 +232,9 @@ fn to_service(
         name: names::service_name(&bundle.name, &bundle.id),
         display_name: bundle.name.clone(),
         description: description_or_default(bundle.description.as_deref()),
-        provider_display_name: app.provider_name.clone().unwrap_or_default(),
+        // The original agent leaves it empty (the application's provider is
+        // not the bundle's); the same here, so a swap rewrites nothing.
+        provider_display_name: String::new(),
         auth_create_parameter_schema: bundle.instance_auth_request_input_schema.clone(),
         entries: api_entries.chain(event_entries).collect(),
         ..Service::default()
@@ -284,19 +298,20 @@ fn request_parameters_of(
     auth: &model::Auth,
     secrets: &mut Vec<WantedSecret>,
 ) -> Option<String> {
-    let non_empty =
-        |parameters: &Option<Parameters>| parameters.as_ref().filter(|p| !p.is_empty()).cloned();
-    let headers = non_empty(&auth.additional_headers);
-    let query_parameters = non_empty(&auth.additional_query_params);
-    if headers.is_none() && query_parameters.is_none() {
+    let is_empty =
+        |parameters: &Option<Parameters>| parameters.as_ref().is_none_or(|p| p.is_empty());
+    if is_empty(&auth.additional_headers) && is_empty(&auth.additional_query_params) {
         return None;
     }
+    // As the original agent: each map the Director sent (not null) is
+    // written, an empty one as `{}`, once the other one has values.
     let mut entries = Vec::new();
-    for (key, parameters) in [("headers", headers), ("queryParameters", query_parameters)] {
+    for (key, parameters) in [
+        ("headers", &auth.additional_headers),
+        ("queryParameters", &auth.additional_query_params),
+    ] {
         if let Some(parameters) = parameters {
-            // A map of strings to string lists always serializes.
-            let json = serde_json::to_vec(&parameters).unwrap_or_default();
-            entries.push((key, json));
+            entries.push((key, go_json(parameters)));
         }
     }
     let data = SecretData::new(entries);
@@ -308,6 +323,27 @@ fn request_parameters_of(
         data,
     });
     Some(name)
+}
+
+/// JSON as Go's `encoding/json` writes it: map keys in order (a `BTreeMap`
+/// here), and `<`, `>`, `&`, U+2028 and U+2029 escaped as `\u003c` and so
+/// on. serde_json writes those characters as they are, and they can only
+/// stand inside strings, so replacing them afterwards is exact.
+fn go_json(parameters: &Parameters) -> Vec<u8> {
+    // A map of strings to string lists always serializes.
+    let json = serde_json::to_string(parameters).unwrap_or_default();
+    let mut escaped = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' => escaped.push_str("\\u003c"),
+            '>' => escaped.push_str("\\u003e"),
+            '&' => escaped.push_str("\\u0026"),
+            '\u{2028}' => escaped.push_str("\\u2028"),
+            '\u{2029}' => escaped.push_str("\\u2029"),
+            c => escaped.push(c),
+        }
+    }
+    escaped.into_bytes()
 }
 
 fn description_or_default(description: Option<&str>) -> String {
@@ -433,7 +469,10 @@ mod tests {
         assert!(service.name.starts_with("orders-bundle-"));
         assert_eq!(service.display_name, "Orders Bundle");
         assert_eq!(service.description, "Description not provided");
-        assert_eq!(service.provider_display_name, "ACME");
+        assert_eq!(
+            service.provider_display_name, "",
+            "the Go agent leaves it empty"
+        );
         let api = &service.entries[0];
         assert_eq!(api.entry_type, EntryType::Api);
         assert_eq!(
@@ -498,9 +537,10 @@ mod tests {
             parameters_secret.data.get("headers").unwrap(),
             br#"{"X-Tenant":["t1"]}"#
         );
-        assert!(
-            !parameters_secret.data.contains_key("queryParameters"),
-            "empty query parameters are left out"
+        assert_eq!(
+            parameters_secret.data.get("queryParameters").unwrap(),
+            b"{}",
+            "an empty map the Director sent is written as {{}}, as the Go agent writes it"
         );
         assert!(
             !format!("{credentials_secret:?}").contains("secret\""),
@@ -626,5 +666,179 @@ mod tests {
             to_wanted_application(&app, &settings()),
             to_wanted_application(&app, &settings())
         );
+    }
+
+    /// The Go agent's converter and JSON tags, field by field, for one input
+    /// that touches every field (values worked out from its code: Go writes
+    /// unset strings as "" and unset structs whole). Only the deliberate
+    /// differences of deploy/README.md's table are outside this pin.
+    #[test]
+    fn the_application_and_secrets_are_those_the_go_agent_writes() {
+        let oauth_with_params = Auth {
+            additional_headers: Some(BTreeMap::from([(
+                "X-Filter".into(),
+                vec!["a<b & c>d".into()],
+            )])),
+            additional_query_params: Some(BTreeMap::new()),
+            ..oauth()
+        };
+        let basic = Auth {
+            credential: Some(Credential::Basic {
+                username: "user".into(),
+                password: "pw".into(),
+            }),
+            additional_headers: None,
+            additional_query_params: Some(BTreeMap::new()),
+            request_auth: None,
+        };
+        let mut stock = bundle("b-2", "Stock Bundle", Some(basic));
+        stock.description = Some("Stock levels".into());
+        stock.instance_auth_request_input_schema = Some("{}".into());
+        stock.event_definitions.clear();
+        let wanted = to_wanted_application(
+            &application(vec![
+                bundle("b-1", "日本語", Some(oauth_with_params)),
+                stock,
+            ]),
+            &settings(),
+        );
+        let gateway = "http://central-application-gateway.kyma-system.svc.cluster.local:8082";
+        let expected = serde_json::json!({
+            "apiVersion": "applicationconnector.kyma-project.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {
+                "name": "shop",
+                "labels": {"applicationconnector.kyma-project.io/managed-by": "compass-runtime-agent"},
+            },
+            "spec": {
+                "description": "Description not provided",
+                "services": [
+                    {
+                        "id": "b-1",
+                        "identifier": "",
+                        // No ASCII letter or digit: the five hex characters alone.
+                        "name": "ed9b6",
+                        "displayName": "日本語",
+                        "description": "Description not provided",
+                        "entries": [
+                            {
+                                "type": "API",
+                                "targetUrl": "https://shop.example.com/orders",
+                                "credentials": {
+                                    "type": "OAuth",
+                                    "secretName": "shop-b-1",
+                                    "authenticationUrl": "https://oauth.example.com/token",
+                                    "csrfInfo": {"tokenEndpointURL": "https://shop.example.com/csrf"},
+                                },
+                                "requestParametersSecretName": "params-shop-b-1",
+                                "name": "Orders API",
+                                "id": "b-1-api",
+                                "centralGatewayUrl": format!("{gateway}/shop//orders-api"),
+                                "gatewayUrl": "",
+                            },
+                            {
+                                "type": "Events",
+                                "targetUrl": "",
+                                "credentials": {"type": "", "secretName": ""},
+                                "name": "order.created",
+                                "id": "b-1-event",
+                                "centralGatewayUrl": "",
+                                "gatewayUrl": "",
+                            },
+                        ],
+                        "providerDisplayName": "",
+                    },
+                    {
+                        "id": "b-2",
+                        "identifier": "",
+                        "name": "stock-bundle-67272",
+                        "displayName": "Stock Bundle",
+                        "description": "Stock levels",
+                        "authCreateParameterSchema": "{}",
+                        "entries": [
+                            {
+                                "type": "API",
+                                "targetUrl": "https://shop.example.com/orders",
+                                "credentials": {"type": "Basic", "secretName": "shop-b-2"},
+                                "name": "Orders API",
+                                "id": "b-2-api",
+                                "centralGatewayUrl": format!("{gateway}/shop/stock-bundle/orders-api"),
+                                "gatewayUrl": "",
+                            },
+                        ],
+                        "providerDisplayName": "",
+                    },
+                ],
+                "labels": {"connected-app": "shop"},
+                "compassMetadata": {
+                    "applicationId": "app-id",
+                    "authentication": {"clientIds": ["auth-1", "auth-2"]},
+                },
+                "displayName": "",
+                "providerDisplayName": "",
+                "longDescription": "",
+                "skipVerify": false,
+                "encodeUrl": false,
+            },
+            "status": {"installationStatus": {"status": "", "description": ""}},
+        });
+        assert_eq!(serde_json::to_value(&wanted.application).unwrap(), expected);
+
+        let secrets: BTreeMap<&str, (BTreeMap<String, String>, BTreeMap<&str, String>)> = wanted
+            .secrets
+            .iter()
+            .map(|secret| {
+                let data = secret
+                    .data
+                    .iter()
+                    .map(|(key, value)| (key, String::from_utf8(value.to_vec()).unwrap()))
+                    .collect();
+                (secret.name.as_str(), (secret.labels(), data))
+            })
+            .collect();
+        let labels = |bundle: &str| {
+            BTreeMap::from([
+                ("app".to_string(), "shop".to_string()),
+                ("bundleId".to_string(), bundle.to_string()),
+            ])
+        };
+        let expected_secrets = BTreeMap::from([
+            (
+                "shop-b-1",
+                (
+                    labels("b-1"),
+                    BTreeMap::from([
+                        ("clientId", "client".to_string()),
+                        ("clientSecret", "secret".to_string()),
+                    ]),
+                ),
+            ),
+            (
+                "params-shop-b-1",
+                (
+                    labels("b-1"),
+                    // Go's encoding/json: keys in order, <>& escaped, an
+                    // empty map written as {} once the other has values.
+                    BTreeMap::from([
+                        (
+                            "headers",
+                            r#"{"X-Filter":["a\u003cb \u0026 c\u003ed"]}"#.to_string(),
+                        ),
+                        ("queryParameters", "{}".to_string()),
+                    ]),
+                ),
+            ),
+            (
+                "shop-b-2",
+                (
+                    labels("b-2"),
+                    BTreeMap::from([
+                        ("password", "pw".to_string()),
+                        ("username", "user".to_string()),
+                    ]),
+                ),
+            ),
+        ]);
+        assert_eq!(secrets, expected_secrets);
     }
 }

@@ -120,7 +120,14 @@ pub fn check_application_name(name: &str, labels_secrets: bool) -> Result<(), St
 /// `<normalized bundle name>-<first 5 hex chars of sha1(bundle id)>`.
 pub fn service_name(bundle_name: &str, bundle_id: &str) -> String {
     let digest = hex::encode(Sha1::digest(bundle_id.as_bytes()));
-    format!("{}-{}", normalize(bundle_name), &digest[..5])
+    let normalized = normalize(bundle_name);
+    // The original trims one leading `-` off the whole name: a name with no
+    // ASCII letter or digit (`日本語`) gives the five hex characters alone.
+    if normalized.is_empty() {
+        digest[..5].to_string()
+    } else {
+        format!("{normalized}-{}", &digest[..5])
+    }
 }
 
 /// The credentials Secret of a bundle: `<app>-<bundle id>`, the application

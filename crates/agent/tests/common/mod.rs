@@ -7,6 +7,8 @@
 pub mod accounts;
 pub mod drop_in;
 pub mod go_agent;
+pub mod go_form;
+pub mod go_agent;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
