@@ -28,12 +28,8 @@ const SERVICE_ACCOUNT: &str = "compass-runtime-agent";
 const SERVICE_ACCOUNT_USER: &str = "system:serviceaccount:kyma-system:compass-runtime-agent";
 
 /// Variables Kyma's Deployment sets that this agent has no use for (the
-/// original's old gateway port, upload service and cluster-usage log).
-const IGNORED_SETTINGS: [&str; 3] = [
-    "APP_GATEWAY_PORT",
-    "APP_UPLOAD_SERVICE_URL",
-    "APP_METRICS_LOGGING_TIME_INTERVAL",
-];
+/// original's old gateway port and upload service).
+const IGNORED_SETTINGS: [&str; 2] = ["APP_GATEWAY_PORT", "APP_UPLOAD_SERVICE_URL"];
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -104,6 +100,75 @@ async fn under_kymas_rbac_and_crds_the_agent_connects_synchronizes_renews_reconn
     let token = service_account_token(&world.client, NS, SERVICE_ACCOUNT).await;
     let client = token_client(&world, &token, SERVICE_ACCOUNT_USER).await;
     common::drop_in::run(&mut world, &client).await;
+}
+
+/// The Go agent's state contract, which the components that provision
+/// runtimes wait on: one Application that cannot be written (its name is
+/// taken by an Application that is not Compass's) leaves the runtime
+/// `Synchronized`, the others written, and the failure where Kyma's CRD keeps
+/// it (`synchronizationStatus.error`; the per-application results are pruned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_kymas_crds_one_application_that_cannot_be_written_leaves_the_runtime_synchronized() {
+    use compass_runtime_agent::crd::application::ApplicationSpec;
+    use kube::api::PostParams;
+
+    let mut world = kyma_world().await;
+    let token = service_account_token(&world.client, NS, SERVICE_ACCOUNT).await;
+    let client = token_client(&world, &token, SERVICE_ACCOUNT_USER).await;
+    let applications: Api<Application> = Api::all(world.client.clone());
+    let foreign = Application::new(
+        "mp-taken",
+        ApplicationSpec {
+            description: "not from Compass".into(),
+            ..Default::default()
+        },
+    );
+    applications
+        .create(&PostParams::default(), &foreign)
+        .await
+        .expect("someone else's Application");
+    let mut director = compass_sim::model::generate_applications(3, 1, 1, 0);
+    director[0].name = "taken".into();
+    for app in &director {
+        world.sim.put_application(RUNTIME_ID, app.clone()).unwrap();
+    }
+    world.configure_with_fresh_token().await;
+    world.start_agent_as(client).await;
+    let connection = world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    let status = connection.status.unwrap();
+    let sync = status
+        .synchronization_status
+        .expect("a synchronization status");
+    assert!(
+        sync.error.starts_with(
+            "1 of 3 applications could not be synchronized: mp-taken: an Application named \"mp-taken\" exists and is not managed by Compass"
+        ),
+        "{}",
+        sync.error
+    );
+    assert!(
+        sync.applications.is_empty(),
+        "Kyma's CRD prunes the per-application results"
+    );
+    for app in &director[1..] {
+        let name = names::normalize_application_name(&app.name);
+        assert!(
+            applications.get_opt(&name).await.unwrap().is_some(),
+            "{name} is written"
+        );
+    }
+    let taken = applications.get("mp-taken").await.unwrap();
+    assert_eq!(taken.spec.description, "not from Compass", "left alone");
+    let metrics = world.metrics_text().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "compass_runtime_agent_applications_failed 1"),
+        "{metrics}"
+    );
+    world.stop_agent().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -666,10 +666,16 @@ async fn one_application_that_cannot_be_written_does_not_stop_the_others() {
         .sim
         .put_application(RUNTIME_ID, plain("app-bad", "Not_A_Valid_Name"))
         .unwrap();
+    // Synchronized, as the Go agent reports it: the sync ran; the failure is
+    // named in the status.
     let connection = world
-        .wait_for_connection("ResourceApplicationFailed", LONG, |c| {
-            c.status.as_ref().map(|s| s.connection_state)
-                == Some(ConnectionState::ResourceApplicationFailed)
+        .wait_for_connection("Synchronized with the failure named", LONG, |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.connection_state == ConnectionState::Synchronized
+                    && s.synchronization_status
+                        .as_ref()
+                        .is_some_and(|sync| sync.error.contains("Not_A_Valid_Name"))
+            })
         })
         .await;
     assert!(
@@ -842,9 +848,16 @@ async fn names_are_normalized_unless_the_runtime_label_is_normalized_is_the_stri
     set_is_normalized(&world, Some(json!("true")));
     let connection = resync(&world).await;
     let status = connection.status.unwrap();
-    assert_eq!(
-        status.connection_state,
-        ConnectionState::ResourceApplicationFailed
+    assert_eq!(status.connection_state, ConnectionState::Synchronized);
+    assert!(
+        status
+            .synchronization_status
+            .as_ref()
+            .unwrap()
+            .error
+            .starts_with("1 of 2 applications could not be synchronized: Shop_Orders: "),
+        "{:?}",
+        status.synchronization_status
     );
     let results = status.synchronization_status.unwrap().applications;
     let failed = results.iter().find(|r| r.application_id == "a-1").unwrap();
@@ -976,11 +989,15 @@ async fn duplicate_names_fail_every_application_of_the_group_the_others_sync_and
     }
     let connection = resync(&world).await;
     let status = connection.status.unwrap();
-    assert_eq!(
-        status.connection_state,
-        ConnectionState::ResourceApplicationFailed
+    assert_eq!(status.connection_state, ConnectionState::Synchronized);
+    let sync = status.synchronization_status.unwrap();
+    assert!(
+        sync.error
+            .starts_with("2 of 3 applications could not be synchronized: "),
+        "{}",
+        sync.error
     );
-    let results = status.synchronization_status.unwrap().applications;
+    let results = sync.applications;
     for id in ["d-1", "d-2"] {
         let result = results.iter().find(|r| r.application_id == id).unwrap();
         assert_eq!(result.operation, SyncOperation::Failed, "{result:?}");
@@ -1147,7 +1164,7 @@ async fn a_secret_of_the_wanted_name_that_is_someone_elses_is_never_overwritten(
     let failed = world
         .wait_for_connection("the Secret conflict reported", LONG, |c| {
             c.status.as_ref().is_some_and(|s| {
-                s.connection_state == ConnectionState::ResourceApplicationFailed
+                s.connection_state == ConnectionState::Synchronized
                     && s.synchronization_status
                         .as_ref()
                         .is_some_and(|s| s.error.contains("mp-app9-b9"))

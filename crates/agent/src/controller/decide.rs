@@ -121,55 +121,81 @@ pub const SYNCHRONIZED: ConnectionState = ConnectionState::Synchronized;
 
 /// The state, the synchronization error and the failure's category after the
 /// Applications were applied (`failed`: `<name>: <error>` of each that
-/// failed, of `total`) and the Runtime labelled. A list of applications that
-/// did not come whole (`incomplete`: why; nothing was deleted) is the most
-/// important news, a failed Application the next: each stays the state when
-/// the later steps fail too.
+/// failed, of `total`) and the Runtime labelled.
+///
+/// The original agent's contract, which the components that provision
+/// runtimes wait on: `Synchronized` once the sync ran and the Runtime was
+/// labelled, whatever single Applications did (they are named, bounded, in
+/// the error, and are no failure of the cycle: no backoff); labels that could
+/// not be set are `MetadataUpdateFailed`. Beyond it: a list of applications
+/// that did not come whole (`incomplete`: why; nothing was deleted) is
+/// `SynchronizationFailed`, which those components accept too.
 pub fn after_apply(
     failed: &[String],
     total: usize,
     labels_error: Option<String>,
     incomplete: Option<String>,
 ) -> (ConnectionState, String, Option<&'static str>) {
+    let failed_summary = failed_applications(failed, total);
+    let joined = |first: String, rest: Option<String>| match rest {
+        Some(rest) if !rest.is_empty() => format!("{first}; {rest}"),
+        _ => first,
+    };
     if let Some(problem) = incomplete {
-        let mut error = format!(
+        let error = format!(
             "the Director's list of applications did not come whole ({problem}), so no Application was deleted in this cycle"
         );
-        let (_, rest, _) = after_apply(failed, total, labels_error, None);
-        if !rest.is_empty() {
-            error.push_str("; ");
-            error.push_str(&rest);
-        }
+        let rest = labels_error.map(|labels| joined(labels, failed_summary.clone()));
         return (
             ConnectionState::SynchronizationFailed,
-            error,
+            joined(error, rest.or(failed_summary)),
             Some("InconsistentAnswer"),
         );
     }
-    match (failed.is_empty(), labels_error) {
-        (true, None) => (ConnectionState::Synchronized, String::new(), None),
-        (true, Some(labels)) => (
+    match labels_error {
+        Some(labels) => (
             ConnectionState::MetadataUpdateFailed,
-            labels,
+            joined(labels, failed_summary),
             Some("MetadataUpdateFailed"),
         ),
-        (false, labels) => {
-            let mut error = format!(
-                "{} of {total} applications could not be synchronized: {}",
-                failed.len(),
-                failed.join("; ")
-            );
-            if let Some(labels) = labels {
-                error.push_str("; ");
-                error.push_str(&labels);
-            }
-            (
-                ConnectionState::ResourceApplicationFailed,
-                error,
-                Some("ResourceApplicationFailed"),
-            )
-        }
+        None => (
+            ConnectionState::Synchronized,
+            failed_summary.unwrap_or_default(),
+            None,
+        ),
     }
+}
+
+/// How many of the failed Applications are named in the status error; the
+/// rest are counted (each one has its own log line and, with this project's
+/// CRD, its result in `synchronizationStatus.applications`).
+pub const NAMED_FAILURES: usize = 5;
+/// The longest reason quoted for one Application.
+const FAILURE_REASON_LEN: usize = 300;
+
+/// `2 of 200 applications could not be synchronized: a: …; b: …` (the first
+/// [`NAMED_FAILURES`], then `and N more`); `None` when none failed.
+pub fn failed_applications(failed: &[String], total: usize) -> Option<String> {
+    if failed.is_empty() {
+        return None;
+    }
+    let named: Vec<String> = failed
+        .iter()
+        .take(NAMED_FAILURES)
+        .map(|failure| crate::report::bounded(failure, FAILURE_REASON_LEN))
+        .collect();
+    let mut summary = format!(
+        "{} of {total} applications could not be synchronized: {}",
+        failed.len(),
+        named.join("; ")
+    );
+    if failed.len() > NAMED_FAILURES {
+        summary.push_str(&format!(
+            "; and {} more (see the agent's log)",
+            failed.len() - NAMED_FAILURES
+        ));
+    }
+    Some(summary)
 }
 
 /// The management URLs after this outcome: the Connector's, when it told

@@ -70,6 +70,7 @@ pub struct ControllerMetrics {
     sync_duration: Histogram,
     last_successful_sync: Gauge<f64, AtomicU64>,
     applications_managed: Gauge,
+    applications_failed: Gauge,
     reconciles: Family<OutcomeLabels, Counter>,
     leader: Gauge,
 }
@@ -84,6 +85,7 @@ impl Default for ControllerMetrics {
             sync_duration: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
             last_successful_sync: Gauge::default(),
             applications_managed: Gauge::default(),
+            applications_failed: Gauge::default(),
             reconciles: Family::default(),
             leader: Gauge::default(),
         };
@@ -131,6 +133,11 @@ impl ControllerMetrics {
             "applications_managed",
             "Applications the agent manages",
             self.applications_managed.clone(),
+        );
+        registry.register(
+            "applications_failed",
+            "Applications the last synchronization could not write (the runtime is still Synchronized; synchronizationStatus.error names the first few)",
+            self.applications_failed.clone(),
         );
         registry.register(
             "reconciles",
@@ -182,6 +189,10 @@ impl ControllerMetrics {
 
     pub fn set_applications_managed(&self, count: usize) {
         self.applications_managed.set(count as i64);
+    }
+
+    pub fn set_applications_failed(&self, count: usize) {
+        self.applications_failed.set(count as i64);
     }
 
     pub fn set_connection_state(&self, current: ConnectionState) {

@@ -190,6 +190,12 @@ async fn fetch_and_apply(
         "applications synchronized"
     );
     ctx.metrics.set_applications_managed(wanted_count);
+    ctx.metrics.set_applications_failed(failed.len());
+    // One line per failure: with Kyma's CRD the status names only the first
+    // few, and there are no Events under Kyma's RBAC.
+    for failure in &failed {
+        tracing::warn!(application = %failure.name, error = %failure.error, "the Application could not be synchronized");
+    }
     if failed.is_empty() {
         sync.last_successful_application = Some(Time(now));
     }

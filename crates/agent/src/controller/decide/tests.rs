@@ -551,12 +551,26 @@ fn the_configuration_source_is_recorded_when_known_and_kept_otherwise() {
 }
 
 #[test]
-fn a_failed_application_is_bigger_news_than_failed_labels() {
+fn single_failed_applications_leave_the_runtime_synchronized_as_the_original_does() {
     let none: Vec<String> = vec![];
     assert_eq!(
         after_apply(&none, 3, None, None),
         (ConnectionState::Synchronized, String::new(), None)
     );
+    let failed = vec!["shop: forbidden".to_string()];
+    assert_eq!(
+        after_apply(&failed, 3, None, None),
+        (
+            ConnectionState::Synchronized,
+            "1 of 3 applications could not be synchronized: shop: forbidden".into(),
+            None
+        )
+    );
+}
+
+#[test]
+fn labels_that_cannot_be_set_are_a_metadata_failure_naming_failed_applications_too() {
+    let none: Vec<String> = vec![];
     assert_eq!(
         after_apply(&none, 3, Some("cannot label".into()), None),
         (
@@ -567,13 +581,17 @@ fn a_failed_application_is_bigger_news_than_failed_labels() {
     );
     let failed = vec!["shop: forbidden".to_string()];
     let (state, error, failure) = after_apply(&failed, 3, Some("cannot label".into()), None);
-    assert_eq!(state, ConnectionState::ResourceApplicationFailed);
-    assert_eq!(failure, Some("ResourceApplicationFailed"));
+    assert_eq!(state, ConnectionState::MetadataUpdateFailed);
+    assert_eq!(failure, Some("MetadataUpdateFailed"));
     assert_eq!(
         error,
-        "1 of 3 applications could not be synchronized: shop: forbidden; cannot label"
+        "cannot label; 1 of 3 applications could not be synchronized: shop: forbidden"
     );
-    // A list that did not come whole comes first.
+}
+
+#[test]
+fn a_list_that_did_not_come_whole_comes_first() {
+    let failed = vec!["shop: forbidden".to_string()];
     let (state, error, failure) = after_apply(
         &failed,
         3,
@@ -589,4 +607,22 @@ fn a_failed_application_is_bigger_news_than_failed_labels() {
             && error.ends_with("shop: forbidden"),
         "{error}"
     );
+}
+
+#[test]
+fn the_failed_applications_named_in_the_status_are_bounded() {
+    let failed: Vec<String> = (0..40)
+        .map(|i| format!("app-{i}: {}", "x".repeat(2_000)))
+        .collect();
+    let summary = failed_applications(&failed, 1_000).unwrap();
+    assert!(summary.starts_with("40 of 1000 applications could not be synchronized: app-0: "));
+    assert!(
+        summary.contains("app-4: ") && !summary.contains("app-5: "),
+        "{summary}"
+    );
+    assert!(
+        summary.ends_with("; and 35 more (see the agent's log)"),
+        "{summary}"
+    );
+    assert!(summary.len() < 2_000, "{} bytes", summary.len());
 }
