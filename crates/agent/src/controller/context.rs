@@ -57,6 +57,8 @@ pub struct Context {
     /// A CA certificate that could not be stored yet (the client certificate
     /// that came with it was).
     pending_ca: Mutex<Option<String>>,
+    /// The runtime id last read from the configuration, for request ids.
+    runtime_id: Mutex<Option<String>>,
 }
 
 impl Context {
@@ -115,6 +117,7 @@ impl Context {
             configuration_source: Mutex::new(None),
             pending_signing: Mutex::new(None),
             pending_ca: Mutex::new(None),
+            runtime_id: Mutex::new(None),
         })
     }
 
@@ -133,7 +136,33 @@ impl Context {
     pub(super) async fn read_runtime_parameters(&self) -> Result<RuntimeParameters, SourceError> {
         let parameters = RuntimeParameters::read(&self.client, &self.source_location()).await?;
         self.note_source(&parameters.origin);
+        self.note_runtime_id(&parameters.runtime_id);
         Ok(parameters)
+    }
+
+    fn note_runtime_id(&self, runtime_id: &str) {
+        *self.runtime_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(runtime_id.to_string());
+    }
+
+    /// The `x-request-id` of one reconcile's Compass requests, as the original
+    /// agent makes it: `<runtime id>_<uuid>` (Compass's logs are searched by
+    /// it). The runtime id is read from the configuration once; while it
+    /// cannot be read, the id starts with `_`, as the original's does.
+    pub(super) async fn new_request_id(&self) -> String {
+        let known = self
+            .runtime_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let runtime_id = match known {
+            Some(runtime_id) => runtime_id,
+            None => self
+                .read_runtime_parameters()
+                .await
+                .map(|parameters| parameters.runtime_id)
+                .unwrap_or_default(),
+        };
+        request_id(&runtime_id, uuid::Uuid::new_v4())
     }
 
     fn note_source(&self, origin: &SourceOrigin) {
@@ -153,6 +182,7 @@ impl Context {
     pub(super) async fn read_parameters(&self) -> Result<ConnectionParameters, SourceError> {
         let parameters = ConnectionParameters::read(&self.client, &self.source_location()).await?;
         self.note_source(&parameters.origin);
+        self.note_runtime_id(&parameters.runtime_id);
         Ok(parameters)
     }
 
@@ -277,5 +307,25 @@ impl Context {
                 delay
             }
         }
+    }
+}
+
+/// `<runtime id>_<uuid>`.
+fn request_id(runtime_id: &str, id: uuid::Uuid) -> String {
+    format!("{runtime_id}_{id}")
+}
+
+#[cfg(test)]
+mod request_id_tests {
+    use super::request_id;
+
+    #[test]
+    fn request_ids_start_with_the_runtime_id_as_the_original_agent_makes_them() {
+        let id = uuid::Uuid::from_u128(0x1234);
+        assert_eq!(
+            request_id("runtime-1", id),
+            "runtime-1_00000000-0000-0000-0000-000000001234"
+        );
+        assert_eq!(request_id("", id), "_00000000-0000-0000-0000-000000001234");
     }
 }

@@ -23,7 +23,7 @@ pub async fn reconcile(
     connection: Arc<CompassConnection>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = ctx.new_request_id().await;
     let span = tracing::info_span!("reconcile", request_id = %request_id, runtime_id = tracing::field::Empty);
     // The controller's cache may lag behind our own last writes (a spec write
     // is seen before the status write that followed it); acting on a stale
