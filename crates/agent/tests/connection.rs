@@ -26,9 +26,12 @@ async fn a_fresh_cluster_with_a_configuration_secret_gets_connected_and_synchron
     // id, and the one-time token shows nowhere in what Compass logged.
     let log = world.sim.request_log();
     assert!(!log.is_empty());
+    // `<runtime id>_<uuid>`, as the Go agent makes it.
     assert!(
         log.iter()
-            .all(|e| e.request_id.as_deref().is_some_and(|id| id.len() == 36)),
+            .all(|e| e.request_id.as_deref().is_some_and(|id| id
+                .strip_prefix(&format!("{RUNTIME_ID}_"))
+                .is_some_and(|uuid| uuid.len() == 36))),
         "x-request-id on every request: {log:?}"
     );
     let logged = format!("{log:?}");
@@ -365,7 +368,12 @@ fn token_requests(world: &World) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_refusals_keeps_the_certificate_and_spends_no_token() {
-    let mut world = World::connected().await;
+    // The Connector asked at every cycle (as the original agent asks it), so
+    // that its refusals meet every maintenance.
+    let mut world = World::connected_with(|settings| {
+        settings.connector_check_interval = Duration::ZERO;
+    })
+    .await;
     let credentials = world.certificate_secret().await.unwrap();
     // As after an upgrade from the original agent: no token recorded yet.
     // The token in the configuration is then taken as the one presented,
@@ -515,7 +523,12 @@ async fn after_a_ca_rotation_a_new_token_brings_a_new_certificate_and_ca() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connector_faults_are_reported_keep_credentials_back_off_and_recover() {
-    let mut world = World::connected().await;
+    // The Connector asked at every cycle, so that its faults meet every
+    // maintenance.
+    let mut world = World::connected_with(|settings| {
+        settings.connector_check_interval = Duration::ZERO;
+    })
+    .await;
     let credentials = world.certificate_secret().await.unwrap();
 
     for (kind, needle) in [

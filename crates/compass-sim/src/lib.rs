@@ -44,7 +44,7 @@ pub use crate::log::{Caller, Endpoint, Outcome, RequestLogEntry};
 pub use crate::model::{Application, RuntimeSpec, SubjectTemplate};
 pub use crate::scenario::Scenario;
 pub use crate::state::{CertificateInfo, RuntimeInfo, Settings, SimError, Urls};
-pub use crate::tls::install_crypto_provider;
+pub use crate::tls::{install_crypto_provider, HandshakeCounter};
 
 use crate::ca::CertificateAuthority;
 use crate::state::Shared;
@@ -122,6 +122,16 @@ pub struct CompassSim {
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    handshakes: TlsHandshakes,
+}
+
+/// TLS handshakes each listener has completed so far.
+#[derive(Clone, Debug, Default)]
+pub struct TlsHandshakes {
+    /// The token-secured Connector's listener.
+    pub token_secured: Arc<tls::HandshakeCounter>,
+    /// The mTLS listener: the certificate-secured Connector and the Director.
+    pub certificate_secured: Arc<tls::HandshakeCounter>,
 }
 
 impl Drop for CompassSim {
@@ -253,18 +263,21 @@ impl CompassSim {
             tls::server_config(server_cert_der, server_key_der, true).map_err(tls_error)?;
         let routes = gateway::Gateway::new(shared.clone());
         let shutdown = CancellationToken::new();
+        let handshakes = TlsHandshakes::default();
         let mut tasks = vec![
             tokio::spawn(tls::serve_tls(
                 gateway,
                 gateway_tls,
                 routes.token_router(),
                 shutdown.clone(),
+                handshakes.token_secured.clone(),
             )),
             tokio::spawn(tls::serve_tls(
                 mtls,
                 mtls_tls,
                 routes.mtls_router(),
                 shutdown.clone(),
+                handshakes.certificate_secured.clone(),
             )),
         ];
         if let Some((listener, _)) = admin {
@@ -288,6 +301,7 @@ impl CompassSim {
             shared,
             shutdown,
             tasks,
+            handshakes,
         })
     }
 
@@ -297,6 +311,11 @@ impl CompassSim {
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
+    }
+
+    /// TLS handshakes completed so far, per listener.
+    pub fn tls_handshakes(&self) -> &TlsHandshakes {
+        &self.handshakes
     }
 
     pub fn urls(&self) -> &Urls {

@@ -112,12 +112,29 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Serves `router` over TLS on `listener` until `shutdown` is cancelled.
+/// TLS handshakes completed on a listener: each one is a new connection
+/// (or a resumed session) that a client that reuses its connections spares.
+#[derive(Debug, Default)]
+pub struct HandshakeCounter(std::sync::atomic::AtomicU64);
+
+impl HandshakeCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown` is cancelled,
+/// counting completed handshakes in `handshakes`.
 pub async fn serve_tls(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     router: Router,
     shutdown: CancellationToken,
+    handshakes: Arc<HandshakeCounter>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     loop {
@@ -134,10 +151,14 @@ pub async fn serve_tls(
         let acceptor = acceptor.clone();
         let router = router.clone();
         let shutdown = shutdown.clone();
+        let handshakes = handshakes.clone();
         tokio::spawn(async move {
             let tls =
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
+                    Ok(Ok(tls)) => {
+                        handshakes.count();
+                        tls
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(error = %e, "TLS handshake failed");
                         return;

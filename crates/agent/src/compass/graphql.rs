@@ -64,60 +64,91 @@ struct GraphqlErrorEntry {
 /// Longest piece of an unexpected body quoted in an error.
 const EXCERPT_LEN: usize = 200;
 
+/// How long an idle connection to Compass is kept for the next cycle: longer
+/// than any sync period, so an idle sync needs no new TLS handshake (a
+/// connection the server closed meanwhile is replaced on the next request).
+const IDLE_CONNECTION_KEPT: Duration = Duration::from_secs(3600);
+
+fn check_url(url: &str, tls: &TlsSettings) -> Result<(), CompassError> {
+    let parsed = url::Url::parse(url).map_err(|source| CompassError::InvalidUrl {
+        url: url.to_string(),
+        source,
+    })?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if tls.allow_http => Ok(()),
+        "http" => Err(CompassError::PlainHttp {
+            url: url.to_string(),
+        }),
+        _ => Err(CompassError::UnsupportedScheme {
+            url: url.to_string(),
+        }),
+    }
+}
+
+/// The HTTP client for Compass: TLS as `tls` says, presenting `identity`
+/// when given. Building one costs a TLS configuration and, on first use, a
+/// handshake per host: keep it while the certificate stays the same.
+pub fn build_http(
+    tls: &TlsSettings,
+    identity: Option<&ClientCredentials>,
+) -> Result<reqwest::Client, CompassError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(tls.request_timeout)
+        .connect_timeout(tls.request_timeout.min(Duration::from_secs(10)))
+        .pool_idle_timeout(IDLE_CONNECTION_KEPT)
+        .pool_max_idle_per_host(2)
+        .tcp_keepalive(Duration::from_secs(60))
+        .user_agent(concat!("compass-runtime-agent/", env!("CARGO_PKG_VERSION")))
+        // A redirect would carry the Connector-Token and Tenant headers to
+        // wherever it points, plain http included: none is followed.
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_danger_accept_invalid_certs(tls.skip_verify);
+    if let Some(pem) = &tls.extra_roots_pem {
+        let roots =
+            reqwest::Certificate::from_pem_bundle(pem).map_err(|source| CompassError::Tls {
+                what: "the extra CA bundle is not valid PEM",
+                source,
+            })?;
+        builder = builder.tls_certs_merge(roots);
+    }
+    if let Some(credentials) = identity {
+        let identity =
+            reqwest::Identity::from_pem(&credentials.identity_pem()).map_err(|source| {
+                CompassError::Tls {
+                    what: "the client certificate cannot be used for TLS",
+                    source,
+                }
+            })?;
+        builder = builder.identity(identity);
+    }
+    builder.build().map_err(|source| CompassError::Tls {
+        what: "cannot build the HTTP client",
+        source,
+    })
+}
+
 impl GraphqlClient {
+    /// A client of its own for `url` (its connections are not shared).
     pub fn new(
         url: &str,
         tls: &TlsSettings,
         identity: Option<&ClientCredentials>,
     ) -> Result<GraphqlClient, CompassError> {
-        let parsed = url::Url::parse(url).map_err(|source| CompassError::InvalidUrl {
-            url: url.to_string(),
-            source,
-        })?;
-        match parsed.scheme() {
-            "https" => {}
-            "http" if tls.allow_http => {}
-            "http" => {
-                return Err(CompassError::PlainHttp {
-                    url: url.to_string(),
-                })
-            }
-            _ => {
-                return Err(CompassError::UnsupportedScheme {
-                    url: url.to_string(),
-                })
-            }
-        }
-        let mut builder = reqwest::Client::builder()
-            .timeout(tls.request_timeout)
-            .connect_timeout(tls.request_timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("compass-runtime-agent/", env!("CARGO_PKG_VERSION")))
-            // A redirect would carry the Connector-Token and Tenant headers to
-            // wherever it points, plain http included: none is followed.
-            .redirect(reqwest::redirect::Policy::none())
-            .tls_danger_accept_invalid_certs(tls.skip_verify);
-        if let Some(pem) = &tls.extra_roots_pem {
-            let roots =
-                reqwest::Certificate::from_pem_bundle(pem).map_err(|source| CompassError::Tls {
-                    what: "the extra CA bundle is not valid PEM",
-                    source,
-                })?;
-            builder = builder.tls_certs_merge(roots);
-        }
-        if let Some(credentials) = identity {
-            let identity =
-                reqwest::Identity::from_pem(&credentials.identity_pem()).map_err(|source| {
-                    CompassError::Tls {
-                        what: "the client certificate cannot be used for TLS",
-                        source,
-                    }
-                })?;
-            builder = builder.identity(identity);
-        }
-        let http = builder.build().map_err(|source| CompassError::Tls {
-            what: "cannot build the HTTP client",
-            source,
-        })?;
+        check_url(url, tls)?;
+        GraphqlClient::with_http(build_http(tls, identity)?, url, tls)
+    }
+
+    /// A client for `url` over `http` (from [`build_http`]), which may be
+    /// shared with other endpoints: its pool keeps one connection per host,
+    /// so the certificate-secured Connector and the Director (one host in a
+    /// real Compass) cost one TLS handshake between them, once.
+    pub fn with_http(
+        http: reqwest::Client,
+        url: &str,
+        tls: &TlsSettings,
+    ) -> Result<GraphqlClient, CompassError> {
+        check_url(url, tls)?;
         Ok(GraphqlClient {
             http,
             url: url.to_string(),

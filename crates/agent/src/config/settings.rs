@@ -139,6 +139,14 @@ pub struct Settings {
     #[arg(long, env = "APP_COMPASS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_go_duration)]
     pub compass_request_timeout: Duration,
 
+    /// How often the certificate-secured Connector is asked for its
+    /// configuration (new management URLs) when nothing else calls for it;
+    /// it is asked at once when renewal is due, when refreshCredentialsNow is
+    /// set and when the Director refuses the certificate. 0: every cycle, as
+    /// the original agent does.
+    #[arg(long, env = "APP_CONNECTOR_CHECK_INTERVAL", default_value = "1h", value_parser = parse_go_duration)]
+    pub connector_check_interval: Duration,
+
     /// The longest wait between two attempts after failures (the backoff's cap).
     #[arg(long, env = "APP_MAX_RETRY_DELAY", default_value = "5m", value_parser = parse_go_duration)]
     pub max_retry_delay: Duration,
@@ -284,6 +292,10 @@ impl Settings {
                 "APP_COMPASS_REQUEST_TIMEOUT",
                 format!("{:?}", self.compass_request_timeout),
             ),
+            (
+                "APP_CONNECTOR_CHECK_INTERVAL",
+                format!("{:?}", self.connector_check_interval),
+            ),
             ("APP_MAX_RETRY_DELAY", format!("{:?}", self.max_retry_delay)),
             (
                 "APP_DIRECTOR_PAGE_SIZE",
@@ -382,7 +394,7 @@ mod tests {
             summary.contains("APP_METRICS_LOGGING_TIME_INTERVAL=1800s"),
             "{summary}"
         );
-        assert_eq!(summary.matches("APP_").count(), 32, "{summary}");
+        assert_eq!(summary.matches("APP_").count(), 33, "{summary}");
     }
 
     #[test]

@@ -384,12 +384,29 @@ async fn maintain(
             .unwrap_or_else(|| credentials.ca_from_chain());
         ca_problem = store_ca(ctx, &ca).await;
     }
+    let due = renewal::renewal_due(
+        credentials.info(),
+        now,
+        ctx.settings.cert_validity_renewal_threshold,
+        ctx.settings.minimal_compass_sync_time,
+    );
+    if !ctx.connector_check_due(now, due, spec.refresh_credentials_now) {
+        // Nothing the Connector could say matters now: the certificate is
+        // valid and not due, and the URLs were checked within the interval.
+        return Ok(Maintained {
+            credentials,
+            management_info: None,
+            renewed: false,
+            ca_problem,
+        });
+    }
     let connector = ConnectorClient::new(ctx.graphql(
         &spec.management_info.connector_url,
         Some(&credentials),
         request_id,
     )?);
     let configuration = connector.configuration(None).await?;
+    ctx.note_connector_checked(now);
     let management_info = configuration
         .management_plane_info
         .as_ref()
@@ -399,12 +416,6 @@ async fn maintain(
                 connector_url: plane.certificate_secured_connector_url.clone()?,
             })
         });
-    let due = renewal::renewal_due(
-        credentials.info(),
-        now,
-        ctx.settings.cert_validity_renewal_threshold,
-        ctx.settings.minimal_compass_sync_time,
-    );
     if !(due || spec.refresh_credentials_now) {
         return Ok(Maintained {
             credentials,

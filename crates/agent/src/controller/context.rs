@@ -59,6 +59,26 @@ pub struct Context {
     pending_ca: Mutex<Option<String>>,
     /// The runtime id last read from the configuration, for request ids.
     runtime_id: Mutex<Option<String>>,
+    /// The mTLS client of the certificate in use, kept across cycles: its
+    /// connections to Compass stay open, so an idle cycle costs no TLS
+    /// handshake. Replaced when the certificate changes.
+    compass_http: Mutex<Option<KeptClient>>,
+    /// When the certificate-secured Connector was last asked, and whether
+    /// something calls for asking it at the next cycle.
+    connector: Mutex<ConnectorChecks>,
+}
+
+struct KeptClient {
+    certificate_pem: String,
+    http: reqwest::Client,
+}
+
+#[derive(Default)]
+struct ConnectorChecks {
+    last: Option<Timestamp>,
+    /// The Director refused the certificate: the Connector may tell why
+    /// (new URLs) or renew.
+    wanted: bool,
 }
 
 impl Context {
@@ -118,6 +138,8 @@ impl Context {
             pending_signing: Mutex::new(None),
             pending_ca: Mutex::new(None),
             runtime_id: Mutex::new(None),
+            compass_http: Mutex::new(None),
+            connector: Mutex::new(ConnectorChecks::default()),
         })
     }
 
@@ -227,16 +249,77 @@ impl Context {
         *self.memory() = Memory::default();
     }
 
+    /// A client for `url`: with `credentials`, over the kept mTLS client of
+    /// that certificate (built the first time, and anew after a renewal);
+    /// without, one of its own (the token-secured Connector, seldom used).
     pub(super) fn graphql(
         &self,
         url: &str,
         credentials: Option<&ClientCredentials>,
         request_id: &str,
     ) -> Result<GraphqlClient, CompassError> {
-        Ok(GraphqlClient::new(url, &self.tls, credentials)?
+        let client = match credentials {
+            Some(credentials) => {
+                GraphqlClient::with_http(self.compass_http(credentials)?, url, &self.tls)?
+            }
+            None => GraphqlClient::new(url, &self.tls, None)?,
+        };
+        Ok(client
             .with_request_id(request_id)
             .with_metrics(self.compass_metrics.clone())
             .with_query_logging(self.settings.query_logging))
+    }
+
+    fn compass_http(
+        &self,
+        credentials: &ClientCredentials,
+    ) -> Result<reqwest::Client, CompassError> {
+        let mut kept = self.compass_http.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(kept) = kept.as_ref() {
+            if kept.certificate_pem == credentials.certificate_pem() {
+                return Ok(kept.http.clone());
+            }
+        }
+        let http = crate::compass::graphql::build_http(&self.tls, Some(credentials))?;
+        *kept = Some(KeptClient {
+            certificate_pem: credentials.certificate_pem().to_string(),
+            http: http.clone(),
+        });
+        Ok(http)
+    }
+
+    /// Whether this maintenance asks the Connector (see
+    /// [`decide::connector_check_due`]).
+    pub(super) fn connector_check_due(
+        &self,
+        now: Timestamp,
+        renewal_due: bool,
+        refresh_asked: bool,
+    ) -> bool {
+        let checks = self.connector.lock().unwrap_or_else(|e| e.into_inner());
+        decide::connector_check_due(decide::ConnectorCheck {
+            now,
+            last: checks.last,
+            interval: self.settings.connector_check_interval,
+            renewal_due,
+            refresh_asked,
+            director_refused: checks.wanted,
+        })
+    }
+
+    /// The Connector answered at `now`.
+    pub(super) fn note_connector_checked(&self, now: Timestamp) {
+        let mut checks = self.connector.lock().unwrap_or_else(|e| e.into_inner());
+        checks.last = Some(now);
+        checks.wanted = false;
+    }
+
+    /// The Director refused the certificate: ask the Connector next time.
+    pub(super) fn want_connector_check(&self) {
+        self.connector
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .wanted = true;
     }
 }
 

@@ -418,6 +418,36 @@ fn certificate_status(certificate: &CertificateInfo, acquired: Timestamp) -> Cer
     }
 }
 
+/// What decides whether a maintenance asks the certificate-secured Connector.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectorCheck {
+    pub now: Timestamp,
+    /// When it last answered (unknown after a restart).
+    pub last: Option<Timestamp>,
+    /// `APP_CONNECTOR_CHECK_INTERVAL`; zero asks every cycle.
+    pub interval: Duration,
+    pub renewal_due: bool,
+    /// `spec.refreshCredentialsNow`.
+    pub refresh_asked: bool,
+    /// The Director refused the certificate since the last answer.
+    pub director_refused: bool,
+}
+
+/// The Connector's answer matters only when the certificate is to be
+/// renewed, when the Director refused it, or for management URLs that may
+/// have changed: so it is asked then, and otherwise once an interval (and
+/// at the first maintenance after a start). The original agent asks at every
+/// cycle: at Kyma's settings, half of a runtime's Compass requests.
+pub fn connector_check_due(check: ConnectorCheck) -> bool {
+    if check.renewal_due || check.refresh_asked || check.director_refused {
+        return true;
+    }
+    match check.last {
+        None => true,
+        Some(last) => remaining(check.now, last, check.interval).is_zero(),
+    }
+}
+
 /// Whether Applications are synchronized in this reconcile: at most once per
 /// minimal sync time, unless `spec.resyncNow` asks for it.
 pub fn sync_due(

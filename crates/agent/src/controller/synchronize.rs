@@ -69,6 +69,12 @@ pub(super) async fn synchronize(
         }
         Err(error) => {
             tracing::warn!(error = %Report(&error), "synchronization failed");
+            if let SyncError::Fetch(compass) = &error {
+                if compass.is_refusal() {
+                    // The Connector may say why (new URLs), or renew.
+                    ctx.want_connector_check();
+                }
+            }
             status.error = bounded(&report(&error), MAX_ERROR_LEN);
             (
                 SyncReport {

@@ -8,7 +8,6 @@ pub mod accounts;
 pub mod drop_in;
 pub mod go_agent;
 pub mod go_form;
-pub mod go_agent;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -104,7 +103,13 @@ impl World {
     /// A new world whose agent has connected with a fresh token and
     /// synchronized once.
     pub async fn connected() -> World {
+        World::connected_with(|_| {}).await
+    }
+
+    /// [`World::connected`], with settings changed by `adjust` first.
+    pub async fn connected_with(adjust: impl FnOnce(&mut Settings)) -> World {
         let mut world = World::new().await;
+        adjust(&mut world.settings);
         world.configure_with_fresh_token().await;
         world.start_agent().await;
         world

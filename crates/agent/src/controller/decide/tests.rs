@@ -626,3 +626,44 @@ fn the_failed_applications_named_in_the_status_are_bounded() {
     );
     assert!(summary.len() < 2_000, "{} bytes", summary.len());
 }
+
+#[test]
+fn the_connector_is_asked_when_it_matters_and_else_once_an_interval() {
+    let hour = Duration::from_secs(3600);
+    let idle = ConnectorCheck {
+        now: at(10_000),
+        last: Some(at(10_000 - 600)),
+        interval: hour,
+        renewal_due: false,
+        refresh_asked: false,
+        director_refused: false,
+    };
+    assert!(!connector_check_due(idle), "an idle cycle within the hour");
+    assert!(connector_check_due(ConnectorCheck {
+        last: Some(at(10_000 - 3600)),
+        ..idle
+    }));
+    assert!(
+        connector_check_due(ConnectorCheck { last: None, ..idle }),
+        "after a start"
+    );
+    assert!(connector_check_due(ConnectorCheck {
+        renewal_due: true,
+        ..idle
+    }));
+    assert!(connector_check_due(ConnectorCheck {
+        refresh_asked: true,
+        ..idle
+    }));
+    assert!(connector_check_due(ConnectorCheck {
+        director_refused: true,
+        ..idle
+    }));
+    assert!(
+        connector_check_due(ConnectorCheck {
+            interval: Duration::ZERO,
+            ..idle
+        }),
+        "0: every cycle, as the original"
+    );
+}
