@@ -7,8 +7,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 pub use crate::controller::metrics::AgentMetrics;
-use crate::controller::{self, Context};
+use crate::controller::{self, fault, Context, ControllerError};
 use crate::k8s::access::Access;
+use crate::report::Report;
 use crate::telemetry::health::{self, Readiness};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +42,7 @@ pub struct Agent {
     pub endpoints: Endpoints,
     pub metrics: AgentMetrics,
     pub readiness: Arc<Readiness>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Result<(), ControllerError>>,
     shutdown: CancellationToken,
 }
 
@@ -51,6 +52,17 @@ impl Agent {
         client: kube::Client,
         settings: Settings,
         shutdown: CancellationToken,
+    ) -> Result<Agent, StartError> {
+        Agent::start_with_faults(client, settings, shutdown, fault::Hook::from_env()).await
+    }
+
+    /// As [`Agent::start`], with the controller's test fault hook on or off
+    /// (see `controller::fault`; only debug builds can turn it on).
+    pub async fn start_with_faults(
+        client: kube::Client,
+        settings: Settings,
+        shutdown: CancellationToken,
+        faults: fault::Hook,
     ) -> Result<Agent, StartError> {
         install_crypto_provider();
         let metrics = AgentMetrics::new();
@@ -90,17 +102,19 @@ impl Agent {
             readiness.clone(),
             access,
         )?);
-        let task = if ctx.settings.leader_election {
+        let controller = if ctx.settings.leader_election {
             let election = controller::leader::ElectionConfig::from_settings(&ctx.settings);
             tokio::spawn(controller::leader::run_elected(
                 ctx,
                 election,
                 shutdown.clone(),
+                faults,
             ))
         } else {
             metrics.controller.set_leader(true);
-            tokio::spawn(controller::run(ctx, shutdown.clone()))
+            tokio::spawn(controller::run(ctx, shutdown.clone(), faults))
         };
+        let task = tokio::spawn(watch_controller(controller, readiness.clone()));
         Ok(Agent {
             endpoints: Endpoints {
                 health,
@@ -119,8 +133,28 @@ impl Agent {
         let _ = self.task.await;
     }
 
-    /// Waits until the agent stops (its shutdown token was cancelled elsewhere).
-    pub async fn wait(self) {
-        let _ = self.task.await;
+    /// Waits until the agent stops: `Ok` when its shutdown token was
+    /// cancelled elsewhere, `Err` when the controller ended by itself (the
+    /// leader Lease is released by then). The endpoints keep serving until
+    /// the shutdown token is cancelled, `/healthz` failing.
+    pub async fn wait(self) -> Result<(), ControllerError> {
+        ControllerError::of_task(self.task.await)
     }
+}
+
+/// Awaits the controller's task (or the election's, which watches its
+/// controller), so that its end is never dropped: a panic (caught as the
+/// task's `JoinError`; under `panic = "abort"` the process dies of SIGABRT
+/// instead), an error or a stream that ended fails `/healthz` at once and is
+/// returned by [`Agent::wait`], which ends the command non-zero.
+async fn watch_controller(
+    controller: tokio::task::JoinHandle<Result<(), ControllerError>>,
+    readiness: Arc<Readiness>,
+) -> Result<(), ControllerError> {
+    let ended = ControllerError::of_task(controller.await);
+    if let Err(error) = &ended {
+        readiness.set_controller_stopped(Report(error).to_string());
+        tracing::error!(error = %Report(error), "the controller ended by itself; the agent stops");
+    }
+    ended
 }

@@ -184,8 +184,12 @@ fn run(settings: Settings) -> ExitCode {
             }
         };
         tracing::info!(health = %agent.endpoints.health, metrics = ?agent.endpoints.metrics, "compass-runtime-agent started");
-        agent.wait().await;
-        ExitCode::SUCCESS
+        // A controller that ended by itself (logged where it was seen) ends
+        // the process non-zero, so that the kubelet restarts it.
+        match agent.wait().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        }
     })
 }
 

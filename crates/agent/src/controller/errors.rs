@@ -1,6 +1,9 @@
-//! Errors of the connection cycle, each with a bounded category (the reason of
-//! a Kubernetes Event and a metrics label) and whether it means the agent's
-//! credentials are gone for good (re-establish with the token).
+//! Errors of the connection cycle, each with a bounded category and whether it
+//! means the agent's credentials are gone for good (re-establish with the
+//! token). The category of the failure that decides a cycle's state is the
+//! reason of its Warning Event and the `category` label of
+//! `reconciles_total{outcome="Failure"}` (see `reconcile`): under Kyma's
+//! RBAC there are no Events, and the metric is what an operator has.
 
 use crate::certificates::CertificateError;
 use crate::compass::CompassError;
@@ -107,6 +110,16 @@ impl SyncError {
 pub enum ReconcileError {
     #[error(transparent)]
     Store(#[from] ConnectionStoreError),
+}
+
+impl ReconcileError {
+    /// The metrics category: writing `compass-connection` (its spec or its
+    /// status) failed, so the status does not tell what the cycle found.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ReconcileError::Store(_) => "StatusWriteFailed",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use kube::api::ObjectMeta;
 use kube::Api;
 use tokio_util::sync::CancellationToken;
 
-use super::Context;
+use super::{Context, ControllerError};
 use crate::config::{NamespacedName, Settings};
 use crate::k8s::write_params;
 use crate::report::Report;
@@ -271,15 +271,23 @@ impl Elector {
 }
 
 /// Why leading stopped.
-enum TermEnd {
-    /// What it led until came.
-    Done,
+enum TermEnd<T> {
+    /// What it led until came, with its value.
+    Done(T),
     /// The Lease could not be kept.
     Lost(String),
 }
 
-/// Runs the controller whenever this replica holds the Lease, until `shutdown`.
-pub async fn run_elected(ctx: Arc<Context>, config: ElectionConfig, shutdown: CancellationToken) {
+/// Runs the controller whenever this replica holds the Lease, until `shutdown`
+/// (`Ok`), or until the controller ends by itself (`Err`, after releasing the
+/// Lease, so that a standby takes over at once rather than after the lease
+/// duration; `/healthz` fails from that moment).
+pub async fn run_elected(
+    ctx: Arc<Context>,
+    config: ElectionConfig,
+    shutdown: CancellationToken,
+    faults: super::fault::Hook,
+) -> Result<(), ControllerError> {
     let mut elector = Elector::new(ctx.client.clone(), config.clone());
     tracing::info!(identity = %config.identity, lease = %config.lease, "leader election: waiting for the Lease");
     loop {
@@ -299,7 +307,7 @@ pub async fn run_elected(ctx: Arc<Context>, config: ElectionConfig, shutdown: Ca
                 }
             }
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(jittered(config.retry_period)) => {}
             }
         }
@@ -309,39 +317,70 @@ pub async fn run_elected(ctx: Arc<Context>, config: ElectionConfig, shutdown: Ca
         // A new term starts from the cluster's state, at once.
         ctx.reset_backoff();
         let term = shutdown.child_token();
-        let mut controller = tokio::spawn(super::run(ctx.clone(), term.clone()));
-        let end = lead(
-            &mut elector,
-            &config,
-            &mut last_renewal,
-            shutdown.cancelled(),
-        )
+        let mut controller = tokio::spawn(super::run(ctx.clone(), term.clone(), faults));
+        // The controller is watched while the Lease is renewed: one that
+        // ended must not keep the Lease from a replica that can work.
+        let end = lead(&mut elector, &config, &mut last_renewal, async {
+            tokio::select! {
+                _ = shutdown.cancelled() => None,
+                ended = &mut controller => Some(ControllerError::of_task(ended)),
+            }
+        })
         .await;
         term.cancel();
-        match end {
-            TermEnd::Done => {
-                // Let the cycle in flight finish, still holding (and renewing)
-                // the Lease: another replica may take over only after our last
-                // write. If the Lease cannot be kept meanwhile, stop writing.
+        let ended = match end {
+            // It ended by itself, or just as the shutdown came (`Ok`).
+            TermEnd::Done(Some(ended)) => ended,
+            // Let the cycle in flight finish, still holding (and renewing)
+            // the Lease: another replica may take over only after our last
+            // write. If the Lease cannot be kept meanwhile, stop writing.
+            TermEnd::Done(None) => {
                 match lead(&mut elector, &config, &mut last_renewal, &mut controller).await {
-                    TermEnd::Done => elector.release().await,
+                    TermEnd::Done(ended) => ControllerError::of_task(ended),
                     TermEnd::Lost(why) => {
                         controller.abort();
                         let _ = controller.await;
                         tracing::warn!(reason = %why, "lost the leadership while finishing; the controller stopped");
+                        ctx.metrics.set_leader(false);
+                        return Ok(());
                     }
                 }
-                ctx.metrics.set_leader(false);
-                return;
             }
             TermEnd::Lost(why) => {
                 // Someone else may lead now: stop writing at once.
                 controller.abort();
-                let _ = controller.await;
+                let ended = ControllerError::of_task(controller.await);
                 tracing::warn!(reason = %why, "lost the leadership; the controller stopped");
+                match ended {
+                    Ok(()) | Err(ControllerError::Cancelled) => continue,
+                    // It had ended by itself before: the Lease is gone anyway.
+                    Err(error) => {
+                        stopped(&ctx, &error);
+                        return Err(error);
+                    }
+                }
             }
+        };
+        if let Err(error) = &ended {
+            stopped(&ctx, error);
+            tracing::error!(error = %Report(error), "the controller ended while this replica led; releasing the Lease so that another replica takes over");
         }
+        // Bounded: a Lease that cannot be released expires by itself.
+        if tokio::time::timeout(config.renew_deadline, elector.release())
+            .await
+            .is_err()
+        {
+            tracing::warn!(lease = %config.lease, "cannot release the leader Lease in time; it expires by itself");
+        }
+        ctx.metrics.set_leader(false);
+        return ended;
     }
+}
+
+/// `/healthz` fails from now on.
+fn stopped(ctx: &Context, error: &ControllerError) {
+    ctx.readiness
+        .set_controller_stopped(Report(error).to_string());
 }
 
 /// Renews the Lease every retry period until `until` comes (`Done`) or the
@@ -352,11 +391,11 @@ async fn lead<T>(
     config: &ElectionConfig,
     last_renewal: &mut Instant,
     until: impl std::future::Future<Output = T>,
-) -> TermEnd {
+) -> TermEnd<T> {
     let mut until = std::pin::pin!(until);
     loop {
         tokio::select! {
-            _ = &mut until => return TermEnd::Done,
+            value = &mut until => return TermEnd::Done(value),
             _ = tokio::time::sleep(config.retry_period) => {}
         }
         let left = config.renew_deadline.saturating_sub(last_renewal.elapsed());

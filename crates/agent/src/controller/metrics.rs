@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
@@ -62,6 +64,24 @@ struct OutcomeLabels {
     outcome: Outcome,
 }
 
+/// `outcome="Success"`, or `outcome="Failure"` with the failure's
+/// `category`: one of the fixed sets of `controller::errors` (the reason of
+/// the Warning Event of that cycle), so the label stays bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct ReconcileLabels {
+    failure: Option<&'static str>,
+}
+
+impl EncodeLabelSet for ReconcileLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        ("outcome", Outcome::of(self.failure.is_none())).encode(encoder.encode_label())?;
+        if let Some(category) = self.failure {
+            ("category", category).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
 pub struct ControllerMetrics {
     certificate: Arc<CertificateExpiry>,
     renewals: Family<OutcomeLabels, Counter>,
@@ -71,7 +91,7 @@ pub struct ControllerMetrics {
     last_successful_sync: Gauge<f64, AtomicU64>,
     applications_managed: Gauge,
     applications_failed: Gauge,
-    reconciles: Family<OutcomeLabels, Counter>,
+    reconciles: Family<ReconcileLabels, Counter>,
     leader: Gauge,
 }
 
@@ -141,7 +161,7 @@ impl ControllerMetrics {
         );
         registry.register(
             "reconciles",
-            "Reconciles of the CompassConnection by outcome",
+            "Cycles of the CompassConnection by outcome, and by category when they failed (a reconcile that only waits for its time is not counted)",
             self.reconciles.clone(),
         );
         registry.register(
@@ -171,11 +191,12 @@ impl ControllerMetrics {
             .inc();
     }
 
-    pub fn record_reconcile(&self, ok: bool) {
+    /// One cycle: `None` when it worked, else the category of what failed
+    /// (`transition.failure`, or `ReconcileError::category`), from the fixed
+    /// sets of `controller::errors`.
+    pub fn record_reconcile(&self, failure: Option<&'static str>) {
         self.reconciles
-            .get_or_create(&OutcomeLabels {
-                outcome: Outcome::of(ok),
-            })
+            .get_or_create(&ReconcileLabels { failure })
             .inc();
     }
 
@@ -294,5 +315,24 @@ mod tests {
             .unwrap();
         assert!((95.0..=100.0).contains(&left), "{left}");
         assert_eq!(metrics.kubernetes.successful_writes(), 1);
+    }
+
+    #[test]
+    fn a_failed_cycle_counts_as_a_failure_of_its_category_never_as_a_success() {
+        let metrics = AgentMetrics::new();
+        metrics.controller.record_reconcile(None);
+        metrics.controller.record_reconcile(Some("Timeout"));
+        metrics.controller.record_reconcile(Some("Timeout"));
+        metrics
+            .controller
+            .record_reconcile(Some("StatusWriteFailed"));
+        let text = metrics.registry.render();
+        for line in [
+            r#"compass_runtime_agent_reconciles_total{outcome="Success"} 1"#,
+            r#"compass_runtime_agent_reconciles_total{outcome="Failure",category="Timeout"} 2"#,
+            r#"compass_runtime_agent_reconciles_total{outcome="Failure",category="StatusWriteFailed"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+        }
     }
 }

@@ -36,11 +36,9 @@ pub async fn reconcile(
             connection.as_ref().clone()
         }
     };
-    let result = reconcile_once(&fresh, &ctx, &request_id)
+    reconcile_once(&fresh, &ctx, &request_id)
         .instrument(span)
-        .await;
-    ctx.metrics.record_reconcile(result.is_ok());
-    result
+        .await
 }
 
 /// After a reconcile failed as a whole (its status could not be written).
@@ -151,6 +149,31 @@ async fn reconcile_once(
         )
         .await;
 
+    // Counted once the cycle is written (or not): a failure of the cycle
+    // under its category, a failed write of compass-connection as such.
+    let written = write_outcome(ctx, connection, &transition).await;
+    ctx.metrics.record_reconcile(match &written {
+        Ok(()) => transition.failure,
+        Err(error) => Some(error.category()),
+    });
+    written?;
+
+    let certificate = connected.outcome.certificate();
+    Ok(Action::requeue(ctx.schedule(
+        now,
+        transition.requeue,
+        certificate,
+    )))
+}
+
+/// Writes the cycle's spec changes (if any) and its status.
+async fn write_outcome(
+    ctx: &Context,
+    connection: &CompassConnection,
+    transition: &decide::Transition,
+) -> Result<(), ReconcileError> {
+    let spec = &connection.spec;
+    let status = &transition.status;
     let uid = connection.metadata.uid.as_deref();
     if !transition.spec.is_empty() {
         let changes = &transition.spec;
@@ -191,11 +214,5 @@ async fn reconcile_once(
         }
     }
     ctx.connections.write_status(uid, status).await?;
-
-    let certificate = connected.outcome.certificate();
-    Ok(Action::requeue(ctx.schedule(
-        now,
-        transition.requeue,
-        certificate,
-    )))
+    Ok(())
 }

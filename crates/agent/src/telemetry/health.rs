@@ -2,14 +2,18 @@
 //! that is valid now) and `/metrics`, on the health port; `/metrics` also on a
 //! listener of its own (APP_METRICS_ADDRESS).
 //!
-//! `/healthz` answers as long as the process serves HTTP: a liveness probe
-//! must not restart the agent because Compass or the API server is down,
-//! which a restart would not mend. Kyma's NetworkPolicy admits traffic to the
-//! agent's Pod on the health port only, hence `/metrics` there as well.
+//! `/healthz` answers ok while the process works: its controller runs, waits
+//! for the API server at start, or stands by for the leader Lease. It fails
+//! once the controller has ended by itself (a panic, a watch that ended),
+//! from then until the process exits (the agent then exits non-zero; see
+//! `agent`). It never depends on Compass or on the API server answering: a
+//! liveness probe must not restart the agent for an outage that a restart
+//! would not mend. Kyma's NetworkPolicy admits traffic to the agent's Pod on
+//! the health port only, hence `/metrics` there as well.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -30,6 +34,8 @@ pub struct Readiness {
     /// and a rolling update must be able to start it before the old leader
     /// stops.
     standby: AtomicBool,
+    /// Why the controller ended by itself, once it has.
+    controller_stopped: OnceLock<String>,
 }
 
 impl Readiness {
@@ -53,6 +59,17 @@ impl Readiness {
         self.standby.load(Ordering::Relaxed)
     }
 
+    /// The controller ended without being asked to (`why`): `/healthz` and
+    /// `/readyz` fail from now on. The first reason is kept.
+    pub fn set_controller_stopped(&self, why: String) {
+        let _ = self.controller_stopped.set(why);
+    }
+
+    /// Why the controller ended by itself, if it has.
+    pub fn controller_stopped(&self) -> Option<&str> {
+        self.controller_stopped.get().map(String::as_str)
+    }
+
     pub fn is_ready(&self) -> bool {
         let now = jiff::Timestamp::now().as_second();
         let not_after = self.not_after.load(Ordering::Relaxed);
@@ -60,12 +77,25 @@ impl Readiness {
     }
 }
 
-async fn healthz() -> &'static str {
-    "ok"
+fn controller_stopped(why: &str) -> (StatusCode, String) {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the controller is not running: {why}"),
+    )
 }
 
-async fn readyz(State(readiness): State<Arc<Readiness>>) -> impl IntoResponse {
-    if readiness.is_standby() {
+async fn healthz(State(readiness): State<Arc<Readiness>>) -> (StatusCode, String) {
+    match readiness.controller_stopped() {
+        Some(why) => controller_stopped(why),
+        None => (StatusCode::OK, "ok".into()),
+    }
+}
+
+async fn readyz(State(readiness): State<Arc<Readiness>>) -> (StatusCode, String) {
+    if let Some(why) = readiness.controller_stopped() {
+        return controller_stopped(why);
+    }
+    let (status, text) = if readiness.is_standby() {
         (
             StatusCode::OK,
             "standby: another replica holds the leader Lease",
@@ -77,7 +107,8 @@ async fn readyz(State(readiness): State<Arc<Readiness>>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             "no valid client certificate",
         )
-    }
+    };
+    (status, text.into())
 }
 
 async fn metrics(State(metrics): State<Arc<MetricsRegistry>>) -> impl IntoResponse {
@@ -135,4 +166,50 @@ async fn serve(
         }
     });
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(address: SocketAddr, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("http://{address}{path}"))
+            .await
+            .expect("the health endpoint answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn healthz_fails_once_the_controller_stopped_by_itself_and_not_before() {
+        let readiness = Arc::new(Readiness::default());
+        let shutdown = CancellationToken::new();
+        let address = serve_health(
+            "127.0.0.1:0".parse().unwrap(),
+            readiness.clone(),
+            Arc::new(MetricsRegistry::new(|_| {})),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        // Starting, standing by, or without a certificate: alive.
+        assert_eq!(get(address, "/healthz").await, (200, "ok".into()));
+        readiness.set_standby(true);
+        assert_eq!(get(address, "/healthz").await.0, 200);
+        assert_eq!(get(address, "/readyz").await.0, 200);
+
+        readiness.set_controller_stopped("it panicked: boom".into());
+        readiness.set_controller_stopped("a later reason".into());
+        for path in ["/healthz", "/readyz"] {
+            assert_eq!(
+                get(address, path).await,
+                (
+                    503,
+                    "the controller is not running: it panicked: boom".into()
+                ),
+                "{path}"
+            );
+        }
+        shutdown.cancel();
+    }
 }
