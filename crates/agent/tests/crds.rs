@@ -211,6 +211,7 @@ fn full_status() -> CompassConnectionStatus {
                     error: "creating Secret app-failed-oauth: forbidden".into(),
                 },
             ],
+            applications_not_listed: 7,
         }),
         conditions: vec![
             condition("Connected", "True", "Connected", "connected to Compass"),
@@ -254,6 +255,7 @@ fn null_timestamps_status() -> CompassConnectionStatus {
             last_successful_application: None,
             error: String::new(),
             applications: vec![],
+            applications_not_listed: 0,
         }),
         conditions: vec![],
         observed_generation: Some(1),
@@ -1064,6 +1066,7 @@ fn as_pruned_by_the_original(mut status: CompassConnectionStatus) -> CompassConn
     status.connection_status.configuration_source = String::new();
     if let Some(sync) = status.synchronization_status.as_mut() {
         sync.applications = vec![];
+        sync.applications_not_listed = 0;
     }
     status
 }

@@ -1377,3 +1377,30 @@ async fn an_application_gone_from_the_director_takes_no_secret_that_is_not_the_a
     assert_eq!(after.uid(), before.uid());
     assert_eq!(after.data, before.data);
 }
+
+/// A runtime with more Applications than the status lists: the status names
+/// the first hundred (failures and changes first) and counts the rest, so it
+/// stays far below the API server's size limit at any number of Applications.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_lists_at_most_a_hundred_results_and_counts_the_rest() {
+    use compass_runtime_agent::crd::compass_connection::MAX_LISTED_RESULTS;
+    let world = World::connected().await;
+    let apps = compass_sim::model::generate_applications(130, 1, 1, 0);
+    world
+        .sim
+        .set_applications(RUNTIME_ID, apps)
+        .expect("the applications are set");
+    let connection = resync(&world).await;
+    let status = connection.status.unwrap();
+    assert_eq!(status.connection_state, ConnectionState::Synchronized);
+    let sync = status.synchronization_status.unwrap();
+    assert_eq!(sync.applications.len(), MAX_LISTED_RESULTS);
+    assert_eq!(sync.applications_not_listed, 30);
+    assert!(sync
+        .applications
+        .iter()
+        .all(|r| r.operation == SyncOperation::Created));
+    assert_eq!(application_names(&world).await.len(), 130);
+    let size = serde_json::to_vec(&sync).unwrap().len();
+    assert!(size < 64 * 1024, "the status holds {size} bytes");
+}

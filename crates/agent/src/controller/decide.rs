@@ -9,8 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::certificates::CertificateInfo;
 use crate::crd::compass_connection::{
-    CertificateStatus, CompassConnectionSpec, CompassConnectionStatus, ConnectionState,
-    ManagementInfo, SynchronizationStatus,
+    ApplicationSyncResult, CertificateStatus, CompassConnectionSpec, CompassConnectionStatus,
+    ConnectionState, ManagementInfo, SyncOperation, SynchronizationStatus, MAX_LISTED_RESULTS,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,6 +164,28 @@ pub fn after_apply(
             None,
         ),
     }
+}
+
+/// The results the status lists, and how many it leaves out: at most
+/// [`MAX_LISTED_RESULTS`], failures first, then changes (created, updated,
+/// deleted), then the unchanged, each group in the order given; each error
+/// bounded. Every result still has its log line; the counts of all are in
+/// the metrics.
+pub fn listed_results(
+    mut results: Vec<ApplicationSyncResult>,
+) -> (Vec<ApplicationSyncResult>, u32) {
+    let rank = |operation: SyncOperation| match operation {
+        SyncOperation::Failed => 0,
+        SyncOperation::Created | SyncOperation::Updated | SyncOperation::Deleted => 1,
+        SyncOperation::Unchanged => 2,
+    };
+    results.sort_by_key(|result| rank(result.operation));
+    let not_listed = results.len().saturating_sub(MAX_LISTED_RESULTS);
+    results.truncate(MAX_LISTED_RESULTS);
+    for result in &mut results {
+        result.error = crate::report::bounded(&result.error, FAILURE_REASON_LEN);
+    }
+    (results, u32::try_from(not_listed).unwrap_or(u32::MAX))
 }
 
 /// How many of the failed Applications are named in the status error; the

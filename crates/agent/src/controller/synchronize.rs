@@ -210,7 +210,7 @@ async fn fetch_and_apply(
         .map(|r| format!("{}: {}", r.name, r.error))
         .collect();
     let total = results.len();
-    sync.applications = results;
+    (sync.applications, sync.applications_not_listed) = decide::listed_results(results);
     let labels = label_runtime(ctx, &director, &snapshot.labels).await;
     Ok(Applied {
         failed,

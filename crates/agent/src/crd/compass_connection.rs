@@ -166,9 +166,21 @@ pub struct SynchronizationStatus {
     pub last_successful_application: Option<Time>,
     #[serde(default)]
     pub error: String,
-    /// The outcome for each Application of the last synchronization (beyond the original).
+    /// The outcome for each Application of the last synchronization (beyond
+    /// the original): at most 100, failures first, then changes, so that the
+    /// status of a large runtime stays far below the API server's size limit.
     #[serde(default)]
     pub applications: Vec<ApplicationSyncResult>,
+    /// How many results are not in `applications` (beyond the original).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub applications_not_listed: u32,
+}
+
+/// The most per-Application results the status lists (about 200 bytes each).
+pub const MAX_LISTED_RESULTS: usize = 100;
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 /// What the last synchronization did to one Application.

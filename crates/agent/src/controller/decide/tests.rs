@@ -667,3 +667,37 @@ fn the_connector_is_asked_when_it_matters_and_else_once_an_interval() {
         "0: every cycle, as the original"
     );
 }
+
+#[test]
+fn the_status_lists_at_most_the_cap_of_results_failures_first() {
+    use crate::crd::compass_connection::{ApplicationSyncResult, MAX_LISTED_RESULTS};
+    let result = |i: usize, operation| ApplicationSyncResult {
+        name: format!("app-{i}"),
+        application_id: format!("id-{i}"),
+        operation,
+        error: match operation {
+            SyncOperation::Failed => "e".repeat(5_000),
+            _ => String::new(),
+        },
+    };
+    let mut results: Vec<_> = (0..240)
+        .map(|i| result(i, SyncOperation::Unchanged))
+        .collect();
+    results.extend((240..250).map(|i| result(i, SyncOperation::Updated)));
+    results.extend((250..253).map(|i| result(i, SyncOperation::Failed)));
+    let (listed, not_listed) = listed_results(results);
+    assert_eq!(listed.len(), MAX_LISTED_RESULTS);
+    assert_eq!(not_listed, 153);
+    let operations: Vec<_> = listed.iter().map(|r| r.operation).collect();
+    assert_eq!(operations[..3], [SyncOperation::Failed; 3]);
+    assert_eq!(operations[3..13], [SyncOperation::Updated; 10]);
+    assert!(operations[13..]
+        .iter()
+        .all(|o| *o == SyncOperation::Unchanged));
+    assert!(listed.iter().all(|r| r.error.len() <= 400));
+    let size = serde_json::to_vec(&listed).unwrap().len();
+    assert!(size < 64 * 1024, "{size} bytes");
+
+    let (few, none) = listed_results(vec![result(1, SyncOperation::Created)]);
+    assert_eq!((few.len(), none), (1, 0));
+}
