@@ -218,7 +218,7 @@ impl Settings {
         [
             (
                 "APP_AGENT_CONFIGURATION_SECRET",
-                format!("{}", self.agent_configuration_secret),
+                self.agent_configuration_secret.to_string(),
             ),
             (
                 "APP_AGENT_CONFIGURATION_SOURCE",
@@ -234,19 +234,19 @@ impl Settings {
             ),
             (
                 "APP_CERT_VALIDITY_RENEWAL_THRESHOLD",
-                format!("{}", self.cert_validity_renewal_threshold),
+                self.cert_validity_renewal_threshold.to_string(),
             ),
             (
                 "APP_CLUSTER_CERTIFICATES_SECRET",
-                format!("{}", self.cluster_certificates_secret),
+                self.cluster_certificates_secret.to_string(),
             ),
             (
                 "APP_CA_CERTIFICATES_SECRET",
-                format!("{}", self.ca_certificates_secret),
+                self.ca_certificates_secret.to_string(),
             ),
             (
                 "APP_SKIP_COMPASS_TLS_VERIFY",
-                format!("{}", self.skip_compass_tls_verify),
+                self.skip_compass_tls_verify.to_string(),
             ),
             (
                 "APP_COMPASS_CA_BUNDLE",
@@ -254,39 +254,39 @@ impl Settings {
             ),
             (
                 "APP_SKIP_APPS_TLS_VERIFY",
-                format!("{}", self.skip_apps_tls_verify),
+                self.skip_apps_tls_verify.to_string(),
             ),
             (
                 "APP_CENTRAL_GATEWAY_SERVICE_URL",
-                format!("{}", self.central_gateway_service_url),
+                self.central_gateway_service_url.to_string(),
             ),
-            ("APP_QUERY_LOGGING", format!("{}", self.query_logging)),
+            ("APP_QUERY_LOGGING", self.query_logging.to_string()),
             (
                 "APP_RUNTIME_EVENTS_URL",
-                format!("{}", self.runtime_events_url),
+                self.runtime_events_url.to_string(),
             ),
             (
                 "APP_RUNTIME_CONSOLE_URL",
-                format!("{}", self.runtime_console_url),
+                self.runtime_console_url.to_string(),
             ),
             (
                 "APP_METRICS_LOGGING_TIME_INTERVAL",
                 format!("{:?}", self.metrics_logging_time_interval),
             ),
-            ("APP_HEALTH_PORT", format!("{}", self.health_port)),
-            ("APP_HEALTH_ADDRESS", format!("{}", self.health_address)),
-            ("APP_METRICS_ADDRESS", format!("{}", self.metrics_address)),
+            ("APP_HEALTH_PORT", self.health_port.to_string()),
+            ("APP_HEALTH_ADDRESS", self.health_address.to_string()),
+            ("APP_METRICS_ADDRESS", self.metrics_address.to_string()),
             (
                 "APP_INTEGRATION_NAMESPACE",
-                format!("{}", self.integration_namespace),
+                self.integration_namespace.to_string(),
             ),
             (
                 "APP_COMPASS_ALLOW_HTTP",
-                format!("{}", self.compass_allow_http),
+                self.compass_allow_http.to_string(),
             ),
             (
                 "APP_COMPASS_MAX_RESPONSE_SIZE",
-                format!("{}", self.compass_max_response_size),
+                self.compass_max_response_size.to_string(),
             ),
             (
                 "APP_COMPASS_REQUEST_TIMEOUT",
@@ -299,22 +299,19 @@ impl Settings {
             ("APP_MAX_RETRY_DELAY", format!("{:?}", self.max_retry_delay)),
             (
                 "APP_DIRECTOR_PAGE_SIZE",
-                format!("{}", self.director_page_size),
+                self.director_page_size.to_string(),
             ),
-            (
-                "APP_APPLY_CONCURRENCY",
-                format!("{}", self.apply_concurrency),
-            ),
+            ("APP_APPLY_CONCURRENCY", self.apply_concurrency.to_string()),
             (
                 "APP_KUBERNETES_LIST_PAGE_SIZE",
-                format!("{}", self.kubernetes_list_page_size),
+                self.kubernetes_list_page_size.to_string(),
             ),
             ("APP_LOG_FORMAT", format!("{:?}", self.log_format)),
-            ("APP_LOG_LEVEL", format!("{}", self.log_level)),
-            ("APP_LEADER_ELECTION", format!("{}", self.leader_election)),
+            ("APP_LOG_LEVEL", self.log_level.to_string()),
+            ("APP_LEADER_ELECTION", self.leader_election.to_string()),
             (
                 "APP_LEADER_ELECTION_LEASE",
-                format!("{}", self.leader_election_lease),
+                self.leader_election_lease.to_string(),
             ),
             (
                 "APP_LEADER_ELECTION_LEASE_DURATION",
