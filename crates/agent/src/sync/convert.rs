@@ -784,7 +784,9 @@ mod tests {
         });
         assert_eq!(serde_json::to_value(&wanted.application).unwrap(), expected);
 
-        let secrets: BTreeMap<&str, (BTreeMap<String, String>, BTreeMap<&str, String>)> = wanted
+        type Labels = BTreeMap<String, String>;
+        type Data<'a> = BTreeMap<&'a str, String>;
+        let secrets: BTreeMap<&str, (Labels, Data)> = wanted
             .secrets
             .iter()
             .map(|secret| {
