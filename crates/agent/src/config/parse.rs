@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::crd::names::{check_name, NameForm, NameProblem};
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
     #[error("duration {0:?} is empty")]
@@ -133,8 +135,14 @@ impl NamespacedName {
         if name.contains('/') {
             return Err(invalid("more than one '/'".into()));
         }
-        check_dns_name("namespace", namespace, 63).map_err(invalid)?;
-        check_dns_name("name", name, 253).map_err(invalid)?;
+        let reason = |what: &str, value: &str, problem: NameProblem| match problem {
+            NameProblem::Empty => format!("the {what} is empty"),
+            problem => format!("the {what} {value:?}: {problem}"),
+        };
+        check_name(namespace, NameForm::Label)
+            .map_err(|problem| invalid(reason("namespace", namespace, problem)))?;
+        check_name(name, NameForm::Subdomain)
+            .map_err(|problem| invalid(reason("name", name, problem)))?;
         Ok(NamespacedName {
             namespace: namespace.to_string(),
             name: name.to_string(),
@@ -146,36 +154,6 @@ impl fmt::Display for NamespacedName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
     }
-}
-
-/// Kubernetes object names: lower-case alphanumerics, `-` and `.`, starting and
-/// ending alphanumeric (namespaces may not contain `.`).
-fn check_dns_name(what: &str, value: &str, max_len: usize) -> Result<(), String> {
-    if value.is_empty() {
-        return Err(format!("the {what} is empty"));
-    }
-    if value.len() > max_len {
-        return Err(format!("the {what} is longer than {max_len} characters"));
-    }
-    let allowed = |c: char| {
-        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (c == '.' && what == "name")
-    };
-    if !value.chars().all(allowed) {
-        return Err(format!(
-            "the {what} {value:?} may contain only lower-case letters, digits and '-'{}",
-            if what == "name" { " or '.'" } else { "" }
-        ));
-    }
-    // DNS-1123: every dot-separated label starts and ends with a letter or digit.
-    let alphanumeric = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    for label in value.split('.') {
-        if !alphanumeric(label.chars().next()) || !alphanumeric(label.chars().last()) {
-            return Err(format!(
-                "the {what} {value:?} must start and end with a letter or digit, also around each '.'"
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// A size in bytes: `1048576`, `512Ki`, `32Mi`, `1Gi` (Kubernetes' binary

@@ -4,6 +4,7 @@
 pub mod application;
 pub mod compass_connection;
 pub mod labels;
+pub mod names;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -93,17 +93,8 @@ fn simple_lowercase(c: char) -> char {
 /// Why `name` cannot be an Application's name (a DNS-1123 subdomain), or, when
 /// its credential Secrets carry it as their `app` label, a label value.
 pub fn check_application_name(name: &str, labels_secrets: bool) -> Result<(), String> {
-    let alphanumeric =
-        |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    let valid_subdomain = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name
-            .split('.')
-            .all(|part| alphanumeric(part.chars().next()) && alphanumeric(part.chars().last()));
-    if !valid_subdomain {
+    use crate::crd::names::{check_name, NameForm};
+    if check_name(name, NameForm::Subdomain).is_err() {
         return Err(format!(
             "{name:?} is not a valid Kubernetes object name (lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters); the runtime label {IS_NORMALIZED_LABEL}=\"true\" makes the agent use the Director's names as they are"
         ));
