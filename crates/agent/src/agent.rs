@@ -95,6 +95,13 @@ impl Agent {
                 settings.leader_election_lease.clone(),
             ));
         }
+        tokio::spawn(crate::telemetry::cluster_metrics::run(
+            client.clone(),
+            settings.metrics_logging_time_interval,
+            access.clone(),
+            readiness.clone(),
+            shutdown.clone(),
+        ));
         let ctx = Arc::new(Context::new(
             client,
             settings,

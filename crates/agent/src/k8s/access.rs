@@ -8,7 +8,9 @@
 //! - listing the credential Secrets → reading each one it needs by name;
 //! - watching the configuration source → reading it every poll period;
 //! - reading a ConfigMap as the configuration source → the Secret only;
-//! - publishing Kubernetes Events → none (logs and status say it all).
+//! - publishing Kubernetes Events → none (logs and status say it all);
+//! - listing Nodes and PersistentVolumes → no cluster metrics line;
+//! - listing NodeMetrics (`metrics.k8s.io`) → the line's `usage` is empty.
 //!
 //! A 403 later on (a role changed while the agent runs) turns the matching
 //! permission off the same way (see [`Permission::refused`]).
@@ -75,6 +77,12 @@ pub struct Access {
     /// Leader election has no way around: without them the agent does not
     /// start (see `agent::StartError`).
     pub leader_lease: bool,
+    /// `list` Nodes and PersistentVolumes (asked only while the cluster
+    /// metrics line is on); else the line is off.
+    pub cluster_metrics: bool,
+    /// `list` NodeMetrics (`metrics.k8s.io` nodes); else the cluster metrics
+    /// line's `usage` is empty.
+    pub node_metrics: Permission,
 }
 
 impl Access {
@@ -87,6 +95,8 @@ impl Access {
             watch_source_config_map: true,
             events: true,
             leader_lease: true,
+            cluster_metrics: true,
+            node_metrics: true,
         })
     }
 
@@ -101,6 +111,11 @@ impl Access {
             watch_source_config_map: answers.watch_source_config_map,
             events: Permission::new("publish Kubernetes Events", answers.events),
             leader_lease: answers.leader_lease,
+            cluster_metrics: answers.cluster_metrics,
+            node_metrics: Permission::new(
+                "list the nodes' metrics (metrics.k8s.io) for the cluster metrics line's usage",
+                answers.node_metrics,
+            ),
         }
     }
 
@@ -161,6 +176,16 @@ impl Access {
         } else {
             true
         };
+        let interval = settings.metrics_logging_time_interval;
+        let (nodes, volumes, node_metrics) = if interval.is_zero() {
+            (false, false, false)
+        } else {
+            tokio::try_join!(
+                may_in(client, "", "list", "", "nodes", None),
+                may_in(client, "", "list", "", "persistentvolumes", None),
+                may_in(client, "", "list", "metrics.k8s.io", "nodes", None),
+            )?
+        };
         let answers = Answers {
             list_credential_secrets: list_secrets,
             watch_source_secret: secret_source && source_secret_list && source_secret_watch,
@@ -171,12 +196,15 @@ impl Access {
                 && config_map_watch,
             events,
             leader_lease,
+            cluster_metrics: nodes && volumes,
+            node_metrics,
         };
         let access = Access::from_answers(answers);
         tracing::info!(
             credential_secrets = if access.list_credential_secrets.allowed() { "listed" } else { "read one by one by name (no list on Secrets)" },
             configuration_source = %access.describe_source(settings),
             events = if access.events.allowed() { "published" } else { "not published (no create on events.k8s.io Events in namespace default)" },
+            cluster_metrics = %describe_cluster_metrics(interval, nodes, volumes, node_metrics),
             "Kubernetes access checked",
         );
         Ok(access)
@@ -221,6 +249,33 @@ struct Answers {
     watch_source_config_map: bool,
     events: bool,
     leader_lease: bool,
+    cluster_metrics: bool,
+    node_metrics: bool,
+}
+
+/// How the cluster metrics line works, for the log line at start.
+fn describe_cluster_metrics(
+    interval: Duration,
+    nodes: bool,
+    volumes: bool,
+    node_metrics: bool,
+) -> String {
+    if interval.is_zero() {
+        return "off (APP_METRICS_LOGGING_TIME_INTERVAL is 0)".into();
+    }
+    let missing: Vec<&str> = [(nodes, "nodes"), (volumes, "persistentvolumes")]
+        .into_iter()
+        .filter(|(allowed, _)| !allowed)
+        .map(|(_, resource)| resource)
+        .collect();
+    if !missing.is_empty() {
+        return format!("off (no list on {})", missing.join(" and "));
+    }
+    if node_metrics {
+        format!("logged every {interval:?}")
+    } else {
+        format!("logged every {interval:?}, with an empty usage (no list on metrics.k8s.io nodes)")
+    }
 }
 
 /// Whether the API server lets this client do `verb` on `resource` (core
@@ -239,6 +294,19 @@ async fn may(
         "leases" => "coordination.k8s.io",
         _ => "",
     };
+    may_in(client, namespace, verb, group, resource, name).await
+}
+
+/// [`may`] with the API group named; namespace "" for cluster-scoped
+/// resources.
+async fn may_in(
+    client: &Client,
+    namespace: &str,
+    verb: &'static str,
+    group: &'static str,
+    resource: &'static str,
+    name: Option<&str>,
+) -> Result<bool, kube::Error> {
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
             resource_attributes: Some(ResourceAttributes {
@@ -259,7 +327,7 @@ async fn may(
     {
         Ok(answer) => Ok(answer.status.is_some_and(|status| status.allowed)),
         Err(kube::Error::Api(status)) if status.code < 500 && status.code != 429 => {
-            tracing::warn!(code = status.code, reason = %status.reason, verb, resource, namespace, "the API server refuses to say what the agent may do; assuming it may not");
+            tracing::warn!(code = status.code, reason = %status.reason, verb, group, resource, namespace, "the API server refuses to say what the agent may do; assuming it may not");
             Ok(false)
         }
         Err(error) => Err(error),
@@ -288,6 +356,31 @@ mod tests {
         assert!(!permission.allowed());
         permission.refused(&forbidden());
         assert!(!permission.allowed());
+    }
+
+    #[test]
+    fn the_cluster_metrics_line_is_off_without_nodes_or_volumes() {
+        let every = Duration::from_secs(1800);
+        assert_eq!(
+            describe_cluster_metrics(Duration::ZERO, true, true, true),
+            "off (APP_METRICS_LOGGING_TIME_INTERVAL is 0)"
+        );
+        assert_eq!(
+            describe_cluster_metrics(every, false, false, true),
+            "off (no list on nodes and persistentvolumes)"
+        );
+        assert_eq!(
+            describe_cluster_metrics(every, true, false, true),
+            "off (no list on persistentvolumes)"
+        );
+        assert_eq!(
+            describe_cluster_metrics(every, true, true, true),
+            "logged every 1800s"
+        );
+        assert_eq!(
+            describe_cluster_metrics(every, true, true, false),
+            "logged every 1800s, with an empty usage (no list on metrics.k8s.io nodes)"
+        );
     }
 
     #[test]
