@@ -9,8 +9,10 @@
 //! - a cluster: up to 8 objects, each an Application as an earlier sync wrote
 //!   it (of one of the snapshot's applications, possibly under its other name,
 //!   or of another; with or without `compassMetadata`, uid, managed-by label,
-//!   changed fields) together with its Secrets (the agent's, the Go agent's,
-//!   stale, without owner, someone else's, or missing), a hand-made
+//!   changed fields) together with its Secrets (the agent's, written as the
+//!   Go agent writes them, or an earlier release's, with the managed-by
+//!   label; stale, its digest not known, without owner, someone else's, or
+//!   missing), a hand-made
 //!   Application summary (random referenced Secrets), or a stray Secret;
 //! - `Deletions::Allowed` or `Skipped`.
 //!
@@ -215,8 +217,9 @@ fn app_label(u: &mut Unstructured) -> Result<Option<String>> {
     })
 }
 
-/// A Secret the agent wrote earlier for `wanted` (owned by `owner`), or a
-/// variation of it, or none.
+/// A Secret the agent wrote earlier for `wanted` (owned by `owner`): labels
+/// `app` and `bundleId`, as the Go agent writes them; or a variation of it,
+/// or none.
 fn secret_in_cluster(
     u: &mut Unstructured,
     wanted: &WantedSecret,
@@ -227,13 +230,14 @@ fn secret_in_cluster(
         data_hash: Some(wanted.data_hash()),
         app_label: Some(wanted.app.clone()),
         bundle_label: Some(wanted.bundle_id.clone()),
-        has_managed_by_label: true,
+        has_managed_by_label: false,
         owner_uids: owner.into_iter().map(String::from).collect(),
     };
     Ok(Some(match u.int_in_range(0..=8)? {
         0 => return Ok(None),
         1..=3 => agents,
-        // Stale data, lost owner reference, another owner.
+        // Stale data (or a digest not known), lost owner reference, another
+        // owner.
         4 => ActualSecret {
             data_hash: if u.arbitrary()? {
                 None
@@ -250,9 +254,20 @@ fn secret_in_cluster(
             },
             ..agents
         },
-        // The Go agent's: `app` and `bundleId` labels, no managed-by label.
+        // An earlier release's: the managed-by label besides `app` and
+        // `bundleId` (or, now and then, instead of them).
         6 => ActualSecret {
-            has_managed_by_label: false,
+            has_managed_by_label: true,
+            app_label: if chance(u, 1, 4)? {
+                None
+            } else {
+                agents.app_label.clone()
+            },
+            bundle_label: if chance(u, 1, 4)? {
+                None
+            } else {
+                agents.bundle_label.clone()
+            },
             data_hash: if u.arbitrary()? {
                 None
             } else {

@@ -1,8 +1,18 @@
-//! The labels and annotations the agent puts on the objects it writes: names
-//! the original agent used (and tools select by), plus this agent's data
-//! digest.
+//! The labels and annotations the agent puts on the objects it writes: the
+//! names the original agent used (and tools select by).
+//!
+//! Credential and request-parameter Secrets carry exactly the Go agent's
+//! labels (`app`, `bundleId`) and no annotation, so that either agent finds
+//! the other's Secrets as it would write them and rewrites none. Earlier
+//! releases of this agent also put the managed-by label and a data-digest
+//! annotation (`compass-runtime-agent.kyma-project.io/data-hash`) on them;
+//! such Secrets are still the agent's (`ActualSecret::is_the_agents`), their
+//! annotation is not read (the digest comes from the data, cached by uid and
+//! resourceVersion: `sync::actual::SecretDigestCache`), and they keep both
+//! until their data changes and they are rewritten.
 
-/// On every Application the agent manages.
+/// On every Application the agent manages (and, from earlier releases, on
+/// Secrets it wrote).
 pub const MANAGED_BY_LABEL: &str = "applicationconnector.kyma-project.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "compass-runtime-agent";
 
@@ -19,8 +29,3 @@ pub const SECRET_BUNDLE_LABEL: &str = "bundleId";
 /// configuration source is recognized as the operator's signal.
 pub const PRESENTED_TOKEN_ANNOTATION: &str =
     "compass-runtime-agent.kyma-project.io/presented-token";
-
-/// A digest of a Secret's data, written by the agent, so that a sync can tell
-/// an unchanged Secret from its metadata alone (without reading every
-/// credential each cycle). Whoever can read it can read the data anyway.
-pub const DATA_HASH_ANNOTATION: &str = "compass-runtime-agent.kyma-project.io/data-hash";

@@ -22,11 +22,10 @@ use super::metrics::KubernetesMetrics;
 use super::replace::{apply_merge_patch, is_conflict, CONFLICT_RETRIES};
 use crate::crd::application::Application;
 use crate::crd::compass_connection::{ApplicationSyncResult, SyncOperation};
-use crate::crd::labels::{
-    DATA_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SECRET_BUNDLE_LABEL,
-};
+use crate::crd::labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, SECRET_BUNDLE_LABEL};
 use crate::k8s::write_params;
 use crate::report::report;
+use crate::sync::actual::{ListedSecret, SecretDigestCache};
 use crate::sync::pending::UnpackError;
 use crate::sync::{
     ActualApplication, ActualSecret, ActualState, ApplicationAction, ApplicationPlan,
@@ -79,6 +78,34 @@ where
 
 /// How many more objects a metadata-only list page holds than a full one.
 const METADATA_PAGE_FACTOR: u32 = 5;
+
+/// Whether the credential Secrets whose digest is not known (`unknown` of the
+/// `listed`) are read one by one by name rather than by listing them all in
+/// full. A GET costs a round trip but moves one Secret; a full list moves
+/// every labelled Secret's data, a page per request. So: by name when few are
+/// unknown (one edited by hand, a few written by someone else), at most a
+/// quarter of them and no more than one list page; in full when most are
+/// (the first sync after a start, a swap back from the Go agent, which
+/// rewrites them all), where a GET each would cost a request per Secret.
+fn read_secrets_by_name(unknown: usize, listed: usize, page_size: u32) -> bool {
+    unknown.saturating_mul(4) <= listed && unknown <= page_size as usize
+}
+
+/// What the apiserver's answer to a Secret write is read for: the uid and
+/// resourceVersion under which the digest of the data just written is known
+/// (the rest of the answer, data and `managedFields` included, is skipped).
+#[derive(Debug, Default, Deserialize)]
+struct Written {
+    #[serde(default)]
+    metadata: WrittenMetadata,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WrittenMetadata {
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
 
 /// Why one Application (or one of its Secrets) could not be written; the
 /// others go on.
@@ -168,6 +195,9 @@ pub struct ApplicationWriter {
     /// The Application summaries of the last read (see [`SummaryCache`]).
     summaries: tokio::sync::Mutex<SummaryCache>,
     secrets: Api<Secret>,
+    /// The digests of the credential Secrets' data as last read or written
+    /// (see [`SecretDigestCache`]); never held across an await.
+    secret_digests: std::sync::Mutex<SecretDigestCache>,
     concurrency: usize,
     /// Objects per list call: bounds the memory of one response (its text and
     /// its parsed objects) however many objects the cluster holds.
@@ -194,6 +224,7 @@ impl ApplicationWriter {
             access,
             summaries: tokio::sync::Mutex::new(SummaryCache::default()),
             secrets: Api::namespaced(client, integration_namespace),
+            secret_digests: std::sync::Mutex::new(SecretDigestCache::default()),
             concurrency: concurrency.max(1),
             list_page_size,
             metrics,
@@ -307,7 +338,9 @@ impl ApplicationWriter {
     }
 
     /// The credential Secrets, by label; `None` when the agent may not list
-    /// Secrets (Kyma's RBAC for it grants no list).
+    /// Secrets (Kyma's RBAC for it grants no list). Their metadata is listed;
+    /// the data is read only of those whose digest is not known for the
+    /// version listed ([`SecretDigestCache`]), so an idle sync reads no data.
     async fn list_secrets(&self) -> Result<Option<Vec<ActualSecret>>, ApplyError> {
         if !self.access.list_credential_secrets.allowed() {
             return Ok(None);
@@ -317,35 +350,65 @@ impl ApplicationWriter {
             source,
         };
         let with_bundle_label = ListParams::default().labels(SECRET_BUNDLE_LABEL);
-        // Metadata only: Secrets this agent wrote carry a digest of their data.
-        let secrets = match self
-            .list_summarized::<PartialObjectMeta<Secret>, ActualSecret>(
+        let listed = match self
+            .list_summarized::<PartialObjectMeta<Secret>, ListedSecret>(
                 self.secrets.resource_url(),
                 with_bundle_label.clone(),
                 true,
             )
             .await
         {
-            Ok(secrets) => secrets,
+            Ok(listed) => listed,
             Err(error) if is_forbidden(&error) => {
                 self.access.list_credential_secrets.refused(&error);
                 return Ok(None);
             }
             Err(error) => return Err(list_error(error)),
         };
-        if secrets.iter().all(|secret| secret.data_hash.is_some()) {
-            return Ok(Some(secrets));
+        let listed_count = listed.len();
+        let (mut secrets, to_read) = self.secret_digests().reuse(listed);
+        tracing::debug!(
+            secrets = listed_count,
+            read_in_full = to_read.len(),
+            "credential Secrets listed"
+        );
+        if to_read.is_empty() {
+            // Nothing new: the cache already holds exactly these.
+        } else if read_secrets_by_name(to_read.len(), listed_count, self.list_page_size) {
+            let read: Vec<Option<Secret>> = stream::iter(to_read)
+                .map(|name| async move {
+                    self.secrets
+                        .get_opt(&name)
+                        .await
+                        .map_err(|source| ApplyError::ReadSecret { name, source })
+                })
+                .buffer_unordered(self.concurrency)
+                .try_collect()
+                .await?;
+            // One gone since the list: as if it had not been listed.
+            secrets.extend(read.into_iter().flatten().map(ListedSecret::from));
+        } else {
+            secrets = self
+                .list_summarized::<Secret, ListedSecret>(
+                    self.secrets.resource_url(),
+                    with_bundle_label,
+                    false,
+                )
+                .await
+                .map_err(list_error)?;
         }
-        // Some were written by someone else (e.g. the Go agent): their data
-        // is needed, so read the Secrets once in full.
-        self.list_summarized::<Secret, ActualSecret>(
-            self.secrets.resource_url(),
-            with_bundle_label,
-            false,
-        )
-        .await
-        .map(Some)
-        .map_err(list_error)
+        self.secret_digests().replace(&secrets);
+        Ok(Some(
+            secrets.into_iter().map(|secret| secret.summary).collect(),
+        ))
+    }
+
+    fn secret_digests(&self) -> std::sync::MutexGuard<'_, SecretDigestCache> {
+        // A panic while it was held left nothing half-done worth refusing:
+        // at worst a digest is missing, and the Secret is read again.
+        self.secret_digests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Lists every object, page by page (`list_page_size` objects a page, five
@@ -647,7 +710,7 @@ impl ApplicationWriter {
                         Err(error) if is_conflict(&error) => {
                             self.replace_secret(secret, &plan.name, owner_uid).await?
                         }
-                        other => other.map_err(failed)?,
+                        other => self.remember_secret(secret, other.map_err(failed)?),
                     }
                 }
                 SecretAction::Update(secret) => {
@@ -682,21 +745,41 @@ impl ApplicationWriter {
             }
             Some(current) => {
                 body.metadata.resource_version = current.metadata.resource_version;
-                self.counted("Secret", "update", self.send_secret(&body, true))
+                let written = self
+                    .counted("Secret", "update", self.send_secret(&body, true))
                     .await
-                    .map_err(failed)
+                    .map_err(failed)?;
+                self.remember_secret(secret, written);
+                Ok(())
             }
-            None => self
-                .counted("Secret", "create", self.send_secret(&body, false))
-                .await
-                .map_err(failed),
+            None => {
+                let written = self
+                    .counted("Secret", "create", self.send_secret(&body, false))
+                    .await
+                    .map_err(failed)?;
+                self.remember_secret(secret, written);
+                Ok(())
+            }
         }
     }
 
-    /// Creates or replaces a Secret without parsing the apiserver's answer
-    /// (the whole Secret again, `managedFields` included): nothing here needs
-    /// it, and a first sync writes thousands.
-    async fn send_secret(&self, body: &Secret, replace: bool) -> Result<(), kube::Error> {
+    /// The digest of the data just written stands for the Secret at the
+    /// resourceVersion the write returned: the next sync need not read it.
+    fn remember_secret(&self, secret: &WantedSecret, written: Written) {
+        let WrittenMetadata {
+            uid,
+            resource_version,
+        } = written.metadata;
+        if let (Some(uid), Some(resource_version)) = (uid, resource_version) {
+            self.secret_digests()
+                .insert(uid, resource_version, secret.data_hash());
+        }
+    }
+
+    /// Creates or replaces a Secret, reading of the apiserver's answer (the
+    /// whole Secret again, `managedFields` included) only its uid and
+    /// resourceVersion: a first sync writes thousands.
+    async fn send_secret(&self, body: &Secret, replace: bool) -> Result<Written, kube::Error> {
         let request = kube::core::Request::new(self.secrets.resource_url());
         let data = serde_json::to_vec(body).map_err(kube::Error::SerdeError)?;
         let params = write_params();
@@ -709,20 +792,16 @@ impl ApplicationWriter {
         http_request
             .extensions_mut()
             .insert(if replace { "replace" } else { "create" });
-        self.client
-            .request::<serde::de::IgnoredAny>(http_request)
-            .await
-            .map(|_| ())
+        self.client.request::<Written>(http_request).await
     }
 
     fn secret(&self, wanted: &WantedSecret, app: &str, owner_uid: &str) -> Secret {
         let mut secret = Secret::default();
         secret.metadata.name = Some(wanted.name.clone());
+        // As the Go agent's `makeSecret`: labels `app` and `bundleId`, no
+        // annotation, one owner reference of apiVersion, kind, name and uid,
+        // the data; `type` as the apiserver defaults Go's (which has none).
         secret.metadata.labels = Some(wanted.labels());
-        secret.metadata.annotations = Some(std::collections::BTreeMap::from([(
-            DATA_HASH_ANNOTATION.to_string(),
-            wanted.data_hash(),
-        )]));
         secret.metadata.owner_references = Some(vec![OwnerReference {
             api_version: Application::api_version(&()).into_owned(),
             kind: Application::kind(&()).into_owned(),
@@ -829,6 +908,32 @@ mod tests {
             .items
             .is_empty());
         assert!(page(json!({"metadata": {}})).items.is_empty());
+    }
+
+    #[test]
+    fn few_unknown_secrets_are_read_by_name_most_by_one_list() {
+        // One edited by hand among many: a GET.
+        assert!(read_secrets_by_name(1, 400, 100));
+        assert!(read_secrets_by_name(100, 400, 100));
+        // All unknown (the first sync after a start, a swap back from the Go
+        // agent), most, or more than a page of them: a list.
+        assert!(!read_secrets_by_name(400, 400, 100));
+        assert!(!read_secrets_by_name(101, 400, 100));
+        assert!(!read_secrets_by_name(101, 4000, 100));
+        assert!(!read_secrets_by_name(1, 3, 100));
+    }
+
+    #[test]
+    fn the_answer_to_a_secret_write_is_read_for_its_uid_and_resource_version() {
+        let written: Written = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "shop-b1", "uid": "u-1", "resourceVersion": "42",
+                "managedFields": [{"manager": "compass-runtime-agent"}]},
+            "data": {"password": "cHc="}, "type": "Opaque"
+        }))
+        .unwrap();
+        assert_eq!(written.metadata.uid.as_deref(), Some("u-1"));
+        assert_eq!(written.metadata.resource_version.as_deref(), Some("42"));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::convert::data_hash;
 use super::pending::OwnedDigest;
 use crate::crd::application::Application;
 use crate::crd::labels::{
-    DATA_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SECRET_APP_LABEL, SECRET_BUNDLE_LABEL,
+    MANAGED_BY_LABEL, MANAGED_BY_VALUE, SECRET_APP_LABEL, SECRET_BUNDLE_LABEL,
 };
 
 /// What the cluster holds now.
@@ -179,28 +179,31 @@ impl SummaryCache {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActualSecret {
     pub name: String,
-    /// The digest of its data ([`data_hash`]): the agent's annotation, else
-    /// computed from the data. `None` when only the metadata was read and it
-    /// has no annotation (written by someone else, e.g. the Go agent).
+    /// The digest of its data ([`data_hash`]), computed from the data when it
+    /// was read in full, or known for this version of the Secret
+    /// ([`SecretDigestCache`]). `None` when only the metadata was read and
+    /// the digest is not known: the plan then takes the data as changed.
+    /// (The data-digest annotation of earlier releases is not read: an edit
+    /// of the data by hand would leave it behind, stale.)
     pub data_hash: Option<String>,
     /// The `app` label.
     pub app_label: Option<String>,
     /// The `bundleId` label.
     pub bundle_label: Option<String>,
-    /// Whether it carries the agent's managed-by label.
+    /// Whether it carries the managed-by label (which earlier releases of
+    /// this agent put on Secrets; today's writes carry only `app` and
+    /// `bundleId`, as the Go agent's do).
     pub has_managed_by_label: bool,
     /// The uids of its owners.
     pub owner_uids: Vec<String>,
 }
 
 impl ActualSecret {
-    /// From the metadata alone: enough when the agent wrote the Secret.
+    /// From the metadata alone: no digest of the data (see
+    /// [`SecretDigestCache`] for where it comes from then).
     pub fn from_metadata(metadata: ObjectMeta) -> ActualSecret {
         let has_managed_by_label = has_label(&metadata, MANAGED_BY_LABEL, MANAGED_BY_VALUE);
         let mut labels = metadata.labels.unwrap_or_default();
-        let data_hash = metadata
-            .annotations
-            .and_then(|mut annotations| annotations.remove(DATA_HASH_ANNOTATION));
         let mut owner_uids: Vec<String> = metadata
             .owner_references
             .unwrap_or_default()
@@ -212,7 +215,7 @@ impl ActualSecret {
         owner_uids.shrink_to_fit();
         ActualSecret {
             name: metadata.name.unwrap_or_default(),
-            data_hash,
+            data_hash: None,
             app_label: labels.remove(SECRET_APP_LABEL),
             bundle_label: labels.remove(SECRET_BUNDLE_LABEL),
             has_managed_by_label,
@@ -220,15 +223,15 @@ impl ActualSecret {
         }
     }
 
-    /// The value of one of the labels the agent writes; `None` for others.
-    /// Whether the Secret is the agent's to write: it carries the agent's
-    /// managed-by label, or the `app` and `bundleId` labels the Go agent put
-    /// on its credential Secrets. Any other Secret of that name is someone
-    /// else's and is never overwritten.
+    /// Whether the Secret is the agent's to write: it carries the `app` and
+    /// `bundleId` labels that this agent and the Go agent put on credential
+    /// Secrets, or the managed-by label of this agent's earlier releases. Any
+    /// other Secret of that name is someone else's and is never overwritten.
     pub fn is_the_agents(&self) -> bool {
         self.has_managed_by_label || (self.app_label.is_some() && self.bundle_label.is_some())
     }
 
+    /// The value of one of the labels the agent reads; `None` for others.
     pub fn label(&self, key: &str) -> Option<&str> {
         match key {
             SECRET_APP_LABEL => self.app_label.as_deref(),
@@ -250,20 +253,119 @@ impl From<PartialObjectMeta<Secret>> for ActualSecret {
 }
 
 impl From<Secret> for ActualSecret {
-    /// From the whole Secret: a recorded digest still stands for the data
-    /// (as when only the metadata is read), else the data is digested.
+    /// From the whole Secret: its data digested.
     fn from(secret: Secret) -> ActualSecret {
-        let computed = secret.data.as_ref().map(|data| {
-            data_hash(
-                data.iter()
-                    .map(|(key, value)| (key.as_str(), value.0.as_slice())),
-            )
-        });
+        let digest = data_hash(
+            secret
+                .data
+                .iter()
+                .flatten()
+                .map(|(key, value)| (key.as_str(), value.0.as_slice())),
+        );
         let mut summary = ActualSecret::from_metadata(secret.metadata);
-        if summary.data_hash.is_none() {
-            summary.data_hash = Some(computed.unwrap_or_else(|| data_hash(std::iter::empty())));
-        }
+        summary.data_hash = Some(digest);
         summary
+    }
+}
+
+/// A credential Secret as a list (or a read) shows it: its summary, and the
+/// uid and resourceVersion that tell whether a digest of its data known from
+/// earlier still holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListedSecret {
+    pub summary: ActualSecret,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+}
+
+impl From<PartialObjectMeta<Secret>> for ListedSecret {
+    fn from(listed: PartialObjectMeta<Secret>) -> ListedSecret {
+        let uid = listed.metadata.uid.clone();
+        let resource_version = listed.metadata.resource_version.clone();
+        ListedSecret {
+            summary: ActualSecret::from_metadata(listed.metadata),
+            uid,
+            resource_version,
+        }
+    }
+}
+
+impl From<Secret> for ListedSecret {
+    fn from(secret: Secret) -> ListedSecret {
+        let uid = secret.metadata.uid.clone();
+        let resource_version = secret.metadata.resource_version.clone();
+        ListedSecret {
+            summary: ActualSecret::from(secret),
+            uid,
+            resource_version,
+        }
+    }
+}
+
+/// The digests of the credential Secrets' data, by uid and resourceVersion.
+/// The Secrets carry no digest of their own (the Go agent's carry none, and
+/// the agent writes them as the Go agent does), and reading every Secret's
+/// data at every sync is what an idle sync must not do: a Secret whose uid
+/// and resourceVersion have not moved since it was read or written has the
+/// same data, so its digest stands and a metadata-only list is enough.
+#[derive(Debug, Default)]
+pub struct SecretDigestCache {
+    /// uid → (resourceVersion, digest).
+    by_uid: HashMap<String, (String, String)>,
+}
+
+impl SecretDigestCache {
+    /// The listed Secrets whose digest is known for the version listed (with
+    /// it filled in), and the names of those that must be read in full (new,
+    /// changed, or not known).
+    pub fn reuse(&self, listed: Vec<ListedSecret>) -> (Vec<ListedSecret>, Vec<String>) {
+        let mut known = Vec::with_capacity(listed.len());
+        let mut to_read = Vec::new();
+        for mut secret in listed {
+            let cached = secret
+                .uid
+                .as_ref()
+                .and_then(|uid| self.by_uid.get(uid))
+                .filter(|(version, _)| secret.resource_version.as_ref() == Some(version));
+            match cached {
+                Some((_, digest)) => {
+                    secret.summary.data_hash = Some(digest.clone());
+                    known.push(secret);
+                }
+                None => to_read.push(secret.summary.name),
+            }
+        }
+        (known, to_read)
+    }
+
+    /// Keeps the digests of these Secrets, and only these, for the next read.
+    pub fn replace(&mut self, secrets: &[ListedSecret]) {
+        self.by_uid = secrets
+            .iter()
+            .filter_map(|secret| {
+                Some((
+                    secret.uid.clone()?,
+                    (
+                        secret.resource_version.clone()?,
+                        secret.summary.data_hash.clone()?,
+                    ),
+                ))
+            })
+            .collect();
+    }
+
+    /// Adds or refreshes the digest of one Secret, e.g. of one just written
+    /// (under the resourceVersion the write returned).
+    pub fn insert(&mut self, uid: String, resource_version: String, digest: String) {
+        self.by_uid.insert(uid, (resource_version, digest));
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_uid.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_uid.is_empty()
     }
 }
 
@@ -337,6 +439,142 @@ mod tests {
         let (known, to_read) = cache.reuse(vec![listed("shop", "u-9", "10")]);
         assert!(known.is_empty());
         assert_eq!(to_read, ["shop"]);
+    }
+
+    /// A credential Secret as the Go agent's `makeSecret` writes it (and this
+    /// agent now too), as the apiserver stores it.
+    fn go_secret(uid: &str, version: &str, password: &str) -> Secret {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "shop-b1", "namespace": "kyma-system",
+                "uid": uid, "resourceVersion": version,
+                "labels": {"app": "shop", "bundleId": "b1"},
+                "ownerReferences": [{
+                    "apiVersion": "applicationconnector.kyma-project.io/v1alpha1",
+                    "kind": "Application", "name": "shop", "uid": "app-uid"
+                }]
+            },
+            "type": "Opaque",
+            "data": {"password": base64_of(password), "username": base64_of("u")}
+        }))
+        .unwrap()
+    }
+
+    fn base64_of(text: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(text)
+    }
+
+    fn digest_of(password: &str) -> String {
+        data_hash([("password", password.as_bytes()), ("username", &b"u"[..])].into_iter())
+    }
+
+    fn metadata_of(secret: &Secret) -> ListedSecret {
+        ListedSecret::from(PartialObjectMeta::<Secret> {
+            types: None,
+            metadata: secret.metadata.clone(),
+            _phantom: Default::default(),
+        })
+    }
+
+    #[test]
+    fn a_secret_as_the_go_agent_writes_it_is_the_agents_and_its_data_is_digested() {
+        let read = ListedSecret::from(go_secret("s-1", "5", "pw"));
+        assert_eq!(read.uid.as_deref(), Some("s-1"));
+        assert_eq!(read.resource_version.as_deref(), Some("5"));
+        let summary = read.summary;
+        assert!(summary.is_the_agents());
+        assert!(!summary.has_managed_by_label);
+        assert_eq!(summary.data_hash, Some(digest_of("pw")));
+        assert_eq!(summary.label(SECRET_APP_LABEL), Some("shop"));
+        assert!(summary.is_owned_by("app-uid"));
+        // From the metadata alone, the digest is not known.
+        assert_eq!(
+            metadata_of(&go_secret("s-1", "5", "pw")).summary.data_hash,
+            None
+        );
+    }
+
+    #[test]
+    fn the_data_hash_annotation_of_an_earlier_release_is_not_taken_for_the_data() {
+        let mut secret = go_secret("s-1", "5", "edited by hand");
+        secret
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string());
+        secret.metadata.annotations = Some(std::collections::BTreeMap::from([(
+            "compass-runtime-agent.kyma-project.io/data-hash".to_string(),
+            digest_of("pw"),
+        )]));
+        assert_eq!(metadata_of(&secret).summary.data_hash, None);
+        let summary = ActualSecret::from(secret);
+        assert!(summary.is_the_agents() && summary.has_managed_by_label);
+        assert_eq!(summary.data_hash, Some(digest_of("edited by hand")));
+    }
+
+    #[test]
+    fn a_secret_without_data_has_the_digest_of_no_data() {
+        let mut secret = go_secret("s-1", "5", "pw");
+        secret.data = None;
+        assert_eq!(
+            ActualSecret::from(secret).data_hash,
+            Some(data_hash(std::iter::empty()))
+        );
+    }
+
+    #[test]
+    fn a_digest_is_reused_only_for_the_same_uid_and_resource_version() {
+        let mut cache = SecretDigestCache::default();
+        cache.replace(&[
+            ListedSecret::from(go_secret("s-1", "5", "pw")),
+            ListedSecret::from(go_secret("s-2", "6", "other")),
+        ]);
+        assert_eq!(cache.len(), 2);
+        let named = |uid: &str, version: &str, name: &str| {
+            let mut listed = metadata_of(&go_secret(uid, version, "pw"));
+            listed.summary.name = name.into();
+            listed
+        };
+        let (known, to_read) = cache.reuse(vec![
+            named("s-1", "5", "unchanged"),
+            named("s-2", "7", "changed-since"),
+            named("s-3", "5", "new-with-a-known-version"),
+            named("s-9", "6", "recreated"),
+        ]);
+        assert_eq!(
+            to_read,
+            ["changed-since", "new-with-a-known-version", "recreated"]
+        );
+        assert_eq!(known.len(), 1);
+        assert_eq!(known[0].summary.name, "unchanged");
+        assert_eq!(known[0].summary.data_hash, Some(digest_of("pw")));
+
+        // Without a uid or a resourceVersion nothing is known.
+        let mut anonymous = named("s-1", "5", "anonymous");
+        anonymous.uid = None;
+        let mut versionless = named("s-1", "5", "versionless");
+        versionless.resource_version = None;
+        let (known, to_read) = cache.reuse(vec![anonymous, versionless]);
+        assert!(known.is_empty());
+        assert_eq!(to_read, ["anonymous", "versionless"]);
+    }
+
+    #[test]
+    fn a_secret_the_agent_wrote_need_not_be_read_and_replace_forgets_the_gone() {
+        let mut cache = SecretDigestCache::default();
+        cache.insert("s-1".into(), "8".into(), digest_of("new"));
+        let (known, to_read) = cache.reuse(vec![metadata_of(&go_secret("s-1", "8", "new"))]);
+        assert!(to_read.is_empty());
+        assert_eq!(known[0].summary.data_hash, Some(digest_of("new")));
+
+        // Only what exists now is kept.
+        cache.replace(&[ListedSecret::from(go_secret("s-2", "9", "pw"))]);
+        assert_eq!(cache.len(), 1);
+        let (known, to_read) = cache.reuse(vec![metadata_of(&go_secret("s-1", "8", "new"))]);
+        assert!(known.is_empty());
+        assert_eq!(to_read, ["shop-b1"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::actual::{ActualApplication, ActualSecret, ActualState};
 use super::convert::WantedSecret;
 use super::names;
 use super::pending::{PackedApplication, PendingApplication};
-use crate::crd::labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, SECRET_APP_LABEL};
+use crate::crd::labels::SECRET_APP_LABEL;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ApplicationAction {
@@ -402,8 +402,14 @@ fn plan_wanted(
     }
 }
 
+/// Whether a Secret of the agent's must be written again: its data, its
+/// `app` or `bundleId` label or its owner is not what is wanted. Other labels
+/// and annotations do not count: a Secret of an earlier release (with the
+/// managed-by label and a data-digest annotation) that holds the wanted data
+/// is left as it is, as the Go agent's Secrets are.
 fn secret_differs(wanted: &WantedSecret, actual: &ActualSecret, owner_uid: Option<&str>) -> bool {
-    // A digest recorded by this agent, or one of the data read in full.
+    // The digest of the data as read (or as known for its resourceVersion);
+    // none known counts as different.
     let data_matches = actual.data_hash.as_deref() == Some(wanted.data_hash().as_str());
     let labels_match = wanted
         .label_values()
@@ -413,13 +419,16 @@ fn secret_differs(wanted: &WantedSecret, actual: &ActualSecret, owner_uid: Optio
     !data_matches || !labels_match || !owned_by_app
 }
 
-/// The Secrets the agent made for each application (by label), found even
-/// when the Application no longer points at them (e.g. after a failed earlier
-/// sync). Built once per plan: a lookup per application would be quadratic.
+/// The Secrets the agent (this one, an earlier release, or the Go agent) made
+/// for each application (by their `app` label), found even when the
+/// Application no longer points at them (e.g. after a failed earlier sync).
+/// Only the agent's ([`ActualSecret::is_the_agents`]): someone else's Secret
+/// with an `app` label is no application's. Built once per plan: a lookup per
+/// application would be quadratic.
 fn secrets_by_labelled_app(secrets: &[ActualSecret]) -> BTreeMap<&str, Vec<&str>> {
     let mut by_app: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for secret in secrets {
-        if secret.label(MANAGED_BY_LABEL) != Some(MANAGED_BY_VALUE) {
+        if !secret.is_the_agents() {
             continue;
         }
         if let Some(app) = secret.label(SECRET_APP_LABEL) {
@@ -434,7 +443,6 @@ mod tests {
     use super::*;
     use crate::compass::model::{self, Auth, Credential};
     use crate::crd::application::{Application, ApplicationSpec};
-    use crate::crd::labels::DATA_HASH_ANNOTATION;
     use crate::sync::convert::{to_wanted_application, ConversionSettings, WantedApplication};
     use k8s_openapi::api::core::v1::Secret;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -955,24 +963,114 @@ mod tests {
         ));
     }
 
+    /// `wanted` as the Go agent's `makeSecret` writes it for the Application
+    /// `app` of uid `owner_uid`: labels `app` and `bundleId`, no annotation,
+    /// one owner reference, the data (and `type` as the apiserver defaults it).
+    fn go_secret_in_cluster(wanted: &WantedSecret, app: &str, owner_uid: &str) -> Secret {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": wanted.name,
+                "labels": {"app": wanted.app, "bundleId": wanted.bundle_id},
+                "ownerReferences": [{
+                    "apiVersion": "applicationconnector.kyma-project.io/v1alpha1",
+                    "kind": "Application", "name": app, "uid": owner_uid
+                }]
+            },
+            "type": "Opaque",
+            "data": wanted.data.iter().map(|(key, value)| {
+                use base64::Engine;
+                (key.to_string(), base64::engine::general_purpose::STANDARD.encode(value))
+            }).collect::<BTreeMap<_, _>>()
+        }))
+        .unwrap()
+    }
+
     #[test]
-    fn a_recorded_data_hash_stands_for_the_data() {
+    fn a_secret_exactly_as_the_go_agent_writes_it_is_not_rewritten() {
         let wanted_apps = [wanted("shop", "p")];
-        let (apps, mut secrets) = applied_objects(&wanted_apps);
-        let hash = wanted_apps[0].secrets[0].data_hash();
-        secrets[0].data = None;
-        secrets[0].metadata.annotations =
-            Some(BTreeMap::from([(DATA_HASH_ANNOTATION.to_string(), hash)]));
-        let state = summarize(&apps, secrets);
+        let (apps, _) = applied_objects(&wanted_apps);
+        let secret = go_secret_in_cluster(&wanted_apps[0].secrets[0], "shop", "uid-0");
+        // What the agent writes is the same object.
         assert_eq!(
-            planned(vec![wanted("shop", "p")], &state).writes(),
-            0,
-            "the same hash is no change"
+            wanted_apps[0].secrets[0].labels(),
+            secret.metadata.labels.clone().unwrap()
         );
+        let state = summarize(&apps, vec![secret]);
+        let plan = planned(vec![wanted("shop", "p")], &state);
+        assert_eq!(plan.writes(), 0, "{plan:?}");
+        // Its data is still compared.
         let plan = planned(vec![wanted("shop", "changed")], &state);
         assert!(
             matches!(plan.applications[0].secrets[..], [SecretAction::Update(_)]),
-            "another hash is a change"
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn a_secret_of_an_earlier_release_is_rewritten_only_when_its_data_differs() {
+        let wanted_apps = [wanted("shop", "p")];
+        let (apps, _) = applied_objects(&wanted_apps);
+        let wanted_secret = &wanted_apps[0].secrets[0];
+        // Written by an earlier release: the managed-by label and a digest
+        // annotation besides the Go agent's labels.
+        let earlier = |data_of: &WantedSecret| {
+            let mut secret = go_secret_in_cluster(data_of, "shop", "uid-0");
+            secret.metadata.labels.as_mut().unwrap().insert(
+                "applicationconnector.kyma-project.io/managed-by".into(),
+                "compass-runtime-agent".into(),
+            );
+            secret.metadata.annotations = Some(BTreeMap::from([(
+                "compass-runtime-agent.kyma-project.io/data-hash".to_string(),
+                wanted_secret.data_hash(),
+            )]));
+            secret
+        };
+        let state = summarize(&apps, vec![earlier(wanted_secret)]);
+        assert_eq!(
+            planned(vec![wanted("shop", "p")], &state).writes(),
+            0,
+            "the extra label and annotation are no reason to write"
+        );
+        // The data edited by hand since: the annotation does not stand for it.
+        let edited = wanted("shop", "edited by hand");
+        let state = summarize(&apps, vec![earlier(&edited.secrets[0])]);
+        let plan = planned(vec![wanted("shop", "p")], &state);
+        assert!(
+            matches!(plan.applications[0].secrets[..], [SecretAction::Update(_)]),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn secrets_the_go_agent_labelled_for_an_application_go_with_it() {
+        let wanted_apps = [wanted("shop", "p")];
+        let (apps, mut secrets) = applied_objects(&wanted_apps);
+        // Left by the Go agent for a bundle the Application no longer has
+        // (nothing refers to it), and one of someone else's with only an
+        // `app` label.
+        let mut old_bundle = wanted_apps[0].secrets[0].clone();
+        old_bundle.name = "shop-old-bundle".into();
+        old_bundle.bundle_id = "old-bundle".into();
+        secrets.push(go_secret_in_cluster(&old_bundle, "shop", "uid-0"));
+        let mut foreign = go_secret_in_cluster(&old_bundle, "shop", "uid-0");
+        foreign.metadata.name = Some("shop-not-ours".into());
+        foreign.metadata.labels = Some(BTreeMap::from([("app".into(), "shop".into())]));
+        secrets.push(foreign);
+        let state = summarize(&apps, secrets);
+
+        let kept = planned(vec![wanted("shop", "p")], &state);
+        assert_eq!(
+            kept.applications[0].secrets,
+            vec![SecretAction::Delete("shop-old-bundle".into())]
+        );
+        let gone = planned(Vec::<WantedApplication>::new(), &state);
+        assert_eq!(gone.applications[0].action, ApplicationAction::Delete);
+        assert_eq!(
+            gone.applications[0].secrets,
+            vec![
+                SecretAction::Delete("shop-old-bundle".into()),
+                SecretAction::Delete("shop-shop-bundle".into()),
+            ]
         );
     }
 
