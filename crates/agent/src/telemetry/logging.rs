@@ -9,9 +9,12 @@ pub fn init(format: LogFormat, level: &str) {
         eprintln!("invalid APP_LOG_LEVEL {level:?} ({error}); using info");
         EnvFilter::new("info")
     });
+    // Colours only for a person at a terminal: a Pod's log (a pipe to the
+    // container runtime) gets plain text that log collectors can parse.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let result = match format {
         LogFormat::Json => builder
             .json()
