@@ -28,6 +28,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Settings, SourceKind};
 use crate::report::Report;
 
+/// Also here, next to the refusals it is asked for (`k8s::events` reads it
+/// from here).
+pub use super::errors::is_forbidden;
+
 /// Namespace of the Events about the cluster-scoped CompassConnection.
 pub const EVENTS_NAMESPACE: &str = "default";
 
@@ -332,11 +336,6 @@ async fn may_in(
         }
         Err(error) => Err(error),
     }
-}
-
-/// Whether an error is the API server's 403.
-pub fn is_forbidden(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 403)
 }
 
 #[cfg(test)]

@@ -17,9 +17,10 @@ use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
-use super::access::{is_forbidden, Access};
+use super::access::Access;
+use super::errors::{is_conflict, is_forbidden, is_not_found};
 use super::metrics::KubernetesMetrics;
-use super::replace::{apply_merge_patch, is_conflict, CONFLICT_RETRIES};
+use super::replace::{apply_merge_patch, CONFLICT_RETRIES};
 use crate::crd::application::Application;
 use crate::crd::compass_connection::{ApplicationSyncResult, SyncOperation};
 use crate::crd::labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, SECRET_BUNDLE_LABEL};
@@ -637,8 +638,8 @@ impl ApplicationWriter {
             };
             match self.applications.delete(name, &check).await {
                 Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(kube::Error::Api(status)) if status.code == 409 => {
+                Err(error) if is_not_found(&error) => {}
+                Err(error) if is_conflict(&error) => {
                     return Err(WriteError::MadeAnewSinceRead {
                         name: name.to_string(),
                     })
@@ -663,12 +664,10 @@ impl ApplicationWriter {
             .await
         {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                Err(WriteError::MadeAnewSinceRead {
-                    name: name.to_string(),
-                })
-            }
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) if is_conflict(&error) => Err(WriteError::MadeAnewSinceRead {
+                name: name.to_string(),
+            }),
             Err(error) => Err(WriteError::Delete(error)),
         }
     }
@@ -682,7 +681,7 @@ impl ApplicationWriter {
             )
             .await
         {
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
             other => other.map(|_| ()),
         }
     }

@@ -9,7 +9,8 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, Client, Resource};
 use serde_json::json;
 
-use super::replace::{apply_merge_patch, is_conflict, is_not_found, CONFLICT_RETRIES};
+use super::errors::{is_conflict, is_forbidden, is_not_found};
+use super::replace::{apply_merge_patch, CONFLICT_RETRIES};
 use super::write_params;
 use crate::crd::compass_connection::{
     CompassConnection, CompassConnectionSpec, CompassConnectionStatus, ConnectionState,
@@ -120,7 +121,7 @@ impl ConnectionStore {
             // controller reads a missing status as `initial_status()`. Writing
             // it here would race with the controller's first reconcile.
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(error) if is_conflict(&error) => Ok(()),
             Err(source) => Err(ConnectionStoreError::Api {
                 action: "create",
                 source,
@@ -217,10 +218,8 @@ impl ConnectionStore {
             {
                 Ok(_) => return Ok(()),
                 Err(error) if is_conflict(&error) => return Err(ConnectionStoreError::Conflict),
-                Err(kube::Error::Api(status)) if status.code == 403 => {
-                    return Err(ConnectionStoreError::StatusForbidden {
-                        source: kube::Error::Api(status),
-                    })
+                Err(error) if is_forbidden(&error) => {
+                    return Err(ConnectionStoreError::StatusForbidden { source: error })
                 }
                 // Either the object is gone or the CRD lost its status
                 // subresource since it was asked; the plain replace tells which.

@@ -6,6 +6,7 @@ pub mod access;
 pub mod applications;
 pub mod connection;
 pub mod credentials_store;
+pub mod errors;
 pub mod events;
 pub mod metrics;
 pub mod replace;

@@ -10,6 +10,10 @@
 
 use serde_json::Value;
 
+/// The answers a read-then-replace acts on (`k8s::credentials_store` reads them
+/// from here).
+pub use super::errors::{is_conflict, is_not_found};
+
 /// Applies an RFC 7386 JSON merge patch: objects merge key by key, `null`
 /// removes a key, anything else replaces. What a `Patch::Merge` would do on
 /// the server.
@@ -36,17 +40,6 @@ pub fn apply_merge_patch(target: &mut Value, patch: &Value) {
 /// How often a replace is tried again when the object changed between the
 /// read and the write (409 Conflict).
 pub const CONFLICT_RETRIES: usize = 5;
-
-/// Whether an error is the API server's 409 (a stale resourceVersion, or a
-/// create of a name that exists).
-pub fn is_conflict(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 409)
-}
-
-/// Whether an error is the API server's 404.
-pub fn is_not_found(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 404)
-}
 
 #[cfg(test)]
 mod tests {

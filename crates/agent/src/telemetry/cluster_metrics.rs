@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::k8s::access::{is_forbidden, Access};
+use crate::k8s::access::Access;
+use crate::k8s::errors::{is_forbidden, is_not_found};
 use crate::report::Report;
 use crate::telemetry::health::Readiness;
 
@@ -257,7 +258,7 @@ async fn list_node_metrics(client: &Client) -> Result<Vec<NodeUsage>, kube::Erro
 
 /// Whether an error says that `metrics.k8s.io` is not served at all.
 fn is_not_served(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 404)
+    is_not_found(error)
 }
 
 /// What the loop remembers between lines.
