@@ -17,8 +17,9 @@ use kube::api::ObjectMeta;
 use kube::Api;
 use tokio_util::sync::CancellationToken;
 
-use super::{Context, ControllerError};
+use super::controller::{fault, ControllerError};
 use crate::config::{NamespacedName, Settings};
+use crate::controller::Context;
 use crate::k8s::write_params;
 use crate::report::Report;
 
@@ -286,7 +287,7 @@ pub async fn run_elected(
     ctx: Arc<Context>,
     config: ElectionConfig,
     shutdown: CancellationToken,
-    faults: super::fault::Hook,
+    faults: fault::Hook,
 ) -> Result<(), ControllerError> {
     let mut elector = Elector::new(ctx.client.clone(), config.clone());
     tracing::info!(identity = %config.identity, lease = %config.lease, "leader election: waiting for the Lease");
@@ -317,7 +318,8 @@ pub async fn run_elected(
         // A new term starts from the cluster's state, at once.
         ctx.reset_backoff();
         let term = shutdown.child_token();
-        let mut controller = tokio::spawn(super::run(ctx.clone(), term.clone(), faults));
+        let mut controller =
+            tokio::spawn(super::controller::run(ctx.clone(), term.clone(), faults));
         // The controller is watched while the Lease is renewed: one that
         // ended must not keep the Lease from a replica that can work.
         let end = lead(&mut elector, &config, &mut last_renewal, async {
