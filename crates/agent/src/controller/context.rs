@@ -3,13 +3,12 @@
 //! configuration was read from, and a spent token's answer.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::Client;
 
 use super::connection::PendingSigning;
-use super::decide::{self, Requeue};
+use super::decide::{self, Backoff, Cause, NextRunInput, Run};
 use super::metrics::{AgentMetrics, ControllerMetrics};
 use crate::certificates::{renewal, CertificateInfo, ClientCredentials};
 use crate::compass::metrics::CompassMetrics;
@@ -26,14 +25,6 @@ use crate::k8s::events::EventRecorder;
 use crate::sync::ConversionSettings;
 use crate::telemetry::health::Readiness;
 
-/// What the agent remembers between reconciles (lost on restart, by design:
-/// everything that matters is in the cluster).
-#[derive(Default)]
-struct Memory {
-    consecutive_failures: u32,
-    next_attempt_at: Option<Timestamp>,
-}
-
 /// Everything a reconcile needs.
 pub struct Context {
     pub client: Client,
@@ -49,7 +40,8 @@ pub struct Context {
     pub events: EventRecorder,
     /// What the agent may do beyond its basic verbs (see `k8s::access`).
     pub access: Arc<Access>,
-    memory: Mutex<Memory>,
+    /// What the agent remembers of failures (see [`decide::next_run`]).
+    backoff: Mutex<Backoff>,
     /// Where the connection parameters were last read from (for the status).
     configuration_source: Mutex<Option<SourceOrigin>>,
     /// Survives `reset_backoff`: it is not a backoff, it is a spent token's worth.
@@ -133,7 +125,8 @@ impl Context {
             metrics: metrics.controller.clone(),
             compass_metrics: metrics.compass.clone(),
             readiness,
-            memory: Mutex::new(Memory::default()),
+            // Nothing remembered at start: the first cycle runs at once.
+            backoff: Mutex::new(Backoff::default()),
             configuration_source: Mutex::new(None),
             pending_signing: Mutex::new(None),
             pending_ca: Mutex::new(None),
@@ -235,18 +228,19 @@ impl Context {
 
     /// When the last reconcile scheduled the next attempt (unknown after a restart).
     pub(super) fn next_attempt_at(&self) -> Option<Timestamp> {
-        self.memory().next_attempt_at
+        self.backoff().next_attempt_at
     }
 
-    fn memory(&self) -> MutexGuard<'_, Memory> {
-        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    fn backoff(&self) -> MutexGuard<'_, Backoff> {
+        self.backoff.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Forget failures: the next attempt may come at once (after the minimal
-    /// sync time). Called when the operator changes the configuration or
-    /// deletes `compass-connection`.
+    /// sync time). Each caller is a [`Cause::Reset`]: the configuration source
+    /// changed (watched, or polled where it may not be watched), the
+    /// operator deleted `compass-connection`, or a new leader term starts.
     pub fn reset_backoff(&self) {
-        *self.memory() = Memory::default();
+        self.schedule(Timestamp::now(), Cause::Reset, None);
     }
 
     /// A client for `url`: with `credentials`, over the kept mTLS client of
@@ -324,72 +318,38 @@ impl Context {
 }
 
 impl Context {
-    /// Counts a failure and returns how long to wait before the next attempt.
-    pub(super) fn note_failure(&self, now: Timestamp) -> Duration {
-        let mut memory = self.memory();
-        memory.consecutive_failures = memory.consecutive_failures.saturating_add(1);
-        let base = self
-            .settings
-            .minimal_compass_sync_time
-            .max(Duration::from_secs(1));
-        let delay = decide::backoff_delay(
-            memory.consecutive_failures,
-            base,
-            self.settings.max_retry_delay,
-            rand::random(),
-        );
-        memory.next_attempt_at = jiff::SignedDuration::try_from(delay)
-            .ok()
-            .and_then(|d| now.checked_add(d).ok());
-        delay
-    }
-
-    /// Forgets failures and schedules the next attempt `delay` from `now`.
-    /// Reconciles that our own writes trigger before then only wait: without
-    /// this, every status write would start a new cycle after the minimal
-    /// sync time instead of after the sync period.
-    pub(super) fn note_success(&self, now: Timestamp, delay: Duration) {
-        let mut memory = self.memory();
-        memory.consecutive_failures = 0;
-        memory.next_attempt_at = jiff::SignedDuration::try_from(delay)
-            .ok()
-            .and_then(|d| now.checked_add(d).ok());
-    }
-}
-
-impl Context {
-    /// How long until the next cycle, and remembered for the reconciles our
-    /// own writes trigger meanwhile.
+    /// The next run after `cause`, as [`decide::next_run`] decides it, and
+    /// what it remembers for the reconciles that come before it (those our
+    /// own writes trigger only wait: without this, every status write would
+    /// start a new cycle after the minimal sync time instead of after the
+    /// sync period).
     pub(super) fn schedule(
         &self,
         now: Timestamp,
-        requeue: Requeue,
+        cause: Cause,
         certificate: Option<&CertificateInfo>,
-    ) -> Duration {
-        match requeue {
-            Requeue::Backoff => self.note_failure(now),
-            Requeue::Reconnect => {
-                let delay = self.settings.minimal_compass_sync_time;
-                self.note_success(now, delay);
-                delay
-            }
-            Requeue::AfterSuccess => {
-                let renewal = certificate.map(|info| {
-                    renewal::renewal_due_at(
-                        info,
-                        self.settings.cert_validity_renewal_threshold,
-                        self.settings.minimal_compass_sync_time,
-                    )
-                });
-                let delay = decide::requeue_after_success(
-                    now,
-                    self.settings.controller_sync_period,
-                    renewal,
-                );
-                self.note_success(now, delay);
-                delay
-            }
-        }
+    ) -> Run {
+        let settings = &self.settings;
+        let renewal_due_at = certificate.map(|info| {
+            renewal::renewal_due_at(
+                info,
+                settings.cert_validity_renewal_threshold,
+                settings.minimal_compass_sync_time,
+            )
+        });
+        let mut backoff = self.backoff();
+        let next = decide::next_run(NextRunInput {
+            now,
+            cause,
+            backoff: *backoff,
+            renewal_due_at,
+            sync_period: settings.controller_sync_period,
+            minimal_sync_time: settings.minimal_compass_sync_time,
+            max_retry_delay: settings.max_retry_delay,
+            jitter: rand::random(),
+        });
+        *backoff = next.backoff;
+        next.run
     }
 }
 

@@ -487,6 +487,153 @@ pub fn sync_due(
     }
 }
 
+/// What the agent remembers of failures between reconciles (lost on a
+/// restart, by design: everything that matters is in the cluster).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backoff {
+    pub consecutive_failures: u32,
+    /// When the next attempt was scheduled: reconciles that come earlier
+    /// (our own writes trigger them) only wait, see [`next_step`].
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+/// How writing a reconcile's outcome failed, as `error_policy` sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteFailure {
+    /// Someone changed `compass-connection` meanwhile: read it again, soon.
+    Conflict,
+    /// It was deleted: it is created anew, and that starts the next cycle.
+    Gone,
+    /// Any other failure: back off.
+    Other,
+}
+
+/// Why the next run is decided now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// A cycle ended, and its transition asked for this requeue.
+    Cycle(Requeue),
+    /// A cycle could not be written (see `reconcile::error_policy`).
+    WriteFailed(WriteFailure),
+    /// The failures no longer tell anything of the next attempt: the
+    /// operator changed the configuration, `compass-connection` was deleted
+    /// (it is created anew, in `ConnectionFailed`), or a new leader term
+    /// starts from the cluster's state. Each of them starts a reconcile at
+    /// once.
+    Reset,
+}
+
+/// Everything the next run depends on.
+#[derive(Clone, Copy, Debug)]
+pub struct NextRunInput {
+    pub now: Timestamp,
+    pub cause: Cause,
+    /// What was remembered before.
+    pub backoff: Backoff,
+    /// When the certificate in use becomes due for renewal, if there is one.
+    pub renewal_due_at: Option<Timestamp>,
+    /// `APP_CONTROLLER_SYNC_PERIOD`.
+    pub sync_period: Duration,
+    /// `APP_MINIMAL_COMPASS_SYNC_TIME`: the reconnect delay and the backoff's
+    /// base (at least a second).
+    pub minimal_sync_time: Duration,
+    /// `APP_MAX_RETRY_DELAY`: the backoff's cap.
+    pub max_retry_delay: Duration,
+    /// A sample in [0, 1) for the backoff's jitter.
+    pub jitter: f64,
+}
+
+/// When the next reconcile runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Run {
+    After(Duration),
+    /// When `compass-connection` changes (it is created anew).
+    OnChange,
+}
+
+/// The next run and what to remember for the reconciles before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextRun {
+    pub run: Run,
+    pub backoff: Backoff,
+}
+
+/// How long a write conflict waits: the object is read again at once, the
+/// short delay only lets the other writer finish.
+pub const CONFLICT_RETRY: Duration = Duration::from_millis(200);
+
+/// When the next cycle runs: the one place that decides it.
+///
+/// - after a success: the sync period, or sooner when the certificate
+///   becomes due for renewal; failures are forgotten;
+/// - when the certificate stopped working: connect anew with the token after
+///   the minimal sync time, without a backoff (the token may help at once);
+/// - after a failed cycle or a failed write: exponential backoff with jitter,
+///   from the minimal sync time up to the max retry delay;
+/// - after a write conflict: again shortly, after a deletion: when the object
+///   is back; neither counts as a failure nor moves the scheduled attempt;
+/// - after a reset: nothing remembered, the next attempt may come at once.
+pub fn next_run(input: NextRunInput) -> NextRun {
+    let NextRunInput {
+        now,
+        cause,
+        backoff,
+        renewal_due_at,
+        sync_period,
+        minimal_sync_time,
+        max_retry_delay,
+        jitter,
+    } = input;
+    let forget_failures = |delay: Duration| NextRun {
+        run: Run::After(delay),
+        backoff: Backoff {
+            consecutive_failures: 0,
+            next_attempt_at: after(now, delay),
+        },
+    };
+    match cause {
+        Cause::Cycle(Requeue::AfterSuccess) => {
+            forget_failures(requeue_after_success(now, sync_period, renewal_due_at))
+        }
+        Cause::Cycle(Requeue::Reconnect) => forget_failures(minimal_sync_time),
+        Cause::Cycle(Requeue::Backoff) | Cause::WriteFailed(WriteFailure::Other) => {
+            let consecutive_failures = backoff.consecutive_failures.saturating_add(1);
+            let delay = backoff_delay(
+                consecutive_failures,
+                minimal_sync_time.max(Duration::from_secs(1)),
+                max_retry_delay,
+                jitter,
+            );
+            NextRun {
+                run: Run::After(delay),
+                backoff: Backoff {
+                    consecutive_failures,
+                    next_attempt_at: after(now, delay),
+                },
+            }
+        }
+        Cause::WriteFailed(WriteFailure::Conflict) => NextRun {
+            run: Run::After(CONFLICT_RETRY),
+            backoff,
+        },
+        Cause::WriteFailed(WriteFailure::Gone) => NextRun {
+            run: Run::OnChange,
+            backoff,
+        },
+        Cause::Reset => NextRun {
+            run: Run::After(Duration::ZERO),
+            backoff: Backoff::default(),
+        },
+    }
+}
+
+/// `now + delay`, unless that is beyond what a timestamp holds.
+fn after(now: Timestamp, delay: Duration) -> Option<Timestamp> {
+    jiff::SignedDuration::try_from(delay)
+        .ok()
+        .and_then(|d| now.checked_add(d).ok())
+}
+
 /// Exponential backoff with "equal jitter": the n-th consecutive failure waits
 /// between half and all of `base × 2^(n-1)`, capped at `cap`. `random` is in [0, 1).
 pub fn backoff_delay(

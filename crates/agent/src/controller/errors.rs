@@ -5,6 +5,7 @@
 //! `reconciles_total{outcome="Failure"}` (see `reconcile`): under Kyma's
 //! RBAC there are no Events, and the metric is what an operator has.
 
+use super::decide::WriteFailure;
 use crate::certificates::CertificateError;
 use crate::compass::CompassError;
 use crate::config::SourceError;
@@ -120,11 +121,49 @@ impl ReconcileError {
             ReconcileError::Store(_) => "StatusWriteFailed",
         }
     }
+    /// What the next run makes of it (see [`next_run`](super::decide::next_run)).
+    pub fn write_failure(&self) -> WriteFailure {
+        match self {
+            ReconcileError::Store(ConnectionStoreError::Conflict) => WriteFailure::Conflict,
+            ReconcileError::Store(ConnectionStoreError::Gone) => WriteFailure::Gone,
+            ReconcileError::Store(_) => WriteFailure::Other,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_conflict_retries_a_deletion_waits_and_other_write_failures_back_off() {
+        let forbidden = || {
+            kube::Error::Api(Box::new(
+                kube::core::Status::failure("forbidden", "Forbidden").with_code(403),
+            ))
+        };
+        for (error, failure) in [
+            (ConnectionStoreError::Conflict, WriteFailure::Conflict),
+            (ConnectionStoreError::Gone, WriteFailure::Gone),
+            (
+                ConnectionStoreError::Api {
+                    action: "update",
+                    source: forbidden(),
+                },
+                WriteFailure::Other,
+            ),
+            (
+                ConnectionStoreError::StatusForbidden {
+                    source: forbidden(),
+                },
+                WriteFailure::Other,
+            ),
+        ] {
+            let error = ReconcileError::Store(error);
+            assert_eq!(error.write_failure(), failure, "{error}");
+            assert_eq!(error.category(), "StatusWriteFailed");
+        }
+    }
 
     #[test]
     fn a_failed_sync_leaves_the_state_its_kind_says() {

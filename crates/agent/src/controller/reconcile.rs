@@ -3,7 +3,6 @@
 //! makes of it. The decisions are in `decide`; this file does the I/O.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use kube::runtime::controller::Action;
@@ -11,7 +10,7 @@ use tracing::Instrument;
 
 use super::connection::connect;
 use super::context::Context;
-use super::decide::{self, Cycle, Step};
+use super::decide::{self, Cause, Cycle, Run, Step, WriteFailure};
 use super::errors::ReconcileError;
 use super::synchronize::synchronize;
 use crate::crd::compass_connection::{CompassConnection, ConnectionState};
@@ -47,15 +46,17 @@ pub fn error_policy(
     error: &ReconcileError,
     ctx: Arc<Context>,
 ) -> Action {
-    match error {
-        ReconcileError::Store(ConnectionStoreError::Conflict) => {
-            Action::requeue(Duration::from_millis(200))
-        }
-        ReconcileError::Store(ConnectionStoreError::Gone) => Action::await_change(),
-        ReconcileError::Store(_) => {
-            tracing::warn!(error = %Report(error), "cannot record the reconcile; retrying");
-            Action::requeue(ctx.note_failure(Timestamp::now()))
-        }
+    let failure = error.write_failure();
+    if failure == WriteFailure::Other {
+        tracing::warn!(error = %Report(error), "cannot record the reconcile; retrying");
+    }
+    action(ctx.schedule(Timestamp::now(), Cause::WriteFailed(failure), None))
+}
+
+fn action(run: Run) -> Action {
+    match run {
+        Run::After(delay) => Action::requeue(delay),
+        Run::OnChange => Action::await_change(),
     }
 }
 
@@ -159,9 +160,9 @@ async fn reconcile_once(
     written?;
 
     let certificate = connected.outcome.certificate();
-    Ok(Action::requeue(ctx.schedule(
+    Ok(action(ctx.schedule(
         now,
-        transition.requeue,
+        Cause::Cycle(transition.requeue),
         certificate,
     )))
 }

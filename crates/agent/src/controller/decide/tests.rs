@@ -177,6 +177,192 @@ fn success_requeues_at_the_sync_period_or_at_renewal() {
     );
 }
 
+fn next_run_input(cause: Cause, backoff: Backoff) -> NextRunInput {
+    NextRunInput {
+        now: at(0),
+        cause,
+        backoff,
+        renewal_due_at: None,
+        sync_period: Duration::from_secs(20),
+        minimal_sync_time: MIN,
+        max_retry_delay: Duration::from_secs(300),
+        jitter: 0.0,
+    }
+}
+
+fn failures(consecutive_failures: u32, next_attempt_at: Option<i64>) -> Backoff {
+    Backoff {
+        consecutive_failures,
+        next_attempt_at: next_attempt_at.map(at),
+    }
+}
+
+#[test]
+fn after_a_success_the_next_run_is_the_sync_period_and_failures_are_forgotten() {
+    let next = next_run(next_run_input(
+        Cause::Cycle(Requeue::AfterSuccess),
+        failures(4, Some(-3)),
+    ));
+    assert_eq!(
+        next,
+        NextRun {
+            run: Run::After(Duration::from_secs(20)),
+            backoff: failures(0, Some(20)),
+        }
+    );
+}
+
+#[test]
+fn a_renewal_sooner_than_the_sync_period_comes_first() {
+    let next = next_run(NextRunInput {
+        renewal_due_at: Some(at(7)),
+        ..next_run_input(Cause::Cycle(Requeue::AfterSuccess), Backoff::default())
+    });
+    assert_eq!(next.run, Run::After(Duration::from_secs(7)));
+    assert_eq!(next.backoff, failures(0, Some(7)));
+
+    // A renewal that is due already: the next cycle in a second, not at once.
+    let overdue = next_run(NextRunInput {
+        renewal_due_at: Some(at(-100)),
+        ..next_run_input(Cause::Cycle(Requeue::AfterSuccess), Backoff::default())
+    });
+    assert_eq!(overdue.run, Run::After(Duration::from_secs(1)));
+
+    // One later than the period does not matter.
+    let later = next_run(NextRunInput {
+        renewal_due_at: Some(at(1000)),
+        ..next_run_input(Cause::Cycle(Requeue::AfterSuccess), Backoff::default())
+    });
+    assert_eq!(later.run, Run::After(Duration::from_secs(20)));
+}
+
+#[test]
+fn credentials_that_stopped_working_reconnect_after_the_minimal_time_without_backoff() {
+    let next = next_run(next_run_input(
+        Cause::Cycle(Requeue::Reconnect),
+        failures(6, Some(100)),
+    ));
+    assert_eq!(
+        next,
+        NextRun {
+            run: Run::After(MIN),
+            backoff: failures(0, Some(10)),
+        }
+    );
+}
+
+#[test]
+fn failures_back_off_from_the_minimal_time_doubling_up_to_the_cap() {
+    let mut backoff = Backoff::default();
+    let mut delays = Vec::new();
+    for _ in 0..8 {
+        // The top of the jitter: the full delay.
+        let next = next_run(NextRunInput {
+            jitter: 1.0,
+            ..next_run_input(Cause::Cycle(Requeue::Backoff), backoff)
+        });
+        let Run::After(delay) = next.run else {
+            panic!("a failure waits: {next:?}")
+        };
+        let seconds = delay.as_secs();
+        assert_eq!(
+            next.backoff.next_attempt_at,
+            Some(at(i64::try_from(seconds).unwrap()))
+        );
+        backoff = next.backoff;
+        delays.push(seconds);
+    }
+    assert_eq!(backoff.consecutive_failures, 8);
+    assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300, 300]);
+
+    // The bottom of the jitter: half of it.
+    let low = next_run(next_run_input(
+        Cause::Cycle(Requeue::Backoff),
+        failures(2, None),
+    ));
+    assert_eq!(low.run, Run::After(Duration::from_secs(20)));
+    assert_eq!(low.backoff, failures(3, Some(20)));
+}
+
+#[test]
+fn the_backoff_starts_at_a_second_when_the_minimal_time_is_shorter() {
+    let next = next_run(NextRunInput {
+        minimal_sync_time: Duration::ZERO,
+        ..next_run_input(Cause::Cycle(Requeue::Backoff), Backoff::default())
+    });
+    assert_eq!(next.run, Run::After(Duration::from_millis(500)));
+}
+
+#[test]
+fn a_failed_write_backs_off_as_a_failed_cycle_does() {
+    let backoff = failures(2, Some(5));
+    let written = next_run(next_run_input(
+        Cause::WriteFailed(WriteFailure::Other),
+        backoff,
+    ));
+    let cycle = next_run(next_run_input(Cause::Cycle(Requeue::Backoff), backoff));
+    assert_eq!(written, cycle);
+    assert_eq!(written.backoff.consecutive_failures, 3);
+}
+
+#[test]
+fn a_write_conflict_retries_shortly_and_a_deletion_waits_for_the_new_object() {
+    let backoff = failures(3, Some(40));
+    assert_eq!(
+        next_run(next_run_input(
+            Cause::WriteFailed(WriteFailure::Conflict),
+            backoff
+        )),
+        NextRun {
+            run: Run::After(Duration::from_millis(200)),
+            backoff,
+        }
+    );
+    assert_eq!(
+        next_run(next_run_input(
+            Cause::WriteFailed(WriteFailure::Gone),
+            backoff
+        )),
+        NextRun {
+            run: Run::OnChange,
+            backoff,
+        }
+    );
+}
+
+#[test]
+fn a_reset_forgets_failures_and_the_scheduled_attempt() {
+    let next = next_run(next_run_input(Cause::Reset, failures(9, Some(300))));
+    assert_eq!(
+        next,
+        NextRun {
+            run: Run::After(Duration::ZERO),
+            backoff: Backoff::default(),
+        }
+    );
+    // So the next reconcile does not wait for it.
+    assert_eq!(
+        next_step(
+            at(0),
+            &Default::default(),
+            &status(ConnectionState::ConnectionFailed, None),
+            MIN,
+            next.backoff.next_attempt_at,
+        ),
+        Step::Establish
+    );
+}
+
+#[test]
+fn a_delay_beyond_any_timestamp_schedules_no_attempt_time() {
+    let next = next_run(NextRunInput {
+        sync_period: Duration::MAX,
+        ..next_run_input(Cause::Cycle(Requeue::AfterSuccess), Backoff::default())
+    });
+    assert_eq!(next.run, Run::After(Duration::MAX));
+    assert_eq!(next.backoff, Backoff::default());
+}
+
 fn certificate(from: i64, to: i64) -> CertificateInfo {
     CertificateInfo {
         subject: "CN=r".into(),
