@@ -1,0 +1,386 @@
+//! Reading the cluster's Applications and credential Secrets as summaries:
+//! their metadata is listed, and only what the caches do not know is read in
+//! full, page by page or by name.
+
+use std::collections::BTreeSet;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
+use kube::api::ListParams;
+use kube::core::PartialObjectMeta;
+use serde::de::{DeserializeOwned, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use super::ApplicationWriter;
+use crate::crd::application::Application;
+use crate::crd::labels::SECRET_BUNDLE_LABEL;
+use crate::k8s::errors::is_forbidden;
+use crate::sync::actual::ListedSecret;
+use crate::sync::{ActualApplication, ActualSecret, ActualState, ListedApplication};
+
+/// One page of a list whose items are summarized as they are parsed: a page
+/// of whole objects is never in memory at once, only its text and one object.
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "K: DeserializeOwned, S: From<K>"))]
+struct SummaryPage<K, S> {
+    #[serde(default)]
+    metadata: ListMeta,
+    #[serde(default, deserialize_with = "summarize_each::<_, K, S>")]
+    items: Vec<S>,
+    #[serde(skip)]
+    object: PhantomData<K>,
+}
+
+fn summarize_each<'de, D, K, S>(deserializer: D) -> Result<Vec<S>, D::Error>
+where
+    D: Deserializer<'de>,
+    K: DeserializeOwned,
+    S: From<K>,
+{
+    struct Items<K, S>(PhantomData<(K, S)>);
+
+    impl<'de, K: DeserializeOwned, S: From<K>> Visitor<'de> for Items<K, S> {
+        type Value = Vec<S>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of objects")
+        }
+
+        fn visit_unit<E>(self) -> Result<Vec<S>, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<S>, A::Error> {
+            let mut summaries = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(object) = seq.next_element::<K>()? {
+                summaries.push(S::from(object));
+            }
+            Ok(summaries)
+        }
+    }
+
+    deserializer.deserialize_any(Items(PhantomData))
+}
+
+/// How many more objects a metadata-only list page holds than a full one.
+const METADATA_PAGE_FACTOR: u32 = 5;
+
+/// Whether the credential Secrets whose digest is not known (`unknown` of the
+/// `listed`) are read one by one by name rather than by listing them all in
+/// full. A GET costs a round trip but moves one Secret; a full list moves
+/// every labelled Secret's data, a page per request. So: by name when few are
+/// unknown (one edited by hand, a few written by someone else), at most a
+/// quarter of them and no more than one list page; in full when most are
+/// (the first sync after a start, a swap back from the Go agent, which
+/// rewrites them all), where a GET each would cost a request per Secret.
+fn read_secrets_by_name(unknown: usize, listed: usize, page_size: u32) -> bool {
+    unknown.saturating_mul(4) <= listed && unknown <= page_size as usize
+}
+
+/// Why the cluster's Applications and Secrets could not be read: the sync
+/// cannot plan (and so deletes nothing).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("cannot list {what}")]
+    List {
+        what: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot read Application {name}")]
+    Read {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot read Secret {name}")]
+    ReadSecret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl ApplicationWriter {
+    /// Every Application, and the Secrets in the integration namespace that carry
+    /// a `bundleId` label (credentials and request parameters), summarized.
+    /// When the agent may not list Secrets, none are read here
+    /// (`secrets_listed` is false): see [`Self::read_named_secrets`].
+    pub async fn read_actual(&self) -> Result<ActualState, ApplyError> {
+        // Both lists at the same time: a sync waits for the longer, not the sum.
+        let (applications, secrets) = tokio::join!(self.read_applications(), self.list_secrets());
+        let secrets = secrets?;
+        Ok(ActualState {
+            applications: applications?,
+            secrets_listed: secrets.is_some(),
+            secrets: secrets.unwrap_or_default(),
+        })
+    }
+
+    /// Without the right to list Secrets: reads, one by one, each Secret a
+    /// wanted or an existing Application refers to. (Secrets that nothing
+    /// refers to any more, left by a failed earlier sync, are found only by
+    /// the list.)
+    pub async fn read_named_secrets(
+        &self,
+        actual: &mut ActualState,
+        wanted: impl IntoIterator<Item = String>,
+    ) -> Result<(), ApplyError> {
+        if actual.secrets_listed {
+            return Ok(());
+        }
+        let mut names: BTreeSet<String> = wanted.into_iter().collect();
+        for application in actual
+            .applications
+            .iter()
+            .filter(|a| a.is_managed_by_compass())
+        {
+            names.extend(application.referenced_secrets.iter().cloned());
+        }
+        let read: Vec<Option<Secret>> = stream::iter(names)
+            .map(|name| async move {
+                self.secrets
+                    .get_opt(&name)
+                    .await
+                    .map_err(|source| ApplyError::ReadSecret { name, source })
+            })
+            .buffer_unordered(self.concurrency)
+            .try_collect()
+            .await?;
+        actual.secrets = read.into_iter().flatten().map(ActualSecret::from).collect();
+        Ok(())
+    }
+
+    /// Lists the Applications' metadata, and reads in full only those that are
+    /// new or changed since the last read (all of them the first time).
+    async fn read_applications(&self) -> Result<Vec<Arc<ActualApplication>>, ApplyError> {
+        let list_error = |source| ApplyError::List {
+            what: "Applications",
+            source,
+        };
+        let listed = self
+            .list_summarized::<PartialObjectMeta<Application>, ListedApplication>(
+                self.applications.resource_url(),
+                ListParams::default(),
+                true,
+            )
+            .await
+            .map_err(list_error)?;
+        let listed_count = listed.len();
+        let (mut summaries, to_read) = self.summaries.lock().await.reuse(listed);
+        tracing::debug!(
+            applications = listed_count,
+            read_in_full = to_read.len(),
+            "Applications listed"
+        );
+        if to_read.len() > self.list_page_size as usize {
+            // Many to read: one list in pages costs less than a GET each.
+            summaries = self
+                .list_summarized::<Application, ActualApplication>(
+                    self.applications.resource_url(),
+                    ListParams::default(),
+                    false,
+                )
+                .await
+                .map_err(list_error)?
+                .into_iter()
+                .map(Arc::new)
+                .collect();
+        } else {
+            let read: Vec<Result<Option<Application>, ApplyError>> = stream::iter(to_read)
+                .map(|name| async move {
+                    self.applications
+                        .get_opt(&name)
+                        .await
+                        .map_err(|source| ApplyError::Read { name, source })
+                })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+            for application in read {
+                // Gone since the list: as if it had not been listed.
+                if let Some(application) = application? {
+                    summaries.push(Arc::new(ActualApplication::from(application)));
+                }
+            }
+        }
+        self.summaries.lock().await.replace(&summaries);
+        Ok(summaries)
+    }
+
+    /// The credential Secrets, by label; `None` when the agent may not list
+    /// Secrets (Kyma's RBAC for it grants no list). Their metadata is listed;
+    /// the data is read only of those whose digest is not known for the
+    /// version listed ([`SecretDigestCache`]), so an idle sync reads no data.
+    async fn list_secrets(&self) -> Result<Option<Vec<ActualSecret>>, ApplyError> {
+        if !self.access.list_credential_secrets.allowed() {
+            return Ok(None);
+        }
+        let list_error = |source| ApplyError::List {
+            what: "credential Secrets",
+            source,
+        };
+        let with_bundle_label = ListParams::default().labels(SECRET_BUNDLE_LABEL);
+        let listed = match self
+            .list_summarized::<PartialObjectMeta<Secret>, ListedSecret>(
+                self.secrets.resource_url(),
+                with_bundle_label.clone(),
+                true,
+            )
+            .await
+        {
+            Ok(listed) => listed,
+            Err(error) if is_forbidden(&error) => {
+                self.access.list_credential_secrets.refused(&error);
+                return Ok(None);
+            }
+            Err(error) => return Err(list_error(error)),
+        };
+        let listed_count = listed.len();
+        let (mut secrets, to_read) = self.secret_digests().reuse(listed);
+        tracing::debug!(
+            secrets = listed_count,
+            read_in_full = to_read.len(),
+            "credential Secrets listed"
+        );
+        if to_read.is_empty() {
+            // Nothing new: the cache already holds exactly these.
+        } else if read_secrets_by_name(to_read.len(), listed_count, self.list_page_size) {
+            let read: Vec<Option<Secret>> = stream::iter(to_read)
+                .map(|name| async move {
+                    self.secrets
+                        .get_opt(&name)
+                        .await
+                        .map_err(|source| ApplyError::ReadSecret { name, source })
+                })
+                .buffer_unordered(self.concurrency)
+                .try_collect()
+                .await?;
+            // One gone since the list: as if it had not been listed.
+            secrets.extend(read.into_iter().flatten().map(ListedSecret::from));
+        } else {
+            secrets = self
+                .list_summarized::<Secret, ListedSecret>(
+                    self.secrets.resource_url(),
+                    with_bundle_label,
+                    false,
+                )
+                .await
+                .map_err(list_error)?;
+        }
+        self.secret_digests().replace(&secrets);
+        Ok(Some(
+            secrets.into_iter().map(|secret| secret.summary).collect(),
+        ))
+    }
+
+    /// Lists every object, page by page (`list_page_size` objects a page, five
+    /// times as many when only their metadata is listed: the bound of one
+    /// response's memory), keeping a summary of each.
+    async fn list_summarized<K, S>(
+        &self,
+        url: &str,
+        params: ListParams,
+        metadata_only: bool,
+    ) -> Result<Vec<S>, kube::Error>
+    where
+        K: DeserializeOwned,
+        S: From<K>,
+    {
+        let request = kube::core::Request::new(url);
+        let page_size = match metadata_only {
+            // An object's metadata is a fraction of it: more fit in the same memory.
+            true => self.list_page_size.saturating_mul(METADATA_PAGE_FACTOR),
+            false => self.list_page_size,
+        };
+        let mut params = params.limit(page_size.max(1));
+        let mut all = Vec::new();
+        loop {
+            let mut page_request = if metadata_only {
+                request.list_metadata(&params)
+            } else {
+                request.list(&params)
+            }
+            .map_err(kube::Error::BuildRequest)?;
+            page_request.extensions_mut().insert("list");
+            let page: SummaryPage<K, S> = self.client.request(page_request).await?;
+            all.extend(page.items);
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => return Ok(all),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn page(json: serde_json::Value) -> SummaryPage<Application, ActualApplication> {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_list_page_is_read_as_summaries_with_its_continue_token() {
+        let page = page(json!({
+            "apiVersion": "applicationconnector.kyma-project.io/v1alpha1",
+            "kind": "ApplicationList",
+            "metadata": {"continue": "next-page", "resourceVersion": "7"},
+            "items": [
+                {
+                    "apiVersion": "applicationconnector.kyma-project.io/v1alpha1",
+                    "kind": "Application",
+                    "metadata": {"name": "shop", "uid": "u-1", "managedFields": [{"manager": "x"}]},
+                    "spec": {
+                        "services": [{"id": "b", "name": "b", "displayName": "B", "description": "",
+                            "providerDisplayName": "", "entries": [{"type": "API",
+                            "credentials": {"type": "Basic", "secretName": "shop-b"}}]}],
+                        "compassMetadata": {"applicationId": "app-1", "authentication": {"clientIds": []}}
+                    }
+                },
+                {"metadata": {"name": "foreign"}, "spec": {}}
+            ]
+        }));
+        assert_eq!(page.metadata.continue_.as_deref(), Some("next-page"));
+        let names: Vec<_> = page.items.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["shop", "foreign"]);
+        assert_eq!(page.items[0].uid.as_deref(), Some("u-1"));
+        assert_eq!(page.items[0].referenced_secrets, ["shop-b"]);
+        assert!(page.items[0].is_managed_by_compass());
+        assert!(!page.items[1].is_managed_by_compass());
+    }
+
+    #[test]
+    fn a_list_without_items_is_empty() {
+        assert!(page(json!({"metadata": {}, "items": null}))
+            .items
+            .is_empty());
+        assert!(page(json!({"metadata": {}})).items.is_empty());
+    }
+
+    #[test]
+    fn few_unknown_secrets_are_read_by_name_most_by_one_list() {
+        // One edited by hand among many: a GET.
+        assert!(read_secrets_by_name(1, 400, 100));
+        assert!(read_secrets_by_name(100, 400, 100));
+        // All unknown (the first sync after a start, a swap back from the Go
+        // agent), most, or more than a page of them: a list.
+        assert!(!read_secrets_by_name(400, 400, 100));
+        assert!(!read_secrets_by_name(101, 400, 100));
+        assert!(!read_secrets_by_name(101, 4000, 100));
+        assert!(!read_secrets_by_name(1, 3, 100));
+    }
+
+    #[test]
+    fn an_object_that_does_not_parse_fails_the_page() {
+        let result = serde_json::from_value::<SummaryPage<Application, ActualApplication>>(
+            json!({"metadata": {}, "items": [{"metadata": {"name": 5}}]}),
+        );
+        assert!(result.is_err());
+    }
+}
