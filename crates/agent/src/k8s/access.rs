@@ -30,7 +30,6 @@ use crate::report::Report;
 
 /// Also here, next to the refusals it is asked for (`k8s::events` reads it
 /// from here).
-pub use super::errors::is_forbidden;
 
 /// Namespace of the Events about the cluster-scoped CompassConnection.
 pub const EVENTS_NAMESPACE: &str = "default";

@@ -12,7 +12,8 @@ use zeroize::Zeroizing;
 
 use crate::certificates::{CertificateError, ClientCredentials};
 use crate::config::NamespacedName;
-use crate::k8s::replace::{is_conflict, CONFLICT_RETRIES};
+use crate::k8s::errors::is_conflict;
+use crate::k8s::replace::CONFLICT_RETRIES;
 use crate::k8s::write_params;
 use crate::report::Report;
 

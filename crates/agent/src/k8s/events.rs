@@ -8,7 +8,8 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 
-use super::access::{is_forbidden, Access};
+use super::access::Access;
+use super::errors::is_forbidden;
 use crate::crd::application::Application;
 use crate::crd::compass_connection::{CompassConnection, ConnectionState};
 use crate::report::Report;

@@ -12,7 +12,6 @@ use serde_json::Value;
 
 /// The answers a read-then-replace acts on (`k8s::credentials_store` reads them
 /// from here).
-pub use super::errors::{is_conflict, is_not_found};
 
 /// Applies an RFC 7386 JSON merge patch: objects merge key by key, `null`
 /// removes a key, anything else replaces. What a `Patch::Merge` would do on

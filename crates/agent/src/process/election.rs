@@ -241,7 +241,7 @@ impl Elector {
                 self.observed = Some((version, sent));
                 Ok(true)
             }
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(error) if crate::k8s::errors::is_conflict(&error) => Ok(false),
             Err(error) => Err(error),
         }
     }
