@@ -18,7 +18,7 @@ use super::decide::{ConnectionOutcome, Step};
 use super::errors::ConnectionError;
 use crate::certificates::{self, renewal, ClientCredentials, KeyAlgorithm, Subject};
 use crate::compass::connector::{ConnectorClient, CsrInfo};
-use crate::config::ConnectionParameters;
+use crate::config::{ConnectionParameters, SourceOrigin};
 use crate::crd::compass_connection::{CompassConnection, ManagementInfo};
 use crate::crd::labels::PRESENTED_TOKEN_ANNOTATION;
 use crate::report::{bounded, report, Report};
@@ -54,116 +54,239 @@ pub(super) async fn connect(
     now: Timestamp,
 ) -> Connected {
     let mut presented_token = None;
-    let failed = |error: &ConnectionError, credentials_gone: bool| ConnectionOutcome::Failed {
-        error: bounded(&report(error), MAX_ERROR_LEN),
-        category: error.category(),
-        credentials_gone,
-    };
     let (outcome, credentials) = match step {
-        Step::Establish => {
-            let established = match ctx.read_parameters().await {
-                Ok(parameters) => {
-                    establish(ctx, &parameters, request_id, &mut presented_token).await
-                }
-                Err(error) => Err(error.into()),
-            };
-            match established {
-                Ok(established) => established.connected(),
-                Err(error) => {
-                    tracing::warn!(error = %Report(&error), category = error.category(), "cannot establish the connection to Compass");
-                    ctx.metrics.record_establishment(false);
-                    (failed(&error, true), None)
-                }
-            }
-        }
+        Step::Establish => establish_step(ctx, request_id, &mut presented_token)
+            .await
+            .into_connected(),
         Step::Maintain | Step::Wait(_) => {
-            match maintain(ctx, &connection.spec, request_id, now).await {
-                Ok(maintained) => {
-                    if presented_digest(connection).is_none() {
-                        // Connected before this agent recorded tokens (by the
-                        // original, or an earlier version): the token in the
-                        // configuration now is the one that was presented.
-                        presented_token = ctx
-                            .read_parameters()
-                            .await
-                            .ok()
-                            .map(|parameters| token_digest(&parameters.token));
-                    }
-                    if maintained.renewed {
-                        tracing::info!(not_after = %maintained.credentials.info().not_after, "client certificate renewed");
-                        ctx.events
-                            .publish_normal(
-                                connection,
-                                "CertificateRenewed",
-                                "the client certificate was renewed",
-                            )
-                            .await;
-                    }
-                    (
-                        ConnectionOutcome::Maintained {
-                            certificate: maintained.credentials.info().clone(),
-                            renewed: maintained.renewed,
-                            management_info: maintained.management_info,
-                            credentials_problem: maintained.ca_problem,
-                        },
-                        Some(maintained.credentials),
-                    )
+            let maintained =
+                maintain_step(ctx, connection, request_id, now, &mut presented_token).await;
+            if let MaintainOutcome::Maintained(maintained) = &maintained {
+                if presented_digest(connection).is_none() {
+                    // Connected before this agent recorded tokens (by the
+                    // original, or an earlier version): the token in the
+                    // configuration now is the one that was presented.
+                    presented_token = ctx
+                        .read_parameters()
+                        .await
+                        .ok()
+                        .map(|parameters| token_digest(&parameters.token));
                 }
-                Err(error) if error.requires_new_connection() => {
-                    tracing::warn!(error = %Report(&error), category = error.category(), "the client certificate can no longer work; connecting anew with the configured token");
-                    (failed(&error, true), None)
-                }
-                Err(error) => {
-                    tracing::warn!(error = %Report(&error), category = error.category(), "cannot maintain the connection to Compass; keeping the certificate");
-                    match new_token(ctx, connection).await {
-                        None if error.is_refusal() => {
-                            // Tell the operator the way out of a certificate
-                            // Compass no longer takes or renews.
-                            let text = format!(
-                                "{}; the client certificate is kept and retried while it is valid; a new one-time token in the configuration connects anew",
-                                report(&error)
-                            );
-                            let outcome = ConnectionOutcome::Failed {
-                                error: bounded(&text, MAX_ERROR_LEN),
-                                category: error.category(),
-                                credentials_gone: false,
-                            };
-                            (outcome, None)
-                        }
-                        None => (failed(&error, false), None),
-                        Some(parameters) => {
-                            tracing::info!(source = %parameters.origin, "a new one-time token is in the configuration: connecting anew with it");
-                            match establish(ctx, &parameters, request_id, &mut presented_token)
-                                .await
-                            {
-                                Ok(established) => established.connected(),
-                                Err(second) => {
-                                    tracing::warn!(error = %Report(&second), "the new one-time token did not connect either; keeping the certificate");
-                                    ctx.metrics.record_establishment(false);
-                                    let text = format!(
-                                        "{}; the new one-time token in {} did not connect either: {}",
-                                        report(&error),
-                                        parameters.origin,
-                                        report(&second)
-                                    );
-                                    let outcome = ConnectionOutcome::Failed {
-                                        error: bounded(&text, MAX_ERROR_LEN),
-                                        category: error.category(),
-                                        credentials_gone: false,
-                                    };
-                                    (outcome, None)
-                                }
-                            }
-                        }
-                    }
+                if maintained.renewed {
+                    tracing::info!(not_after = %maintained.credentials.info().not_after, "client certificate renewed");
+                    ctx.events
+                        .publish_normal(
+                            connection,
+                            "CertificateRenewed",
+                            "the client certificate was renewed",
+                        )
+                        .await;
                 }
             }
+            maintained.into_connected()
         }
     };
     Connected {
         outcome,
         credentials,
         presented_token,
+    }
+}
+
+/// What establishing the connection with the configured token came to.
+enum EstablishOutcome {
+    Established(Established),
+    /// The agent holds no working credentials: only the token can help, at
+    /// the next attempt.
+    Failed(ConnectionError),
+}
+
+/// What maintaining the connection with the stored certificate came to.
+enum MaintainOutcome {
+    /// The certificate works (and was renewed, if due).
+    Maintained(Maintained),
+    /// The certificate can no longer work (expired, gone from its Secret):
+    /// the next cycle connects anew with the configured token.
+    NeedsNewConnection(ConnectionError),
+    /// Compass refused, and the configuration holds no new token: the
+    /// certificate is kept and retried while it is valid.
+    KeptAfterRefusal(ConnectionError),
+    /// Any other failure, and no new token: the certificate is kept.
+    Failed(ConnectionError),
+    /// Maintenance failed, and the new token in the configuration connected.
+    NewTokenConnected(Established),
+    /// Maintenance failed (`error`), and so did the new token in the
+    /// configuration from `origin` (`second`): the certificate is kept.
+    NewTokenFailed {
+        error: ConnectionError,
+        origin: SourceOrigin,
+        second: ConnectionError,
+    },
+}
+
+/// What a failed maintenance leads to, before anything else is tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AfterMaintenanceError {
+    /// The credentials can no longer work: connect anew with the token.
+    ConnectAnew,
+    /// The certificate is kept; a new token in the configuration is tried.
+    KeepCertificate,
+}
+
+fn after_maintenance_error(error: &ConnectionError) -> AfterMaintenanceError {
+    if error.requires_new_connection() {
+        AfterMaintenanceError::ConnectAnew
+    } else {
+        AfterMaintenanceError::KeepCertificate
+    }
+}
+
+/// The outcome of a failed maintenance when the configuration holds no new
+/// token: a refusal is told apart, for its way out.
+fn without_new_token(error: ConnectionError) -> MaintainOutcome {
+    if error.is_refusal() {
+        MaintainOutcome::KeptAfterRefusal(error)
+    } else {
+        MaintainOutcome::Failed(error)
+    }
+}
+
+/// Whether the configured `token` is not the one last presented, as the
+/// CompassConnection records its digest (`recorded`): the operator's signal
+/// to connect anew. With none recorded, any token counts as new.
+fn is_new_token(recorded: Option<&str>, token: &str) -> bool {
+    recorded != Some(token_digest(token).as_str())
+}
+
+/// A failure for the status: its bounded text and category.
+fn failed(error: &ConnectionError, credentials_gone: bool) -> ConnectionOutcome {
+    failed_with_text(&report(error), error, credentials_gone)
+}
+
+fn failed_with_text(
+    text: &str,
+    error: &ConnectionError,
+    credentials_gone: bool,
+) -> ConnectionOutcome {
+    ConnectionOutcome::Failed {
+        error: bounded(text, MAX_ERROR_LEN),
+        category: error.category(),
+        credentials_gone,
+    }
+}
+
+impl EstablishOutcome {
+    /// The outcome for the status, and the credentials to work with.
+    fn into_connected(self) -> (ConnectionOutcome, Option<ClientCredentials>) {
+        match self {
+            EstablishOutcome::Established(established) => established.into_connected(),
+            EstablishOutcome::Failed(error) => (failed(&error, true), None),
+        }
+    }
+}
+
+impl MaintainOutcome {
+    /// The outcome for the status, and the credentials to work with.
+    fn into_connected(self) -> (ConnectionOutcome, Option<ClientCredentials>) {
+        match self {
+            MaintainOutcome::Maintained(maintained) => (
+                ConnectionOutcome::Maintained {
+                    certificate: maintained.credentials.info().clone(),
+                    renewed: maintained.renewed,
+                    management_info: maintained.management_info,
+                    credentials_problem: maintained.ca_problem,
+                },
+                Some(maintained.credentials),
+            ),
+            MaintainOutcome::NeedsNewConnection(error) => (failed(&error, true), None),
+            MaintainOutcome::KeptAfterRefusal(error) => {
+                // Tell the operator the way out of a certificate Compass no
+                // longer takes or renews.
+                let text = format!(
+                    "{}; the client certificate is kept and retried while it is valid; a new one-time token in the configuration connects anew",
+                    report(&error)
+                );
+                (failed_with_text(&text, &error, false), None)
+            }
+            MaintainOutcome::Failed(error) => (failed(&error, false), None),
+            MaintainOutcome::NewTokenConnected(established) => established.into_connected(),
+            MaintainOutcome::NewTokenFailed {
+                error,
+                origin,
+                second,
+            } => {
+                let text = format!(
+                    "{}; the new one-time token in {} did not connect either: {}",
+                    report(&error),
+                    origin,
+                    report(&second)
+                );
+                (failed_with_text(&text, &error, false), None)
+            }
+        }
+    }
+}
+
+/// Reads the configuration and trades its token for a certificate.
+async fn establish_step(
+    ctx: &Context,
+    request_id: &str,
+    presented_token: &mut Option<String>,
+) -> EstablishOutcome {
+    let established = match ctx.read_parameters().await {
+        Ok(parameters) => establish(ctx, &parameters, request_id, presented_token).await,
+        Err(error) => Err(error.into()),
+    };
+    match established {
+        Ok(established) => {
+            established.log();
+            EstablishOutcome::Established(established)
+        }
+        Err(error) => {
+            tracing::warn!(error = %Report(&error), category = error.category(), "cannot establish the connection to Compass");
+            ctx.metrics.record_establishment(false);
+            EstablishOutcome::Failed(error)
+        }
+    }
+}
+
+/// Maintains the connection with the stored certificate; when that fails
+/// and the certificate is kept, connects anew with a new token in the
+/// configuration, if there is one.
+async fn maintain_step(
+    ctx: &Context,
+    connection: &CompassConnection,
+    request_id: &str,
+    now: Timestamp,
+    presented_token: &mut Option<String>,
+) -> MaintainOutcome {
+    let error = match maintain(ctx, &connection.spec, request_id, now).await {
+        Ok(maintained) => return MaintainOutcome::Maintained(maintained),
+        Err(error) => error,
+    };
+    if after_maintenance_error(&error) == AfterMaintenanceError::ConnectAnew {
+        tracing::warn!(error = %Report(&error), category = error.category(), "the client certificate can no longer work; connecting anew with the configured token");
+        return MaintainOutcome::NeedsNewConnection(error);
+    }
+    tracing::warn!(error = %Report(&error), category = error.category(), "cannot maintain the connection to Compass; keeping the certificate");
+    let Some(parameters) = new_token(ctx, connection).await else {
+        return without_new_token(error);
+    };
+    tracing::info!(source = %parameters.origin, "a new one-time token is in the configuration: connecting anew with it");
+    match establish(ctx, &parameters, request_id, presented_token).await {
+        Ok(established) => {
+            established.log();
+            MaintainOutcome::NewTokenConnected(established)
+        }
+        Err(second) => {
+            tracing::warn!(error = %Report(&second), "the new one-time token did not connect either; keeping the certificate");
+            ctx.metrics.record_establishment(false);
+            MaintainOutcome::NewTokenFailed {
+                error,
+                origin: parameters.origin,
+                second,
+            }
+        }
     }
 }
 
@@ -177,7 +300,11 @@ async fn new_token(ctx: &Context, connection: &CompassConnection) -> Option<Conn
             return None;
         }
     };
-    (presented_digest(connection) != Some(&token_digest(&parameters.token))).then_some(parameters)
+    is_new_token(
+        presented_digest(connection).map(String::as_str),
+        &parameters.token,
+    )
+    .then_some(parameters)
 }
 
 /// The digest of the token last presented, as the CompassConnection records it.
@@ -229,8 +356,11 @@ struct Established {
 }
 
 impl Established {
-    fn connected(self) -> (ConnectionOutcome, Option<ClientCredentials>) {
+    fn log(&self) {
         tracing::info!(subject = %self.credentials.info().subject, "connection to Compass established");
+    }
+
+    fn into_connected(self) -> (ConnectionOutcome, Option<ClientCredentials>) {
         (
             ConnectionOutcome::Established {
                 certificate: self.credentials.info().clone(),
@@ -467,4 +597,170 @@ async fn request_certificate(
         &subject,
         Timestamp::now(),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compass::CompassError;
+    use crate::config::NamespacedName;
+
+    fn timeout() -> ConnectionError {
+        ConnectionError::Compass(CompassError::Timeout {
+            operation: "configuration",
+            url: "https://connector.example/graphql".into(),
+        })
+    }
+
+    fn refused() -> ConnectionError {
+        ConnectionError::Compass(CompassError::Refused {
+            operation: "configuration",
+            reason: "HTTP 403".into(),
+        })
+    }
+
+    fn graphql_error() -> ConnectionError {
+        ConnectionError::Compass(CompassError::GraphQl {
+            operation: "signCertificateSigningRequest",
+            messages: vec!["renewal refused".into()],
+        })
+    }
+
+    fn expired() -> ConnectionError {
+        ConnectionError::CertificateExpired(Timestamp::from_second(1_700_000_000).unwrap())
+    }
+
+    fn failure(outcome: MaintainOutcome) -> (String, &'static str, bool) {
+        match outcome.into_connected() {
+            (
+                ConnectionOutcome::Failed {
+                    error,
+                    category,
+                    credentials_gone,
+                },
+                None,
+            ) => (error, category, credentials_gone),
+            (other, _) => panic!("not a failure without credentials: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_certificate_that_can_no_longer_work_connects_anew_others_are_kept() {
+        for error in [expired(), ConnectionError::NoConnectorUrl] {
+            assert_eq!(
+                after_maintenance_error(&error),
+                AfterMaintenanceError::ConnectAnew,
+                "{error}"
+            );
+        }
+        for error in [timeout(), refused(), graphql_error()] {
+            assert_eq!(
+                after_maintenance_error(&error),
+                AfterMaintenanceError::KeepCertificate,
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_certificate_that_can_no_longer_work_fails_with_its_credentials_gone() {
+        let error = expired();
+        let text = report(&error);
+        assert_eq!(
+            failure(MaintainOutcome::NeedsNewConnection(error)),
+            (text, "CertificateExpired", true)
+        );
+    }
+
+    #[test]
+    fn without_a_new_token_a_refusal_keeps_the_certificate_and_says_the_way_out() {
+        for error in [refused(), graphql_error()] {
+            let text = report(&error);
+            let category = error.category();
+            let outcome = without_new_token(error);
+            assert!(matches!(outcome, MaintainOutcome::KeptAfterRefusal(_)));
+            assert_eq!(
+                failure(outcome),
+                (
+                    format!("{text}; the client certificate is kept and retried while it is valid; a new one-time token in the configuration connects anew"),
+                    category,
+                    false
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn without_a_new_token_another_failure_keeps_the_certificate_and_says_only_what_failed() {
+        let error = timeout();
+        let text = report(&error);
+        let outcome = without_new_token(error);
+        assert!(matches!(outcome, MaintainOutcome::Failed(_)));
+        assert_eq!(failure(outcome), (text, "Timeout", false));
+    }
+
+    #[test]
+    fn a_new_token_that_fails_too_is_told_after_the_first_failure_under_its_category() {
+        let (error, second) = (refused(), timeout());
+        let expected = format!(
+            "{}; the new one-time token in Secret kyma-system/compass-agent-configuration did not connect either: {}",
+            report(&error),
+            report(&second)
+        );
+        let outcome = MaintainOutcome::NewTokenFailed {
+            error,
+            origin: SourceOrigin {
+                kind: "Secret",
+                name: NamespacedName {
+                    namespace: "kyma-system".into(),
+                    name: "compass-agent-configuration".into(),
+                },
+            },
+            second,
+        };
+        assert_eq!(failure(outcome), (expected, "CredentialsRefused", false));
+    }
+
+    #[test]
+    fn a_failed_establishment_leaves_no_credentials() {
+        let error = timeout();
+        let text = report(&error);
+        match EstablishOutcome::Failed(error).into_connected() {
+            (
+                ConnectionOutcome::Failed {
+                    error,
+                    category,
+                    credentials_gone,
+                },
+                None,
+            ) => assert_eq!((error, category, credentials_gone), (text, "Timeout", true)),
+            (other, _) => panic!("not a failure: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn status_texts_are_bounded() {
+        let error = ConnectionError::Compass(CompassError::Refused {
+            operation: "configuration",
+            reason: "x".repeat(3 * MAX_ERROR_LEN),
+        });
+        let (text, _, _) = failure(without_new_token(error));
+        assert!(
+            text.len() <= MAX_ERROR_LEN + '…'.len_utf8(),
+            "{}",
+            text.len()
+        );
+        assert!(text.ends_with('…'));
+    }
+
+    #[test]
+    fn a_token_is_new_unless_its_digest_is_the_one_recorded() {
+        let recorded = token_digest("token-1");
+        assert!(!is_new_token(Some(&recorded), "token-1"));
+        assert!(is_new_token(Some(&recorded), "token-2"));
+        // Connected before tokens were recorded: the configured one is tried.
+        assert!(is_new_token(None, "token-1"));
+        // The digest, never the token, is what the resource holds.
+        assert!(is_new_token(Some("token-1"), "token-1"));
+    }
 }
