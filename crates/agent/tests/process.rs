@@ -3,7 +3,7 @@
 //! - A controller that ends by itself (a panic, a watch that ends) ends the
 //!   process non-zero, the leader Lease released first so that a standby
 //!   takes over at once; `/healthz` fails from that moment. The controller is
-//!   made to end with the test fault hook (`controller::fault`, debug builds
+//!   made to end with the test fault hook (`process::fault`, debug builds
 //!   only): the annotation it names on `compass-connection`.
 //! - `reconciles_total` counts each failed cycle under its category, never
 //!   as a success.
@@ -19,7 +19,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use common::{World, LONG, NS, RUNTIME_ID, SHORT};
-use compass_runtime_agent::controller::fault;
+use compass_runtime_agent::process::fault;
 use compass_runtime_agent::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
 use compass_sim::{FaultKind, FaultTimes};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -284,7 +284,7 @@ async fn start_with_fault_hook(
 #[cfg(debug_assertions)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_fails_from_the_moment_the_controller_panicked() {
-    use compass_runtime_agent::controller::ControllerError;
+    use compass_runtime_agent::process::ControllerError;
 
     let world = World::new().await;
     world.configure_with_fresh_token().await;
@@ -323,7 +323,7 @@ async fn healthz_fails_from_the_moment_the_controller_panicked() {
 #[cfg(debug_assertions)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_watch_ended_fails_healthz_and_releases_the_lease() {
-    use compass_runtime_agent::controller::ControllerError;
+    use compass_runtime_agent::process::ControllerError;
 
     let world = World::new().await;
     world.configure_with_fresh_token().await;

@@ -16,5 +16,3 @@ pub mod synchronize;
 pub use context::Context;
 pub use reconcile::{error_policy, reconcile};
 
-/// Where they were before the process got its own module; tests name them so.
-pub use crate::process::controller::{fault, ControllerError};

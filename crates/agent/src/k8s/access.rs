@@ -28,9 +28,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Settings, SourceKind};
 use crate::report::Report;
 
-/// Also here, next to the refusals it is asked for (`k8s::events` reads it
-/// from here).
-
 /// Namespace of the Events about the cluster-scoped CompassConnection.
 pub const EVENTS_NAMESPACE: &str = "default";
 

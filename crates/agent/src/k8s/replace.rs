@@ -10,9 +10,6 @@
 
 use serde_json::Value;
 
-/// The answers a read-then-replace acts on (`k8s::credentials_store` reads them
-/// from here).
-
 /// Applies an RFC 7386 JSON merge patch: objects merge key by key, `null`
 /// removes a key, anything else replaces. What a `Patch::Merge` would do on
 /// the server.
