@@ -15,4 +15,3 @@ pub mod synchronize;
 
 pub use context::Context;
 pub use reconcile::{error_policy, reconcile};
-
