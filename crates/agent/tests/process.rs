@@ -19,8 +19,8 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use common::{World, LONG, NS, RUNTIME_ID, SHORT};
-use compass_runtime_agent::process::fault;
 use compass_runtime_agent::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
+use compass_runtime_agent::process::fault;
 use compass_sim::{FaultKind, FaultTimes};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Patch, PatchParams};
