@@ -433,3 +433,44 @@ async fn runtime_labels_are_read_and_set() {
         "https://gateway.kyma.local"
     );
 }
+
+/// The Go agent's query also selects `group` and `version` of API and event
+/// definitions (nullable in Compass's schema); the simulator must accept it,
+/// or the Go agent never synchronizes against it.
+#[tokio::test]
+async fn the_go_agents_group_and_version_fields_are_accepted_and_null() {
+    let sim = start().await;
+    sim.create_runtime(RUNTIME, TENANT).unwrap();
+    let mut app = sample_application();
+    app.bundles[1].event_definitions = vec![compass_sim::model::EventDefinition {
+        id: "ev-1".into(),
+        name: "order.created".into(),
+        description: None,
+    }];
+    sim.put_application(RUNTIME, app).unwrap();
+    let director = Director::new(&sim).await;
+    let query = r#"query Apps($rt: ID!) {
+      applicationsForRuntime(runtimeID: $rt) { data { bundles { data {
+        apiDefinitions { data { id group version { value deprecated deprecatedSince forRemoval } } }
+        eventDefinitions { data { id group version { value deprecated deprecatedSince forRemoval } } }
+      } } } }
+    }"#;
+    let (status, body) = gql(
+        &director.http,
+        &director.url,
+        query,
+        json!({ "rt": RUNTIME }),
+        &tenant_header(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+    let bundles = &body["data"]["applicationsForRuntime"]["data"][0]["bundles"]["data"];
+    let api = &bundles[0]["apiDefinitions"]["data"][0];
+    assert_eq!(api, &json!({"id": "api-1", "group": null, "version": null}));
+    let event = &bundles[1]["eventDefinitions"]["data"][0];
+    assert_eq!(
+        event,
+        &json!({"id": "ev-1", "group": null, "version": null})
+    );
+}

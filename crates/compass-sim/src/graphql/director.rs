@@ -257,6 +257,8 @@ impl Bundle {
                     name: a.name.clone(),
                     description: a.description.clone(),
                     target_url: a.target_url.clone(),
+                    group: None,
+                    version: None,
                 })
                 .collect(),
             page_info: PageInfo::from(&page),
@@ -277,6 +279,8 @@ impl Bundle {
                     id: ID(e.id.clone()),
                     name: e.name.clone(),
                     description: e.description.clone(),
+                    group: None,
+                    version: None,
                 })
                 .collect(),
             page_info: PageInfo::from(&page),
@@ -293,6 +297,19 @@ pub struct ApiDefinition {
     description: Option<String>,
     #[graphql(name = "targetURL")]
     target_url: String,
+    /// Always null here; the Go agent selects it (and does not use it).
+    group: Option<String>,
+    version: Option<Version>,
+}
+
+/// Compass's `Version`; never set by the simulator, but selectable, as the
+/// Go agent's query selects it.
+#[derive(SimpleObject)]
+pub struct Version {
+    value: String,
+    deprecated: Option<bool>,
+    deprecated_since: Option<String>,
+    for_removal: Option<bool>,
 }
 
 #[derive(SimpleObject)]
@@ -309,6 +326,8 @@ pub struct EventDefinition {
     id: ID,
     name: String,
     description: Option<String>,
+    group: Option<String>,
+    version: Option<Version>,
 }
 
 #[derive(SimpleObject)]
