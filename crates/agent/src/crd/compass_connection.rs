@@ -172,16 +172,14 @@ pub struct SynchronizationStatus {
     #[serde(default)]
     pub applications: Vec<ApplicationSyncResult>,
     /// How many results are not in `applications` (beyond the original).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    /// Written also when 0: the status is written as a merge patch, and a
+    /// count left out would keep the last one.
+    #[serde(default)]
     pub applications_not_listed: u32,
 }
 
 /// The most per-Application results the status lists (about 200 bytes each).
 pub const MAX_LISTED_RESULTS: usize = 100;
-
-fn is_zero(value: &u32) -> bool {
-    *value == 0
-}
 
 /// What the last synchronization did to one Application.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
