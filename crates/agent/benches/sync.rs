@@ -8,10 +8,17 @@
 //!     BENCH_APPLICATIONS=200 BENCH_ROUNDS=1 cargo bench -p compass-runtime-agent --bench sync
 //!     BENCH_AGENT_WRAPPER="valgrind --tool=massif --massif-out-file=/tmp/massif.out" \
 //!         cargo bench -p compass-runtime-agent --bench sync
+//!     BENCH_AGENT_BIN=target/image/x86_64-unknown-linux-gnu/release/compass-runtime-agent \
+//!         cargo bench -p compass-runtime-agent --bench sync
+//!
+//! `BENCH_AGENT_BIN` runs that agent binary instead of the one cargo built
+//! for the bench (the bench profile), e.g. the static image binary or a build
+//! with another profile; the table names the binary and its size.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,13 +28,26 @@ use compass_runtime_agent::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::Api;
 
-fn peak_rss_kib(pid: u32) -> Option<u64> {
+/// A `kB` field of `/proc/<pid>/status` (`VmHWM`, `RssAnon`, `RssFile`).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM")
+}
+
+/// The agent binary to run: `BENCH_AGENT_BIN`, else the one cargo built.
+fn agent_binary() -> PathBuf {
+    std::env::var_os("BENCH_AGENT_BIN")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_compass-runtime-agent")))
 }
 
 /// How fast this machine is at the moment: the time SHA-1 takes over 64 MiB
@@ -215,6 +235,8 @@ struct Round {
     cpu_first: f64,
     cpu_idle: f64,
     peak_rss_first_kib: u64,
+    rss_anon_first_kib: u64,
+    rss_file_first_kib: u64,
     peak_rss_kib: u64,
 }
 
@@ -263,12 +285,10 @@ async fn round(count: usize) -> Round {
     let mut command = match wrapper.split_whitespace().collect::<Vec<_>>().split_first() {
         Some((program, args)) => {
             let mut command = Command::new(program);
-            command
-                .args(args)
-                .arg(env!("CARGO_BIN_EXE_compass-runtime-agent"));
+            command.args(args).arg(agent_binary());
             command
         }
-        None => Command::new(env!("CARGO_BIN_EXE_compass-runtime-agent")),
+        None => Command::new(agent_binary()),
     };
     let mut agent = command
         .env("KUBECONFIG", world.env.kubeconfig_path())
@@ -319,6 +339,8 @@ async fn round(count: usize) -> Round {
     };
     let writes_first = writes(&scrape().await);
     let peak_rss_first = peak_rss_kib(pid).unwrap_or(0);
+    let rss_anon_first = status_kib(pid, "RssAnon").unwrap_or(0);
+    let rss_file_first = status_kib(pid, "RssFile").unwrap_or(0);
     let cpu_first = cpu_seconds(pid).unwrap_or(0.0);
 
     // Idle sync: nothing changed in the Director.
@@ -372,6 +394,8 @@ async fn round(count: usize) -> Round {
         cpu_first,
         cpu_idle,
         peak_rss_first_kib: peak_rss_first,
+        rss_anon_first_kib: rss_anon_first,
+        rss_file_first_kib: rss_file_first,
         peak_rss_kib: peak_rss,
     }
 }
@@ -384,13 +408,16 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 fn print_table(count: usize, rounds: &[Round]) {
     println!("compass-runtime-agent synchronization benchmark");
+    let binary = agent_binary();
+    let binary_size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
     println!(
-        "machine: {} cores; apiserver {}; agent binary {}",
+        "machine: {} cores; apiserver {}; agent binary {} ({:.1} MB)",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
         rounds[0].server_version,
-        env!("CARGO_BIN_EXE_compass-runtime-agent")
+        binary.display(),
+        binary_size as f64 / 1e6
     );
     println!("Director: {count} applications × 2 bundles × 3 APIs, 2 events (Basic/OAuth credentials and headers per bundle)");
     println!(
@@ -486,6 +513,20 @@ fn print_table(count: usize, rounds: &[Round]) {
         1,
         "",
         &|r| r.peak_rss_first_kib as f64 / 1024.0,
+    );
+    row(
+        "agent resident memory after the first sync: anonymous (heap, stacks, relocated data)",
+        " MB",
+        1,
+        "",
+        &|r| r.rss_anon_first_kib as f64 / 1024.0,
+    );
+    row(
+        "agent resident memory after the first sync: file-backed (the binary's pages)",
+        " MB",
+        1,
+        "",
+        &|r| r.rss_file_first_kib as f64 / 1024.0,
     );
     row(
         "agent peak resident memory (VmHWM)",
