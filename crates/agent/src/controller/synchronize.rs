@@ -1,6 +1,7 @@
 //! Synchronizing Applications: fetch from the Director (with the runtime's
 //! labels), read the cluster, plan, apply, label the Runtime.
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use jiff::Timestamp;
@@ -15,7 +16,9 @@ use crate::compass::director::{DirectorClient, RuntimeLabelValues, Snapshot};
 use crate::crd::compass_connection::{ManagementInfo, SyncOperation, SynchronizationStatus};
 use crate::k8s::applications::{ApplyOutcome, Replacement};
 use crate::report::{bounded, report, Report};
-use crate::sync::{self, names, ConversionSettings, Deletions, PendingApplication};
+use crate::sync::{
+    self, names, ActualIndex, ActualState, ConversionSettings, Deletions, PendingApplication,
+};
 
 pub const EVENTS_URL_LABEL: &str = "runtime_eventServiceUrl";
 pub const CONSOLE_URL_LABEL: &str = "runtime_consoleUrl";
@@ -125,12 +128,17 @@ async fn fetch_and_apply(
     );
     // The Director and the cluster are read at the same time; nothing is
     // planned (so nothing deleted) unless the fetch succeeded completely.
+    // Once the cluster has been read, each Director application is compared
+    // with it as it arrives, and one the cluster already holds keeps only its
+    // names ([`sync::settle`]): an idle sync does not hold every
+    // application's wanted state until the fetch ends.
+    let cluster: OnceLock<ActualState> = OnceLock::new();
     let fetch = async {
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (wanted, snapshot) = fetch_applications(ctx, &director).await?;
+            let (wanted, snapshot) = fetch_applications(ctx, &director, &cluster).await?;
             let problem = snapshot
                 .inconsistency
                 .clone()
@@ -147,22 +155,40 @@ async fn fetch_and_apply(
     let read_cluster = async {
         let started = Instant::now();
         let actual = ctx.applications.read_actual().await?;
-        Ok::<_, SyncError>((actual, started.elapsed()))
+        // Only a whole list of the Secrets can tell that one is as wanted.
+        if actual.secrets_listed {
+            let _ = cluster.set(actual);
+            Ok::<_, SyncError>((None, started.elapsed()))
+        } else {
+            Ok((Some(actual), started.elapsed()))
+        }
     };
     let (fetched, read) = tokio::join!(fetch, read_cluster);
-    let (wanted, snapshot, fetch_time) = fetched?;
+    let (mut wanted, snapshot, fetch_time) = fetched?;
     sync.last_successful_fetch = Some(Time(now));
-    let (mut actual, read_time) = read?;
-    if !actual.secrets_listed {
-        let wanted_secrets: Vec<String> = wanted
-            .iter()
-            .flat_map(|app| &app.secrets)
-            .map(|secret| secret.name.clone())
-            .collect();
-        ctx.applications
-            .read_named_secrets(&mut actual, wanted_secrets)
-            .await?;
-    }
+    let (unlisted, read_time) = read?;
+    let actual = match unlisted {
+        Some(mut actual) => {
+            let wanted_secrets: Vec<String> = wanted
+                .iter()
+                .flat_map(PendingApplication::secret_names)
+                .map(String::from)
+                .collect();
+            ctx.applications
+                .read_named_secrets(&mut actual, wanted_secrets)
+                .await?;
+            actual
+        }
+        None => cluster.into_inner().unwrap_or_default(),
+    };
+    // Those that came before the cluster had been read.
+    let index = ActualIndex::new(&actual);
+    wanted = wanted
+        .into_iter()
+        .map(|pending| sync::settle(pending, &index))
+        .collect();
+    drop(index);
+    let settled = wanted.iter().filter(|w| w.is_settled()).count();
     let wanted_count = wanted.len();
     let phase = Instant::now();
     // A list of applications that did not come whole cannot say which are
@@ -188,6 +214,7 @@ async fn fetch_and_apply(
         .collect();
     tracing::info!(
         applications = wanted_count,
+        unchanged_on_arrival = settled,
         writes = planned_writes,
         failed = failed.len(),
         fetch_ms = fetch_time.as_millis() as u64,
@@ -231,9 +258,11 @@ const FETCH_TRIES: usize = 3;
 async fn fetch_applications(
     ctx: &Context,
     director: &DirectorClient,
+    cluster: &OnceLock<ActualState>,
 ) -> Result<(Vec<PendingApplication>, Snapshot), SyncError> {
-    let mut wanted = Vec::new();
+    let mut wanted: Vec<PendingApplication> = Vec::new();
     let mut conversion: Option<ConversionSettings> = None;
+    let mut index: Option<ActualIndex> = None;
     let snapshot = director
         .for_each_application(|labels, fetched| {
             // The runtime's labels decide how Applications are named.
@@ -241,8 +270,22 @@ async fn fetch_applications(
                 normalize_application_names: names::normalizes_application_names(labels),
                 ..ctx.conversion.clone()
             });
+            if index.is_none() {
+                if let Some(actual) = cluster.get() {
+                    // Just read: settle those that came before.
+                    let actual = index.insert(ActualIndex::new(actual));
+                    wanted = std::mem::take(&mut wanted)
+                        .into_iter()
+                        .map(|pending| sync::settle(pending, actual))
+                        .collect();
+                }
+            }
             let converted = sync::to_wanted_application(&fetched.application, conversion);
-            wanted.push(PendingApplication::from(converted).incomplete(fetched.inconsistency));
+            let pending = match fetched.inconsistency {
+                None => sync::pending(converted, index.as_ref()),
+                Some(problem) => PendingApplication::from(converted).incomplete(Some(problem)),
+            };
+            wanted.push(pending);
         })
         .await
         .map_err(SyncError::Fetch)?;

@@ -63,7 +63,7 @@ pub struct WantedSecret {
 impl WantedSecret {
     /// The digest of this data ([`data_hash`]): what the plan compares with
     /// the digest of a Secret's data in the cluster.
-    pub fn data_hash(&self) -> String {
+    pub fn data_hash(&self) -> DataDigest {
         data_hash(self.data.iter())
     }
 
@@ -118,7 +118,7 @@ impl SecretData {
 }
 
 /// sha1 over the keys and values in key order, each prefixed by its length.
-pub fn data_hash<'a>(data: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+pub fn data_hash<'a>(data: impl Iterator<Item = (&'a str, &'a [u8])>) -> DataDigest {
     use sha1::{Digest, Sha1};
     let mut hasher = Sha1::new();
     for (key, value) in data {
@@ -127,7 +127,25 @@ pub fn data_hash<'a>(data: impl Iterator<Item = (&'a str, &'a [u8])>) -> String 
         hasher.update((value.len() as u64).to_be_bytes());
         hasher.update(value);
     }
-    hex::encode(hasher.finalize())
+    DataDigest(hasher.finalize().into())
+}
+
+/// The digest of a Secret's data ([`data_hash`]): 20 bytes, where its hex
+/// text took 72 (a `String` and its buffer) in each of 40,000 summaries and
+/// as many cache entries at 10,000 applications.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DataDigest([u8; 20]);
+
+impl std::fmt::Display for DataDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for DataDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DataDigest({self})")
+    }
 }
 
 impl std::fmt::Debug for WantedSecret {

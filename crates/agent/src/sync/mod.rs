@@ -13,8 +13,15 @@ pub mod names;
 pub mod pending;
 pub mod plan;
 
-pub use actual::{ActualApplication, ActualSecret, ActualState, ListedApplication, SummaryCache};
-pub use pending::{OwnedDigest, PackedApplication, PendingApplication};
+pub use actual::{
+    ActualApplication, ActualIndex, ActualSecret, ActualState, ListedApplication, SummaryCache,
+};
+pub use pending::{Content, OwnedDigest, PackedApplication, PendingApplication};
 
-pub use convert::{to_wanted_application, ConversionSettings, WantedApplication, WantedSecret};
-pub use plan::{plan, ApplicationAction, ApplicationPlan, Deferred, Deletions, Plan, SecretAction};
+pub use convert::{
+    to_wanted_application, ConversionSettings, DataDigest, WantedApplication, WantedSecret,
+};
+pub use plan::{
+    pending, plan, settle, ApplicationAction, ApplicationPlan, Deferred, Deletions, Plan,
+    SecretAction,
+};

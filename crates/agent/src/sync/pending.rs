@@ -103,11 +103,26 @@ pub struct PendingApplication {
     pub name: String,
     pub application_id: String,
     pub owned: OwnedDigest,
-    pub application: PackedApplication,
-    pub secrets: Vec<WantedSecret>,
+    pub content: Content,
     /// Why the Director's answer for it did not come whole, if it did not:
     /// then it is neither written nor deleted.
     pub inconsistency: Option<String>,
+}
+
+/// What a pending application keeps of the Director's wanted state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Content {
+    /// Everything a write needs.
+    Full {
+        application: PackedApplication,
+        secrets: Vec<WantedSecret>,
+    },
+    /// The cluster already held exactly this when the fetch compared it
+    /// ([`super::plan::settle`]): nothing of it will be written, so only the
+    /// names of its Secrets are kept (the plan must not delete them). An idle
+    /// sync of 10,000 applications holds this instead of 25 MB of packed
+    /// Applications and Secret data.
+    Settled { secret_names: Vec<String> },
 }
 
 impl PendingApplication {
@@ -115,6 +130,21 @@ impl PendingApplication {
     pub fn incomplete(mut self, inconsistency: Option<String>) -> PendingApplication {
         self.inconsistency = inconsistency;
         self
+    }
+
+    /// The names of the Secrets it refers to.
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        let (wanted, settled) = match &self.content {
+            Content::Full { secrets, .. } => (Some(secrets), None),
+            Content::Settled { secret_names } => (None, Some(secret_names)),
+        };
+        let wanted = wanted.into_iter().flatten().map(|s| s.name.as_str());
+        let settled = settled.into_iter().flatten().map(String::as_str);
+        wanted.chain(settled)
+    }
+
+    pub fn is_settled(&self) -> bool {
+        matches!(self.content, Content::Settled { .. })
     }
 }
 
@@ -130,8 +160,10 @@ impl From<WantedApplication> for PendingApplication {
                 .map(|metadata| metadata.application_id.clone())
                 .unwrap_or_default(),
             owned: OwnedDigest::of(&application.spec),
-            application: PackedApplication::pack(application),
-            secrets: wanted.secrets,
+            content: Content::Full {
+                application: PackedApplication::pack(application),
+                secrets: wanted.secrets,
+            },
             inconsistency: None,
         }
     }
@@ -238,5 +270,6 @@ mod tests {
         assert_eq!(pending.name, "shop");
         assert_eq!(pending.application_id, "app-1");
         assert_eq!(pending.owned, OwnedDigest::of(&application().spec));
+        assert!(!pending.is_settled());
     }
 }

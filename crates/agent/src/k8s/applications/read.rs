@@ -271,10 +271,7 @@ impl ApplicationWriter {
                 .await
                 .map_err(list_error)?;
         }
-        self.secret_digests().replace(&secrets);
-        Ok(Some(
-            secrets.into_iter().map(|secret| secret.summary).collect(),
-        ))
+        Ok(Some(self.secret_digests().keep(secrets)))
     }
 
     /// Lists every object, page by page (`list_page_size` objects a page, five
