@@ -509,14 +509,14 @@ fn wanted_secrets_by_owner<'a>(
 ) -> HashMap<&'a str, Vec<&'a str>> {
     let mut by_owner: HashMap<&str, Vec<&str>> = HashMap::new();
     for secret in secrets {
-        if !wanted_secrets.contains(&secret.name) {
+        if !wanted_secrets.contains(secret.name()) {
             continue;
         }
-        for owner in &secret.owner_uids {
-            let owned = by_owner.entry(owner.as_str()).or_default();
+        for owner in secret.owner_uids() {
+            let owned = by_owner.entry(owner).or_default();
             // An owner named twice in one Secret counts once.
-            if owned.last() != Some(&secret.name.as_str()) {
-                owned.push(&secret.name);
+            if owned.last() != Some(&secret.name()) {
+                owned.push(secret.name());
             }
         }
     }
@@ -536,7 +536,7 @@ fn secrets_by_labelled_app(secrets: &[ActualSecret]) -> BTreeMap<&str, Vec<&str>
             continue;
         }
         if let Some(app) = secret.label(SECRET_APP_LABEL) {
-            by_app.entry(app).or_default().push(&secret.name);
+            by_app.entry(app).or_default().push(secret.name());
         }
     }
     by_app
@@ -882,7 +882,7 @@ mod tests {
             Some("mp-mp-mp-mp-mp-mp-mp-mp-mp-mp-shop-v1")
         );
         let shared = new.secrets[0].name.clone();
-        assert_eq!(state.secrets[0].name, shared, "the same Secret name");
+        assert_eq!(state.secrets[0].name(), shared, "the same Secret name");
         let plan = planned(vec![new], &state);
         let new = &plan.applications[0];
         // Rewritten for its new owner (labels, owner reference), not deleted.

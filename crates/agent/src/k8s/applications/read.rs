@@ -10,7 +10,6 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use kube::api::ListParams;
-use kube::core::PartialObjectMeta;
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
@@ -18,7 +17,7 @@ use super::ApplicationWriter;
 use crate::crd::application::Application;
 use crate::crd::labels::SECRET_BUNDLE_LABEL;
 use crate::k8s::errors::is_forbidden;
-use crate::sync::actual::ListedSecret;
+use crate::sync::actual::{ListedMetadata, ListedSecret};
 use crate::sync::{ActualApplication, ActualSecret, ActualState, ListedApplication};
 
 /// One page of a list whose items are summarized as they are parsed: a page
@@ -162,7 +161,7 @@ impl ApplicationWriter {
             source,
         };
         let listed = self
-            .list_summarized::<PartialObjectMeta<Application>, ListedApplication>(
+            .list_summarized::<ListedMetadata, ListedApplication>(
                 self.applications.resource_url(),
                 ListParams::default(),
                 true,
@@ -225,7 +224,7 @@ impl ApplicationWriter {
         };
         let with_bundle_label = ListParams::default().labels(SECRET_BUNDLE_LABEL);
         let listed = match self
-            .list_summarized::<PartialObjectMeta<Secret>, ListedSecret>(
+            .list_summarized::<ListedMetadata, ListedSecret>(
                 self.secrets.resource_url(),
                 with_bundle_label.clone(),
                 true,
@@ -350,6 +349,35 @@ mod tests {
         assert_eq!(page.items[0].referenced_secrets, ["shop-b"]);
         assert!(page.items[0].is_managed_by_compass());
         assert!(!page.items[1].is_managed_by_compass());
+    }
+
+    #[test]
+    fn a_metadata_page_is_read_without_managed_fields_or_annotations() {
+        let page: SummaryPage<ListedMetadata, ListedSecret> = serde_json::from_value(json!({
+            "kind": "PartialObjectMetadataList",
+            "metadata": {"continue": "", "resourceVersion": "9"},
+            "items": [{
+                "kind": "PartialObjectMetadata",
+                "metadata": {
+                    "name": "shop-bundle", "namespace": "kyma-system", "uid": "s-1",
+                    "resourceVersion": "7", "creationTimestamp": "2026-12-02T10:00:00Z",
+                    "labels": {"app": "shop", "bundleId": "b-1"},
+                    "annotations": {"note": "x"},
+                    "ownerReferences": [{"apiVersion": "applicationconnector.kyma-project.io/v1alpha1",
+                        "kind": "Application", "name": "shop", "uid": "a-1"}],
+                    "managedFields": [{"manager": "compass-runtime-agent", "operation": "Update",
+                        "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:password": {}}}}]
+                }
+            }]
+        }))
+        .unwrap();
+        let secret = &page.items[0];
+        assert_eq!(secret.uid.as_deref(), Some("s-1"));
+        assert_eq!(secret.resource_version.as_deref(), Some("7"));
+        assert_eq!(secret.summary.name(), "shop-bundle");
+        assert!(secret.summary.is_the_agents());
+        assert!(secret.summary.is_owned_by("a-1"));
+        assert_eq!(secret.summary.data_hash, None);
     }
 
     #[test]
