@@ -277,41 +277,41 @@ impl DirectorClient {
         &self,
         mut visit: impl FnMut(&RuntimeLabelValues, Fetched),
     ) -> Result<Snapshot, CompassError> {
+        let first_query = applications_query(true);
         let next_query = applications_query(false);
-        let mut data = self
-            .applications_page(&applications_query(true), None)
-            .await?;
-        let runtime = data.runtime.take().ok_or_else(|| self.unknown_runtime())?;
-        let labels = runtime.labels.unwrap_or_default();
+        let mut labels = None;
         let mut tracker = PageTracker::default();
+        let mut after: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let (applications, next) = data.applications_for_runtime.take(&mut tracker);
-            // The next page is asked for before this one is visited: the
-            // Director prepares it while the agent converts and compares
-            // these (50 pages at 10,000 applications). Still one page after
-            // the other, each after the cursor of the one before.
-            let next_page = async {
-                match &next {
-                    Next::After(cursor) => self
-                        .applications_page(&next_query, Some(cursor))
-                        .await
-                        .map(Some),
-                    Next::Done => Ok(None),
-                }
+            let query = if labels.is_none() {
+                &first_query
+            } else {
+                &next_query
             };
-            let visit_page = async {
-                for raw in applications {
-                    visit(&labels, self.complete_application(raw).await?);
-                }
-                Ok::<_, CompassError>(())
-            };
-            let (fetched, visited) = tokio::join!(next_page, visit_page);
-            visited?;
-            match fetched? {
-                Some(page) => data = page,
+            let data: ApplicationsData = self
+                .execute(
+                    "applicationsForRuntime",
+                    query,
+                    json!({ "runtimeId": self.runtime_id, "pageSize": self.page_size, "after": after }),
+                )
+                .await?;
+            let known = match labels.take() {
+                Some(known) => known,
                 None => {
+                    let runtime = data.runtime.ok_or_else(|| self.unknown_runtime())?;
+                    runtime.labels.unwrap_or_default()
+                }
+            };
+            let runtime_labels = &*labels.insert(known);
+            let (applications, next) = data.applications_for_runtime.take(&mut tracker);
+            for raw in applications {
+                visit(runtime_labels, self.complete_application(raw).await?);
+            }
+            match next {
+                Next::After(cursor) => after = Some(cursor),
+                Next::Done => {
                     return Ok(Snapshot {
-                        labels,
+                        labels: labels.unwrap_or_default(),
                         inconsistency: tracker
                             .finish()
                             .err()
@@ -321,19 +321,6 @@ impl DirectorClient {
             }
         }
         Err(too_many_pages("applicationsForRuntime"))
-    }
-
-    async fn applications_page(
-        &self,
-        query: &str,
-        after: Option<&str>,
-    ) -> Result<ApplicationsData, CompassError> {
-        self.execute(
-            "applicationsForRuntime",
-            query,
-            json!({ "runtimeId": self.runtime_id, "pageSize": self.page_size, "after": after }),
-        )
-        .await
     }
 
     fn unknown_runtime(&self) -> CompassError {
