@@ -97,7 +97,10 @@ pub async fn run(
                         }
                         None => {}
                     }
-                    reconcile(connection, ctx).await
+                    let outcome = reconcile(connection, ctx).await;
+                    // What the sync freed goes back to the system before the wait.
+                    super::memory::release_free_heap();
+                    outcome
                 }
             },
             error_policy,

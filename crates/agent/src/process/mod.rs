@@ -8,6 +8,7 @@ pub mod configuration;
 pub mod controller;
 pub mod election;
 pub mod keeper;
+pub mod memory;
 pub mod shutdown;
 
 use std::net::SocketAddr;
