@@ -9,6 +9,7 @@
 
 pub mod actual;
 pub mod convert;
+pub mod name_list;
 pub mod names;
 pub mod pending;
 pub mod plan;
@@ -16,6 +17,7 @@ pub mod plan;
 pub use actual::{
     ActualApplication, ActualIndex, ActualSecret, ActualState, ListedApplication, SummaryCache,
 };
+pub use name_list::NameList;
 pub use pending::{Content, OwnedDigest, PackedApplication, PendingApplication};
 
 pub use convert::{

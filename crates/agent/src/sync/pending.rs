@@ -8,6 +8,7 @@ use std::io;
 use sha1::{Digest, Sha1};
 
 use super::convert::{WantedApplication, WantedSecret};
+use super::name_list::NameList;
 use crate::crd::application::{Application, ApplicationSpec};
 
 /// A digest of the fields of an Application the agent writes: equal digests,
@@ -122,7 +123,7 @@ pub enum Content {
     /// names of its Secrets are kept (the plan must not delete them). An idle
     /// sync of 10,000 applications holds this instead of 25 MB of packed
     /// Applications and Secret data.
-    Settled { secret_names: Vec<String> },
+    Settled { secret_names: NameList },
 }
 
 impl PendingApplication {
@@ -139,7 +140,7 @@ impl PendingApplication {
             Content::Settled { secret_names } => (None, Some(secret_names)),
         };
         let wanted = wanted.into_iter().flatten().map(|s| s.name.as_str());
-        let settled = settled.into_iter().flatten().map(String::as_str);
+        let settled = settled.into_iter().flat_map(NameList::iter);
         wanted.chain(settled)
     }
 

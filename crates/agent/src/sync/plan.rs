@@ -225,7 +225,6 @@ pub fn plan<W: Into<PendingApplication>>(
         let secrets: Vec<String> = app
             .referenced_secrets
             .iter()
-            .map(String::as_str)
             .chain(labelled.get(*name).into_iter().flatten().copied())
             .filter(|secret| is_deletable(secret, &actual_secrets, &wanted_secrets))
             .collect::<BTreeSet<_>>()
@@ -387,7 +386,6 @@ fn plan_wanted(
         let stale: BTreeSet<&str> = app
             .referenced_secrets
             .iter()
-            .map(String::as_str)
             .chain(labelled.get(name.as_str()).into_iter().flatten().copied())
             .filter(|secret| {
                 !wanted_secret_names.contains(*secret)
@@ -428,7 +426,7 @@ pub fn pending(wanted: WantedApplication, actual: Option<&ActualIndex>) -> Pendi
             name,
             owned,
             content: Content::Settled {
-                secret_names: wanted.secrets.into_iter().map(|s| s.name).collect(),
+                secret_names: wanted.secrets.iter().map(|s| s.name.as_str()).collect(),
             },
             inconsistency: None,
         };
@@ -451,7 +449,7 @@ pub fn settle(pending: PendingApplication, actual: &ActualIndex) -> PendingAppli
     if !holds {
         return pending;
     }
-    let secret_names = pending.secret_names().map(String::from).collect();
+    let secret_names = pending.secret_names().collect();
     PendingApplication {
         content: Content::Settled { secret_names },
         ..pending

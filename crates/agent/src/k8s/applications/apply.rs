@@ -418,7 +418,7 @@ impl ApplicationWriter {
         } = written.metadata;
         if let (Some(uid), Some(resource_version)) = (uid, resource_version) {
             self.secret_digests()
-                .insert(uid, resource_version, secret.data_hash());
+                .insert(&uid, &resource_version, secret.data_hash());
         }
     }
 

@@ -137,7 +137,7 @@ impl ApplicationWriter {
             .iter()
             .filter(|a| a.is_managed_by_compass())
         {
-            names.extend(application.referenced_secrets.iter().cloned());
+            names.extend(application.referenced_secrets.iter().map(String::from));
         }
         let read: Vec<Option<Secret>> = stream::iter(names)
             .map(|name| async move {
@@ -346,7 +346,10 @@ mod tests {
         let names: Vec<_> = page.items.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["shop", "foreign"]);
         assert_eq!(page.items[0].uid.as_deref(), Some("u-1"));
-        assert_eq!(page.items[0].referenced_secrets, ["shop-b"]);
+        assert_eq!(
+            page.items[0].referenced_secrets.iter().collect::<Vec<_>>(),
+            ["shop-b"]
+        );
         assert!(page.items[0].is_managed_by_compass());
         assert!(!page.items[1].is_managed_by_compass());
     }
@@ -372,8 +375,14 @@ mod tests {
         }))
         .unwrap();
         let secret = &page.items[0];
-        assert_eq!(secret.uid.as_deref(), Some("s-1"));
-        assert_eq!(secret.resource_version.as_deref(), Some("7"));
+        assert_eq!(
+            secret.uid,
+            Some(crate::sync::actual::CompactText::new("s-1"))
+        );
+        assert_eq!(
+            secret.resource_version,
+            Some(crate::sync::actual::CompactText::new("7"))
+        );
         assert_eq!(secret.summary.name(), "shop-bundle");
         assert!(secret.summary.is_the_agents());
         assert!(secret.summary.is_owned_by("a-1"));
