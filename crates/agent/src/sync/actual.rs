@@ -548,19 +548,22 @@ impl SecretDigestCache {
     /// while the old one is dropped.
     pub fn keep(&mut self, secrets: Vec<ListedSecret>) -> Vec<ActualSecret> {
         self.by_uid.clear();
-        secrets
-            .into_iter()
-            .map(|secret| {
-                if let (Some(uid), Some(version), Some(digest)) = (
-                    secret.uid,
-                    secret.resource_version,
-                    secret.summary.data_hash,
-                ) {
-                    self.by_uid.insert(uid, (version, digest));
-                }
-                secret.summary
-            })
-            .collect()
+        // Sized to the Secrets, not collected in place: an in-place collect
+        // keeps the list's buffer (grown by doubling, twice the size of an
+        // element here), which at 40,000 Secrets held 4.5 MB for nothing
+        // until the sync ended (heaptrack, BENCHMARKS.md).
+        let mut summaries = Vec::with_capacity(secrets.len());
+        for secret in secrets {
+            if let (Some(uid), Some(version), Some(digest)) = (
+                secret.uid,
+                secret.resource_version,
+                secret.summary.data_hash,
+            ) {
+                self.by_uid.insert(uid, (version, digest));
+            }
+            summaries.push(secret.summary);
+        }
+        summaries
     }
 
     /// Adds or refreshes the digest of one Secret, e.g. of one just written
@@ -854,6 +857,18 @@ mod tests {
         let (known, to_read) = cache.reuse(vec![metadata_of(&go_secret("s-1", "8", "new"))]);
         assert!(known.is_empty());
         assert_eq!(to_read, ["shop-b1"]);
+    }
+
+    #[test]
+    fn the_kept_summaries_do_not_hold_the_lists_buffer() {
+        // A list grows by doubling: at 40,000 Secrets its buffer had room
+        // for 65,536, each twice the size of a summary.
+        let mut listed = Vec::with_capacity(64);
+        listed
+            .extend(["s-1", "s-2", "s-3"].map(|uid| ListedSecret::from(go_secret(uid, "5", "pw"))));
+        let kept = SecretDigestCache::default().keep(listed);
+        assert_eq!(kept.len(), 3);
+        assert_eq!(kept.capacity(), 3, "room for more summaries than were kept");
     }
 
     #[test]

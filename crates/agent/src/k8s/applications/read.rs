@@ -177,17 +177,18 @@ impl ApplicationWriter {
         );
         if to_read.len() > self.list_page_size as usize {
             // Many to read: one list in pages costs less than a GET each.
-            summaries = self
+            let listed = self
                 .list_summarized::<Application, ActualApplication>(
                     self.applications.resource_url(),
                     ListParams::default(),
                     false,
                 )
                 .await
-                .map_err(list_error)?
-                .into_iter()
-                .map(Arc::new)
-                .collect();
+                .map_err(list_error)?;
+            // Not collected in place: that would keep the list's buffer of
+            // whole summaries to hold one pointer each.
+            summaries = Vec::with_capacity(listed.len());
+            summaries.extend(listed.into_iter().map(Arc::new));
         } else {
             let read: Vec<Result<Option<Application>, ApplyError>> = stream::iter(to_read)
                 .map(|name| async move {
