@@ -548,12 +548,8 @@ impl SecretDigestCache {
     /// while the old one is dropped.
     pub fn keep(&mut self, secrets: Vec<ListedSecret>) -> Vec<ActualSecret> {
         self.by_uid.clear();
-        // Sized to the Secrets, not collected in place: an in-place collect
-        // keeps the list's buffer (grown by doubling, twice the size of an
-        // element here), which at 40,000 Secrets held 4.5 MB for nothing
-        // until the sync ended (heaptrack, BENCHMARKS.md).
-        let mut summaries = Vec::with_capacity(secrets.len());
-        for secret in secrets {
+        // Not collected in place: the summaries are kept for the whole sync.
+        super::map_exact(secrets, |secret| {
             if let (Some(uid), Some(version), Some(digest)) = (
                 secret.uid,
                 secret.resource_version,
@@ -561,9 +557,8 @@ impl SecretDigestCache {
             ) {
                 self.by_uid.insert(uid, (version, digest));
             }
-            summaries.push(secret.summary);
-        }
-        summaries
+            secret.summary
+        })
     }
 
     /// Adds or refreshes the digest of one Secret, e.g. of one just written

@@ -9,6 +9,7 @@
 
 pub mod actual;
 pub mod convert;
+pub mod exact;
 pub mod name_list;
 pub mod names;
 pub mod pending;
@@ -17,6 +18,7 @@ pub mod plan;
 pub use actual::{
     ActualApplication, ActualIndex, ActualSecret, ActualState, ListedApplication, SummaryCache,
 };
+pub use exact::map_exact;
 pub use name_list::NameList;
 pub use pending::{Content, OwnedDigest, PackedApplication, PendingApplication};
 

@@ -18,7 +18,7 @@ use crate::crd::application::Application;
 use crate::crd::labels::SECRET_BUNDLE_LABEL;
 use crate::k8s::errors::is_forbidden;
 use crate::sync::actual::{ListedMetadata, ListedSecret};
-use crate::sync::{ActualApplication, ActualSecret, ActualState, ListedApplication};
+use crate::sync::{self, ActualApplication, ActualSecret, ActualState, ListedApplication};
 
 /// One page of a list whose items are summarized as they are parsed: a page
 /// of whole objects is never in memory at once, only its text and one object.
@@ -187,8 +187,7 @@ impl ApplicationWriter {
                 .map_err(list_error)?;
             // Not collected in place: that would keep the list's buffer of
             // whole summaries to hold one pointer each.
-            summaries = Vec::with_capacity(listed.len());
-            summaries.extend(listed.into_iter().map(Arc::new));
+            summaries = sync::map_exact(listed, Arc::new);
         } else {
             let read: Vec<Result<Option<Application>, ApplyError>> = stream::iter(to_read)
                 .map(|name| async move {
