@@ -1404,3 +1404,40 @@ async fn the_status_lists_at_most_a_hundred_results_and_counts_the_rest() {
     let size = serde_json::to_vec(&sync).unwrap().len();
     assert!(size < 64 * 1024, "the status holds {size} bytes");
 }
+
+/// After a restart the agent remembers nothing of the cluster: with more
+/// Applications to read than a list page holds, it reads them with one list
+/// in pages instead of one GET each. What it reads that way must be what it
+/// would have remembered: an unchanged runtime is not rewritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_that_lists_the_applications_in_full_rewrites_nothing() {
+    let mut world = World::connected_with(|settings| settings.kubernetes_list_page_size = 2).await;
+    let apps = compass_sim::model::generate_applications(7, 2, 1, 0);
+    world
+        .sim
+        .set_applications(RUNTIME_ID, apps)
+        .expect("the applications are set");
+    resync(&world).await;
+    assert_eq!(application_names(&world).await.len(), 7);
+    let before = resource_versions(&world).await;
+
+    world.stop_agent().await;
+    world.start_agent().await;
+    let connection = resync(&world).await;
+
+    let status = connection.status.unwrap();
+    assert_eq!(status.connection_state, ConnectionState::Synchronized);
+    let results = status.synchronization_status.unwrap().applications;
+    assert_eq!(results.len(), 7, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|r| r.operation == SyncOperation::Unchanged),
+        "{results:?}"
+    );
+    assert_eq!(
+        resource_versions(&world).await,
+        before,
+        "an unchanged runtime read in full after a restart is not rewritten"
+    );
+}
