@@ -69,10 +69,18 @@ pub async fn run(
     // Ends the task below with this function, also when a panic unwinds it.
     let stop = shutdown.child_token();
     let _stop_on_exit = stop.clone().drop_guard();
-    let mut ensure =
-        tokio::spawn(keeper::keep_connection_resource(ctx.clone(), stop.clone())).fuse();
+    let (link_restored, restored) = tokio::sync::mpsc::unbounded_channel();
+    let mut ensure = tokio::spawn(keeper::keep_connection_resource(
+        ctx.clone(),
+        stop.clone(),
+        link_restored,
+    ))
+    .fuse();
 
-    let controller = Controller::new(connections, by_name(COMPASS_CONNECTION_NAME));
+    let controller = Controller::new(connections, by_name(COMPASS_CONNECTION_NAME))
+        .reconcile_all_on(futures::stream::unfold(restored, |mut restored| async {
+            restored.recv().await.map(|()| ((), restored))
+        }));
     let controller = configuration::watch_source(controller, &ctx);
     let in_flight = Arc::new(InFlight::default());
     let gate = in_flight.clone();

@@ -1,5 +1,6 @@
 //! The task that recreates `compass-connection` whenever it is missing:
-//! deleting it forces a new connection with the configured token.
+//! deleting it forces a new connection with the configured token. Its watch
+//! also tells when the API server link came back after it was lost.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,17 +19,34 @@ use crate::report::Report;
 /// Creates `compass-connection` whenever it is missing: at start and after it
 /// was deleted. It starts in `ConnectionFailed`, so the controller connects
 /// with the configured token.
-pub(super) async fn keep_connection_resource(ctx: Arc<Context>, shutdown: CancellationToken) {
+///
+/// When its watch fails (the API server link is lost: a partition, a
+/// refusal) a cycle is due at once, and once the watch has listed again a
+/// value is sent on `link_restored`, after forgetting the backoff: what
+/// changed meanwhile (the Director, the spec's flags, the configuration) is
+/// acted upon now, not after the sync period or the backoff.
+pub(super) async fn keep_connection_resource(
+    ctx: Arc<Context>,
+    shutdown: CancellationToken,
+    link_restored: tokio::sync::mpsc::UnboundedSender<()>,
+) {
     let api: Api<CompassConnection> = Api::all(ctx.client.clone());
     let events = watcher(api, by_name(COMPASS_CONNECTION_NAME));
     let mut events = std::pin::pin!(events);
     let mut present = false;
+    let mut interrupted = false;
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => return,
             event = events.next() => event,
         };
         let Some(event) = event else { return };
+        if interrupted && matches!(event, Ok(Event::InitDone)) {
+            interrupted = false;
+            tracing::info!("the watch of compass-connection works again; a cycle runs now");
+            ctx.reset_backoff();
+            let _ = link_restored.send(());
+        }
         match event {
             Ok(Event::Init) => present = false,
             Ok(Event::InitApply(_)) | Ok(Event::Apply(_)) => present = true,
@@ -47,6 +65,11 @@ pub(super) async fn keep_connection_resource(ctx: Arc<Context>, shutdown: Cancel
                 .await;
             }
             Err(error) => {
+                if !interrupted {
+                    interrupted = true;
+                    // What was missed is worth a cycle as soon as one can run.
+                    ctx.progress.due_at(std::time::Instant::now());
+                }
                 tracing::warn!(error = %Report(&error), "watching CompassConnection failed; retrying")
             }
         }
