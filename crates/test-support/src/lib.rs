@@ -15,6 +15,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! In front of it (or of compass-sim), a [`FaultProxy`] lets a test reset,
+//! black-hole or answer (429, 503, …) the agent's connections at any time; see
+//! its documentation.
+//!
 //! Environment variables:
 //! - `USE_EXISTING_CLUSTER=true`: [`TestEnv::global`] uses the cluster of
 //!   `KUBECONFIG` (or `~/.kube/config`) and starts nothing.
@@ -32,6 +36,7 @@ mod binary;
 mod blocking;
 mod crds;
 mod environment;
+mod fault_proxy;
 mod kubeconfig;
 mod names;
 mod process;
@@ -40,6 +45,9 @@ mod wait;
 
 pub use crds::install_crds;
 pub use environment::TestEnv;
+pub use fault_proxy::{
+    write_kubeconfig, Answer, Counters, FaultProxy, Mode, ServingCert, TlsUpstream,
+};
 pub use kubeconfig::install_crypto_provider;
 pub use names::unique_name;
 pub use wait::{wait_for, Awaited};
