@@ -90,7 +90,8 @@ async fn main() -> anyhow::Result<()> {
     settings.controller_sync_period = Duration::from_secs(5);
     let shutdown = CancellationToken::new();
     let started = Instant::now();
-    let agent = Agent::start(client.clone(), settings.clone(), shutdown.clone()).await?;
+    // As in a cluster: the agent builds its client, with its deadlines.
+    let agent = Agent::connect(env.kube_config(), settings.clone(), shutdown.clone()).await?;
 
     let connections: Api<CompassConnection> = Api::all(client.clone());
     let connection = loop {

@@ -160,8 +160,8 @@ fn run(settings: Settings) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let client = match kube::Client::try_default().await {
-            Ok(client) => client,
+        let config = match kube::Config::infer().await {
+            Ok(config) => config,
             Err(error) => {
                 tracing::error!(error = %Report(&error), "cannot configure the Kubernetes client (in-cluster or KUBECONFIG)");
                 return ExitCode::FAILURE;
@@ -177,7 +177,7 @@ fn run(settings: Settings) -> ExitCode {
                 shutdown.cancel();
             }
         });
-        let agent = match Agent::start(client, settings, shutdown.clone()).await {
+        let agent = match Agent::connect(config, settings, shutdown.clone()).await {
             Ok(agent) => agent,
             Err(StartError::Stopped) => return ExitCode::SUCCESS,
             Err(error) => {

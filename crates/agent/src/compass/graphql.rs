@@ -68,6 +68,11 @@ const EXCERPT_LEN: usize = 200;
 /// than any sync period, so an idle sync needs no new TLS handshake (a
 /// connection the server closed meanwhile is replaced on the next request).
 const IDLE_CONNECTION_KEPT: Duration = Duration::from_secs(3600);
+/// An HTTP/2 connection with a request in flight that has carried nothing
+/// from Compass for this long is pinged; one whose ping is not answered
+/// within [`PING_TIMEOUT`] is closed.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(15);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn check_url(url: &str, tls: &TlsSettings) -> Result<(), CompassError> {
     let parsed = url::Url::parse(url).map_err(|source| CompassError::InvalidUrl {
@@ -98,7 +103,15 @@ pub fn build_http(
         .connect_timeout(tls.request_timeout.min(Duration::from_secs(10)))
         .pool_idle_timeout(IDLE_CONNECTION_KEPT)
         .pool_max_idle_per_host(2)
-        .tcp_keepalive(Duration::from_secs(60))
+        .tcp_keepalive(Duration::from_secs(30))
+        // An HTTP/2 connection that stopped answering during a request (a
+        // partition, a load balancer failing over) is found by a ping and
+        // closed with its requests, rather than kept for the next one. Idle
+        // connections are not pinged: a fleet's pings would cost Compass
+        // more than the requests.
+        .http2_keep_alive_interval(PING_AFTER_IDLE)
+        .http2_keep_alive_timeout(PING_TIMEOUT)
+        .http2_keep_alive_while_idle(false)
         .user_agent(concat!("compass-runtime-agent/", env!("CARGO_PKG_VERSION")))
         // A redirect would carry the Connector-Token and Tenant headers to
         // wherever it points, plain http included: none is followed.

@@ -139,6 +139,26 @@ pub struct Settings {
     #[arg(long, env = "APP_COMPASS_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_go_duration)]
     pub compass_request_timeout: Duration,
 
+    /// Deadline of one request to the Kubernetes API that is not a watch:
+    /// its answer must begin within it, and may not pause for longer. New
+    /// connections must be made within it too (at most 10 s).
+    #[arg(long, env = "APP_KUBERNETES_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_go_duration)]
+    pub kubernetes_request_timeout: Duration,
+
+    /// Deadline of one reconcile cycle: a cycle still running after it is
+    /// abandoned and counted as failed (category CycleTimeout). It must
+    /// exceed the longest healthy cycle (the Connector, every Director page,
+    /// reading and writing the cluster). /healthz fails when, while a cycle
+    /// was due, none has recorded its outcome for twice this plus
+    /// APP_MAX_RETRY_DELAY.
+    #[arg(long, env = "APP_CYCLE_TIMEOUT", default_value = "5m", value_parser = parse_go_duration)]
+    pub cycle_timeout: Duration,
+
+    /// How long the agent waits at start for the API server to answer
+    /// (serving /healthz meanwhile) before it exits non-zero.
+    #[arg(long, env = "APP_STARTUP_TIMEOUT", default_value = "5m", value_parser = parse_go_duration)]
+    pub startup_timeout: Duration,
+
     /// How often the certificate-secured Connector is asked for its
     /// configuration (new management URLs) when nothing else calls for it;
     /// it is asked at once when renewal is due, when refreshCredentialsNow is
@@ -293,6 +313,12 @@ impl Settings {
                 format!("{:?}", self.compass_request_timeout),
             ),
             (
+                "APP_KUBERNETES_REQUEST_TIMEOUT",
+                format!("{:?}", self.kubernetes_request_timeout),
+            ),
+            ("APP_CYCLE_TIMEOUT", format!("{:?}", self.cycle_timeout)),
+            ("APP_STARTUP_TIMEOUT", format!("{:?}", self.startup_timeout)),
+            (
                 "APP_CONNECTOR_CHECK_INTERVAL",
                 format!("{:?}", self.connector_check_interval),
             ),
@@ -391,7 +417,7 @@ mod tests {
             summary.contains("APP_METRICS_LOGGING_TIME_INTERVAL=1800s"),
             "{summary}"
         );
-        assert_eq!(summary.matches("APP_").count(), 33, "{summary}");
+        assert_eq!(summary.matches("APP_").count(), 36, "{summary}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use jiff::Timestamp;
 use super::context::Context;
 use super::decide::{ConnectionOutcome, Step};
 use super::errors::ConnectionError;
+use super::progress::Wait;
 use crate::certificates::{self, renewal, ClientCredentials, KeyAlgorithm, Subject};
 use crate::compass::connector::{ConnectorClient, CsrInfo};
 use crate::config::{ConnectionParameters, SourceOrigin};
@@ -388,13 +389,16 @@ async fn establish(
     presented: &mut Option<String>,
 ) -> Result<Established, ConnectionError> {
     tracing::Span::current().record("runtime_id", parameters.runtime_id.as_str());
-    ctx.credentials.check_writable().await?;
+    {
+        let _waiting = ctx.progress.waiting(Wait::CredentialsSecrets);
+        ctx.credentials.check_writable().await?;
+    }
     let connector =
         ConnectorClient::new(ctx.graphql(&parameters.connector_url, None, request_id)?);
     let digest = parameters_digest(parameters);
     let pending = ctx
         .pending_signing()
-        .take()
+        .clone()
         .filter(|pending| pending.parameters_digest == digest);
     let pending = match pending {
         Some(pending) => {
@@ -403,13 +407,30 @@ async fn establish(
         }
         None => {
             *presented = Some(token_digest(&parameters.token));
-            configure_with_token(&connector, &parameters.token, digest).await?
+            let pending = {
+                let _waiting = ctx.progress.waiting(Wait::Connector);
+                configure_with_token(&connector, &parameters.token, digest).await?
+            };
+            // Kept until the Connector has signed: a signing step that fails
+            // on the way, or a cycle abandoned at its deadline during it, is
+            // retried with this answer (the token itself is spent).
+            *ctx.pending_signing() = Some(pending.clone());
+            pending
         }
     };
-    match request_certificate(&connector, &pending.csr_info, Some(&pending.csr_token)).await {
+    let signed = {
+        let _waiting = ctx.progress.waiting(Wait::Signing);
+        request_certificate(&connector, &pending.csr_info, Some(&pending.csr_token)).await
+    };
+    match signed {
         Ok(credentials) => {
+            // The answer's token is spent by the signing.
+            *ctx.pending_signing() = None;
             // Persisted before it is used: a crash now loses nothing.
-            ctx.credentials.save_client(&credentials).await?;
+            {
+                let _waiting = ctx.progress.waiting(Wait::CredentialsSecrets);
+                ctx.credentials.save_client(&credentials).await?;
+            }
             ctx.metrics.record_establishment(true);
             let ca_problem = store_ca(ctx, credentials.ca_pem()).await;
             Ok(Established {
@@ -418,11 +439,14 @@ async fn establish(
                 ca_problem,
             })
         }
+        // Kept for the next attempt.
         Err(ConnectionError::Compass(error)) if error.is_transient() => {
-            *ctx.pending_signing() = Some(pending);
             Err(ConnectionError::Compass(error))
         }
-        Err(error) => Err(error),
+        Err(error) => {
+            *ctx.pending_signing() = None;
+            Err(error)
+        }
     }
 }
 
@@ -433,7 +457,11 @@ async fn store_ca(ctx: &Context, ca_pem: &str) -> Option<(String, &'static str)>
     if ca_pem.trim().is_empty() {
         return None;
     }
-    match ctx.credentials.save_ca(ca_pem).await {
+    let saved = {
+        let _waiting = ctx.progress.waiting(Wait::CredentialsSecrets);
+        ctx.credentials.save_ca(ca_pem).await
+    };
+    match saved {
         Ok(()) => {
             ctx.set_pending_ca(None);
             None
@@ -496,7 +524,10 @@ async fn maintain(
     request_id: &str,
     now: Timestamp,
 ) -> Result<Maintained, ConnectionError> {
-    let credentials = ctx.credentials.load().await?;
+    let credentials = {
+        let _waiting = ctx.progress.waiting(Wait::CredentialsSecrets);
+        ctx.credentials.load().await?
+    };
     if now >= credentials.info().not_after {
         return Err(ConnectionError::CertificateExpired(
             credentials.info().not_after,
@@ -535,7 +566,10 @@ async fn maintain(
         Some(&credentials),
         request_id,
     )?);
-    let configuration = connector.configuration(None).await?;
+    let configuration = {
+        let _waiting = ctx.progress.waiting(Wait::Connector);
+        connector.configuration(None).await?
+    };
     ctx.note_connector_checked(now);
     let management_info = configuration
         .management_plane_info
@@ -560,10 +594,16 @@ async fn maintain(
             .ok_or(ConnectionError::MissingField(
                 "certificateSigningRequestInfo",
             ))?;
-    let renewed = request_certificate(&connector, &csr_info, None).await;
+    let renewed = {
+        let _waiting = ctx.progress.waiting(Wait::Signing);
+        request_certificate(&connector, &csr_info, None).await
+    };
     ctx.metrics.record_renewal(renewed.is_ok());
     let renewed = renewed?;
-    ctx.credentials.save_client(&renewed).await?;
+    {
+        let _waiting = ctx.progress.waiting(Wait::CredentialsSecrets);
+        ctx.credentials.save_client(&renewed).await?;
+    }
     let ca_problem = store_ca(ctx, renewed.ca_pem()).await;
     Ok(Maintained {
         credentials: renewed,

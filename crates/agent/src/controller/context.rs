@@ -10,6 +10,7 @@ use kube::Client;
 use super::connection::PendingSigning;
 use super::decide::{self, Backoff, Cause, NextRunInput, Run};
 use super::metrics::{AgentMetrics, ControllerMetrics};
+use super::progress::{CycleProgress, Wait};
 use crate::certificates::{renewal, CertificateInfo, ClientCredentials};
 use crate::compass::metrics::CompassMetrics;
 use crate::compass::{CompassError, GraphqlClient, TlsSettings};
@@ -37,6 +38,9 @@ pub struct Context {
     pub metrics: Arc<ControllerMetrics>,
     compass_metrics: Arc<CompassMetrics>,
     pub readiness: Arc<Readiness>,
+    /// Whether cycles record their outcomes, and what the one in flight
+    /// waits for (see [`CycleProgress`]).
+    pub progress: Arc<CycleProgress>,
     pub events: EventRecorder,
     /// What the agent may do beyond its basic verbs (see `k8s::access`).
     pub access: Arc<Access>,
@@ -79,6 +83,7 @@ impl Context {
         settings: Settings,
         metrics: &AgentMetrics,
         readiness: Arc<Readiness>,
+        progress: Arc<CycleProgress>,
         access: Arc<Access>,
     ) -> Result<Context, std::io::Error> {
         let extra_roots_pem = match &settings.compass_ca_bundle {
@@ -125,6 +130,7 @@ impl Context {
             metrics: metrics.controller.clone(),
             compass_metrics: metrics.compass.clone(),
             readiness,
+            progress,
             // Nothing remembered at start: the first cycle runs at once.
             backoff: Mutex::new(Backoff::default()),
             configuration_source: Mutex::new(None),
@@ -149,6 +155,7 @@ impl Context {
     /// Reads what a synchronization needs of the configuration (the runtime
     /// and the tenant; not the token).
     pub(super) async fn read_runtime_parameters(&self) -> Result<RuntimeParameters, SourceError> {
+        let _waiting = self.progress.waiting(Wait::Configuration);
         let parameters = RuntimeParameters::read(&self.client, &self.source_location()).await?;
         self.note_source(&parameters.origin);
         self.note_runtime_id(&parameters.runtime_id);
@@ -195,6 +202,7 @@ impl Context {
     /// from another place than last time (e.g. the ConfigMap, there being no
     /// Secret).
     pub(super) async fn read_parameters(&self) -> Result<ConnectionParameters, SourceError> {
+        let _waiting = self.progress.waiting(Wait::Configuration);
         let parameters = ConnectionParameters::read(&self.client, &self.source_location()).await?;
         self.note_source(&parameters.origin);
         self.note_runtime_id(&parameters.runtime_id);
@@ -338,6 +346,7 @@ impl Context {
             )
         });
         let mut backoff = self.backoff();
+        let started = std::time::Instant::now();
         let next = decide::next_run(NextRunInput {
             now,
             cause,
@@ -349,6 +358,17 @@ impl Context {
             jitter: rand::random(),
         });
         *backoff = next.backoff;
+        let next_at = match next.run {
+            Run::After(delay) => started.checked_add(delay),
+            Run::OnChange => None,
+        };
+        match (cause, next_at) {
+            // The cycle's outcome is in compass-connection.
+            (Cause::Cycle(_), next_at) => self.progress.recorded(next_at),
+            // It is not: the due time it answered stays.
+            (Cause::WriteFailed(_) | Cause::Reset, Some(at)) => self.progress.due_at(at),
+            (Cause::WriteFailed(_) | Cause::Reset, None) => {}
+        }
         next.run
     }
 }

@@ -419,6 +419,81 @@ pub fn transition(cycle: Cycle<'_>) -> Transition {
     }
 }
 
+/// The category of a cycle abandoned at its deadline (`APP_CYCLE_TIMEOUT`).
+pub const CYCLE_TIMEOUT: &str = "CycleTimeout";
+
+/// Where a cycle was when it was abandoned at its deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbandonedIn {
+    /// Establishing or maintaining the connection (the Connector, the
+    /// certificate Secrets).
+    Connection,
+    /// Anything after it: the synchronization, the status write.
+    Synchronization,
+}
+
+/// The status after a cycle abandoned at its deadline (`error` says after
+/// how long and what it waited for): the previous status, with the error
+/// where the operator reads it and the state of the step that did not
+/// finish. A connection that had failed stays `ConnectionFailed`; nothing
+/// the cycle did not finish is claimed (no new timestamps of success).
+pub fn after_deadline(
+    previous: &CompassConnectionStatus,
+    abandoned_in: AbandonedIn,
+    error: String,
+    now: Timestamp,
+    generation: Option<i64>,
+) -> CompassConnectionStatus {
+    let mut status = previous.clone();
+    status.connection_status.last_sync = Some(Time(now));
+    match (previous.connection_state, abandoned_in) {
+        (ConnectionState::ConnectionFailed, _) => {
+            status.connection_status.error = error;
+        }
+        (_, AbandonedIn::Connection) => {
+            status.connection_state = ConnectionState::ConnectionMaintenanceFailed;
+            status.connection_status.error = error;
+        }
+        (_, AbandonedIn::Synchronization) => {
+            status.connection_state = ConnectionState::SynchronizationFailed;
+            let sync = status
+                .synchronization_status
+                .get_or_insert_with(Default::default);
+            sync.last_attempt = Some(Time(now));
+            sync.error = error;
+        }
+    }
+    let certificate = previous
+        .connection_status
+        .certificate_status
+        .not_before
+        .as_ref()
+        .zip(
+            previous
+                .connection_status
+                .certificate_status
+                .not_after
+                .as_ref(),
+        )
+        .map(|(not_before, not_after)| CertificateInfo {
+            subject: String::new(),
+            common_name: String::new(),
+            serial: String::new(),
+            not_before: not_before.0,
+            not_after: not_after.0,
+        });
+    status.conditions = conditions(
+        &previous.conditions,
+        status.connection_state,
+        &current_error(&status),
+        certificate.as_ref(),
+        now,
+        generation,
+    );
+    status.observed_generation = generation;
+    status
+}
+
 /// The error an operator reads first: the connection's, else the last
 /// synchronization's.
 pub fn current_error(status: &CompassConnectionStatus) -> String {

@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use super::progress::CycleProgress;
 use crate::compass::metrics::CompassMetrics;
 use crate::crd::compass_connection::ConnectionState;
 use crate::k8s::metrics::KubernetesMetrics;
@@ -84,6 +85,7 @@ impl EncodeLabelSet for ReconcileLabels {
 
 pub struct ControllerMetrics {
     certificate: Arc<CertificateExpiry>,
+    overdue: Arc<CycleOverdue>,
     renewals: Family<OutcomeLabels, Counter>,
     establishments: Family<OutcomeLabels, Counter>,
     connection_state: Family<StateLabels, Gauge>,
@@ -99,6 +101,7 @@ impl Default for ControllerMetrics {
     fn default() -> Self {
         let metrics = ControllerMetrics {
             certificate: Arc::default(),
+            overdue: Arc::default(),
             renewals: Family::default(),
             establishments: Family::default(),
             connection_state: Family::default(),
@@ -124,6 +127,7 @@ impl Default for ControllerMetrics {
 impl ControllerMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register_collector(Box::new(self.certificate.clone()));
+        registry.register_collector(Box::new(self.overdue.clone()));
         registry.register(
             "certificate_renewals",
             "Certificate renewals by outcome",
@@ -169,6 +173,11 @@ impl ControllerMetrics {
             "1 while this replica holds the leader Lease (or runs without leader election)",
             self.leader.clone(),
         );
+    }
+
+    /// The cycles whose lateness `cycle_overdue_seconds` reports.
+    pub fn watch_progress(&self, progress: Arc<CycleProgress>) {
+        let _ = self.overdue.progress.set(progress);
     }
 
     pub fn set_leader(&self, leader: bool) {
@@ -266,6 +275,30 @@ impl Collector for CertificateExpiry {
             gauge.encode(metric)?;
         }
         Ok(())
+    }
+}
+
+/// How long a due cycle has waited for one to record its outcome, computed
+/// at each scrape (0 while none is due: on time, standing by, or before
+/// the agent started its controller).
+#[derive(Debug, Default)]
+struct CycleOverdue {
+    progress: std::sync::OnceLock<Arc<CycleProgress>>,
+}
+
+impl Collector for CycleOverdue {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let overdue = self.progress.get().map_or(0.0, |progress| {
+            progress.overdue(std::time::Instant::now()).as_secs_f64()
+        });
+        let gauge = ConstGauge::new(overdue);
+        let metric = encoder.encode_descriptor(
+            "cycle_overdue_seconds",
+            "How long a cycle that is due has waited for one to record its outcome in compass-connection (0 when none is due); /healthz fails past twice APP_CYCLE_TIMEOUT plus APP_MAX_RETRY_DELAY",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(metric)
     }
 }
 

@@ -10,6 +10,7 @@ pub mod context;
 pub mod decide;
 pub mod errors;
 pub mod metrics;
+pub mod progress;
 pub mod reconcile;
 pub mod synchronize;
 

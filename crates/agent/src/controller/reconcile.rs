@@ -10,34 +10,135 @@ use tracing::Instrument;
 
 use super::connection::connect;
 use super::context::Context;
-use super::decide::{self, Cause, Cycle, Run, Step, WriteFailure};
+use super::decide::{self, AbandonedIn, Cause, Cycle, Run, Step, WriteFailure};
 use super::errors::ReconcileError;
+use super::progress::{self, Wait};
 use super::synchronize::synchronize;
 use crate::crd::compass_connection::{CompassConnection, ConnectionState};
 use crate::k8s::connection::{initial_status, ConnectionStoreError, SpecUpdate};
 use crate::report::Report;
 
-/// The reconcile entry point for the kube-runtime controller.
+/// The reconcile entry point for the kube-runtime controller. A cycle that
+/// has not finished within `APP_CYCLE_TIMEOUT` is abandoned (see
+/// [`abandon`]).
 pub async fn reconcile(
     connection: Arc<CompassConnection>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
-    let request_id = ctx.new_request_id().await;
-    let span = tracing::info_span!("reconcile", request_id = %request_id, runtime_id = tracing::field::Empty);
-    // The controller's cache may lag behind our own last writes (a spec write
-    // is seen before the status write that followed it); acting on a stale
-    // ConnectionFailed would spend the token again. Read the object fresh.
-    let fresh = match ctx.connections.get().await {
-        Ok(Some(fresh)) => fresh,
-        Ok(None) => return Ok(Action::await_change()),
-        Err(error) => {
-            tracing::warn!(error = %Report(&error), "cannot read compass-connection afresh; reconciling the controller's copy");
-            connection.as_ref().clone()
+    let deadline = ctx.settings.cycle_timeout;
+    let span = tracing::info_span!(
+        "reconcile",
+        request_id = tracing::field::Empty,
+        runtime_id = tracing::field::Empty
+    );
+    // Boxed, so that it can be dropped (and with it every request in
+    // flight) while what it waited for is read.
+    let mut cycle = Box::pin(
+        async {
+            let request_id = ctx.new_request_id().await;
+            tracing::Span::current().record("request_id", request_id.as_str());
+            // The controller's cache may lag behind our own last writes (a
+            // spec write is seen before the status write that followed it);
+            // acting on a stale ConnectionFailed would spend the token again.
+            // Read the object fresh.
+            let fresh = {
+                let _waiting = ctx.progress.waiting(Wait::Connection);
+                ctx.connections.get().await
+            };
+            let fresh = match fresh {
+                Ok(Some(fresh)) => fresh,
+                Ok(None) => return Ok(Action::await_change()),
+                Err(error) => {
+                    tracing::warn!(error = %Report(&error), "cannot read compass-connection afresh; reconciling the controller's copy");
+                    connection.as_ref().clone()
+                }
+            };
+            reconcile_once(&fresh, &ctx, &request_id).await
+        }
+        .instrument(span.clone()),
+    );
+    tokio::select! {
+        outcome = &mut cycle => outcome,
+        _ = tokio::time::sleep(deadline) => {
+            let waits = ctx.progress.waiting_for();
+            drop(cycle);
+            abandon(&connection, &ctx, &waits).instrument(span).await
+        }
+    }
+}
+
+/// A cycle that did not finish within its deadline: dropped with what it
+/// waited for, logged, counted (category `CycleTimeout`), recorded in the
+/// status where the API server lets it be written, and its next run decided
+/// as any failure's.
+async fn abandon(
+    connection: &CompassConnection,
+    ctx: &Context,
+    waits: &[Wait],
+) -> Result<Action, ReconcileError> {
+    let deadline = ctx.settings.cycle_timeout;
+    let waited_for = progress::describe_waits(waits);
+    tracing::warn!(deadline = ?deadline, waiting_for = %waited_for, "the cycle did not finish within APP_CYCLE_TIMEOUT; abandoned");
+    let abandoned_in = if waits.iter().any(|wait| {
+        matches!(
+            wait,
+            Wait::Connector | Wait::Signing | Wait::CredentialsSecrets
+        )
+    }) {
+        AbandonedIn::Connection
+    } else {
+        AbandonedIn::Synchronization
+    };
+    let error = format!(
+        "the cycle did not finish within {}s (APP_CYCLE_TIMEOUT) and was abandoned while waiting for: {waited_for}",
+        deadline.as_secs()
+    );
+    let previous = connection.status.clone().unwrap_or_else(initial_status);
+    let status = decide::after_deadline(
+        &previous,
+        abandoned_in,
+        error.clone(),
+        Timestamp::now(),
+        connection.metadata.generation,
+    );
+    ctx.metrics.set_connection_state(status.connection_state);
+    ctx.metrics.record_reconcile(Some(decide::CYCLE_TIMEOUT));
+    // Bounded by the same deadline as a request: the API server may be
+    // what the cycle waited for.
+    let bound = ctx.settings.kubernetes_request_timeout;
+    let written = tokio::time::timeout(
+        bound,
+        ctx.connections
+            .write_status(connection.metadata.uid.as_deref(), &status),
+    )
+    .await;
+    let cause = match written {
+        Ok(Ok(())) => {
+            let _ = tokio::time::timeout(
+                bound,
+                ctx.events.publish_outcome(
+                    connection,
+                    previous.connection_state,
+                    status.connection_state,
+                    Some(decide::CYCLE_TIMEOUT),
+                    &error,
+                ),
+            )
+            .await;
+            Cause::Cycle(decide::Requeue::Backoff)
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(error = %Report(&error), "cannot record the abandoned cycle in compass-connection");
+            Cause::WriteFailed(WriteFailure::Other)
+        }
+        Err(_) => {
+            tracing::warn!(
+                "cannot record the abandoned cycle in compass-connection within {bound:?}"
+            );
+            Cause::WriteFailed(WriteFailure::Other)
         }
     };
-    reconcile_once(&fresh, &ctx, &request_id)
-        .instrument(span)
-        .await
+    Ok(action(ctx.schedule(Timestamp::now(), cause, None)))
 }
 
 /// After a reconcile failed as a whole (its status could not be written).
@@ -76,6 +177,9 @@ async fn reconcile_once(
         ctx.next_attempt_at(),
     );
     if let Step::Wait(delay) = step {
+        if let Some(at) = std::time::Instant::now().checked_add(delay) {
+            ctx.progress.due_at(at);
+        }
         return Ok(Action::requeue(delay));
     }
 
@@ -140,19 +244,25 @@ async fn reconcile_once(
         ctx.readiness.clear();
     }
     ctx.metrics.set_connection_state(status.connection_state);
-    ctx.events
-        .publish_outcome(
-            connection,
-            previous.connection_state,
-            status.connection_state,
-            transition.failure,
-            &decide::current_error(status),
-        )
-        .await;
+    {
+        let _waiting = ctx.progress.waiting(Wait::Event);
+        ctx.events
+            .publish_outcome(
+                connection,
+                previous.connection_state,
+                status.connection_state,
+                transition.failure,
+                &decide::current_error(status),
+            )
+            .await;
+    }
 
     // Counted once the cycle is written (or not): a failure of the cycle
     // under its category, a failed write of compass-connection as such.
-    let written = write_outcome(ctx, connection, &transition).await;
+    let written = {
+        let _waiting = ctx.progress.waiting(Wait::StatusWrite);
+        write_outcome(ctx, connection, &transition).await
+    };
     ctx.metrics.record_reconcile(match &written {
         Ok(()) => transition.failure,
         Err(error) => Some(error.category()),

@@ -11,6 +11,7 @@ use super::connection::MAX_ERROR_LEN;
 use super::context::Context;
 use super::decide::{self, SyncReport};
 use super::errors::SyncError;
+use super::progress::Wait;
 use crate::certificates::ClientCredentials;
 use crate::compass::director::{DirectorClient, RuntimeLabelValues, Snapshot};
 use crate::crd::compass_connection::{ManagementInfo, SyncOperation, SynchronizationStatus};
@@ -138,6 +139,7 @@ async fn fetch_and_apply(
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let _waiting = ctx.progress.waiting(Wait::Director);
             let (wanted, snapshot) = fetch_applications(ctx, &director, &cluster).await?;
             let problem = snapshot
                 .inconsistency
@@ -154,6 +156,7 @@ async fn fetch_and_apply(
     };
     let read_cluster = async {
         let started = Instant::now();
+        let _waiting = ctx.progress.waiting(Wait::ClusterRead);
         let actual = ctx.applications.read_actual().await?;
         // Only a whole list of the Secrets can tell that one is as wanted.
         if actual.secrets_listed {
@@ -174,6 +177,7 @@ async fn fetch_and_apply(
                 .flat_map(PendingApplication::secret_names)
                 .map(String::from)
                 .collect();
+            let _waiting = ctx.progress.waiting(Wait::ClusterRead);
             ctx.applications
                 .read_named_secrets(&mut actual, wanted_secrets)
                 .await?;
@@ -208,7 +212,10 @@ async fn fetch_and_apply(
         tracing::info!(application = %waiting.name, secrets = ?waiting.owned_secrets, "the Application is deleted at a later cycle: it owns Secrets another Application refers to, which get that Application as their owner first");
     }
     let planned_writes = plan.writes();
-    let ApplyOutcome { results, replaced } = ctx.applications.apply(plan).await;
+    let ApplyOutcome { results, replaced } = {
+        let _waiting = ctx.progress.waiting(Wait::ApplicationWrites);
+        ctx.applications.apply(plan).await
+    };
     let apply_time = phase.elapsed();
     let failed: Vec<_> = results
         .iter()
@@ -240,7 +247,10 @@ async fn fetch_and_apply(
         .collect();
     let total = results.len();
     (sync.applications, sync.applications_not_listed) = decide::listed_results(results);
-    let labels = label_runtime(ctx, &director, &snapshot.labels).await;
+    let labels = {
+        let _waiting = ctx.progress.waiting(Wait::RuntimeLabels);
+        label_runtime(ctx, &director, &snapshot.labels).await
+    };
     Ok(Applied {
         failed,
         total,

@@ -131,11 +131,18 @@ impl Access {
         shutdown: &CancellationToken,
     ) -> Option<Access> {
         let mut delay = Duration::from_millis(500);
+        let started = std::time::Instant::now();
         loop {
-            match Access::ask(client, settings).await {
+            let asked = tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                asked = Access::ask(client, settings) => asked,
+            };
+            match asked {
                 Ok(access) => return Some(access),
                 Err(error) => {
-                    tracing::warn!(error = %Report(&error), "the API server does not answer what the agent may do; asking again in {delay:?}")
+                    let waited = started.elapsed().as_secs();
+                    let limit = settings.startup_timeout.as_secs();
+                    tracing::warn!(error = %Report(&error), "the API server does not answer what the agent may do; asking again in {delay:?} (waited {waited}s; the agent gives up after {limit}s, APP_STARTUP_TIMEOUT)")
                 }
             }
             tokio::select! {

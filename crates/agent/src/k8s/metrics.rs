@@ -32,6 +32,7 @@ struct WriteLabels {
 #[derive(Default)]
 pub struct KubernetesMetrics {
     writes: Family<WriteLabels, Counter>,
+    request_timeouts: Counter,
 }
 
 impl KubernetesMetrics {
@@ -41,6 +42,20 @@ impl KubernetesMetrics {
             "Writes to the Kubernetes API by kind, verb and outcome",
             self.writes.clone(),
         );
+        registry.register(
+            "kubernetes_request_timeouts",
+            "Requests to the Kubernetes API that did not answer, or whose answer paused, for longer than APP_KUBERNETES_REQUEST_TIMEOUT",
+            self.request_timeouts.clone(),
+        );
+    }
+
+    pub fn record_request_timeout(&self) {
+        self.request_timeouts.inc();
+    }
+
+    /// Requests that timed out so far.
+    pub fn request_timeouts(&self) -> u64 {
+        self.request_timeouts.get()
     }
 
     pub fn record_write(&self, kind: &'static str, verb: &'static str, ok: bool) {

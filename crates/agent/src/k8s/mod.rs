@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod applications;
+pub mod client;
 pub mod connection;
 pub mod credentials_store;
 pub mod errors;

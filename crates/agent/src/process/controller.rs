@@ -63,6 +63,9 @@ pub async fn run(
     faults: fault::Hook,
 ) -> Result<(), ControllerError> {
     let connections: Api<CompassConnection> = Api::all(ctx.client.clone());
+    // The first cycle is due now: if it never records its outcome (the API
+    // server unreachable from the start), /healthz says so in time.
+    ctx.progress.due_at(std::time::Instant::now());
     // Ends the task below with this function, also when a panic unwinds it.
     let stop = shutdown.child_token();
     let _stop_on_exit = stop.clone().drop_guard();

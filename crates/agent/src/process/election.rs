@@ -294,6 +294,8 @@ pub async fn run_elected(
     loop {
         ctx.metrics.set_leader(false);
         ctx.readiness.set_standby(true);
+        // A standby has no cycle due.
+        ctx.progress.not_due();
         let mut last_renewal;
         loop {
             let sent = Instant::now();

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::controller::{fault, ControllerError};
 use crate::config::Settings;
 pub use crate::controller::metrics::AgentMetrics;
+use crate::controller::progress::{self, CycleProgress};
 use crate::controller::Context;
 use crate::k8s::access::Access;
 use crate::report::Report;
@@ -41,6 +42,10 @@ pub enum StartError {
     /// The shutdown came while the agent waited for the API server.
     #[error("stopped before the API server answered")]
     Stopped,
+    #[error("the API server did not answer within {0:?} (APP_STARTUP_TIMEOUT)")]
+    ApiServerUnreachable(std::time::Duration),
+    #[error("cannot build the Kubernetes client")]
+    Client(#[from] crate::k8s::client::ClientError),
 }
 
 /// Where the agent's HTTP endpoints ended up (ports may be chosen at start).
@@ -65,7 +70,26 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts the endpoints and the controller; returns at once.
+    /// Starts the agent as it runs in a cluster: its Kubernetes client is
+    /// built from `config` with the deadlines of `settings`
+    /// (`k8s::client`). Returns once the API server has answered.
+    pub async fn connect(
+        config: kube::Config,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> Result<Agent, StartError> {
+        install_crypto_provider();
+        let metrics = AgentMetrics::new();
+        let client = crate::k8s::client::build(
+            config,
+            crate::k8s::client::Deadlines::for_request_timeout(settings.kubernetes_request_timeout),
+            metrics.kubernetes.clone(),
+        )?;
+        Agent::start_with(client, metrics, settings, shutdown, fault::Hook::from_env()).await
+    }
+
+    /// Starts the endpoints and the controller with a client of the
+    /// caller's; returns once the API server has answered.
     pub async fn start(
         client: kube::Client,
         settings: Settings,
@@ -82,9 +106,25 @@ impl Agent {
         shutdown: CancellationToken,
         faults: fault::Hook,
     ) -> Result<Agent, StartError> {
+        Agent::start_with(client, AgentMetrics::new(), settings, shutdown, faults).await
+    }
+
+    async fn start_with(
+        client: kube::Client,
+        metrics: AgentMetrics,
+        settings: Settings,
+        shutdown: CancellationToken,
+        faults: fault::Hook,
+    ) -> Result<Agent, StartError> {
         install_crypto_provider();
-        let metrics = AgentMetrics::new();
         let readiness = Arc::new(Readiness::default());
+        let progress = Arc::new(CycleProgress::default());
+        metrics.controller.watch_progress(progress.clone());
+        readiness.set_liveness(Box::new({
+            let progress = progress.clone();
+            let bound = progress::liveness_bound(settings.cycle_timeout, settings.max_retry_delay);
+            move || progress.stalled(std::time::Instant::now(), bound)
+        }));
         let health = health::serve_health(
             SocketAddr::new(settings.health_address, settings.health_port),
             readiness.clone(),
@@ -104,8 +144,15 @@ impl Agent {
                 )
             }
         };
-        let Some(access) = Access::probe(&client, &settings, &shutdown).await else {
-            return Err(StartError::Stopped);
+        let access = match tokio::time::timeout(
+            settings.startup_timeout,
+            Access::probe(&client, &settings, &shutdown),
+        )
+        .await
+        {
+            Ok(Some(access)) => access,
+            Ok(None) => return Err(StartError::Stopped),
+            Err(_) => return Err(StartError::ApiServerUnreachable(settings.startup_timeout)),
         };
         let access = Arc::new(access);
         if !access.leader_lease {
@@ -125,6 +172,7 @@ impl Agent {
             settings,
             &metrics,
             readiness.clone(),
+            progress,
             access,
         )?);
         let controller = if ctx.settings.leader_election {

@@ -6,10 +6,12 @@
 //! for the API server at start, or stands by for the leader Lease. It fails
 //! once the controller has ended by itself (a panic, a watch that ended),
 //! from then until the process exits (the agent then exits non-zero; see
-//! `agent`). It never depends on Compass or on the API server answering: a
-//! liveness probe must not restart the agent for an outage that a restart
-//! would not mend. Kyma's NetworkPolicy admits traffic to the agent's Pod on
-//! the health port only, hence `/metrics` there as well.
+//! `agent`), and while the liveness check the process installs says the
+//! agent makes no progress (no cycle has recorded its outcome for long while
+//! one was due: a last resort, see `controller::progress`). It does not
+//! depend on Compass answering: a cycle that reports a Compass outage is
+//! progress. Kyma's NetworkPolicy admits traffic to the agent's Pod on the
+//! health port only, hence `/metrics` there as well.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -36,7 +38,12 @@ pub struct Readiness {
     standby: AtomicBool,
     /// Why the controller ended by itself, once it has.
     controller_stopped: OnceLock<String>,
+    /// Why the agent makes no progress, if it makes none.
+    liveness: OnceLock<LivenessCheck>,
 }
+
+/// Says why the agent makes no progress, or `None` while it does.
+pub type LivenessCheck = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
 impl Readiness {
     pub fn set_certificate(&self, not_before: jiff::Timestamp, not_after: jiff::Timestamp) {
@@ -70,6 +77,19 @@ impl Readiness {
         self.controller_stopped.get().map(String::as_str)
     }
 
+    /// Installs the check `/healthz` asks at each probe; the first one stays.
+    pub fn set_liveness(&self, check: LivenessCheck) {
+        let _ = self.liveness.set(check);
+    }
+
+    /// Why the agent is not alive, if it is not.
+    pub fn not_alive(&self) -> Option<String> {
+        if let Some(why) = self.controller_stopped() {
+            return Some(format!("the controller is not running: {why}"));
+        }
+        self.liveness.get().and_then(|check| check())
+    }
+
     pub fn is_ready(&self) -> bool {
         let now = jiff::Timestamp::now().as_second();
         let not_after = self.not_after.load(Ordering::Relaxed);
@@ -85,8 +105,8 @@ fn controller_stopped(why: &str) -> (StatusCode, String) {
 }
 
 async fn healthz(State(readiness): State<Arc<Readiness>>) -> (StatusCode, String) {
-    match readiness.controller_stopped() {
-        Some(why) => controller_stopped(why),
+    match readiness.not_alive() {
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
         None => (StatusCode::OK, "ok".into()),
     }
 }
@@ -181,7 +201,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn healthz_fails_once_the_controller_stopped_by_itself_and_not_before() {
+    async fn healthz_fails_while_no_progress_is_made_and_once_the_controller_stopped() {
         let readiness = Arc::new(Readiness::default());
         let shutdown = CancellationToken::new();
         let address = serve_health(
@@ -197,6 +217,23 @@ mod tests {
         readiness.set_standby(true);
         assert_eq!(get(address, "/healthz").await.0, 200);
         assert_eq!(get(address, "/readyz").await.0, 200);
+
+        // No progress: /healthz fails, and comes back when there is.
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        readiness.set_liveness(Box::new({
+            let stalled = stalled.clone();
+            move || {
+                stalled
+                    .load(Ordering::Relaxed)
+                    .then(|| "no cycle for 100s".to_string())
+            }
+        }));
+        assert_eq!(
+            get(address, "/healthz").await,
+            (503, "no cycle for 100s".into())
+        );
+        stalled.store(false, Ordering::Relaxed);
+        assert_eq!(get(address, "/healthz").await, (200, "ok".into()));
 
         readiness.set_controller_stopped("it panicked: boom".into());
         readiness.set_controller_stopped("a later reason".into());

@@ -887,3 +887,90 @@ fn the_status_lists_at_most_the_cap_of_results_failures_first() {
     let (few, none) = listed_results(vec![result(1, SyncOperation::Created)]);
     assert_eq!((few.len(), none), (1, 0));
 }
+
+#[test]
+fn an_abandoned_cycle_reports_the_step_that_did_not_finish_and_claims_no_success() {
+    let mut synchronized = status(ConnectionState::Synchronized, Some(0));
+    synchronized.connection_status.last_success = Some(Time(at(0)));
+    synchronized.connection_status.certificate_status = CertificateStatus {
+        acquired: Some(Time(at(0))),
+        not_before: Some(Time(at(0))),
+        not_after: Some(Time(at(1_000))),
+    };
+    synchronized.synchronization_status = Some(SynchronizationStatus {
+        last_attempt: Some(Time(at(0))),
+        last_successful_fetch: Some(Time(at(0))),
+        last_successful_application: Some(Time(at(0))),
+        ..Default::default()
+    });
+
+    // Stuck in the synchronization: SynchronizationFailed, which the
+    // provisioning side accepts, with the error where Kyma's CRD keeps it.
+    let after = after_deadline(
+        &synchronized,
+        AbandonedIn::Synchronization,
+        "abandoned while waiting for: the Director's applications".into(),
+        at(300),
+        Some(4),
+    );
+    assert_eq!(
+        after.connection_state,
+        ConnectionState::SynchronizationFailed
+    );
+    let sync = after.synchronization_status.as_ref().unwrap();
+    assert_eq!(
+        sync.error,
+        "abandoned while waiting for: the Director's applications"
+    );
+    assert_eq!(sync.last_attempt, Some(Time(at(300))));
+    assert_eq!(
+        sync.last_successful_fetch,
+        Some(Time(at(0))),
+        "no success claimed"
+    );
+    assert_eq!(after.connection_status.last_success, Some(Time(at(0))));
+    assert_eq!(after.connection_status.last_sync, Some(Time(at(300))));
+    assert!(after.connection_status.error.is_empty());
+    let condition = |kind: &str| {
+        after
+            .conditions
+            .iter()
+            .find(|c| c.type_ == kind)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(condition(CONDITION_SYNCHRONIZED).status, "False");
+    assert_eq!(condition(CONDITION_CONNECTED).status, "True");
+    assert_eq!(
+        condition(CONDITION_CERTIFICATE_VALID).status,
+        "True",
+        "the certificate in the status is still valid"
+    );
+    assert_eq!(after.observed_generation, Some(4));
+
+    // Stuck with the Connector: the connection's maintenance failed.
+    let after = after_deadline(
+        &synchronized,
+        AbandonedIn::Connection,
+        "abandoned while waiting for: the Connector's configuration".into(),
+        at(300),
+        None,
+    );
+    assert_eq!(
+        after.connection_state,
+        ConnectionState::ConnectionMaintenanceFailed
+    );
+    assert!(after.connection_status.error.contains("Connector"));
+    assert_eq!(
+        after.synchronization_status,
+        synchronized.synchronization_status
+    );
+
+    // A connection that had failed stays failed, whatever was stuck.
+    let failed = status(ConnectionState::ConnectionFailed, Some(0));
+    for step in [AbandonedIn::Connection, AbandonedIn::Synchronization] {
+        let after = after_deadline(&failed, step, "abandoned".into(), at(300), None);
+        assert_eq!(after.connection_state, ConnectionState::ConnectionFailed);
+        assert_eq!(after.connection_status.error, "abandoned");
+    }
+}
