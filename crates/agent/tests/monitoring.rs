@@ -431,6 +431,7 @@ fn every_alert_says_what_to_do_outlasts_a_failed_cycle_and_has_a_runbook_and_tes
     let names: BTreeSet<&str> = alerts.iter().map(|a| a.name.as_str()).collect();
     for wanted in [
         "CompassRuntimeAgentAbsent",
+        "CompassRuntimeAgentStuck",
         "CompassRuntimeAgentConnectionFailed",
         "CompassRuntimeAgentSynchronizationFailing",
         "CompassRuntimeAgentApplicationsFailing",
@@ -639,32 +640,35 @@ const TEST_RANGE: &str = "20s";
 /// it was issued.
 const SHORT_VALIDITY: Duration = Duration::from_secs(180);
 const RENEWAL_THRESHOLD: &str = "0.9";
-/// The rules' "less than 7 days left", test-sized: 150 s, which a 180 s
-/// certificate renewed when due never reaches, and an unrenewed one does
-/// 30 s after it was issued.
-const EXPIRY_THRESHOLD: (&str, &str) = ("7 * 86400", "150");
+/// The rules' thresholds, test-sized: "less than 7 days left" is 150 s,
+/// which a 180 s certificate renewed when due never reaches, and an
+/// unrenewed one does 30 s after it was issued; "a due cycle waiting for
+/// 5 minutes" is 10 s (cycles are due every 3 s).
+const THRESHOLDS: [(&str, &str); 2] = [("7 * 86400", "150"), ("5 * 60", "10")];
 
 /// The rule file as the test runs it: the same rules with every `for:` and
-/// every range test-sized, and the expiry threshold scaled to the test's
-/// certificates.
+/// every range test-sized, and the thresholds scaled to the test's
+/// certificates and cycles.
 fn test_sized_rules() -> String {
     let mut rules = rules();
-    let mut thresholds = 0;
+    let mut found = [0; THRESHOLDS.len()];
     for group in rules["groups"].as_sequence_mut().unwrap() {
         for rule in group["rules"].as_sequence_mut().unwrap() {
-            let expr = rule["expr"].as_str().unwrap().to_string();
-            thresholds += expr.matches(EXPIRY_THRESHOLD.0).count();
-            let expr =
-                with_ranges(&expr, TEST_RANGE).replace(EXPIRY_THRESHOLD.0, EXPIRY_THRESHOLD.1);
+            let mut expr = with_ranges(rule["expr"].as_str().unwrap(), TEST_RANGE);
+            for (count, (production, test)) in found.iter_mut().zip(THRESHOLDS) {
+                *count += expr.matches(production).count();
+                expr = expr.replace(production, test);
+            }
             rule["expr"] = Yaml::from(expr);
             rule["for"] = Yaml::from(TEST_FOR);
         }
     }
-    assert_eq!(
-        thresholds, 1,
-        "the rules no longer say `{}` once; scale the new threshold here",
-        EXPIRY_THRESHOLD.0
-    );
+    for (count, (production, _)) in found.iter().zip(THRESHOLDS) {
+        assert_eq!(
+            *count, 1,
+            "the rules no longer say `{production}` once; scale the new threshold here"
+        );
+    }
     serde_yaml::to_string(&rules).unwrap()
 }
 
@@ -851,7 +855,9 @@ impl AgentProcess {
         format!("127.0.0.1:{}", self.health_port)
     }
 
-    async fn start(&mut self, world: &World) {
+    /// Starts it, with leader election (as `deploy/` runs it) or without
+    /// (as Kyma's Deployment does).
+    async fn start(&mut self, world: &World, leader_election: bool) {
         assert!(self.child.is_none(), "the agent runs already");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -877,7 +883,8 @@ impl AgentProcess {
                 "APP_METRICS_ADDRESS",
                 format!("127.0.0.1:{}", self.metrics_port),
             )
-            .env("APP_LEADER_ELECTION", "true")
+            .env("APP_KUBERNETES_REQUEST_TIMEOUT", "5s")
+            .env("APP_LEADER_ELECTION", leader_election.to_string())
             .env("APP_LEADER_ELECTION_LEASE", format!("{NS}/{LEASE}"))
             .env("APP_LEADER_ELECTION_LEASE_DURATION", "4s")
             .env("APP_LEADER_ELECTION_IDENTITY", "monitored-replica")
@@ -968,7 +975,7 @@ async fn a_real_prometheus_fires_each_alert_for_its_fault_and_resolves_it_and_ev
         .expect("the foreign Lease is created");
 
     let mut agent = AgentProcess::new();
-    agent.start(&world).await;
+    agent.start(&world, true).await;
     let prometheus = Prometheus::start(&test_sized_rules(), &agent.target()).await;
 
     let _logs = LogsOnFailure(vec![
@@ -1159,7 +1166,22 @@ async fn a_real_prometheus_fires_each_alert_for_its_fault_and_resolves_it_and_ev
         );
     }
 
-    // The agent gone: Absent fires; back, it resolves.
+    // Back to 90-day certificates for what follows, which keeps the agent
+    // from renewing for a while.
+    world
+        .sim
+        .set_cert_validity(Duration::from_secs(2160 * 3600));
+    let before = world.certificate_secret().await.unwrap();
+    world.ask_for_renewal().await;
+    world
+        .wait_for_new_certificate(&before["crt"], "refreshCredentialsNow")
+        .await;
+    prometheus
+        .wait_for_firing(&[], "with a 90-day certificate")
+        .await;
+
+    // The agent gone: Absent fires; back (now without leader election, as
+    // Kyma runs it), it resolves.
     let started = Instant::now();
     agent.kill().await;
     prometheus
@@ -1167,7 +1189,7 @@ async fn a_real_prometheus_fires_each_alert_for_its_fault_and_resolves_it_and_ev
         .await;
     let fired_after = started.elapsed();
     let healed = Instant::now();
-    agent.start(&world).await;
+    agent.start(&world, false).await;
     world
         .wait_for_state(ConnectionState::Synchronized, LONG)
         .await;
@@ -1177,10 +1199,39 @@ async fn a_real_prometheus_fires_each_alert_for_its_fault_and_resolves_it_and_ev
         fired_after.as_secs_f64(),
         healed.elapsed().as_secs_f64()
     );
+
+    // The API server stops answering (its process stopped: connections stay
+    // open and carry nothing, as in a partition): the agent's cycles cannot
+    // record their outcome, Stuck fires; it answers again, Stuck resolves.
+    let apiserver = world
+        .env
+        .process_id()
+        .expect("the test's own apiserver process");
+    phase(
+        &prometheus,
+        "the API server not answering",
+        &["CompassRuntimeAgentStuck"],
+        async { signal(apiserver, "STOP") },
+        |_| async { signal(apiserver, "CONT") },
+    )
+    .await;
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
     println!(
         "the real-Prometheus test took {:.0} s",
         test_started.elapsed().as_secs_f64()
     );
+}
+
+/// Sends `kill -<signal>` to `pid`.
+fn signal(pid: u32, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -{signal} {pid} failed");
 }
 
 /// Prints the tails of these logs when the test fails.
