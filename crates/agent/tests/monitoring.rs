@@ -568,6 +568,71 @@ fn the_prometheus_rule_carries_the_rules_and_the_pod_monitor_scrapes_the_agents_
     }
 }
 
+#[test]
+fn the_dashboard_is_a_grafana_dashboard_that_asks_for_its_data_source_and_lays_out_its_panels() {
+    let dashboard = dashboard();
+    assert_eq!(dashboard["uid"], "compass-runtime-agent");
+    assert!(dashboard["title"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(dashboard["schemaVersion"].as_u64().is_some());
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables");
+    assert!(
+        variables.iter().any(|v| v["name"] == "datasource"
+            && v["type"] == "datasource"
+            && v["query"] == "prometheus"),
+        "the importer picks the Prometheus data source through the variable `datasource`"
+    );
+    let mut ids = BTreeSet::new();
+    let mut cells: BTreeMap<(u64, u64), String> = BTreeMap::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().expect("a panel has a title");
+        assert!(
+            ids.insert(panel["id"].as_u64().expect("a panel id")),
+            "{title}: the panel id is taken"
+        );
+        let grid = &panel["gridPos"];
+        let (x, y, w, h) = (
+            grid["x"].as_u64().unwrap(),
+            grid["y"].as_u64().unwrap(),
+            grid["w"].as_u64().unwrap(),
+            grid["h"].as_u64().unwrap(),
+        );
+        assert!(x + w <= 24, "{title} is wider than the dashboard");
+        for column in x..x + w {
+            for row in y..y + h {
+                if let Some(other) = cells.insert((column, row), title.to_string()) {
+                    panic!("{title} overlaps {other}");
+                }
+            }
+        }
+        if panel["type"] == "row" {
+            continue;
+        }
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "{title}: the data source the importer chose"
+        );
+        let targets = panel["targets"].as_array().expect("a panel has queries");
+        assert!(!targets.is_empty(), "{title} has no query");
+        let refs: BTreeSet<&str> = targets
+            .iter()
+            .map(|t| t["refId"].as_str().expect("refId"))
+            .collect();
+        assert_eq!(refs.len(), targets.len(), "{title}: refIds repeat");
+        for target in targets {
+            assert!(
+                target["expr"].as_str().is_some_and(|e| !e.is_empty()),
+                "{title}: a query without expr"
+            );
+        }
+        assert!(
+            panel["description"].as_str().is_some_and(|d| d.len() > 20),
+            "{title} does not say what it shows"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The names against a running agent
 // ---------------------------------------------------------------------------
