@@ -11,7 +11,7 @@ use kube::Resource;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::ApplicationWriter;
+use super::ApplicationStore;
 use crate::crd::application::Application;
 use crate::crd::compass_connection::{ApplicationSyncResult, SyncOperation};
 use crate::crd::labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
@@ -96,7 +96,7 @@ pub struct Replacement {
     pub new: String,
 }
 
-impl ApplicationWriter {
+impl ApplicationStore {
     /// Carries out the plan; one Application's failure does not stop the others.
     pub async fn apply(&self, plan: Plan) -> ApplyOutcome {
         let outcomes: Vec<ApplyOutcome> = stream::iter(plan.applications)
