@@ -19,7 +19,7 @@ use crate::k8s::errors::{is_conflict, is_not_found};
 use crate::k8s::replace::{apply_merge_patch, read_merge_replace};
 use crate::k8s::write_params;
 use crate::report::report;
-use crate::sync::pending::UnpackError;
+use crate::sync::wanted::UnpackError;
 use crate::sync::{
     ActualApplication, ActualSecret, ApplicationAction, ApplicationPlan, PackedApplication, Plan,
     SecretAction, WantedSecret,

@@ -384,11 +384,11 @@ mod tests {
         let secret = &page.items[0];
         assert_eq!(
             secret.uid,
-            Some(crate::sync::actual::CompactText::new("s-1"))
+            Some(crate::sync::compact::CompactText::new("s-1"))
         );
         assert_eq!(
             secret.resource_version,
-            Some(crate::sync::actual::CompactText::new("7"))
+            Some(crate::sync::compact::CompactText::new("7"))
         );
         assert_eq!(secret.summary.name(), "shop-bundle");
         assert!(secret.summary.is_the_agents());
