@@ -98,6 +98,15 @@ mod tests {
         Read,
     }
 
+    /// The object "a" at version 1, whose next `conflicts` replaces conflict.
+    fn object_a(conflicts: usize) -> RefCell<Store> {
+        RefCell::new(Store {
+            object: Some((1, "a".into())),
+            conflicts,
+            ..Store::default()
+        })
+    }
+
     async fn append(store: &RefCell<Store>, suffix: &str) -> Result<u32, Failure> {
         read_merge_replace(
             || async {
@@ -131,11 +140,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_conflict_reads_and_merges_again_into_the_newer_object() {
-        let store = RefCell::new(Store {
-            object: Some((1, "a".into())),
-            conflicts: 2,
-            ..Store::default()
-        });
+        let store = object_a(2);
         assert_eq!(append(&store, "+ours").await, Ok(4));
         let store = store.into_inner();
         assert_eq!(store.reads, 3);
@@ -144,11 +149,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_conflict_is_returned_after_five_tries() {
-        let store = RefCell::new(Store {
-            object: Some((1, "a".into())),
-            conflicts: 100,
-            ..Store::default()
-        });
+        let store = object_a(100);
         assert_eq!(append(&store, "+ours").await, Err(Failure::Conflict));
         assert_eq!(store.into_inner().reads, 5);
     }
