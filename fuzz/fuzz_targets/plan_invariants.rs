@@ -43,7 +43,7 @@ use compass_runtime_agent::crd::application::{Application, ApplicationSpec, Comp
 use compass_runtime_agent::sync::names;
 use compass_runtime_agent::sync::{
     plan, to_wanted_application, ActualApplication, ActualSecret, ActualState, ApplicationAction,
-    ConversionSettings, Deletions, OwnedDigest, PendingApplication, SecretAction, WantedSecret,
+    ConversionSettings, Deletions, HeldApplication, OwnedDigest, SecretAction, WantedSecret,
 };
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -297,7 +297,7 @@ fn secret_in_cluster(
 struct Input {
     director: Vec<model::Application>,
     normalize: bool,
-    wanted: Vec<PendingApplication>,
+    wanted: Vec<HeldApplication>,
     actual: ActualState,
     deletions: Deletions,
 }
@@ -322,11 +322,11 @@ fn input(u: &mut Unstructured) -> Result<Input> {
     }
     let mut wanted = Vec::new();
     for app in &director {
-        let pending = PendingApplication::from(to_wanted_application(app, &current));
+        let held = HeldApplication::from(to_wanted_application(app, &current));
         wanted.push(if chance(u, 1, 8)? {
-            pending.incomplete(Some("a list of it did not come whole".into()))
+            held.incomplete(Some("a list of it did not come whole".into()))
         } else {
-            pending
+            held
         });
     }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use compass_runtime_agent::compass::model::{self, ApiDefinition, Auth, Credential, SystemAuth};
 use compass_runtime_agent::sync::{
     self, to_wanted_application, ActualApplication, ActualSecret, ActualState, ConversionSettings,
-    Deletions, PendingApplication, WantedApplication,
+    Deletions, HeldApplication, WantedApplication,
 };
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -119,12 +119,12 @@ fn written(wanted: &[WantedApplication]) -> ActualState {
     state
 }
 
-/// The fastest of five plans of `pending` against `actual`, and its writes.
-fn time_plan(pending: &[PendingApplication], actual: &ActualState) -> (Duration, usize) {
+/// The fastest of five plans of `held` against `actual`, and its writes.
+fn time_plan(held: &[HeldApplication], actual: &ActualState) -> (Duration, usize) {
     let mut best = Duration::MAX;
     let mut writes = 0;
     for _ in 0..5 {
-        let input = pending.to_vec();
+        let input = held.to_vec();
         let started = Instant::now();
         let plan = sync::plan(input, actual, Deletions::Allowed);
         best = best.min(started.elapsed());
@@ -153,14 +153,11 @@ fn main() {
     println!("|---|---|---|---|");
     for count in sizes {
         let wanted = wanted(count);
-        let pending: Vec<PendingApplication> = wanted
-            .iter()
-            .cloned()
-            .map(PendingApplication::from)
-            .collect();
+        let held: Vec<HeldApplication> =
+            wanted.iter().cloned().map(HeldApplication::from).collect();
         let actual = written(&wanted);
-        let first = time_plan(&pending, &ActualState::default());
-        let idle = time_plan(&pending, &actual);
+        let first = time_plan(&held, &ActualState::default());
+        let idle = time_plan(&held, &actual);
         let gone = time_plan(&[], &actual);
         assert_eq!(first.1, count * 5, "the first sync writes each object");
         assert_eq!(idle.1, 0, "an idle plan writes nothing");

@@ -1186,11 +1186,11 @@ async fn a_secret_of_the_wanted_name_that_is_someone_elses_is_never_overwritten(
 
 /// The agent's writer, driven by the test itself, so that the test can act
 /// between the sync's read and its writes.
-fn writer(world: &World) -> compass_runtime_agent::k8s::applications::ApplicationWriter {
+fn writer(world: &World) -> compass_runtime_agent::k8s::applications::ApplicationStore {
     use compass_runtime_agent::k8s::access::Access;
-    use compass_runtime_agent::k8s::applications::ApplicationWriter;
+    use compass_runtime_agent::k8s::applications::ApplicationStore;
     use std::sync::Arc;
-    ApplicationWriter::new(
+    ApplicationStore::new(
         world.client.clone(),
         NS,
         4,

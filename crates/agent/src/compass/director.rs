@@ -137,18 +137,24 @@ impl<T> Page<T> {
 /// A Director application with all its pages, and, when one of its lists
 /// did not come whole, what was wrong (it must then not be written).
 #[derive(Debug)]
-pub struct Fetched {
+pub struct FetchedApplication {
     pub application: Application,
     pub inconsistency: Option<String>,
 }
 
-/// What came with the applications: the runtime's labels, and whether the
-/// list of applications came whole (else it must not decide a deletion).
+/// What a fetch of the applications came to besides the applications
+/// themselves: the runtime's labels, read with the first page, and why the
+/// list of applications did not come whole, if it did not (it must then not
+/// decide a deletion).
 #[derive(Debug)]
-pub struct Snapshot {
+pub struct FetchOutcome {
     pub labels: RuntimeLabelValues,
     pub inconsistency: Option<String>,
 }
+
+/// The old name, for `controller/` until it takes the new one (issue 29,
+/// phase 2); then it goes.
+pub type Snapshot = FetchOutcome;
 
 #[derive(Deserialize)]
 struct RawApplication {
@@ -275,8 +281,8 @@ impl DirectorClient {
     /// a partial answer is never mistaken for the Director's truth.
     pub async fn for_each_application(
         &self,
-        mut visit: impl FnMut(&RuntimeLabelValues, Fetched),
-    ) -> Result<Snapshot, CompassError> {
+        mut visit: impl FnMut(&RuntimeLabelValues, FetchedApplication),
+    ) -> Result<FetchOutcome, CompassError> {
         let first_query = applications_query(true);
         let next_query = applications_query(false);
         let mut labels = None;
@@ -310,7 +316,7 @@ impl DirectorClient {
             match next {
                 Next::After(cursor) => after = Some(cursor),
                 Next::Done => {
-                    return Ok(Snapshot {
+                    return Ok(FetchOutcome {
                         labels: labels.unwrap_or_default(),
                         inconsistency: tracker
                             .finish()
@@ -330,7 +336,10 @@ impl DirectorClient {
         }
     }
 
-    async fn complete_application(&self, raw: RawApplication) -> Result<Fetched, CompassError> {
+    async fn complete_application(
+        &self,
+        raw: RawApplication,
+    ) -> Result<FetchedApplication, CompassError> {
         let mut application = raw.application;
         let id = application.id.clone();
         let mut inconsistency = None;
@@ -339,7 +348,7 @@ impl DirectorClient {
         };
         let Some(mut page) = raw.bundles else {
             note(format!("the bundles of application {id:?} are null"));
-            return Ok(Fetched {
+            return Ok(FetchedApplication {
                 application,
                 inconsistency,
             });
@@ -359,7 +368,7 @@ impl DirectorClient {
                 if let Err(problem) = tracker.finish() {
                     note(format!("the bundles of application {id:?}: {problem}"));
                 }
-                return Ok(Fetched {
+                return Ok(FetchedApplication {
                     application,
                     inconsistency,
                 });
@@ -377,7 +386,7 @@ impl DirectorClient {
                     note(format!(
                         "application {id:?} or its bundles vanished while its pages were read"
                     ));
-                    return Ok(Fetched {
+                    return Ok(FetchedApplication {
                         application,
                         inconsistency,
                     });

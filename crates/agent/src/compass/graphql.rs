@@ -293,7 +293,7 @@ impl GraphqlClient {
             return Err(too_large());
         }
         // Sized once when the length is announced: no doubling and copying
-        // of a 450 KB page (a lying length only costs up to the limit).
+        // of a Director page (a lying length only costs up to the limit).
         let mut body = Vec::with_capacity(announced as usize);
         while let Some(chunk) = response
             .chunk()
@@ -315,7 +315,8 @@ pub fn decode_response<D: DeserializeOwned>(
     body: &[u8],
 ) -> Result<D, CompassError> {
     // Fast path: straight into the answer type, with no intermediate JSON tree
-    // (a Director page is ~450 KB). Anything unusual is classified below.
+    // (a Director page of many applications is large). Anything unusual is
+    // classified below.
     if let Ok(Response {
         data: Some(data),
         errors: None,

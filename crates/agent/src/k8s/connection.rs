@@ -10,7 +10,7 @@ use kube::{Api, Client, Resource};
 use serde_json::json;
 
 use super::errors::{is_conflict, is_forbidden, is_not_found};
-use super::replace::{apply_merge_patch, CONFLICT_RETRIES};
+use super::replace::{apply_merge_patch, read_merge_replace};
 use super::write_params;
 use crate::crd::compass_connection::{
     CompassConnection, CompassConnectionSpec, CompassConnectionStatus, ConnectionState,
@@ -142,15 +142,15 @@ impl ConnectionStore {
         let change = json!({ "status": status });
         // Someone may write between our read and our write (a user setting
         // resyncNow): read again and retry a few times.
-        for _ in 0..CONFLICT_RETRIES {
-            let mut current = self.read_raw(uid).await?;
-            apply_merge_patch(&mut current.data, &change);
-            match self.replace_status(&current).await {
-                Err(ConnectionStoreError::Conflict) => continue,
-                other => return other,
-            }
-        }
-        Err(ConnectionStoreError::Conflict)
+        read_merge_replace(
+            || async { self.read_raw(uid).await.map(Some) },
+            |current: &mut DynamicObject| apply_merge_patch(&mut current.data, &change),
+            |current| async move { self.replace_status(&current).await },
+            // `read_raw` finds the object or says it is gone.
+            || async { Err(ConnectionStoreError::Gone) },
+            |error| matches!(error, ConnectionStoreError::Conflict),
+        )
+        .await
     }
 
     /// `compass-connection` as JSON, if it is still the object `uid`.

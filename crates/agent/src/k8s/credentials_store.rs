@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use crate::certificates::{CertificateError, ClientCredentials};
 use crate::config::NamespacedName;
 use crate::k8s::errors::is_conflict;
-use crate::k8s::replace::CONFLICT_RETRIES;
+use crate::k8s::replace::read_merge_replace;
 use crate::k8s::write_params;
 use crate::report::Report;
 
@@ -239,29 +239,26 @@ impl CredentialsStore {
                 .map(|(key, value)| (key.to_string(), ByteString(value.as_bytes().to_vec())))
                 .collect()
         };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let written = match api.get_opt(&name.name).await.map_err(write_error)? {
-                Some(mut current) => {
-                    current
-                        .data
-                        .get_or_insert_with(BTreeMap::new)
-                        .extend(data());
-                    api.replace(&name.name, &write_params(), &current).await
-                }
-                None => {
-                    api.create(&write_params(), &opaque_secret(name, data()))
-                        .await
-                }
-            };
-            match written {
-                Ok(_) => return Ok(()),
-                // Changed or created meanwhile by someone else: merge into theirs.
-                Err(error) if is_conflict(&error) && attempt < CONFLICT_RETRIES => {}
-                Err(error) => return Err(write_error(error)),
-            }
-        }
+        // Changed or made meanwhile by someone else: merge into theirs.
+        let api = &api;
+        read_merge_replace(
+            || async move { api.get_opt(&name.name).await.map_err(write_error) },
+            |current: &mut Secret| current.data.get_or_insert_with(BTreeMap::new).extend(data()),
+            |current| async move {
+                api.replace(&name.name, &write_params(), &current)
+                    .await
+                    .map(|_| ())
+                    .map_err(write_error)
+            },
+            || async move {
+                api.create(&write_params(), &opaque_secret(name, data()))
+                    .await
+                    .map(|_| ())
+                    .map_err(write_error)
+            },
+            |error| matches!(error, CredentialsStoreError::Write { source, .. } if is_conflict(source)),
+        )
+        .await
     }
 }
 

@@ -5,10 +5,9 @@
 //! own (up to eight per core). Memory freed in one arena is reused only by
 //! the threads of that arena, so a sync whose futures move between the two
 //! runtime workers leaves free pages in one arena while the next sync grows
-//! another. The agent waits on the network; its allocations are not where
-//! its time goes, so one arena costs nothing measurable and saves memory:
-//! at 10,000 applications the peak RSS fell from 83.8 to 72.1 MB, at 200
-//! from 21.1–22.0 to 20.1–20.3 MB (BENCHMARKS.md, "One malloc arena, trimmed").
+//! another. The agent waits on the network, not on its allocations, so one
+//! arena costs no time that counts, and the heap is reused by whichever
+//! thread runs the next sync (BENCHMARKS.md, "One malloc arena, trimmed").
 
 /// What the process should do about glibc's arena limit.
 #[derive(Debug, PartialEq, Eq)]
@@ -61,10 +60,10 @@ fn set_arena_max_to_one() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn set_arena_max_to_one() {}
 
-/// Gives the heap's free pages back to the system. A sync at 10,000
-/// applications frees tens of megabytes when it ends; glibc keeps them
-/// resident unless they are at the top of the heap, so the process would sit
-/// between syncs at its last sync's size. Called after each reconcile: the
+/// Gives the heap's free pages back to the system. A sync frees most of what
+/// it held when it ends; glibc keeps those pages resident unless they are at
+/// the top of the heap, so the process would sit between syncs at its last
+/// sync's size. Called after each reconcile: the
 /// next sync faults in what it needs again, which costs far less than the
 /// sync itself.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

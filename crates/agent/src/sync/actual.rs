@@ -1,7 +1,6 @@
 //! What the cluster holds, as the plan needs it: a short summary of each
 //! Application and credential Secret, made as each object is read and kept
-//! instead of the object. A thousand typical Applications take 0.74 MB this
-//! way; parsed whole they took about ten times that.
+//! instead of the object, which is never held whole beyond its parsing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -10,9 +9,8 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
-use super::convert::{data_hash, DataDigest};
-use super::name_list::NameList;
-use super::pending::OwnedDigest;
+use super::compact::{map_exact, CompactText, NameList};
+use super::digest::{data_hash, DataDigest, OwnedDigest};
 use crate::crd::application::Application;
 use crate::crd::labels::{
     MANAGED_BY_LABEL, MANAGED_BY_VALUE, SECRET_APP_LABEL, SECRET_BUNDLE_LABEL,
@@ -55,73 +53,6 @@ impl<'a> ActualIndex<'a> {
                 .collect(),
         }
     }
-}
-
-/// A uid or a resourceVersion as the caches keep it: in its usual form (a
-/// UUID, a decimal number) without an allocation of its own; any other text
-/// as it is. Only compared, never shown: two different texts are never the
-/// same key, since only the canonical form of a UUID or a number is packed.
-/// At 10,000 applications the caches and the idle sync's list hold 100,000
-/// of these; as `String`s each took 48–72 bytes more.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum CompactText {
-    Uuid([u8; 16]),
-    Number(u64),
-    Text(Box<str>),
-}
-
-impl CompactText {
-    pub fn new(text: &str) -> CompactText {
-        if let Some(uuid) = canonical_uuid(text) {
-            return CompactText::Uuid(uuid);
-        }
-        let canonical_number = !text.is_empty()
-            && text.bytes().all(|b| b.is_ascii_digit())
-            && (text == "0" || !text.starts_with('0'));
-        match text.parse() {
-            Ok(number) if canonical_number => CompactText::Number(number),
-            _ => CompactText::Text(text.into()),
-        }
-    }
-}
-
-impl From<&str> for CompactText {
-    fn from(text: &str) -> CompactText {
-        CompactText::new(text)
-    }
-}
-
-impl From<String> for CompactText {
-    fn from(text: String) -> CompactText {
-        CompactText::new(&text)
-    }
-}
-
-/// The 16 bytes of a UUID written as Kubernetes writes uids (lowercase hex,
-/// 8-4-4-4-12); `None` for any other text.
-fn canonical_uuid(text: &str) -> Option<[u8; 16]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 36 {
-        return None;
-    }
-    let mut uuid = [0u8; 16];
-    let mut nibbles = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            if b != b'-' {
-                return None;
-            }
-            continue;
-        }
-        let value = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            _ => return None,
-        };
-        uuid[nibbles / 2] |= value << (4 * (1 - nibbles % 2));
-        nibbles += 1;
-    }
-    Some(uuid)
 }
 
 /// An Application in the cluster, summarized.
@@ -208,8 +139,8 @@ impl From<ListedMetadata> for ListedApplication {
 
 /// An item of a metadata-only list, as far as the agent reads it. The rest
 /// of its metadata is skipped by the parser and never allocated: above all
-/// `managedFields`, a JSON tree per object, which at 10,000 applications
-/// and 40,000 Secrets was most of what an idle sync parsed.
+/// `managedFields`, a JSON tree per object, larger than the rest of its
+/// metadata.
 #[derive(Debug, Default, Deserialize)]
 pub struct ListedMetadata {
     #[serde(default)]
@@ -319,14 +250,14 @@ impl SummaryCache {
 }
 
 /// A credentials or request-parameters Secret in the cluster, summarized.
-/// A cluster holds four of them for a typical application, so each is kept
+/// A cluster holds several for each application (up to one for each
+/// bundle's credentials and one for its request parameters), so each is kept
 /// to what the plan compares.
 #[derive(Clone, PartialEq)]
 pub struct ActualSecret {
     /// Its name, `app` label, `bundleId` label and owner uids in one string,
-    /// one allocation where there were five: a cluster with 10,000
-    /// applications holds 40,000 of these. The first three end at `ends`;
-    /// the owner uids follow, each ended by a NUL (which no uid holds).
+    /// one allocation where there would be five. The first three end at
+    /// `ends`; the owner uids follow, each ended by a NUL (which no uid holds).
     text: Box<str>,
     ends: [u32; 3],
     /// Whether it carries the `app` and the `bundleId` label (an empty label
@@ -521,7 +452,7 @@ impl SecretDigestCache {
     /// changed, or not known).
     pub fn reuse(&self, mut listed: Vec<ListedSecret>) -> (Vec<ListedSecret>, Vec<String>) {
         let mut to_read = Vec::new();
-        // In place: the list of 40,000 is not copied into a second one.
+        // In place: the listed Secrets are not copied into a second list.
         listed.retain_mut(|secret| {
             let cached = secret
                 .uid
@@ -544,12 +475,12 @@ impl SecretDigestCache {
 
     /// Keeps the digests of these Secrets, and only these, for the next read;
     /// hands out their summaries. Their uids and versions move into the
-    /// cache, which is refilled in place: no second map of 40,000 entries
+    /// cache, which is refilled in place: no second map of every Secret
     /// while the old one is dropped.
     pub fn keep(&mut self, secrets: Vec<ListedSecret>) -> Vec<ActualSecret> {
         self.by_uid.clear();
         // Not collected in place: the summaries are kept for the whole sync.
-        super::map_exact(secrets, |secret| {
+        map_exact(secrets, |secret| {
             if let (Some(uid), Some(version), Some(digest)) = (
                 secret.uid,
                 secret.resource_version,
@@ -769,38 +700,6 @@ mod tests {
     }
 
     #[test]
-    fn compact_keys_are_equal_only_for_equal_texts() {
-        let uid = "0b8c3a4e-1f2d-4c5b-9a6e-7d8f9e0a1b2c";
-        assert!(matches!(CompactText::new(uid), CompactText::Uuid(_)));
-        assert!(matches!(
-            CompactText::new("123456"),
-            CompactText::Number(123456)
-        ));
-        let texts = [
-            uid,
-            "0B8C3A4E-1F2D-4C5B-9A6E-7D8F9E0A1B2C", // not Kubernetes' form: kept as text
-            "0b8c3a4e-1f2d-4c5b-9a6e-7d8f9e0a1b2d",
-            "0b8c3a4e1f2d4c5b9a6e7d8f9e0a1b2c",
-            "0b8c3a4e-1f2d-4c5b-9a6e-7d8f9e0a1b2g",
-            "123456",
-            "0123456", // a leading zero: another text than 123456
-            "0",
-            "",
-            "18446744073709551616", // above u64
-            "s-1",
-        ];
-        for (i, a) in texts.iter().enumerate() {
-            for (j, b) in texts.iter().enumerate() {
-                assert_eq!(
-                    CompactText::new(a) == CompactText::new(b),
-                    i == j,
-                    "{a:?} vs {b:?}"
-                );
-            }
-        }
-    }
-
-    #[test]
     fn a_digest_is_reused_only_for_the_same_uid_and_resource_version() {
         let mut cache = SecretDigestCache::default();
         cache.keep(vec![
@@ -856,8 +755,8 @@ mod tests {
 
     #[test]
     fn the_kept_summaries_do_not_hold_the_lists_buffer() {
-        // A list grows by doubling: at 40,000 Secrets its buffer had room
-        // for 65,536, each twice the size of a summary.
+        // A list grows by doubling, so its buffer has room for more than it
+        // holds, each item larger than a summary.
         let mut listed = Vec::with_capacity(64);
         listed
             .extend(["s-1", "s-2", "s-3"].map(|uid| ListedSecret::from(go_secret(uid, "5", "pw"))));

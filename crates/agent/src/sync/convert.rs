@@ -8,11 +8,10 @@ use crate::crd::application::{
     Application, ApplicationSpec, ApplicationStatus, Authentication, CompassMetadata, Credentials,
     CsrfInfo, Entry, EntryType, InstallationStatus, Service,
 };
-use crate::crd::labels::{
-    CONNECTED_APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SECRET_APP_LABEL, SECRET_BUNDLE_LABEL,
-};
+use crate::crd::labels::{CONNECTED_APP_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 use super::names;
+use super::wanted::{SecretData, WantedApplication, WantedSecret};
 
 pub const DEFAULT_DESCRIPTION: &str = "Description not provided";
 
@@ -37,128 +36,6 @@ impl ConversionSettings {
         } else {
             director_name.to_string()
         }
-    }
-}
-
-/// What the cluster should hold for one Director application.
-#[derive(Clone, Debug, PartialEq)]
-pub struct WantedApplication {
-    pub application: Application,
-    pub secrets: Vec<WantedSecret>,
-}
-
-/// A credentials or request-parameters Secret, before it gets its owner. Kept
-/// lean (labels derived, fixed keys not allocated): a sync holds one for each
-/// bundle's credentials and parameters until the Director fetch completes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct WantedSecret {
-    pub name: String,
-    /// The Application's name (the `app` label).
-    pub app: String,
-    /// The bundle the Secret belongs to (the `bundleId` label).
-    pub bundle_id: String,
-    pub data: SecretData,
-}
-
-impl WantedSecret {
-    /// The digest of this data ([`data_hash`]): what the plan compares with
-    /// the digest of a Secret's data in the cluster.
-    pub fn data_hash(&self) -> DataDigest {
-        data_hash(self.data.iter())
-    }
-
-    /// The labels the agent puts on the Secret: the Go agent's (`makeSecret`),
-    /// no more, so that a swap either way rewrites no Secret.
-    pub fn labels(&self) -> BTreeMap<String, String> {
-        self.label_values()
-            .into_iter()
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect()
-    }
-
-    pub fn label_values(&self) -> [(&'static str, &str); 2] {
-        [
-            (SECRET_APP_LABEL, &self.app),
-            (SECRET_BUNDLE_LABEL, &self.bundle_id),
-        ]
-    }
-}
-
-/// A Secret's data: a few fixed keys (`username`, `clientId`, `headers`, …),
-/// in key order.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct SecretData(Vec<(&'static str, Vec<u8>)>);
-
-impl SecretData {
-    pub fn new(mut entries: Vec<(&'static str, Vec<u8>)>) -> SecretData {
-        entries.sort_by_key(|(key, _)| *key);
-        entries.dedup_by_key(|(key, _)| *key);
-        SecretData(entries)
-    }
-
-    pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.0
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, value)| value.as_slice())
-    }
-
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.get(key).is_some()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Keys and values in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.0.iter().map(|(key, value)| (*key, value.as_slice()))
-    }
-}
-
-/// sha1 over the keys and values in key order, each prefixed by its length.
-pub fn data_hash<'a>(data: impl Iterator<Item = (&'a str, &'a [u8])>) -> DataDigest {
-    use sha1::{Digest, Sha1};
-    let mut hasher = Sha1::new();
-    for (key, value) in data {
-        hasher.update((key.len() as u64).to_be_bytes());
-        hasher.update(key.as_bytes());
-        hasher.update((value.len() as u64).to_be_bytes());
-        hasher.update(value);
-    }
-    DataDigest(hasher.finalize().into())
-}
-
-/// The digest of a Secret's data ([`data_hash`]): 20 bytes, where its hex
-/// text took 72 (a `String` and its buffer) in each of 40,000 summaries and
-/// as many cache entries at 10,000 applications.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct DataDigest([u8; 20]);
-
-impl std::fmt::Display for DataDigest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl std::fmt::Debug for DataDigest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DataDigest({self})")
-    }
-}
-
-impl std::fmt::Debug for WantedSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WantedSecret")
-            .field("name", &self.name)
-            .field("app", &self.app)
-            .field("bundle_id", &self.bundle_id)
-            .field(
-                "keys",
-                &self.data.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-            )
-            .finish()
     }
 }
 

@@ -1,31 +1,37 @@
 //! Synchronization: Director applications → `Application` resources and their
-//! Secrets. `convert`, `pending`, `actual` and `plan` are pure; the writes are
-//! in `k8s::applications`.
+//! Secrets, pure; the writes are in `k8s::applications`.
+//!
+//! `convert` turns a Director application into what the cluster should hold
+//! (`wanted`); `actual` is what the cluster holds, summarized; `plan`
+//! compares the two by their `digest`s. `names` are the Kubernetes names;
+//! `compact` the memory-saving forms the others keep their data in.
 //!
 //! The data flow keeps memory flat however many applications there are: each
-//! Director application is converted and packed (`pending`) as it arrives,
-//! each cluster object is summarized (`actual`) as it is read, and the plan
-//! compares digests; only what must be written is unpacked, one at a time.
+//! Director application is converted and held ([`hold`]: packed, or settled
+//! to names when the cluster already holds it) as it arrives, each cluster
+//! object is summarized as it is read, and the plan compares digests; only
+//! what must be written is unpacked, one at a time.
 
 pub mod actual;
+pub mod compact;
 pub mod convert;
-pub mod exact;
-pub mod name_list;
+pub mod digest;
 pub mod names;
-pub mod pending;
 pub mod plan;
+pub mod wanted;
 
 pub use actual::{
     ActualApplication, ActualIndex, ActualSecret, ActualState, ListedApplication, SummaryCache,
 };
-pub use exact::map_exact;
-pub use name_list::NameList;
-pub use pending::{Content, OwnedDigest, PackedApplication, PendingApplication};
-
-pub use convert::{
-    to_wanted_application, ConversionSettings, DataDigest, WantedApplication, WantedSecret,
-};
+pub use compact::{map_exact, NameList};
+pub use convert::{to_wanted_application, ConversionSettings};
+pub use digest::{DataDigest, OwnedDigest};
 pub use plan::{
-    pending, plan, settle, ApplicationAction, ApplicationPlan, Deferred, Deletions, Plan,
-    SecretAction,
+    hold, plan, settle, ApplicationAction, ApplicationPlan, Deferred, Deletions, Plan, SecretAction,
 };
+pub use wanted::{HeldApplication, PackedApplication, WantedApplication, WantedSecret};
+
+// The old names, for `controller/` until it takes the new ones (issue 29,
+// phase 2); then these go.
+pub use plan::hold as pending;
+pub use wanted::HeldApplication as PendingApplication;

@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::actual::{ActualApplication, ActualIndex, ActualSecret, ActualState};
-use super::convert::{WantedApplication, WantedSecret};
+use super::digest::OwnedDigest;
 use super::names;
-use super::pending::{Content, OwnedDigest, PackedApplication, PendingApplication};
+use super::wanted::{Content, HeldApplication, PackedApplication, WantedApplication, WantedSecret};
 use crate::crd::labels::SECRET_APP_LABEL;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -80,7 +80,7 @@ impl ApplicationPlan {
         application + self.secrets.len() + replaced
     }
 
-    fn refused(wanted: PendingApplication, reason: String) -> ApplicationPlan {
+    fn refused(wanted: HeldApplication, reason: String) -> ApplicationPlan {
         ApplicationPlan::refusal(wanted.name, wanted.application_id, reason)
     }
 
@@ -138,12 +138,12 @@ pub enum Deletions {
 /// the garbage collector (an Application that owns one is not deleted until
 /// the Secret has a new owner); write or delete a Secret that is not the
 /// agent's; delete anything with [`Deletions::Skipped`].
-pub fn plan<W: Into<PendingApplication>>(
+pub fn plan<W: Into<HeldApplication>>(
     wanted: impl IntoIterator<Item = W>,
     actual: &ActualState,
     deletions: Deletions,
 ) -> Plan {
-    let wanted: Vec<PendingApplication> = wanted.into_iter().map(Into::into).collect();
+    let wanted: Vec<HeldApplication> = wanted.into_iter().map(Into::into).collect();
     let ActualIndex {
         applications: actual_apps,
         secrets: actual_secrets,
@@ -164,7 +164,7 @@ pub fn plan<W: Into<PendingApplication>>(
         .collect();
     let wanted_secrets: BTreeSet<String> = wanted
         .iter()
-        .flat_map(PendingApplication::secret_names)
+        .flat_map(HeldApplication::secret_names)
         .map(String::from)
         .collect();
     let wanted_by_owner = wanted_secrets_by_owner(&actual.secrets, &wanted_secrets);
@@ -309,7 +309,7 @@ fn is_deletable(
 }
 
 fn plan_wanted(
-    wanted_app: PendingApplication,
+    wanted_app: HeldApplication,
     actual_apps: &BTreeMap<&str, &ActualApplication>,
     actual_secrets: &BTreeMap<&str, &ActualSecret>,
     labelled: &BTreeMap<&str, Vec<&str>>,
@@ -337,7 +337,7 @@ fn plan_wanted(
     }
     let wanted_secret_names: BTreeSet<String> =
         wanted_app.secret_names().map(String::from).collect();
-    let PendingApplication {
+    let HeldApplication {
         name,
         application_id,
         owned,
@@ -408,14 +408,15 @@ fn plan_wanted(
     }
 }
 
-/// A Director application as it arrives, compared at once with the cluster
-/// when the cluster has been read ([`settle`]); packed for writing otherwise.
-/// Packing (and its CPU) is spent only on what may be written.
-pub fn pending(wanted: WantedApplication, actual: Option<&ActualIndex>) -> PendingApplication {
+/// How a Director application is held from its arrival to the plan: settled
+/// at once when the cluster has been read and holds it exactly ([`settle`]),
+/// packed for writing otherwise. Packing (and its CPU) is spent only on what
+/// may be written.
+pub fn hold(wanted: WantedApplication, actual: Option<&ActualIndex>) -> HeldApplication {
     let name = wanted.application.metadata.name.clone().unwrap_or_default();
     let owned = OwnedDigest::of(&wanted.application.spec);
     if actual.is_some_and(|actual| holds_already(&name, owned, &wanted.secrets, actual)) {
-        return PendingApplication {
+        return HeldApplication {
             application_id: wanted
                 .application
                 .spec
@@ -431,28 +432,27 @@ pub fn pending(wanted: WantedApplication, actual: Option<&ActualIndex>) -> Pendi
             inconsistency: None,
         };
     }
-    PendingApplication::from(wanted)
+    HeldApplication::from(wanted)
 }
 
-/// Keeps only the names of a pending application the cluster already holds
+/// Keeps only the names of a held application the cluster already holds
 /// exactly: the plan would write nothing for it (see [`plan_wanted`]), so its
 /// packed Application and its Secrets' data need not wait in memory for the
 /// rest of the fetch. One that did not come whole is kept as it is.
-pub fn settle(pending: PendingApplication, actual: &ActualIndex) -> PendingApplication {
-    let holds = match &pending.content {
+pub fn settle(held: HeldApplication, actual: &ActualIndex) -> HeldApplication {
+    let holds = match &held.content {
         Content::Full { secrets, .. } => {
-            pending.inconsistency.is_none()
-                && holds_already(&pending.name, pending.owned, secrets, actual)
+            held.inconsistency.is_none() && holds_already(&held.name, held.owned, secrets, actual)
         }
         Content::Settled { .. } => false,
     };
     if !holds {
-        return pending;
+        return held;
     }
-    let secret_names = pending.secret_names().collect();
-    PendingApplication {
+    let secret_names = held.secret_names().collect();
+    HeldApplication {
         content: Content::Settled { secret_names },
-        ..pending
+        ..held
     }
 }
 
@@ -500,7 +500,7 @@ fn secret_differs(wanted: &WantedSecret, actual: &ActualSecret, owner_uid: Optio
 
 /// The Secrets a wanted Application refers to, by the uid of each of their
 /// owners. Built once per plan: a scan of every Secret for each Application
-/// gone from the Director was quadratic (10,000 deletions × 40,000 Secrets).
+/// gone from the Director would be quadratic.
 fn wanted_secrets_by_owner<'a>(
     secrets: &'a [ActualSecret],
     wanted_secrets: &BTreeSet<String>,
@@ -545,14 +545,14 @@ mod tests {
     use super::*;
     use crate::compass::model::{self, Auth, Credential};
     use crate::crd::application::{Application, ApplicationSpec};
-    use crate::sync::convert::{to_wanted_application, ConversionSettings, WantedApplication};
+    use crate::sync::convert::{to_wanted_application, ConversionSettings};
     use k8s_openapi::api::core::v1::Secret;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use k8s_openapi::ByteString;
     use std::sync::Arc;
 
     /// The plan when deletions are allowed (a list that came whole).
-    fn planned<W: Into<PendingApplication>>(
+    fn planned<W: Into<HeldApplication>>(
         wanted: impl IntoIterator<Item = W>,
         actual: &ActualState,
     ) -> Plan {
@@ -1177,12 +1177,12 @@ mod tests {
     }
 
     /// Each application compared with `state` as it arrives, as the sync does.
-    fn on_arrival(wanted: &[WantedApplication], state: &ActualState) -> Vec<PendingApplication> {
+    fn on_arrival(wanted: &[WantedApplication], state: &ActualState) -> Vec<HeldApplication> {
         let index = ActualIndex::new(state);
         wanted
             .iter()
             .cloned()
-            .map(|w| pending(w, Some(&index)))
+            .map(|w| hold(w, Some(&index)))
             .collect()
     }
 
@@ -1191,7 +1191,7 @@ mod tests {
         let wanted_apps = [wanted("shop", "p"), wanted("crm", "p")];
         let state = applied(&wanted_apps);
         let arrived = on_arrival(&wanted_apps, &state);
-        assert!(arrived.iter().all(PendingApplication::is_settled));
+        assert!(arrived.iter().all(HeldApplication::is_settled));
         assert_eq!(
             arrived[0].secret_names().collect::<Vec<_>>(),
             ["shop-shop-bundle"]
@@ -1203,7 +1203,7 @@ mod tests {
         // Settling later (an application that came before the cluster was
         // read) comes to the same.
         let index = ActualIndex::new(&state);
-        let late = settle(PendingApplication::from(wanted("shop", "p")), &index);
+        let late = settle(HeldApplication::from(wanted("shop", "p")), &index);
         assert!(late.is_settled());
         assert_eq!(late, on_arrival(&[wanted("shop", "p")], &state)[0]);
     }
@@ -1263,8 +1263,8 @@ mod tests {
     #[test]
     fn an_application_that_did_not_come_whole_is_never_settled() {
         let state = applied(&[wanted("shop", "p")]);
-        let incomplete = PendingApplication::from(wanted("shop", "p"))
-            .incomplete(Some("a page was lost".into()));
+        let incomplete =
+            HeldApplication::from(wanted("shop", "p")).incomplete(Some("a page was lost".into()));
         let index = ActualIndex::new(&state);
         assert!(!settle(incomplete, &index).is_settled());
     }

@@ -6,20 +6,20 @@ use futures::stream::{self, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::ByteString;
-use kube::api::{DeleteParams, Preconditions};
+use kube::api::{DeleteParams, DynamicObject, Preconditions};
 use kube::Resource;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::ApplicationWriter;
+use super::ApplicationStore;
 use crate::crd::application::Application;
 use crate::crd::compass_connection::{ApplicationSyncResult, SyncOperation};
 use crate::crd::labels::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use crate::k8s::errors::{is_conflict, is_not_found};
-use crate::k8s::replace::{apply_merge_patch, CONFLICT_RETRIES};
+use crate::k8s::replace::{apply_merge_patch, read_merge_replace};
 use crate::k8s::write_params;
 use crate::report::report;
-use crate::sync::pending::UnpackError;
+use crate::sync::wanted::UnpackError;
 use crate::sync::{
     ActualApplication, ActualSecret, ApplicationAction, ApplicationPlan, PackedApplication, Plan,
     SecretAction, WantedSecret,
@@ -96,7 +96,7 @@ pub struct Replacement {
     pub new: String,
 }
 
-impl ApplicationWriter {
+impl ApplicationStore {
     /// Carries out the plan; one Application's failure does not stop the others.
     pub async fn apply(&self, plan: Plan) -> ApplyOutcome {
         let outcomes: Vec<ApplyOutcome> = stream::iter(plan.applications)
@@ -216,47 +216,45 @@ impl ApplicationWriter {
     /// types do not know): read, change, replace at the version read.
     async fn update_application(&self, packed: &PackedApplication) -> Result<String, WriteError> {
         let app = &unpack(packed)?;
-        let name = app.metadata.name.clone().unwrap_or_default();
+        let name = app.metadata.name.as_deref().unwrap_or_default();
         let owned = owned_fields(app);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let current = self
-                .raw_applications
-                .get_opt(&name)
-                .await
-                .map_err(WriteError::ReadBeforeUpdate)?;
+        read_merge_replace(
+            || async move {
+                self.raw_applications
+                    .get_opt(name)
+                    .await
+                    .map_err(WriteError::ReadBeforeUpdate)
+            },
+            |current: &mut DynamicObject| {
+                current
+                    .metadata
+                    .labels
+                    .get_or_insert_with(Default::default)
+                    .insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+                apply_merge_patch(&mut current.data, &owned);
+            },
+            |current| async move {
+                let stored = self
+                    .counted(
+                        "Application",
+                        "update",
+                        self.raw_applications
+                            .replace(name, &write_params(), &current),
+                    )
+                    .await
+                    .map_err(WriteError::Update)?;
+                let stored: Application = serde_json::to_value(stored)
+                    .and_then(serde_json::from_value)
+                    .map_err(WriteError::DecodeUpdated)?;
+                self.remember(&stored).await;
+                uid_of(&stored)
+            },
             // Deleted by someone since the sync read it: the Director still wants it.
-            let Some(mut current) = current else {
-                return self.create_application(packed).await;
-            };
-            current
-                .metadata
-                .labels
-                .get_or_insert_with(Default::default)
-                .insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
-            apply_merge_patch(&mut current.data, &owned);
-            let replaced = self
-                .counted(
-                    "Application",
-                    "update",
-                    self.raw_applications
-                        .replace(&name, &write_params(), &current),
-                )
-                .await;
-            match replaced {
-                Ok(stored) => {
-                    let stored: Application = serde_json::to_value(stored)
-                        .and_then(serde_json::from_value)
-                        .map_err(WriteError::DecodeUpdated)?;
-                    self.remember(&stored).await;
-                    return uid_of(&stored);
-                }
-                // Changed by someone between our read and our write: again.
-                Err(error) if is_conflict(&error) && attempt < CONFLICT_RETRIES => {}
-                Err(error) => return Err(WriteError::Update(error)),
-            }
-        }
+            || self.create_application(packed),
+            // Changed by someone between our read and our write.
+            |error| matches!(error, WriteError::Update(source) if is_conflict(source)),
+        )
+        .await
     }
 
     /// Deletes the Application's Secrets, then the Application; only the

@@ -1,5 +1,5 @@
 //! The cluster's Applications and their credential Secrets, through one
-//! [`ApplicationWriter`]: `read` lists and summarizes them (with the caches
+//! [`ApplicationStore`]: `read` lists and summarizes them (with the caches
 //! that spare an idle sync the reading), `apply` carries out a sync plan, each
 //! Application independently, a bounded number at a time.
 
@@ -7,7 +7,12 @@ mod apply;
 mod read;
 
 pub use apply::{ApplyOutcome, Replacement, WriteError};
-pub use read::ApplyError;
+pub use read::ReadError;
+
+// The old names, for `controller/` until it takes the new ones (issue 29,
+// phase 2); then these go.
+pub use ApplicationStore as ApplicationWriter;
+pub use ReadError as ApplyError;
 
 use std::sync::Arc;
 
@@ -21,7 +26,7 @@ use crate::crd::application::Application;
 use crate::sync::actual::SecretDigestCache;
 use crate::sync::SummaryCache;
 
-pub struct ApplicationWriter {
+pub struct ApplicationStore {
     client: Client,
     applications: Api<Application>,
     /// The same as JSON, for read-modify-replace (see `k8s::replace`).
@@ -40,7 +45,7 @@ pub struct ApplicationWriter {
     metrics: Arc<KubernetesMetrics>,
 }
 
-impl ApplicationWriter {
+impl ApplicationStore {
     pub fn new(
         client: Client,
         integration_namespace: &str,
@@ -49,7 +54,7 @@ impl ApplicationWriter {
         metrics: Arc<KubernetesMetrics>,
         access: Arc<Access>,
     ) -> Self {
-        ApplicationWriter {
+        ApplicationStore {
             client: client.clone(),
             applications: Api::all(client.clone()),
             raw_applications: Api::all_with(

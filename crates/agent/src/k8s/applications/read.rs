@@ -10,10 +10,11 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use kube::api::ListParams;
+use kube::Api;
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::ApplicationWriter;
+use super::ApplicationStore;
 use crate::crd::application::Application;
 use crate::crd::labels::SECRET_BUNDLE_LABEL;
 use crate::k8s::errors::is_forbidden;
@@ -82,7 +83,7 @@ fn read_secrets_by_name(unknown: usize, listed: usize, page_size: u32) -> bool {
 /// Why the cluster's Applications and Secrets could not be read: the sync
 /// cannot plan (and so deletes nothing).
 #[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
+pub enum ReadError {
     #[error("cannot list {what}")]
     List {
         what: &'static str,
@@ -90,25 +91,29 @@ pub enum ApplyError {
         source: kube::Error,
     },
     #[error("cannot read Application {name}")]
-    Read {
+    Application {
         name: String,
         #[source]
         source: kube::Error,
     },
     #[error("cannot read Secret {name}")]
-    ReadSecret {
+    Secret {
         name: String,
         #[source]
         source: kube::Error,
     },
 }
 
-impl ApplicationWriter {
+fn secret_read_error(name: String, source: kube::Error) -> ReadError {
+    ReadError::Secret { name, source }
+}
+
+impl ApplicationStore {
     /// Every Application, and the Secrets in the integration namespace that carry
     /// a `bundleId` label (credentials and request parameters), summarized.
     /// When the agent may not list Secrets, none are read here
     /// (`secrets_listed` is false): see [`Self::read_named_secrets`].
-    pub async fn read_actual(&self) -> Result<ActualState, ApplyError> {
+    pub async fn read_actual(&self) -> Result<ActualState, ReadError> {
         // Both lists at the same time: a sync waits for the longer, not the sum.
         let (applications, secrets) = tokio::join!(self.read_applications(), self.list_secrets());
         let secrets = secrets?;
@@ -127,7 +132,7 @@ impl ApplicationWriter {
         &self,
         actual: &mut ActualState,
         wanted: impl IntoIterator<Item = String>,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<(), ReadError> {
         if actual.secrets_listed {
             return Ok(());
         }
@@ -139,24 +144,17 @@ impl ApplicationWriter {
         {
             names.extend(application.referenced_secrets.iter().map(String::from));
         }
-        let read: Vec<Option<Secret>> = stream::iter(names)
-            .map(|name| async move {
-                self.secrets
-                    .get_opt(&name)
-                    .await
-                    .map_err(|source| ApplyError::ReadSecret { name, source })
-            })
-            .buffer_unordered(self.concurrency)
-            .try_collect()
+        let read = self
+            .get_each(&self.secrets, names, secret_read_error)
             .await?;
-        actual.secrets = read.into_iter().flatten().map(ActualSecret::from).collect();
+        actual.secrets = read.into_iter().map(ActualSecret::from).collect();
         Ok(())
     }
 
     /// Lists the Applications' metadata, and reads in full only those that are
     /// new or changed since the last read (all of them the first time).
-    async fn read_applications(&self) -> Result<Vec<Arc<ActualApplication>>, ApplyError> {
-        let list_error = |source| ApplyError::List {
+    async fn read_applications(&self) -> Result<Vec<Arc<ActualApplication>>, ReadError> {
+        let list_error = |source| ReadError::List {
             what: "Applications",
             source,
         };
@@ -189,22 +187,15 @@ impl ApplicationWriter {
             // whole summaries to hold one pointer each.
             summaries = sync::map_exact(listed, Arc::new);
         } else {
-            let read: Vec<Result<Option<Application>, ApplyError>> = stream::iter(to_read)
-                .map(|name| async move {
-                    self.applications
-                        .get_opt(&name)
-                        .await
-                        .map_err(|source| ApplyError::Read { name, source })
+            let read = self
+                .get_each(&self.applications, to_read, |name, source| {
+                    ReadError::Application { name, source }
                 })
-                .buffer_unordered(self.concurrency)
-                .collect()
-                .await;
-            for application in read {
-                // Gone since the list: as if it had not been listed.
-                if let Some(application) = application? {
-                    summaries.push(Arc::new(ActualApplication::from(application)));
-                }
-            }
+                .await?;
+            summaries.extend(
+                read.into_iter()
+                    .map(|a| Arc::new(ActualApplication::from(a))),
+            );
         }
         self.summaries.lock().await.replace(&summaries);
         Ok(summaries)
@@ -214,11 +205,11 @@ impl ApplicationWriter {
     /// Secrets (Kyma's RBAC for it grants no list). Their metadata is listed;
     /// the data is read only of those whose digest is not known for the
     /// version listed ([`SecretDigestCache`]), so an idle sync reads no data.
-    async fn list_secrets(&self) -> Result<Option<Vec<ActualSecret>>, ApplyError> {
+    async fn list_secrets(&self) -> Result<Option<Vec<ActualSecret>>, ReadError> {
         if !self.access.list_credential_secrets.allowed() {
             return Ok(None);
         }
-        let list_error = |source| ApplyError::List {
+        let list_error = |source| ReadError::List {
             what: "credential Secrets",
             source,
         };
@@ -248,18 +239,10 @@ impl ApplicationWriter {
         if to_read.is_empty() {
             // Nothing new: the cache already holds exactly these.
         } else if read_secrets_by_name(to_read.len(), listed_count, self.list_page_size) {
-            let read: Vec<Option<Secret>> = stream::iter(to_read)
-                .map(|name| async move {
-                    self.secrets
-                        .get_opt(&name)
-                        .await
-                        .map_err(|source| ApplyError::ReadSecret { name, source })
-                })
-                .buffer_unordered(self.concurrency)
-                .try_collect()
+            let read = self
+                .get_each(&self.secrets, to_read, secret_read_error)
                 .await?;
-            // One gone since the list: as if it had not been listed.
-            secrets.extend(read.into_iter().flatten().map(ListedSecret::from));
+            secrets.extend(read.into_iter().map(ListedSecret::from));
         } else {
             secrets = self
                 .list_summarized::<Secret, ListedSecret>(
@@ -271,6 +254,30 @@ impl ApplicationWriter {
                 .map_err(list_error)?;
         }
         Ok(Some(self.secret_digests().keep(secrets)))
+    }
+
+    /// Reads each object by name, `concurrency` at a time. One gone since it
+    /// was named is left out, as if it had not been named.
+    async fn get_each<K>(
+        &self,
+        api: &Api<K>,
+        names: impl IntoIterator<Item = String>,
+        error: impl Fn(String, kube::Error) -> ReadError,
+    ) -> Result<Vec<K>, ReadError>
+    where
+        K: Clone + DeserializeOwned + std::fmt::Debug,
+    {
+        let error = &error;
+        let read: Vec<Option<K>> = stream::iter(names)
+            .map(|name| async move {
+                api.get_opt(&name)
+                    .await
+                    .map_err(|source| error(name, source))
+            })
+            .buffer_unordered(self.concurrency)
+            .try_collect()
+            .await?;
+        Ok(read.into_iter().flatten().collect())
     }
 
     /// Lists every object, page by page (`list_page_size` objects a page, five
@@ -377,11 +384,11 @@ mod tests {
         let secret = &page.items[0];
         assert_eq!(
             secret.uid,
-            Some(crate::sync::actual::CompactText::new("s-1"))
+            Some(crate::sync::compact::CompactText::new("s-1"))
         );
         assert_eq!(
             secret.resource_version,
-            Some(crate::sync::actual::CompactText::new("7"))
+            Some(crate::sync::compact::CompactText::new("7"))
         );
         assert_eq!(secret.summary.name(), "shop-bundle");
         assert!(secret.summary.is_the_agents());
