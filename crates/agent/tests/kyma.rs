@@ -8,70 +8,24 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::accounts::{self, service_account_token, token_client};
-use common::{World, CONFIG_NAME, LONG, NS, RUNTIME_ID};
+use common::{CONFIG_NAME, LONG, NS, RUNTIME_ID};
 use compass_runtime_agent::agent::Agent;
-use compass_runtime_agent::config::{Settings, SourceKind};
+use compass_runtime_agent::config::SourceKind;
 use compass_runtime_agent::crd::application::Application;
 use compass_runtime_agent::crd::ConnectionState;
 use compass_runtime_agent::sync::names;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-const SERVICE_ACCOUNT: &str = "compass-runtime-agent";
-const SERVICE_ACCOUNT_USER: &str = "system:serviceaccount:kyma-system:compass-runtime-agent";
-
-/// Variables Kyma's Deployment sets that this agent has no use for (the
-/// original's old gateway port and upload service).
-const IGNORED_SETTINGS: [&str; 2] = ["APP_GATEWAY_PORT", "APP_UPLOAD_SERVICE_URL"];
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/kyma")
-        .join(name)
-}
-
-fn kyma_objects() -> Vec<Value> {
-    accounts::yaml_documents(&fixture("compass-runtime-agent.yaml"))
-}
-
-fn kyma_crds() -> Vec<CustomResourceDefinition> {
-    accounts::yaml_documents(&fixture("crds.yaml"))
-        .into_iter()
-        .map(|crd| serde_json::from_value(crd).expect("a Kyma CRD parses"))
-        .collect()
-}
-
-fn kyma_deployment() -> Deployment {
-    let deployment = kyma_objects()
-        .into_iter()
-        .find(|o| o["kind"] == "Deployment")
-        .expect("Kyma's Deployment is in the fixture");
-    serde_json::from_value(deployment).expect("Kyma's Deployment parses")
-}
-
-fn kyma_settings() -> Settings {
-    common::settings_of(&kyma_deployment(), &IGNORED_SETTINGS)
-}
-
-/// A world with Kyma's CRDs, Kyma's ServiceAccount and RBAC, and the agent's
-/// settings as Kyma's Deployment sets them.
-async fn kyma_world() -> World {
-    let mut world = World::with_crds(kyma_crds()).await;
-    let applied = accounts::apply_rbac(&world.client, &kyma_objects()).await;
-    assert_eq!(
-        applied, 9,
-        "ServiceAccount, ClusterRole and 3 Roles with their bindings"
-    );
-    world.adopt_settings(kyma_settings());
-    world
-}
+use common::kyma::{
+    deployment as kyma_deployment, settings as kyma_settings, world as kyma_world, SERVICE_ACCOUNT,
+    SERVICE_ACCOUNT_USER,
+};
 
 #[test]
 fn kymas_deployment_settings_are_the_agents() {

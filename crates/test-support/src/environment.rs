@@ -30,6 +30,8 @@ pub struct TestEnv {
     server_version: String,
     server_url: String,
     process: Option<Process>,
+    /// Extra kube-apiserver flags it was started with (kept on restart).
+    apiserver_args: Vec<String>,
 }
 
 impl Debug for TestEnv {
@@ -60,7 +62,7 @@ impl TestEnv {
             let result = if use_existing_cluster() {
                 TestEnv::existing()
             } else {
-                TestEnv::start()
+                TestEnv::start(&[])
             };
             match result {
                 Ok(env) => {
@@ -81,7 +83,14 @@ impl TestEnv {
     ///
     /// This starts a new process even with `USE_EXISTING_CLUSTER=true`.
     pub fn start_new() -> anyhow::Result<TestEnv> {
-        let env = TestEnv::start()?;
+        TestEnv::start_new_with_apiserver_args(&[])
+    }
+
+    /// As [`TestEnv::start_new`], with extra kube-apiserver flags (e.g.
+    /// `--audit-log-path=…` and `--audit-policy-file=…`), kept on
+    /// [`TestEnv::restart`].
+    pub fn start_new_with_apiserver_args(args: &[String]) -> anyhow::Result<TestEnv> {
+        let env = TestEnv::start(args)?;
         env.announce();
         Ok(env)
     }
@@ -193,7 +202,7 @@ impl TestEnv {
         let bin = testenv_binary()?;
         let mut attempt = 1;
         let mut restarted = loop {
-            match TestEnv::launch(&bin, data_dir.clone(), port, true) {
+            match TestEnv::launch(&bin, data_dir.clone(), port, true, &self.apiserver_args) {
                 Ok(env) => break env,
                 Err(e) if attempt < 5 && format!("{e:#}").contains("address already in use") => {
                     // The port was taken meanwhile (e.g. as a client's
@@ -273,15 +282,16 @@ impl TestEnv {
             kubeconfig_path,
             server_version,
             process: None,
+            apiserver_args: Vec::new(),
         })
     }
 
     /// Starts a `kube-testenv` process, retrying when its ports clashed.
-    fn start() -> anyhow::Result<TestEnv> {
+    fn start(apiserver_args: &[String]) -> anyhow::Result<TestEnv> {
         let bin = testenv_binary()?;
         let mut attempt = 1;
         loop {
-            match TestEnv::start_once(&bin) {
+            match TestEnv::start_once(&bin, apiserver_args) {
                 Ok(env) => return Ok(env),
                 Err(e) if attempt < 3 && format!("{e:#}").contains("address already in use") => {
                     eprintln!("testenv: port clash, retrying: {e:#}");
@@ -292,8 +302,8 @@ impl TestEnv {
         }
     }
 
-    fn start_once(bin: &Path) -> anyhow::Result<TestEnv> {
-        TestEnv::launch(bin, new_data_dir()?, 0, false)
+    fn start_once(bin: &Path, apiserver_args: &[String]) -> anyhow::Result<TestEnv> {
+        TestEnv::launch(bin, new_data_dir()?, 0, false, apiserver_args)
     }
 
     /// A [`TestEnv`] over a kube-testenv process started by [`launch`].
@@ -302,6 +312,7 @@ impl TestEnv {
         data_dir: PathBuf,
         secure_port: u16,
         restart: bool,
+        apiserver_args: &[String],
     ) -> anyhow::Result<TestEnv> {
         let Launched {
             process,
@@ -309,13 +320,14 @@ impl TestEnv {
             kubeconfig_path,
             server_version,
             server_url,
-        } = launch(bin, data_dir, secure_port, restart)?;
+        } = launch(bin, data_dir, secure_port, restart, apiserver_args)?;
         Ok(TestEnv {
             kube_config,
             kubeconfig_path,
             server_version,
             server_url,
             process: Some(process),
+            apiserver_args: apiserver_args.to_vec(),
         })
     }
 }

@@ -46,6 +46,7 @@ pub(crate) fn launch(
     data_dir: PathBuf,
     secure_port: u16,
     restart: bool,
+    apiserver_args: &[String],
 ) -> anyhow::Result<Launched> {
     let keep_data = env_flag("TESTENV_KEEP_DATA");
     let verbose = env_flag("TESTENV_VERBOSE");
@@ -74,6 +75,9 @@ pub(crate) fn launch(
         .stderr(Stdio::piped());
     if !keep_data {
         cmd.arg("--remove-data-dir");
+    }
+    if !apiserver_args.is_empty() {
+        cmd.arg("--").args(apiserver_args);
     }
     let mut child = cmd
         .spawn()

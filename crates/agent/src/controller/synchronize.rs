@@ -109,14 +109,34 @@ struct Applied {
     incomplete: Option<String>,
 }
 
-async fn fetch_and_apply(
+/// What one synchronization would write: the plan against the cluster as
+/// read, with what the Director said. Nothing is written to make it.
+pub struct PlannedSync {
+    pub plan: sync::Plan,
+    /// The Director client of this sync, to label the Runtime with.
+    pub director: DirectorClient,
+    /// The Runtime's labels, as read with the applications.
+    pub labels: RuntimeLabelValues,
+    /// Why the list of applications did not come whole (nothing is deleted).
+    pub incomplete: Option<String>,
+    /// How many applications the Director has for the Runtime.
+    pub wanted: usize,
+    /// How many of them the cluster already held as wanted when they arrived.
+    pub settled: usize,
+    pub fetch_time: std::time::Duration,
+    pub read_time: std::time::Duration,
+}
+
+/// Reads the Director and the cluster and plans the writes; sets
+/// `sync.last_successful_fetch` once the Director's applications came.
+pub async fn plan_sync(
     ctx: &Context,
     credentials: &ClientCredentials,
     management_info: &ManagementInfo,
     sync: &mut SynchronizationStatus,
     now: Timestamp,
     request_id: &str,
-) -> Result<Applied, SyncError> {
+) -> Result<PlannedSync, SyncError> {
     let parameters = ctx.read_runtime_parameters().await?;
     let graphql = ctx
         .graphql(&management_info.director_url, Some(credentials), request_id)
@@ -196,7 +216,6 @@ async fn fetch_and_apply(
     }
     let settled = wanted.iter().filter(|w| w.is_settled()).count();
     let wanted_count = wanted.len();
-    let phase = Instant::now();
     // A list of applications that did not come whole cannot say which are
     // gone: create and update, but delete nothing.
     let deletions = match &snapshot.inconsistency {
@@ -208,6 +227,37 @@ async fn fetch_and_apply(
     };
     let plan = sync::plan(wanted, &actual, deletions);
     drop(actual);
+    Ok(PlannedSync {
+        plan,
+        director,
+        labels: snapshot.labels,
+        incomplete: snapshot.inconsistency,
+        wanted: wanted_count,
+        settled,
+        fetch_time,
+        read_time,
+    })
+}
+
+async fn fetch_and_apply(
+    ctx: &Context,
+    credentials: &ClientCredentials,
+    management_info: &ManagementInfo,
+    sync: &mut SynchronizationStatus,
+    now: Timestamp,
+    request_id: &str,
+) -> Result<Applied, SyncError> {
+    let PlannedSync {
+        plan,
+        director,
+        labels,
+        incomplete,
+        wanted: wanted_count,
+        settled,
+        fetch_time,
+        read_time,
+    } = plan_sync(ctx, credentials, management_info, sync, now, request_id).await?;
+    let phase = Instant::now();
     for waiting in &plan.deferred {
         tracing::info!(application = %waiting.name, secrets = ?waiting.owned_secrets, "the Application is deleted at a later cycle: it owns Secrets another Application refers to, which get that Application as their owner first");
     }
@@ -249,14 +299,14 @@ async fn fetch_and_apply(
     (sync.applications, sync.applications_not_listed) = decide::listed_results(results);
     let labels = {
         let _waiting = ctx.progress.waiting(Wait::RuntimeLabels);
-        label_runtime(ctx, &director, &snapshot.labels).await
+        label_runtime(ctx, &director, &labels).await
     };
     Ok(Applied {
         failed,
         total,
         replaced,
         labels,
-        incomplete: snapshot.inconsistency,
+        incomplete,
     })
 }
 

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod drop_in;
 pub mod go_agent;
 pub mod go_form;
+pub mod kyma;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
