@@ -152,10 +152,6 @@ pub struct FetchOutcome {
     pub inconsistency: Option<String>,
 }
 
-/// The old name, for `controller/` until it takes the new one (issue 29,
-/// phase 2); then it goes.
-pub type Snapshot = FetchOutcome;
-
 #[derive(Deserialize)]
 struct RawApplication {
     #[serde(flatten)]

@@ -19,7 +19,7 @@ use crate::config::{
     SourceOrigin,
 };
 use crate::k8s::access::Access;
-use crate::k8s::applications::ApplicationWriter;
+use crate::k8s::applications::ApplicationStore;
 use crate::k8s::connection::ConnectionStore;
 use crate::k8s::credentials_store::CredentialsStore;
 use crate::k8s::events::EventRecorder;
@@ -32,7 +32,7 @@ pub struct Context {
     pub settings: Settings,
     pub connections: ConnectionStore,
     pub credentials: CredentialsStore,
-    pub applications: ApplicationWriter,
+    pub applications: ApplicationStore,
     pub tls: TlsSettings,
     pub conversion: ConversionSettings,
     pub metrics: Arc<ControllerMetrics>,
@@ -102,7 +102,7 @@ impl Context {
                 settings.cluster_certificates_secret.clone(),
                 settings.ca_certificates_secret.clone(),
             ),
-            applications: ApplicationWriter::new(
+            applications: ApplicationStore::new(
                 client.clone(),
                 &settings.integration_namespace,
                 settings.apply_concurrency,

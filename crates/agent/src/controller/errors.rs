@@ -10,7 +10,7 @@ use crate::certificates::CertificateError;
 use crate::compass::CompassError;
 use crate::config::SourceError;
 use crate::crd::compass_connection::ConnectionState;
-use crate::k8s::applications::ApplyError;
+use crate::k8s::applications::ReadError;
 use crate::k8s::connection::ConnectionStoreError;
 use crate::k8s::credentials_store::CredentialsStoreError;
 
@@ -78,7 +78,7 @@ pub enum SyncError {
     #[error("cannot fetch applications from the Director")]
     Fetch(#[source] CompassError),
     #[error(transparent)]
-    ReadCluster(#[from] ApplyError),
+    ReadCluster(#[from] ReadError),
     #[error("cannot label the Runtime in the Director")]
     Labels(#[source] CompassError),
 }
@@ -185,7 +185,7 @@ mod tests {
                 "MetadataUpdateFailed",
             ),
             (
-                SyncError::ReadCluster(ApplyError::List {
+                SyncError::ReadCluster(ReadError::List {
                     what: "Applications",
                     source: forbidden,
                 }),

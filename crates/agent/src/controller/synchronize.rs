@@ -13,12 +13,12 @@ use super::decide::{self, SyncReport};
 use super::errors::SyncError;
 use super::progress::Wait;
 use crate::certificates::ClientCredentials;
-use crate::compass::director::{DirectorClient, RuntimeLabelValues, Snapshot};
+use crate::compass::director::{DirectorClient, RuntimeLabelValues, FetchOutcome};
 use crate::crd::compass_connection::{ManagementInfo, SyncOperation, SynchronizationStatus};
 use crate::k8s::applications::{ApplyOutcome, Replacement};
 use crate::report::{bounded, report, Report};
 use crate::sync::{
-    self, names, ActualIndex, ActualState, ConversionSettings, Deletions, PendingApplication,
+    self, names, ActualIndex, ActualState, ConversionSettings, Deletions, HeldApplication,
 };
 
 pub const EVENTS_URL_LABEL: &str = "runtime_eventServiceUrl";
@@ -160,8 +160,8 @@ pub async fn plan_sync(
         loop {
             attempt += 1;
             let _waiting = ctx.progress.waiting(Wait::Director);
-            let (wanted, snapshot) = fetch_applications(ctx, &director, &cluster).await?;
-            let problem = snapshot
+            let (wanted, outcome) = fetch_applications(ctx, &director, &cluster).await?;
+            let problem = outcome
                 .inconsistency
                 .clone()
                 .or_else(|| wanted.iter().find_map(|w| w.inconsistency.clone()));
@@ -170,7 +170,7 @@ pub async fn plan_sync(
                 Some(problem) if attempt < FETCH_TRIES => {
                     tracing::info!(attempt, %problem, "the Director's answer did not come whole; fetching again");
                 }
-                _ => return Ok::<_, SyncError>((wanted, snapshot, started.elapsed())),
+                _ => return Ok::<_, SyncError>((wanted, outcome, started.elapsed())),
             }
         }
     };
@@ -187,14 +187,14 @@ pub async fn plan_sync(
         }
     };
     let (fetched, read) = tokio::join!(fetch, read_cluster);
-    let (mut wanted, snapshot, fetch_time) = fetched?;
+    let (mut wanted, outcome, fetch_time) = fetched?;
     sync.last_successful_fetch = Some(Time(now));
     let (unlisted, read_time) = read?;
     let actual = match unlisted {
         Some(mut actual) => {
             let wanted_secrets: Vec<String> = wanted
                 .iter()
-                .flat_map(PendingApplication::secret_names)
+                .flat_map(HeldApplication::secret_names)
                 .map(String::from)
                 .collect();
             let _waiting = ctx.progress.waiting(Wait::ClusterRead);
@@ -205,20 +205,21 @@ pub async fn plan_sync(
         }
         None => cluster.into_inner().unwrap_or_default(),
     };
-    // Those that came before the cluster had been read (none, when the read
-    // finished before the first page: no second index of 50,000 objects).
-    if wanted.iter().any(|pending| !pending.is_settled()) {
+    // Those that came before the cluster had been read. None, when the read
+    // finished before the first page: then the cluster is indexed once, as
+    // the first application arrives, and not a second time here.
+    if wanted.iter().any(|held| !held.is_settled()) {
         let index = ActualIndex::new(&actual);
         wanted = wanted
             .into_iter()
-            .map(|pending| sync::settle(pending, &index))
+            .map(|held| sync::settle(held, &index))
             .collect();
     }
     let settled = wanted.iter().filter(|w| w.is_settled()).count();
     let wanted_count = wanted.len();
     // A list of applications that did not come whole cannot say which are
     // gone: create and update, but delete nothing.
-    let deletions = match &snapshot.inconsistency {
+    let deletions = match &outcome.inconsistency {
         None => Deletions::Allowed,
         Some(problem) => {
             tracing::warn!(%problem, tries = FETCH_TRIES, "the Director's list of applications did not come whole; no Application is deleted in this cycle");
@@ -230,8 +231,8 @@ pub async fn plan_sync(
     Ok(PlannedSync {
         plan,
         director,
-        labels: snapshot.labels,
-        incomplete: snapshot.inconsistency,
+        labels: outcome.labels,
+        incomplete: outcome.inconsistency,
         wanted: wanted_count,
         settled,
         fetch_time,
@@ -314,18 +315,18 @@ async fn fetch_and_apply(
 /// goes on without deleting.
 const FETCH_TRIES: usize = 3;
 
-/// One fetch of the Director's applications. Each is converted and packed as
-/// it arrives: the fetched forms of a thousand applications are never all in
-/// memory.
+/// One fetch of the Director's applications. Each is converted and packed
+/// (or settled to its names) as it arrives, and its fetched form dropped:
+/// the fetched forms are never all in memory at once.
 async fn fetch_applications(
     ctx: &Context,
     director: &DirectorClient,
     cluster: &OnceLock<ActualState>,
-) -> Result<(Vec<PendingApplication>, Snapshot), SyncError> {
-    let mut wanted: Vec<PendingApplication> = Vec::new();
+) -> Result<(Vec<HeldApplication>, FetchOutcome), SyncError> {
+    let mut wanted: Vec<HeldApplication> = Vec::new();
     let mut conversion: Option<ConversionSettings> = None;
     let mut index: Option<ActualIndex> = None;
-    let snapshot = director
+    let outcome = director
         .for_each_application(|labels, fetched| {
             // The runtime's labels decide how Applications are named.
             let conversion = conversion.get_or_insert_with(|| ConversionSettings {
@@ -338,20 +339,20 @@ async fn fetch_applications(
                     let actual = index.insert(ActualIndex::new(actual));
                     wanted = std::mem::take(&mut wanted)
                         .into_iter()
-                        .map(|pending| sync::settle(pending, actual))
+                        .map(|held| sync::settle(held, actual))
                         .collect();
                 }
             }
             let converted = sync::to_wanted_application(&fetched.application, conversion);
-            let pending = match fetched.inconsistency {
-                None => sync::pending(converted, index.as_ref()),
-                Some(problem) => PendingApplication::from(converted).incomplete(Some(problem)),
+            let held = match fetched.inconsistency {
+                None => sync::hold(converted, index.as_ref()),
+                Some(problem) => HeldApplication::from(converted).incomplete(Some(problem)),
             };
-            wanted.push(pending);
+            wanted.push(held);
         })
         .await
         .map_err(SyncError::Fetch)?;
-    Ok((wanted, snapshot))
+    Ok((wanted, outcome))
 }
 
 /// Sets the Runtime's URL labels that are missing or differ, and no others.

@@ -30,8 +30,3 @@ pub use plan::{
     hold, plan, settle, ApplicationAction, ApplicationPlan, Deferred, Deletions, Plan, SecretAction,
 };
 pub use wanted::{HeldApplication, PackedApplication, WantedApplication, WantedSecret};
-
-// The old names, for `controller/` until it takes the new ones (issue 29,
-// phase 2); then these go.
-pub use plan::hold as pending;
-pub use wanted::HeldApplication as PendingApplication;

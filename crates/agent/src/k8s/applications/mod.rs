@@ -9,11 +9,6 @@ mod read;
 pub use apply::{ApplyOutcome, Replacement, WriteError};
 pub use read::ReadError;
 
-// The old names, for `controller/` until it takes the new ones (issue 29,
-// phase 2); then these go.
-pub use ApplicationStore as ApplicationWriter;
-pub use ReadError as ApplyError;
-
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
