@@ -1,16 +1,15 @@
 //! Everything a reconcile needs (clients, stores, settings, telemetry), and
-//! what the agent remembers between reconciles: the backoff, where the
-//! configuration was read from, and a spent token's answer.
+//! what it remembers between runs ([`Remembered`]).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jiff::Timestamp;
 use kube::Client;
 
-use super::connection::PendingSigning;
-use super::decide::{self, Backoff, Cause, NextRunInput, Run};
+use super::decide::{self, Cause, NextRunInput, Run};
 use super::metrics::{AgentMetrics, ControllerMetrics};
 use super::progress::{CycleProgress, Wait};
+use super::remembered::Remembered;
 use crate::certificates::{renewal, CertificateInfo, ClientCredentials};
 use crate::compass::metrics::CompassMetrics;
 use crate::compass::{CompassError, GraphqlClient, TlsSettings};
@@ -44,37 +43,8 @@ pub struct Context {
     pub events: EventRecorder,
     /// What the agent may do beyond its basic verbs (see `k8s::access`).
     pub access: Arc<Access>,
-    /// What the agent remembers of failures (see [`decide::next_run`]).
-    backoff: Mutex<Backoff>,
-    /// Where the connection parameters were last read from (for the status).
-    configuration_source: Mutex<Option<SourceOrigin>>,
-    /// Survives `reset_backoff`: it is not a backoff, it is a spent token's worth.
-    pending_signing: Mutex<Option<PendingSigning>>,
-    /// A CA certificate that could not be stored yet (the client certificate
-    /// that came with it was).
-    pending_ca: Mutex<Option<String>>,
-    /// The runtime id last read from the configuration, for request ids.
-    runtime_id: Mutex<Option<String>>,
-    /// The mTLS client of the certificate in use, kept across cycles: its
-    /// connections to Compass stay open, so an idle cycle costs no TLS
-    /// handshake. Replaced when the certificate changes.
-    compass_http: Mutex<Option<KeptClient>>,
-    /// When the certificate-secured Connector was last asked, and whether
-    /// something calls for asking it at the next cycle.
-    connector: Mutex<ConnectorChecks>,
-}
-
-struct KeptClient {
-    certificate_pem: String,
-    http: reqwest::Client,
-}
-
-#[derive(Default)]
-struct ConnectorChecks {
-    last: Option<Timestamp>,
-    /// The Director refused the certificate: the Connector may tell why
-    /// (new URLs) or renew.
-    wanted: bool,
+    /// What the reconcile remembers between runs.
+    remembered: Mutex<Remembered>,
 }
 
 impl Context {
@@ -132,13 +102,7 @@ impl Context {
             readiness,
             progress,
             // Nothing remembered at start: the first cycle runs at once.
-            backoff: Mutex::new(Backoff::default()),
-            configuration_source: Mutex::new(None),
-            pending_signing: Mutex::new(None),
-            pending_ca: Mutex::new(None),
-            runtime_id: Mutex::new(None),
-            compass_http: Mutex::new(None),
-            connector: Mutex::new(ConnectorChecks::default()),
+            remembered: Mutex::new(Remembered::default()),
         })
     }
 
@@ -157,13 +121,22 @@ impl Context {
     pub(super) async fn read_runtime_parameters(&self) -> Result<RuntimeParameters, SourceError> {
         let _waiting = self.progress.waiting(Wait::Configuration);
         let parameters = RuntimeParameters::read(&self.client, &self.source_location()).await?;
-        self.note_source(&parameters.origin);
-        self.note_runtime_id(&parameters.runtime_id);
+        self.note_read(&parameters.origin, &parameters.runtime_id);
         Ok(parameters)
     }
 
-    fn note_runtime_id(&self, runtime_id: &str) {
-        *self.runtime_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(runtime_id.to_string());
+    /// What the reconcile remembers between runs. Never held across an
+    /// `await`.
+    pub(super) fn remembered(&self) -> MutexGuard<'_, Remembered> {
+        self.remembered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn note_read(&self, origin: &SourceOrigin, runtime_id: &str) {
+        let mut remembered = self.remembered();
+        if remembered.note_source(origin) {
+            tracing::info!(source = %origin, "reading the connection configuration from {origin}");
+        }
+        remembered.note_runtime_id(runtime_id);
     }
 
     /// The `x-request-id` of one reconcile's Compass requests, as the original
@@ -171,11 +144,7 @@ impl Context {
     /// it). The runtime id is read from the configuration once; while it
     /// cannot be read, the id starts with `_`, as the original's does.
     pub(super) async fn new_request_id(&self) -> String {
-        let known = self
-            .runtime_id
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let known = self.remembered().runtime_id();
         let runtime_id = match known {
             Some(runtime_id) => runtime_id,
             None => self
@@ -187,60 +156,19 @@ impl Context {
         request_id(&runtime_id, uuid::Uuid::new_v4())
     }
 
-    fn note_source(&self, origin: &SourceOrigin) {
-        let mut last = self
-            .configuration_source
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if last.as_ref() != Some(origin) {
-            tracing::info!(source = %origin, "reading the connection configuration from {origin}");
-            *last = Some(origin.clone());
-        }
-    }
-
     /// Reads the connection parameters, and says in the log when they come
     /// from another place than last time (e.g. the ConfigMap, there being no
     /// Secret).
     pub(super) async fn read_parameters(&self) -> Result<ConnectionParameters, SourceError> {
         let _waiting = self.progress.waiting(Wait::Configuration);
         let parameters = ConnectionParameters::read(&self.client, &self.source_location()).await?;
-        self.note_source(&parameters.origin);
-        self.note_runtime_id(&parameters.runtime_id);
+        self.note_read(&parameters.origin, &parameters.runtime_id);
         Ok(parameters)
-    }
-
-    pub(super) fn configuration_source(&self) -> Option<String> {
-        self.configuration_source
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(ToString::to_string)
-    }
-
-    pub(super) fn pending_signing(&self) -> MutexGuard<'_, Option<PendingSigning>> {
-        self.pending_signing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(super) fn pending_ca(&self) -> Option<String> {
-        self.pending_ca
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub(super) fn set_pending_ca(&self, ca: Option<String>) {
-        *self.pending_ca.lock().unwrap_or_else(|e| e.into_inner()) = ca;
     }
 
     /// When the last reconcile scheduled the next attempt (unknown after a restart).
     pub(super) fn next_attempt_at(&self) -> Option<Timestamp> {
-        self.backoff().next_attempt_at
-    }
-
-    fn backoff(&self) -> MutexGuard<'_, Backoff> {
-        self.backoff.lock().unwrap_or_else(|e| e.into_inner())
+        self.remembered().backoff.next_attempt_at
     }
 
     /// Forget failures: the next attempt may come at once (after the minimal
@@ -276,18 +204,10 @@ impl Context {
         &self,
         credentials: &ClientCredentials,
     ) -> Result<reqwest::Client, CompassError> {
-        let mut kept = self.compass_http.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(kept) = kept.as_ref() {
-            if kept.certificate_pem == credentials.certificate_pem() {
-                return Ok(kept.http.clone());
-            }
-        }
-        let http = crate::compass::graphql::build_http(&self.tls, Some(credentials))?;
-        *kept = Some(KeptClient {
-            certificate_pem: credentials.certificate_pem().to_string(),
-            http: http.clone(),
-        });
-        Ok(http)
+        self.remembered()
+            .compass_http(credentials.certificate_pem(), || {
+                crate::compass::graphql::build_http(&self.tls, Some(credentials))
+            })
     }
 
     /// Whether this maintenance asks the Connector (see
@@ -298,30 +218,13 @@ impl Context {
         renewal_due: bool,
         refresh_asked: bool,
     ) -> bool {
-        let checks = self.connector.lock().unwrap_or_else(|e| e.into_inner());
-        decide::connector_check_due(decide::ConnectorCheck {
+        let check = self.remembered().connector_check(
             now,
-            last: checks.last,
-            interval: self.settings.connector_check_interval,
+            self.settings.connector_check_interval,
             renewal_due,
             refresh_asked,
-            director_refused: checks.wanted,
-        })
-    }
-
-    /// The Connector answered at `now`.
-    pub(super) fn note_connector_checked(&self, now: Timestamp) {
-        let mut checks = self.connector.lock().unwrap_or_else(|e| e.into_inner());
-        checks.last = Some(now);
-        checks.wanted = false;
-    }
-
-    /// The Director refused the certificate: ask the Connector next time.
-    pub(super) fn want_connector_check(&self) {
-        self.connector
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .wanted = true;
+        );
+        decide::connector_check_due(check)
     }
 }
 
@@ -345,19 +248,19 @@ impl Context {
                 settings.minimal_compass_sync_time,
             )
         });
-        let mut backoff = self.backoff();
+        let mut remembered = self.remembered();
         let started = std::time::Instant::now();
         let next = decide::next_run(NextRunInput {
             now,
             cause,
-            backoff: *backoff,
+            backoff: remembered.backoff,
             renewal_due_at,
             sync_period: settings.controller_sync_period,
             minimal_sync_time: settings.minimal_compass_sync_time,
             max_retry_delay: settings.max_retry_delay,
             jitter: rand::random(),
         });
-        *backoff = next.backoff;
+        remembered.backoff = next.backoff;
         let next_at = match next.run {
             Run::After(delay) => started.checked_add(delay),
             Run::OnChange => None,

@@ -14,6 +14,9 @@ use crate::k8s::applications::ReadError;
 use crate::k8s::connection::ConnectionStoreError;
 use crate::k8s::credentials_store::CredentialsStoreError;
 
+/// Longest error text written to the status.
+pub const MAX_ERROR_LEN: usize = 2000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
     #[error(transparent)]

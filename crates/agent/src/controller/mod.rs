@@ -12,6 +12,7 @@ pub mod errors;
 pub mod metrics;
 pub mod progress;
 pub mod reconcile;
+pub mod remembered;
 pub mod synchronize;
 
 pub use context::Context;

@@ -232,7 +232,7 @@ async fn reconcile_once(
         previous: &previous,
         connection: &connected.outcome,
         sync,
-        configuration_source: ctx.configuration_source(),
+        configuration_source: ctx.remembered().configuration_source(),
         generation: connection.metadata.generation,
         presented_token: connected.presented_token.clone(),
         judged_at: Timestamp::now(),

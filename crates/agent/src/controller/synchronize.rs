@@ -7,13 +7,12 @@ use std::time::Instant;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::connection::MAX_ERROR_LEN;
 use super::context::Context;
 use super::decide::{self, SyncReport};
-use super::errors::SyncError;
+use super::errors::{SyncError, MAX_ERROR_LEN};
 use super::progress::Wait;
 use crate::certificates::ClientCredentials;
-use crate::compass::director::{DirectorClient, RuntimeLabelValues, FetchOutcome};
+use crate::compass::director::{DirectorClient, FetchOutcome, RuntimeLabelValues};
 use crate::crd::compass_connection::{ManagementInfo, SyncOperation, SynchronizationStatus};
 use crate::k8s::applications::{ApplyOutcome, Replacement};
 use crate::report::{bounded, report, Report};
@@ -76,7 +75,7 @@ pub(super) async fn synchronize(
             if let SyncError::Fetch(compass) = &error {
                 if compass.is_refusal() {
                     // The Connector may say why (new URLs), or renew.
-                    ctx.want_connector_check();
+                    ctx.remembered().want_connector_check();
                 }
             }
             status.error = bounded(&report(&error), MAX_ERROR_LEN);
