@@ -268,9 +268,9 @@ impl Context {
         match (cause, next_at) {
             // The cycle's outcome is in compass-connection.
             (Cause::Cycle(_), next_at) => self.progress.recorded(next_at),
-            // It is not: the due time it answered stays.
-            (Cause::WriteFailed(_) | Cause::Reset, Some(at)) => self.progress.due_at(at),
-            (Cause::WriteFailed(_) | Cause::Reset, None) => {}
+            // It is not (or there was no cycle): the due time it answered stays.
+            (_, Some(at)) => self.progress.due_at(at),
+            (_, None) => {}
         }
         next.run
     }

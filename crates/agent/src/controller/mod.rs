@@ -1,9 +1,13 @@
-//! The reconcile of the single cluster-scoped `compass-connection`: `decide`
-//! (pure: the next step, the status, backoff), `reconcile` (the I/O around
-//! it), `connection` (token and certificate), `synchronize` (Applications),
-//! `context`, `errors` and `metrics`. Running it (the kube-runtime
-//! controller, election, the configuration source, the shutdown) is
-//! `crate::process`.
+//! The reconcile of the single cluster-scoped `compass-connection`:
+//! `decide` (pure: the next step, the status transition, the next run and
+//! its backoff, the conditions), `reconcile` (the I/O around it, within the
+//! cycle's deadline), `connection` (establish with the token, maintain with
+//! the certificate), `synchronize` (Applications: `plan_sync` reads and
+//! plans, the rest applies), `context` (what a reconcile needs), `remembered`
+//! (what it keeps between runs), `progress` (what a cycle waits for, and
+//! whether one is overdue), `errors` and `metrics`. Running it (the
+//! kube-runtime controller, election, the configuration source, the
+//! shutdown) is `crate::process`.
 
 pub mod connection;
 pub mod context;

@@ -47,7 +47,7 @@ pub async fn reconcile(
             };
             let fresh = match fresh {
                 Ok(Some(fresh)) => fresh,
-                Ok(None) => return Ok(Action::await_change()),
+                Ok(None) => return Ok(action(ctx.schedule(Timestamp::now(), Cause::Gone, None))),
                 Err(error) => {
                     tracing::warn!(error = %Report(&error), "cannot read compass-connection afresh; reconciling the controller's copy");
                     connection.as_ref().clone()
@@ -176,11 +176,8 @@ async fn reconcile_once(
         ctx.settings.minimal_compass_sync_time,
         ctx.next_attempt_at(),
     );
-    if let Step::Wait(delay) = step {
-        if let Some(at) = std::time::Instant::now().checked_add(delay) {
-            ctx.progress.due_at(at);
-        }
-        return Ok(Action::requeue(delay));
+    if let Step::Wait(rest) = step {
+        return Ok(action(ctx.schedule(now, Cause::Early(rest), None)));
     }
 
     let connected = connect(ctx, step, connection, request_id, now).await;
