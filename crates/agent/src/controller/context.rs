@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use jiff::Timestamp;
 use kube::Client;
 
+use super::certificate_in_use::CertificateInUse;
 use super::decide::{self, Cause, NextRunInput, Run};
 use super::metrics::{AgentMetrics, ControllerMetrics};
 use super::progress::{CycleProgress, Wait};
@@ -23,7 +24,6 @@ use crate::k8s::connection::ConnectionStore;
 use crate::k8s::credentials_store::CredentialsStore;
 use crate::k8s::events::EventRecorder;
 use crate::sync::ConversionSettings;
-use crate::telemetry::health::Readiness;
 
 /// Everything a reconcile needs.
 pub struct Context {
@@ -36,9 +36,10 @@ pub struct Context {
     pub conversion: ConversionSettings,
     pub metrics: Arc<ControllerMetrics>,
     compass_metrics: Arc<CompassMetrics>,
-    pub readiness: Arc<Readiness>,
+    /// The certificate the reconcile works with, for `/readyz`.
+    pub certificate_in_use: Arc<CertificateInUse>,
     /// Whether cycles record their outcomes, and what the one in flight
-    /// waits for (see [`CycleProgress`]).
+    /// waits for (see [`CycleProgress`]), for `/healthz` and the metrics.
     pub progress: Arc<CycleProgress>,
     pub events: EventRecorder,
     /// What the agent may do beyond its basic verbs (see `k8s::access`).
@@ -48,12 +49,13 @@ pub struct Context {
 }
 
 impl Context {
+    /// What a reconcile needs, from the API server's `client`, the
+    /// `settings`, the `metrics` to record into and what the RBAC allows
+    /// (`access`). Fails when `APP_COMPASS_CA_BUNDLE` cannot be read.
     pub fn new(
         client: Client,
         settings: Settings,
         metrics: &AgentMetrics,
-        readiness: Arc<Readiness>,
-        progress: Arc<CycleProgress>,
         access: Arc<Access>,
     ) -> Result<Context, std::io::Error> {
         let extra_roots_pem = match &settings.compass_ca_bundle {
@@ -99,8 +101,8 @@ impl Context {
             settings,
             metrics: metrics.controller.clone(),
             compass_metrics: metrics.compass.clone(),
-            readiness,
-            progress,
+            certificate_in_use: Arc::default(),
+            progress: Arc::default(),
             // Nothing remembered at start: the first cycle runs at once.
             remembered: Mutex::new(Remembered::default()),
         })

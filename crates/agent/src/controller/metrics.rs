@@ -19,39 +19,27 @@ use crate::compass::metrics::CompassMetrics;
 use crate::crd::compass_connection::ConnectionState;
 use crate::k8s::metrics::KubernetesMetrics;
 pub use crate::k8s::metrics::Outcome;
-use crate::telemetry::metrics::MetricsRegistry;
 
-/// Each layer's metrics, and the registry that serves them all.
-#[derive(Clone)]
+/// Each layer's metrics: the Compass clients', the Kubernetes side's and
+/// the controller's own. The process registers them in the registry it
+/// serves (see [`AgentMetrics::register`]).
+#[derive(Clone, Default)]
 pub struct AgentMetrics {
     pub compass: Arc<CompassMetrics>,
     pub kubernetes: Arc<KubernetesMetrics>,
     pub controller: Arc<ControllerMetrics>,
-    pub registry: Arc<MetricsRegistry>,
 }
 
 impl AgentMetrics {
     pub fn new() -> AgentMetrics {
-        let compass = Arc::new(CompassMetrics::default());
-        let kubernetes = Arc::new(KubernetesMetrics::default());
-        let controller = Arc::new(ControllerMetrics::default());
-        let registry = Arc::new(MetricsRegistry::new(|registry| {
-            compass.register(registry);
-            kubernetes.register(registry);
-            controller.register(registry);
-        }));
-        AgentMetrics {
-            compass,
-            kubernetes,
-            controller,
-            registry,
-        }
+        AgentMetrics::default()
     }
-}
 
-impl Default for AgentMetrics {
-    fn default() -> Self {
-        AgentMetrics::new()
+    /// Registers every layer's metrics.
+    pub fn register(&self, registry: &mut Registry) {
+        self.compass.register(registry);
+        self.kubernetes.register(registry);
+        self.controller.register(registry);
     }
 }
 
@@ -306,48 +294,13 @@ impl Collector for CycleOverdue {
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_layers_metrics_render_with_the_prefix_and_units() {
-        let metrics = AgentMetrics::new();
-        metrics
-            .kubernetes
-            .record_write("Application", "create", true);
-        metrics.compass.record("configuration", "ok", 0.01);
-        metrics
-            .controller
-            .set_connection_state(ConnectionState::Synchronized);
-        metrics
-            .controller
-            .set_certificate_not_after(jiff::Timestamp::now().as_second() + 100);
-        let text = metrics.registry.render();
-        assert!(text.contains(r#"compass_runtime_agent_kubernetes_writes_total{kind="Application",verb="create",outcome="Success"} 1"#), "{text}");
-        assert!(
-            text.contains(r#"compass_runtime_agent_connection_state{state="Synchronized"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"compass_runtime_agent_connection_state{state="ConnectionFailed"} 0"#),
-            "{text}"
-        );
-        assert!(
-            text.contains("compass_runtime_agent_compass_request_duration_seconds_bucket"),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "# TYPE compass_runtime_agent_certificate_not_after_timestamp_seconds gauge"
-            ),
-            "{text}"
-        );
-        // Computed at the scrape.
-        let left = text
-            .lines()
-            .find(|l| l.starts_with("compass_runtime_agent_certificate_expiry_seconds "))
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap();
-        assert!((95.0..=100.0).contains(&left), "{left}");
-        assert_eq!(metrics.kubernetes.successful_writes(), 1);
+    /// What `/metrics` serves of these metrics.
+    fn render(metrics: &AgentMetrics) -> String {
+        let mut registry = Registry::with_prefix("compass_runtime_agent");
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
     }
 
     #[test]
@@ -359,7 +312,7 @@ mod tests {
         metrics
             .controller
             .record_reconcile(Some("StatusWriteFailed"));
-        let text = metrics.registry.render();
+        let text = render(&metrics);
         for line in [
             r#"compass_runtime_agent_reconciles_total{outcome="Success"} 1"#,
             r#"compass_runtime_agent_reconciles_total{outcome="Failure",category="Timeout"} 2"#,

@@ -9,6 +9,7 @@
 //! kube-runtime controller, election, the configuration source, the
 //! shutdown) is `crate::process`.
 
+pub mod certificate_in_use;
 pub mod connection;
 pub mod context;
 pub mod decide;

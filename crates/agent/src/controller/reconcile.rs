@@ -184,8 +184,7 @@ async fn reconcile_once(
     let mut sync = None;
     if let Some(credentials) = &connected.credentials {
         let info = credentials.info();
-        ctx.readiness
-            .set_certificate(info.not_before, info.not_after);
+        ctx.certificate_in_use.set(info.not_before, info.not_after);
         ctx.metrics
             .set_certificate_not_after(info.not_after.as_second());
         let sync_due = decide::sync_due(
@@ -238,7 +237,7 @@ async fn reconcile_once(
     if connected.credentials.is_none()
         && status.connection_state == ConnectionState::ConnectionFailed
     {
-        ctx.readiness.clear();
+        ctx.certificate_in_use.clear();
     }
     ctx.metrics.set_connection_state(status.connection_state);
     {

@@ -22,6 +22,7 @@ use crate::config::{NamespacedName, Settings};
 use crate::controller::Context;
 use crate::k8s::write_params;
 use crate::report::Report;
+use crate::telemetry::health::Readiness;
 
 /// The longest lease duration a Lease can state (`leaseDurationSeconds`).
 const MAX_LEASE_DURATION: Duration = Duration::from_secs(i32::MAX as u64);
@@ -285,6 +286,7 @@ enum TermEnd<T> {
 /// duration; `/healthz` fails from that moment).
 pub async fn run_elected(
     ctx: Arc<Context>,
+    readiness: Arc<Readiness>,
     config: ElectionConfig,
     shutdown: CancellationToken,
     faults: fault::Hook,
@@ -293,7 +295,7 @@ pub async fn run_elected(
     tracing::info!(identity = %config.identity, lease = %config.lease, "leader election: waiting for the Lease");
     loop {
         ctx.metrics.set_leader(false);
-        ctx.readiness.set_standby(true);
+        readiness.set_standby(true);
         // A standby has no cycle due.
         ctx.progress.not_due();
         let mut last_renewal;
@@ -316,7 +318,7 @@ pub async fn run_elected(
         }
         tracing::info!(identity = %config.identity, "became the leader");
         ctx.metrics.set_leader(true);
-        ctx.readiness.set_standby(false);
+        readiness.set_standby(false);
         // A new term starts from the cluster's state, at once.
         ctx.reset_backoff();
         let term = shutdown.child_token();
@@ -359,14 +361,14 @@ pub async fn run_elected(
                     Ok(()) | Err(ControllerError::Cancelled) => continue,
                     // It had ended by itself before: the Lease is gone anyway.
                     Err(error) => {
-                        stopped(&ctx, &error);
+                        stopped(&readiness, &error);
                         return Err(error);
                     }
                 }
             }
         };
         if let Err(error) = &ended {
-            stopped(&ctx, error);
+            stopped(&readiness, error);
             tracing::error!(error = %Report(error), "the controller ended while this replica led; releasing the Lease so that another replica takes over");
         }
         // Bounded: a Lease that cannot be released expires by itself.
@@ -382,9 +384,8 @@ pub async fn run_elected(
 }
 
 /// `/healthz` fails from now on.
-fn stopped(ctx: &Context, error: &ControllerError) {
-    ctx.readiness
-        .set_controller_stopped(Report(error).to_string());
+fn stopped(readiness: &Readiness, error: &ControllerError) {
+    readiness.set_controller_stopped(Report(error).to_string());
 }
 
 /// Renews the Lease every retry period until `until` comes (`Done`) or the

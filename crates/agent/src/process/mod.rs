@@ -4,6 +4,7 @@
 //! `compass-connection`, and the shutdown. The reconcile (`crate::controller`)
 //! does not know whether it runs under a Lease.
 
+pub mod cluster_metrics;
 pub mod configuration;
 pub mod controller;
 pub mod election;
@@ -20,11 +21,12 @@ use tokio_util::sync::CancellationToken;
 pub use self::controller::{fault, ControllerError};
 use crate::config::Settings;
 pub use crate::controller::metrics::AgentMetrics;
-use crate::controller::progress::{self, CycleProgress};
+use crate::controller::progress;
 use crate::controller::Context;
 use crate::k8s::access::Access;
 use crate::report::Report;
 use crate::telemetry::health::{self, Readiness};
+use crate::telemetry::metrics::MetricsRegistry;
 
 /// Watches only the object called `name`.
 fn by_name(name: &str) -> watcher::Config {
@@ -118,17 +120,11 @@ impl Agent {
     ) -> Result<Agent, StartError> {
         install_crypto_provider();
         let readiness = Arc::new(Readiness::default());
-        let progress = Arc::new(CycleProgress::default());
-        metrics.controller.watch_progress(progress.clone());
-        readiness.set_liveness(Box::new({
-            let progress = progress.clone();
-            let bound = progress::liveness_bound(settings.cycle_timeout, settings.max_retry_delay);
-            move || progress.stalled(std::time::Instant::now(), bound)
-        }));
+        let registry = metrics_registry(&metrics);
         let health = health::serve_health(
             SocketAddr::new(settings.health_address, settings.health_port),
             readiness.clone(),
-            metrics.registry.clone(),
+            registry.clone(),
             shutdown.clone(),
         )
         .await?;
@@ -138,10 +134,7 @@ impl Agent {
                 let address: SocketAddr = text
                     .parse()
                     .map_err(|_| StartError::MetricsAddress(text.to_string()))?;
-                Some(
-                    health::serve_metrics(address, metrics.registry.clone(), shutdown.clone())
-                        .await?,
-                )
+                Some(health::serve_metrics(address, registry, shutdown.clone()).await?)
             }
         };
         let access = match tokio::time::timeout(
@@ -160,25 +153,20 @@ impl Agent {
                 settings.leader_election_lease.clone(),
             ));
         }
-        tokio::spawn(crate::telemetry::cluster_metrics::run(
+        tokio::spawn(cluster_metrics::run(
             client.clone(),
             settings.metrics_logging_time_interval,
             access.clone(),
             readiness.clone(),
             shutdown.clone(),
         ));
-        let ctx = Arc::new(Context::new(
-            client,
-            settings,
-            &metrics,
-            readiness.clone(),
-            progress,
-            access,
-        )?);
+        let ctx = Arc::new(Context::new(client, settings, &metrics, access)?);
+        wire_probes(&ctx, &metrics, &readiness);
         let controller = if ctx.settings.leader_election {
             let election = election::ElectionConfig::from_settings(&ctx.settings);
             tokio::spawn(election::run_elected(
                 ctx,
+                readiness.clone(),
                 election,
                 shutdown.clone(),
                 faults,
@@ -215,6 +203,30 @@ impl Agent {
     }
 }
 
+/// The registry `/metrics` serves: every layer's metrics, prefixed
+/// `compass_runtime_agent_`.
+fn metrics_registry(metrics: &AgentMetrics) -> Arc<MetricsRegistry> {
+    Arc::new(MetricsRegistry::new(|registry| metrics.register(registry)))
+}
+
+/// What the probes read of the controller: `/healthz` fails while no cycle
+/// records its outcome for too long while one is due, `cycle_overdue_seconds`
+/// says how long, and `/readyz` answers ready while the certificate the
+/// reconcile works with is valid.
+fn wire_probes(ctx: &Context, metrics: &AgentMetrics, readiness: &Readiness) {
+    metrics.controller.watch_progress(ctx.progress.clone());
+    readiness.set_liveness(Box::new({
+        let progress = ctx.progress.clone();
+        let bound =
+            progress::liveness_bound(ctx.settings.cycle_timeout, ctx.settings.max_retry_delay);
+        move || progress.stalled(std::time::Instant::now(), bound)
+    }));
+    readiness.set_ready_check(Box::new({
+        let in_use = ctx.certificate_in_use.clone();
+        move || in_use.is_valid_at(jiff::Timestamp::now())
+    }));
+}
+
 /// Awaits the controller's task (or the election's, which watches its
 /// controller), so that its end is never dropped: a panic (caught as the
 /// task's `JoinError`; under `panic = "abort"` the process dies of SIGABRT
@@ -230,4 +242,54 @@ async fn watch_controller(
         tracing::error!(error = %Report(error), "the controller ended by itself; the agent stops");
     }
     ended
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::compass_connection::ConnectionState;
+
+    #[test]
+    fn every_layers_metrics_render_with_the_prefix_and_units() {
+        let metrics = AgentMetrics::new();
+        metrics
+            .kubernetes
+            .record_write("Application", "create", true);
+        metrics.compass.record("configuration", "ok", 0.01);
+        metrics
+            .controller
+            .set_connection_state(ConnectionState::Synchronized);
+        metrics
+            .controller
+            .set_certificate_not_after(jiff::Timestamp::now().as_second() + 100);
+        let text = metrics_registry(&metrics).render();
+        assert!(text.contains(r#"compass_runtime_agent_kubernetes_writes_total{kind="Application",verb="create",outcome="Success"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"compass_runtime_agent_connection_state{state="Synchronized"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"compass_runtime_agent_connection_state{state="ConnectionFailed"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("compass_runtime_agent_compass_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "# TYPE compass_runtime_agent_certificate_not_after_timestamp_seconds gauge"
+            ),
+            "{text}"
+        );
+        // Computed at the scrape.
+        let left = text
+            .lines()
+            .find(|l| l.starts_with("compass_runtime_agent_certificate_expiry_seconds "))
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap();
+        assert!((95.0..=100.0).contains(&left), "{left}");
+        assert_eq!(metrics.kubernetes.successful_writes(), 1);
+    }
 }

@@ -14,7 +14,7 @@
 //! health port only, hence `/metrics` there as well.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
@@ -27,11 +27,11 @@ use tokio_util::sync::CancellationToken;
 use super::metrics::MetricsRegistry;
 use crate::report::Report;
 
-/// The validity of the certificate the agent holds, readable from any task.
+/// What the health endpoints answer from, readable and set from any task.
 #[derive(Default)]
 pub struct Readiness {
-    not_before: AtomicI64,
-    not_after: AtomicI64,
+    /// Whether the agent holds a client certificate valid now.
+    ready: OnceLock<ReadyCheck>,
     /// A replica waiting for the leader Lease is ready: it can take over,
     /// and a rolling update must be able to start it before the old leader
     /// stops.
@@ -45,17 +45,14 @@ pub struct Readiness {
 /// Says why the agent makes no progress, or `None` while it does.
 pub type LivenessCheck = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
-impl Readiness {
-    pub fn set_certificate(&self, not_before: jiff::Timestamp, not_after: jiff::Timestamp) {
-        self.not_before
-            .store(not_before.as_second(), Ordering::Relaxed);
-        self.not_after
-            .store(not_after.as_second(), Ordering::Relaxed);
-    }
+/// Says whether the agent holds a client certificate valid now.
+pub type ReadyCheck = Box<dyn Fn() -> bool + Send + Sync>;
 
-    pub fn clear(&self) {
-        self.not_before.store(0, Ordering::Relaxed);
-        self.not_after.store(0, Ordering::Relaxed);
+impl Readiness {
+    /// Installs the check `/readyz` asks at each probe (when the replica
+    /// does not stand by); the first one stays. Not ready until one is.
+    pub fn set_ready_check(&self, check: ReadyCheck) {
+        let _ = self.ready.set(check);
     }
 
     pub fn set_standby(&self, standby: bool) {
@@ -91,9 +88,7 @@ impl Readiness {
     }
 
     pub fn is_ready(&self) -> bool {
-        let now = jiff::Timestamp::now().as_second();
-        let not_after = self.not_after.load(Ordering::Relaxed);
-        not_after > 0 && self.not_before.load(Ordering::Relaxed) <= now && now < not_after
+        self.ready.get().is_some_and(|check| check())
     }
 }
 
@@ -247,6 +242,34 @@ mod tests {
                 "{path}"
             );
         }
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn readyz_answers_ready_only_while_the_installed_check_says_so() {
+        let readiness = Arc::new(Readiness::default());
+        let shutdown = CancellationToken::new();
+        let address = serve_health(
+            "127.0.0.1:0".parse().unwrap(),
+            readiness.clone(),
+            Arc::new(MetricsRegistry::new(|_| {})),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            get(address, "/readyz").await,
+            (503, "no valid client certificate".into()),
+            "not ready before the check is installed"
+        );
+        let valid = Arc::new(AtomicBool::new(false));
+        readiness.set_ready_check(Box::new({
+            let valid = valid.clone();
+            move || valid.load(Ordering::Relaxed)
+        }));
+        assert_eq!(get(address, "/readyz").await.0, 503);
+        valid.store(true, Ordering::Relaxed);
+        assert_eq!(get(address, "/readyz").await, (200, "ok".into()));
         shutdown.cancel();
     }
 }

@@ -1,6 +1,7 @@
-//! Telemetry: logs, metrics and health endpoints, apart from the logic.
+//! Telemetry: logs, the metrics registry and the health endpoints, apart
+//! from the logic. Wired in from the top (`crate::process`, `crate::cli`):
+//! nothing below them uses it.
 
-pub mod cluster_metrics;
 pub mod health;
 pub mod logging;
 pub mod metrics;
