@@ -10,7 +10,6 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod k8s;
-pub mod process;
 pub mod report;
 pub mod sync;
 pub mod telemetry;

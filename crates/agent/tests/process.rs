@@ -19,8 +19,8 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use common::{World, LONG, NS, RUNTIME_ID, SHORT};
+use compass_runtime_agent::agent::fault;
 use compass_runtime_agent::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
-use compass_runtime_agent::process::fault;
 use compass_sim::{FaultKind, FaultTimes};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Patch, PatchParams};
@@ -284,7 +284,7 @@ async fn start_with_fault_hook(
 #[cfg(debug_assertions)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_fails_from_the_moment_the_controller_panicked() {
-    use compass_runtime_agent::process::ControllerError;
+    use compass_runtime_agent::agent::ControllerError;
 
     let world = World::new().await;
     world.configure_with_fresh_token().await;
@@ -323,7 +323,7 @@ async fn healthz_fails_from_the_moment_the_controller_panicked() {
 #[cfg(debug_assertions)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_watch_ended_fails_healthz_and_releases_the_lease() {
-    use compass_runtime_agent::process::ControllerError;
+    use compass_runtime_agent::agent::ControllerError;
 
     let world = World::new().await;
     world.configure_with_fresh_token().await;

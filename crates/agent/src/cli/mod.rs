@@ -142,8 +142,8 @@ fn show_status(settings: Settings, output: OutputFormat) -> ExitCode {
 
 fn run(settings: Settings) -> ExitCode {
     crate::telemetry::logging::init(settings.log_format, &settings.log_level);
-    // Before any thread is started (see process::memory).
-    crate::process::memory::limit_malloc_arenas();
+    // Before any thread is started (see agent::memory).
+    crate::agent::memory::limit_malloc_arenas();
     tracing::info!(settings = %settings.summary(), "effective settings");
     install_crypto_provider();
     // Two workers whatever the node's size: the agent waits on the network,

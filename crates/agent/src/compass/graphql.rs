@@ -535,7 +535,7 @@ mod tests {
 
     #[test]
     fn plain_http_is_refused_unless_allowed() {
-        crate::agent::install_crypto_provider();
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let tls = TlsSettings {
             request_timeout: Duration::from_secs(1),
             max_response_bytes: 1 << 20,

@@ -7,7 +7,7 @@
 //! (what it keeps between runs), `progress` (what a cycle waits for, and
 //! whether one is overdue), `errors` and `metrics`. Running it (the
 //! kube-runtime controller, election, the configuration source, the
-//! shutdown) is `crate::process`.
+//! shutdown) is `crate::agent`.
 
 pub mod certificate_in_use;
 pub mod connection;

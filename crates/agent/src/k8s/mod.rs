@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod replace;
 
 use kube::api::PostParams;
+use kube::runtime::watcher;
 
 /// The name the agent's writes carry in `metadata.managedFields`, so that an
 /// operator sees who owns which fields. Without it the apiserver falls back to
@@ -25,4 +26,9 @@ pub fn write_params() -> PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..PostParams::default()
     }
+}
+
+/// A watch of only the object called `name`.
+pub fn by_name(name: &str) -> watcher::Config {
+    watcher::Config::default().fields(&format!("metadata.name={name}"))
 }

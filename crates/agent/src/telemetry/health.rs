@@ -6,7 +6,7 @@
 //! for the API server at start, or stands by for the leader Lease. It fails
 //! once the controller has ended by itself (a panic, a watch that ended),
 //! from then until the process exits (the agent then exits non-zero; see
-//! `agent`), and while the liveness check the process installs says the
+//! `crate::agent`), and while the liveness check the process installs says the
 //! agent makes no progress (no cycle has recorded its outcome for long while
 //! one was due: a last resort, see `controller::progress`). It does not
 //! depend on Compass answering: a cycle that reports a Compass outage is

@@ -1,37 +1,35 @@
-//! The process, apart from the reconcile: start-up (the endpoints, the
-//! access review and what it decides), Lease election, running the controller
-//! and following the configuration source, the task that recreates
-//! `compass-connection`, and the shutdown. The reconcile (`crate::controller`)
-//! does not know whether it runs under a Lease.
+//! The agent as a process, apart from the reconcile: start-up (the
+//! endpoints, the access review and what it decides, the probes wired to the
+//! controller, the metrics registry), `election` (the Lease), `runner`
+//! (running kube-runtime's controller, and how it ends), `configuration`
+//! (following the configuration source), `keeper` (recreating
+//! `compass-connection`), `cluster_metrics` (the metering line), `memory`
+//! (the heap) and `shutdown` (the in-flight guard). The reconcile
+//! (`crate::controller`) does not know whether it runs under a Lease. The
+//! command line, the tests and the demo start it as [`Agent`].
 
 pub mod cluster_metrics;
 pub mod configuration;
-pub mod controller;
 pub mod election;
 pub mod keeper;
 pub mod memory;
+pub mod runner;
 pub mod shutdown;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
-pub use self::controller::{fault, ControllerError};
+pub use self::runner::{fault, ControllerError};
 use crate::config::Settings;
-pub use crate::controller::metrics::AgentMetrics;
+use crate::controller::metrics::AgentMetrics;
 use crate::controller::progress;
 use crate::controller::Context;
 use crate::k8s::access::Access;
 use crate::report::Report;
 use crate::telemetry::health::{self, Readiness};
 use crate::telemetry::metrics::MetricsRegistry;
-
-/// Watches only the object called `name`.
-fn by_name(name: &str) -> watcher::Config {
-    watcher::Config::default().fields(&format!("metadata.name={name}"))
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -173,7 +171,7 @@ impl Agent {
             ))
         } else {
             metrics.controller.set_leader(true);
-            tokio::spawn(controller::run(ctx, shutdown.clone(), faults))
+            tokio::spawn(runner::run(ctx, shutdown.clone(), faults))
         };
         let task = tokio::spawn(watch_controller(controller, readiness.clone()));
         Ok(Agent {

@@ -11,9 +11,9 @@ use kube::runtime::WatchStreamExt;
 use kube::Api;
 use tokio_util::sync::CancellationToken;
 
-use super::by_name;
 use crate::controller::Context;
 use crate::crd::compass_connection::{CompassConnection, COMPASS_CONNECTION_NAME};
+use crate::k8s::by_name;
 use crate::report::Report;
 
 /// Creates `compass-connection` whenever it is missing: at start and after it

@@ -12,10 +12,10 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::Controller;
 use kube::Api;
 
-use super::by_name;
 use crate::config::SourceKind;
 use crate::controller::Context;
 use crate::crd::compass_connection::{CompassConnection, COMPASS_CONNECTION_NAME};
+use crate::k8s::by_name;
 
 /// `controller`, also run when the configuration source changes: watched
 /// where the access review allows it, else polled.

@@ -11,9 +11,10 @@ use kube::Api;
 use tokio_util::sync::CancellationToken;
 
 use super::shutdown::InFlight;
-use super::{by_name, configuration, keeper};
+use super::{configuration, keeper};
 use crate::controller::{error_policy, reconcile, Context};
 use crate::crd::compass_connection::{CompassConnection, COMPASS_CONNECTION_NAME};
+use crate::k8s::by_name;
 use crate::report::Report;
 
 /// Why the controller ended without being asked to. Each is a bug or a
@@ -136,7 +137,7 @@ pub async fn run(
             }
         });
     // The controller ends by itself once the reconcile in flight is done,
-    // except before its first list (see `process::shutdown`): then we end it.
+    // except before its first list (see `agent::shutdown`): then we end it.
     let keeper_ended = async {
         let ended = (&mut ensure).await;
         if shutdown.is_cancelled() {

@@ -17,7 +17,7 @@ use kube::api::ObjectMeta;
 use kube::Api;
 use tokio_util::sync::CancellationToken;
 
-use super::controller::{fault, ControllerError};
+use super::runner::{fault, ControllerError};
 use crate::config::{NamespacedName, Settings};
 use crate::controller::Context;
 use crate::k8s::write_params;
@@ -322,8 +322,7 @@ pub async fn run_elected(
         // A new term starts from the cluster's state, at once.
         ctx.reset_backoff();
         let term = shutdown.child_token();
-        let mut controller =
-            tokio::spawn(super::controller::run(ctx.clone(), term.clone(), faults));
+        let mut controller = tokio::spawn(super::runner::run(ctx.clone(), term.clone(), faults));
         // The controller is watched while the Lease is renewed: one that
         // ended must not keep the Lease from a replica that can work.
         let end = lead(&mut elector, &config, &mut last_renewal, async {
