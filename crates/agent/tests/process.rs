@@ -3,7 +3,7 @@
 //! - A controller that ends by itself (a panic, a watch that ends) ends the
 //!   process non-zero, the leader Lease released first so that a standby
 //!   takes over at once; `/healthz` fails from that moment. The controller is
-//!   made to end with the test fault hook (`process::fault`, debug builds
+//!   made to end with the test fault hook (`agent::fault`, debug builds
 //!   only): the annotation it names on `compass-connection`.
 //! - `reconciles_total` counts each failed cycle under its category, never
 //!   as a success.
