@@ -180,7 +180,7 @@ pub fn draw(path: &Path, runs: &[Run], all: &[Figures], runtimes: usize, setting
         x: 20,
         y: 14,
         text: format!(
-            "Compass requests per second (a minute's mean), {runtimes} runtimes: this agent (left), the Go agent (right)"
+            "Compass requests/s (a minute's mean), {runtimes} runtimes: this agent (left), Go agent (right)"
         ),
         scale: 2,
         color: INK,
