@@ -270,20 +270,11 @@ pub struct CycleReport {
 }
 
 /// The scratch objects the decisions read (the status of `compass-connection`).
+#[derive(Default)]
 pub struct Scratch {
     spec: CompassConnectionSpec,
     status: CompassConnectionStatus,
     sync: SynchronizationStatus,
-}
-
-impl Default for Scratch {
-    fn default() -> Self {
-        Scratch {
-            spec: CompassConnectionSpec::default(),
-            status: CompassConnectionStatus::default(),
-            sync: SynchronizationStatus::default(),
-        }
-    }
 }
 
 impl Agent {
