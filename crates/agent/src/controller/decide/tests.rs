@@ -974,3 +974,65 @@ fn an_abandoned_cycle_reports_the_step_that_did_not_finish_and_claims_no_success
         assert_eq!(after.connection_status.error, "abandoned");
     }
 }
+
+fn the_first_success_after_failures_or_a_start_waits_between_one_and_two_periods() {
+    let period = Duration::from_secs(180);
+    for backoff in [failures(3, Some(-5)), Backoff::default()] {
+        assert_eq!(period_after_success(backoff, period, 0.0), period);
+        assert_eq!(
+            period_after_success(backoff, period, 0.5),
+            Duration::from_secs(270)
+        );
+        let longest = period_after_success(backoff, period, 0.999_999);
+        assert!(longest > Duration::from_secs(359) && longest < 2 * period);
+        // Out-of-range samples stay within the two periods.
+        assert_eq!(period_after_success(backoff, period, f64::NAN), period);
+        assert_eq!(period_after_success(backoff, period, 7.0), 2 * period);
+        assert_eq!(
+            period_after_success(backoff, Duration::MAX, 0.999),
+            Duration::MAX
+        );
+    }
+    // Through next_run: stretched, and the renewal still comes first.
+    let next = next_run(NextRunInput {
+        jitter: 0.5,
+        ..next_run_input(Cause::Cycle(Requeue::AfterSuccess), failures(6, Some(-3)))
+    });
+    assert_eq!(next.run, Run::After(Duration::from_secs(30)));
+    assert_eq!(next.backoff, failures(0, Some(30)));
+    let renewal_first = next_run(NextRunInput {
+        jitter: 0.5,
+        renewal_due_at: Some(at(25)),
+        ..next_run_input(Cause::Cycle(Requeue::AfterSuccess), Backoff::default())
+    });
+    assert_eq!(renewal_first.run, Run::After(Duration::from_secs(25)));
+}
+
+#[test]
+fn a_runtime_in_its_steady_state_keeps_the_plain_period() {
+    let period = Duration::from_secs(180);
+    let steady = failures(0, Some(0));
+    for jitter in [0.0, 0.3, 0.999] {
+        assert_eq!(period_after_success(steady, period, jitter), period);
+        let next = next_run(NextRunInput {
+            jitter,
+            ..next_run_input(Cause::Cycle(Requeue::AfterSuccess), steady)
+        });
+        assert_eq!(next.run, Run::After(Duration::from_secs(20)));
+    }
+}
+
+#[test]
+fn a_fleet_that_returns_together_spreads_over_a_period() {
+    // 1,000 runtimes synchronized within the same second after an outage:
+    // their next cycles fall into every tenth of the period beyond it.
+    let period = Duration::from_secs(180);
+    let mut tenths = [0u32; 10];
+    for i in 0..1000 {
+        let jitter = f64::from(i) / 1000.0;
+        let wait = period_after_success(failures(5, Some(0)), period, jitter);
+        let beyond = (wait - period).as_secs_f64() / period.as_secs_f64();
+        tenths[(beyond * 10.0) as usize] += 1;
+    }
+    assert_eq!(tenths, [100; 10]);
+}
