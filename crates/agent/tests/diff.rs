@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use base64::Engine;
-use common::{accounts, go_form, World, CA_NS, LONG, NS, RUNTIME_ID};
+use common::{accounts, go_form, kyma, World, CA_NS, LONG, NS, RUNTIME_ID};
 use compass_runtime_agent::crd::application::Application;
 use compass_runtime_agent::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
 use compass_runtime_agent::sync::names;
@@ -45,10 +45,21 @@ impl Run {
 /// `compass-runtime-agent diff [args]` with only a kubeconfig and the
 /// settings that point the agent at this world (the simulator's CA).
 async fn diff(world: &World, kubeconfig: &Path, args: &[&str]) -> Run {
+    diff_with(world, kubeconfig, &[], args).await
+}
+
+/// [`diff`] with the `APP_*` variables of `environment` too (a Deployment's).
+async fn diff_with(
+    world: &World,
+    kubeconfig: &Path,
+    environment: &[(String, String)],
+    args: &[&str],
+) -> Run {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_compass-runtime-agent"))
         .arg("diff")
         .args(args)
         .env_clear()
+        .envs(environment.iter().cloned())
         .env("KUBECONFIG", kubeconfig)
         .env(
             "APP_COMPASS_CA_BUNDLE",
@@ -825,4 +836,65 @@ async fn under_a_read_only_account_diff_works_and_without_a_read_it_says_which_a
         stored["key"].starts_with("-----BEGIN PRIVATE KEY-----"),
         "diff left the PKCS#8 key as it was"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_kymas_rbac_and_crds_diff_as_the_agents_own_account_reads_secrets_by_name_and_shows_a_removal(
+) {
+    let mut world = kyma::world().await;
+    let director = compass_sim::model::generate_applications(2, 1, 1, 0);
+    for app in &director {
+        world.sim.put_application(RUNTIME_ID, app.clone()).unwrap();
+    }
+    let token = accounts::service_account_token(&world.client, NS, kyma::SERVICE_ACCOUNT).await;
+    let client = accounts::token_client(&world, &token, kyma::SERVICE_ACCOUNT_USER).await;
+    world.configure_with_fresh_token().await;
+    world.start_agent_as(client).await;
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    world.stop_agent().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = accounts::write_token_kubeconfig(&world, &token, dir.path());
+    // Kyma's Deployment's settings (its CA Secret's name, its sync times).
+    let environment = kyma::environment();
+    let before = identities(&world).await;
+
+    let run = diff_with(&world, &kubeconfig, &environment, &[]).await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(
+            "the Secrets in kyma-system that the Applications refer to, one by one by name (this account may not list them)"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "Secret {} (the CA)",
+            world.settings.ca_certificates_secret
+        )),
+        "{}",
+        run.stdout
+    );
+
+    let removed = &director[1];
+    world
+        .sim
+        .remove_application(RUNTIME_ID, &removed.id)
+        .unwrap();
+    let run = diff_with(&world, &kubeconfig, &environment, &["-o", "json"]).await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let report = run.json();
+    let removed_name = names::normalize_application_name(&removed.name);
+    assert_eq!(actions(&report), [(removed_name, "delete".to_string())]);
+    assert_eq!(
+        report["applications"][0]["secrets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(report["summary"]["applications"]["unchanged"], 1);
+    assert_nothing_moved(&before, &identities(&world).await, "diff under Kyma's RBAC");
 }
