@@ -839,7 +839,7 @@ async fn under_a_read_only_account_diff_works_and_without_a_read_it_says_which_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn under_kymas_rbac_and_crds_diff_as_the_agents_own_account_reads_secrets_by_name_and_shows_a_removal(
+async fn under_kymas_rbac_and_crds_diff_as_the_agents_own_account_reads_secrets_by_name_and_shows_a_removal_and_a_rename(
 ) {
     let mut world = kyma::world().await;
     let director = compass_sim::model::generate_applications(2, 1, 1, 0);
@@ -896,5 +896,40 @@ async fn under_kymas_rbac_and_crds_diff_as_the_agents_own_account_reads_secrets_
         2
     );
     assert_eq!(report["summary"]["applications"]["unchanged"], 1);
+
+    // The Director keeps its names from now on (isNormalized "true"): the
+    // remaining Application is replaced by one under the Director's name.
+    world
+        .sim
+        .set_runtime_label(RUNTIME_ID, "isNormalized", json!("true"))
+        .unwrap();
+    let run = diff_with(&world, &kubeconfig, &environment, &["-o", "json"]).await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let report = run.json();
+    let kept = &director[0];
+    let old_name = names::normalize_application_name(&kept.name);
+    let removed_name = names::normalize_application_name(&removed.name);
+    assert_eq!(
+        actions(&report),
+        [
+            (kept.name.clone(), "create".to_string()),
+            (old_name.clone(), "delete".to_string()),
+            (removed_name, "delete".to_string()),
+        ]
+    );
+    let applications = report["applications"].as_array().unwrap();
+    assert_eq!(applications[0]["replaces"], json!([old_name]));
+    assert_eq!(applications[0]["secrets"].as_array().unwrap().len(), 2);
+    assert_eq!(applications[1]["replacedBy"], kept.name.as_str());
+    assert_eq!(applications[1]["secrets"].as_array().unwrap().len(), 2);
+    let text = diff_with(&world, &kubeconfig, &environment, &[]).await;
+    assert!(
+        text.stdout.contains(&format!(
+            "  + Application {}  create, replaces {old_name}",
+            kept.name
+        )),
+        "{}",
+        text.stdout
+    );
     assert_nothing_moved(&before, &identities(&world).await, "diff under Kyma's RBAC");
 }

@@ -604,27 +604,29 @@ async fn describe_plan(
         applications: Api::all_with(ctx.client.clone(), &ApiResource::erase::<Application>(&())),
         secrets: Api::namespaced(ctx.client.clone(), &ctx.settings.integration_namespace),
         namespace: ctx.settings.integration_namespace.clone(),
+        secrets_listed: ctx.access.list_credential_secrets.allowed(),
     };
-    let unchanged = plan
-        .applications
-        .iter()
-        .filter(|app| {
-            matches!(app.action, ApplicationAction::Unchanged)
-                && app.secrets.is_empty()
-                && app.replaces.is_empty()
-        })
-        .count();
-    let to_describe = plan.applications.into_iter().filter(|app| {
-        !(matches!(app.action, ApplicationAction::Unchanged)
+    let idle = |app: &ApplicationPlan| {
+        matches!(app.action, ApplicationAction::Unchanged)
             && app.secrets.is_empty()
-            && app.replaces.is_empty())
-    });
+            && app.replaces.is_empty()
+    };
+    let mut unchanged = plan.applications.iter().filter(|app| idle(app)).count();
+    let to_describe = plan.applications.into_iter().filter(|app| !idle(app));
     let described: Vec<Vec<ApplicationChange>> = stream::iter(to_describe)
         .map(|app| readers.describe(app))
         .buffered(ctx.settings.apply_concurrency.max(1))
         .try_collect()
         .await?;
-    let mut changes: Vec<ApplicationChange> = described.into_iter().flatten().collect();
+    // Those whose writes turned out to change no field are unchanged too.
+    let (quiet, mut changes): (Vec<ApplicationChange>, Vec<ApplicationChange>) =
+        described.into_iter().flatten().partition(|change| {
+            change.action == ApplicationVerb::Unchanged
+                && change.secrets.is_empty()
+                && change.replaces.is_empty()
+                && change.reason.is_none()
+        });
+    unchanged += quiet.len();
     for deferred in plan.deferred {
         let mut change = ApplicationChange::new(&deferred.name, "", ApplicationVerb::Deferred);
         change.reason = Some(format!(
@@ -642,6 +644,8 @@ struct Readers {
     applications: Api<DynamicObject>,
     secrets: Api<Secret>,
     namespace: String,
+    /// The Secrets were listed (else read one by one by name).
+    secrets_listed: bool,
 }
 
 /// A placeholder for the owner uid of a Secret of an Application that the
@@ -668,7 +672,12 @@ impl Readers {
             }
             ApplicationAction::Delete => change.action = ApplicationVerb::Delete,
             ApplicationAction::Unchanged => {}
-            ApplicationAction::Create(packed) | ApplicationAction::Update(packed) => {
+            // Not there when the cluster was read.
+            ApplicationAction::Create(_) => {
+                change.action = ApplicationVerb::Create;
+                owner_uid = None;
+            }
+            ApplicationAction::Update(packed) => {
                 let wanted = packed.unpack().map_err(|error| {
                     Trouble::Failed(format!(
                         "cannot read back the planned Application {name}: {error}"
@@ -682,12 +691,10 @@ impl Readers {
                     }
                     Some(current) => {
                         change.fields = report::application_update_fields(&current, &wanted);
-                        change.action = if change.fields.is_empty() {
-                            change.reason = Some("written again as it is: no field differs".into());
-                            ApplicationVerb::Unchanged
-                        } else {
-                            ApplicationVerb::Update
-                        };
+                        // The same again: kept as it is by the API server.
+                        if !change.fields.is_empty() {
+                            change.action = ApplicationVerb::Update;
+                        }
                         owner_uid = current.metadata.uid.clone().or(owner_uid);
                     }
                 }
@@ -759,11 +766,12 @@ impl Readers {
         app: &str,
         owner_uid: &str,
     ) -> Result<SecretOutcome, Trouble> {
-        let wanted = match action {
+        let (wanted, creates) = match action {
             SecretAction::Delete(name) => {
                 return Ok(SecretOutcome::Change(self.deleted_secret(&name)))
             }
-            SecretAction::Create(wanted) | SecretAction::Update(wanted) => wanted,
+            SecretAction::Create(wanted) => (wanted, true),
+            SecretAction::Update(wanted) => (wanted, false),
         };
         let body = secret_body(&wanted, app, owner_uid);
         let mut change = SecretChange {
@@ -776,7 +784,11 @@ impl Readers {
         };
         // A create finds one of that name that the list did not (it lacks
         // the labels) and replaces it when it is the agent's; an update
-        // replaces it whole.
+        // replaces it whole. Read one by one, a Secret to create is known
+        // to be missing.
+        if creates && !self.secrets_listed {
+            return Ok(SecretOutcome::Change(change));
+        }
         let Some(current) = self.read_secret(&wanted.name).await? else {
             return Ok(SecretOutcome::Change(change));
         };
@@ -801,4 +813,52 @@ enum SecretOutcome {
     Change(SecretChange),
     /// A Secret of that name that is not the agent's: the write is refused.
     Foreign(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::plan::Replaced;
+
+    fn plan(name: &str, action: ApplicationAction, replaces: usize) -> ApplicationPlan {
+        ApplicationPlan {
+            name: name.into(),
+            application_id: format!("{name}-id"),
+            action,
+            existing_uid: None,
+            secrets: Vec::new(),
+            replaces: (0..replaces)
+                .map(|i| Replaced {
+                    name: format!("old-{name}-{i}"),
+                    uid: None,
+                    secrets: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_status_error_names_the_refused_applications_by_name_out_of_every_result() {
+        let plan = Plan {
+            applications: vec![
+                plan("b", ApplicationAction::Refused("taken".into()), 0),
+                plan("c", ApplicationAction::Unchanged, 1),
+                plan(
+                    "a",
+                    ApplicationAction::Refused("two with one name".into()),
+                    0,
+                ),
+            ],
+            deferred: Vec::new(),
+        };
+        let (failed, total) = failures(&plan);
+        assert_eq!(failed, ["a: two with one name", "b: taken"]);
+        assert_eq!(total, 4, "three plans and one Application replaced");
+        let (state, error, _) = decide::after_apply(&failed, total, None, None);
+        assert_eq!(state, ConnectionState::Synchronized);
+        assert_eq!(
+            error,
+            "2 of 4 applications could not be synchronized: a: two with one name; b: taken"
+        );
+    }
 }
