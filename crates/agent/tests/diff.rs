@@ -836,6 +836,27 @@ async fn under_a_read_only_account_diff_works_and_without_a_read_it_says_which_a
         stored["key"].starts_with("-----BEGIN PRIVATE KEY-----"),
         "diff left the PKCS#8 key as it was"
     );
+
+    // A cycle that would connect anew with the token cannot be shown: exit 2.
+    world
+        .connections()
+        .patch_status(
+            COMPASS_CONNECTION_NAME,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"connectionState": "ConnectionFailed"}})),
+        )
+        .await
+        .unwrap();
+    let run = diff(&world, &admin, &[]).await;
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("compass-connection is in state ConnectionFailed")
+            && run.stderr.contains("connect anew with the one-time token"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stdout, "", "no report on stdout");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
