@@ -40,10 +40,10 @@ use crate::controller::progress::CycleProgress;
 use crate::controller::synchronize::{plan_sync, PlannedSync, CONSOLE_URL_LABEL, EVENTS_URL_LABEL};
 use crate::controller::Context;
 use crate::crd::application::Application;
-use crate::crd::compass_connection::{ConnectionState, SynchronizationStatus};
+use crate::crd::compass_connection::{CompassConnection, ConnectionState, SynchronizationStatus};
 use crate::k8s::access::Access;
 use crate::k8s::applications::secret_body;
-use crate::k8s::credentials_store::CredentialsStoreError;
+use crate::k8s::credentials_store::{CredentialsStoreError, StoredCredentials};
 use crate::process::AgentMetrics;
 use crate::report::report;
 use crate::sync::{ActualSecret, ApplicationAction, ApplicationPlan, Plan, SecretAction};
@@ -372,52 +372,10 @@ impl<'a> Read<'a> {
 pub async fn dry_run(ctx: &Context) -> Result<DiffReport, Trouble> {
     let settings = &ctx.settings;
     let now = Timestamp::now();
-    let connection = ctx
-        .connections
-        .get()
-        .await
-        .map_err(|error| Trouble::Failed(report(&error)))?
-        .ok_or_else(|| {
-            Trouble::WouldConnect(
-                "CompassConnection compass-connection does not exist; the agent would create it"
-                    .into(),
-            )
-        })?;
-    match connection.status.as_ref().map(|s| s.connection_state) {
-        None => {
-            return Err(Trouble::WouldConnect(
-                "compass-connection has no status yet".into(),
-            ))
-        }
-        Some(ConnectionState::ConnectionFailed) => {
-            return Err(Trouble::WouldConnect(
-                "compass-connection is in state ConnectionFailed".into(),
-            ))
-        }
-        Some(_) => {}
-    }
-    let stored = ctx.credentials.read().await.map_err(|error| match error {
-        CredentialsStoreError::Read { .. } => Trouble::Failed(report(&error)),
-        _ => Trouble::WouldConnect(format!(
-            "the stored credentials cannot work: {}",
-            report(&error)
-        )),
-    })?;
+    let (connection, stored) = connection_to_maintain(ctx, now).await?;
     let credentials = &stored.credentials;
     let info = credentials.info();
-    if now >= info.not_after {
-        return Err(Trouble::WouldConnect(format!(
-            "the client certificate expired at {}",
-            info.not_after
-        )));
-    }
     let management_info = &connection.spec.management_info;
-    if management_info.connector_url.is_empty() || management_info.director_url.is_empty() {
-        return Err(Trouble::WouldConnect(
-            "compass-connection's spec.managementInfo lacks the Connector's or the Director's URL"
-                .into(),
-        ));
-    }
     let ca = ctx.credentials.read_ca().await.map_err(|error| {
         Trouble::Failed(format!(
             "cannot read the CA Secret {}: {}",
@@ -517,38 +475,13 @@ pub async fn dry_run(ctx: &Context) -> Result<DiffReport, Trouble> {
         ],
     );
 
-    let integration = &settings.integration_namespace;
-    let read = vec![
-        "CompassConnection compass-connection".to_string(),
-        format!("Secret {} (the client certificate)", settings.cluster_certificates_secret),
-        format!("Secret {} (the CA)", settings.ca_certificates_secret),
-        format!("{} (the connection configuration)", parameters.origin),
-        "the cluster's Applications".to_string(),
-        if secrets_listed {
-            format!("the Secrets in {integration} (listed)")
-        } else {
-            format!("the Secrets in {integration} that the Applications refer to, one by one by name (this account may not list them)")
-        },
-        format!(
-            "the Director at {} (its applications for the Runtime, all pages, and the Runtime's labels)",
-            management_info.director_url
-        ),
-    ];
-    let mut unknown = vec![
-        format!(
-            "the Connector is not asked (each of its configuration answers makes Compass issue a new one-time token): whether it would give other management URLs than the spec's (the agent asks it at its first cycle after a start, then once per APP_CONNECTOR_CHECK_INTERVAL, {}s)",
-            settings.connector_check_interval.as_secs()
-        ),
-        "whether the API server accepts each write and the Director the labels: the state shown assumes they do".to_string(),
-    ];
-    if renews {
-        unknown.push("the renewed certificate (a new key, signed by the Connector)".into());
-    }
-    if !secrets_listed {
-        unknown.push(format!(
-            "Secrets in {integration} that no Application refers to any more (left by an interrupted sync): only a list finds them; the agent does not find them either without list on Secrets"
-        ));
-    }
+    let read = what_was_read(
+        ctx,
+        &parameters.origin.to_string(),
+        &management_info.director_url,
+        secrets_listed,
+    );
+    let unknown = unknowns(settings, renews, secrets_listed);
     Ok(DiffReport {
         schema_version: SCHEMA_VERSION,
         changes: false,
@@ -564,6 +497,108 @@ pub async fn dry_run(ctx: &Context) -> Result<DiffReport, Trouble> {
         unknown,
     }
     .finish(wanted, unchanged))
+}
+
+/// `compass-connection` and the stored credentials, when the next cycle
+/// would maintain the connection with them (and so synchronize); else why
+/// it would connect anew with the one-time token.
+async fn connection_to_maintain(
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<(CompassConnection, StoredCredentials), Trouble> {
+    let connection = ctx
+        .connections
+        .get()
+        .await
+        .map_err(|error| Trouble::Failed(report(&error)))?
+        .ok_or_else(|| {
+            Trouble::WouldConnect(
+                "CompassConnection compass-connection does not exist; the agent would create it"
+                    .into(),
+            )
+        })?;
+    match connection.status.as_ref().map(|s| s.connection_state) {
+        None => {
+            return Err(Trouble::WouldConnect(
+                "compass-connection has no status yet".into(),
+            ))
+        }
+        Some(ConnectionState::ConnectionFailed) => {
+            return Err(Trouble::WouldConnect(
+                "compass-connection is in state ConnectionFailed".into(),
+            ))
+        }
+        Some(_) => {}
+    }
+    let stored = ctx.credentials.read().await.map_err(|error| match error {
+        CredentialsStoreError::Read { .. } => Trouble::Failed(report(&error)),
+        _ => Trouble::WouldConnect(format!(
+            "the stored credentials cannot work: {}",
+            report(&error)
+        )),
+    })?;
+    let not_after = stored.credentials.info().not_after;
+    if now >= not_after {
+        return Err(Trouble::WouldConnect(format!(
+            "the client certificate expired at {not_after}"
+        )));
+    }
+    let management_info = &connection.spec.management_info;
+    if management_info.connector_url.is_empty() || management_info.director_url.is_empty() {
+        return Err(Trouble::WouldConnect(
+            "compass-connection's spec.managementInfo lacks the Connector's or the Director's URL"
+                .into(),
+        ));
+    }
+    Ok((connection, stored))
+}
+
+/// What a dry run reads, one line each, for the report.
+fn what_was_read(
+    ctx: &Context,
+    configuration: &str,
+    director_url: &str,
+    secrets_listed: bool,
+) -> Vec<String> {
+    let settings = &ctx.settings;
+    let integration = &settings.integration_namespace;
+    vec![
+        "CompassConnection compass-connection".to_string(),
+        format!(
+            "Secret {} (the client certificate)",
+            settings.cluster_certificates_secret
+        ),
+        format!("Secret {} (the CA)", settings.ca_certificates_secret),
+        format!("{configuration} (the connection configuration)"),
+        "the cluster's Applications".to_string(),
+        if secrets_listed {
+            format!("the Secrets in {integration} (listed)")
+        } else {
+            format!("the Secrets in {integration} that the Applications refer to, one by one by name (this account may not list them)")
+        },
+        format!("the Director at {director_url} (its applications for the Runtime, all pages, and the Runtime's labels)"),
+    ]
+}
+
+/// What a dry run cannot know without connecting or writing.
+fn unknowns(settings: &Settings, renews: bool, secrets_listed: bool) -> Vec<String> {
+    let integration = &settings.integration_namespace;
+    let mut unknown = vec![
+        format!(
+            "the Connector is not asked (each of its configuration answers makes Compass issue a new one-time token): whether it would give other management URLs than the spec's (the agent asks it at its first cycle after a start, then once per APP_CONNECTOR_CHECK_INTERVAL, {}s)",
+            settings.connector_check_interval.as_secs()
+        ),
+        "whether the API server accepts each write and the Director the labels: the state shown assumes they do".to_string(),
+    ];
+    if renews {
+        unknown.push("the renewed certificate (a new key, signed by the Connector)".into());
+    }
+    if !secrets_listed {
+        unknown.push(format!(
+            "Secrets in {integration} that no Application refers to any more (left by an interrupted sync): only a list finds them; the agent does not find them either without list on Secrets"
+        ));
+    }
+    unknown
 }
 
 /// `<name>: <reason>` of each Application the sync would report as failed
