@@ -975,6 +975,7 @@ fn an_abandoned_cycle_reports_the_step_that_did_not_finish_and_claims_no_success
     }
 }
 
+#[test]
 fn the_first_success_after_failures_or_a_start_waits_between_one_and_two_periods() {
     let period = Duration::from_secs(180);
     for backoff in [failures(3, Some(-5)), Backoff::default()] {
