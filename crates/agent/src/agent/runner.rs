@@ -79,6 +79,8 @@ pub async fn run(
     .fuse();
 
     let controller = Controller::new(connections, by_name(COMPASS_CONNECTION_NAME))
+        // Every trigger waits while a watch backs off: not for long.
+        .trigger_backoff(keeper::WatchRetry::default())
         .reconcile_all_on(futures::stream::unfold(restored, |mut restored| async {
             restored.recv().await.map(|()| ((), restored))
         }));

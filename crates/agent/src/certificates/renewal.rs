@@ -12,9 +12,10 @@ const JITTER_SHARE: f64 = 0.1;
 /// The moment from which the certificate is due for renewal: when the time left
 /// falls below `threshold × lifetime` (the original's rule), moved earlier by up
 /// to 10% of that window by a jitter that is fixed for each certificate (derived
-/// from its serial) so a fleet of runtimes issued certificates at the same time
-/// does not renew in step; and never later than twice the minimal sync time
-/// before expiry, so a short-lived certificate is renewed while it still works.
+/// from what tells it apart, see [`certificate_fraction`]) so a fleet of
+/// runtimes issued certificates at the same time does not renew in step; and
+/// never later than twice the minimal sync time before expiry, so a
+/// short-lived certificate is renewed while it still works.
 pub fn renewal_due_at(
     info: &CertificateInfo,
     threshold: f64,
@@ -25,7 +26,7 @@ pub fn renewal_due_at(
         .duration_since(info.not_before)
         .as_secs_f64()
         .max(0.0);
-    let jitter = serial_fraction(&info.serial);
+    let jitter = certificate_fraction(info);
     let window = lifetime * threshold * (1.0 + JITTER_SHARE * jitter);
     let floor = 2.0 * minimal_sync_time.as_secs_f64();
     let lead = window.max(floor).min(lifetime.max(floor));
@@ -47,15 +48,26 @@ pub fn renewal_due(
     now >= renewal_due_at(info, threshold, minimal_sync_time)
 }
 
-/// A stable number in [0, 1) from the certificate serial.
-fn serial_fraction(serial: &str) -> f64 {
-    // FNV-1a: stable across releases and platforms, unlike std's hasher.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in serial.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
+/// A stable number in [0, 1) for the certificate: a digest of its serial,
+/// subject and validity. Not of the serial alone: the real Connector gives
+/// every certificate the serial number 2 (spec.md, section 9), so a fleet
+/// issued certificates in the same minute would renew in the same minute
+/// (BENCHMARKS.md, "Fleet simulation"). The subject's CN names the runtime
+/// (the real Connector's: the SystemAuth id of its token), the validity
+/// changes with each certificate of it.
+fn certificate_fraction(info: &CertificateInfo) -> f64 {
+    use sha1::Digest;
+    let mut hasher = sha1::Sha1::new();
+    for part in [info.serial.as_bytes(), info.subject.as_bytes()] {
+        hasher.update(part);
+        hasher.update([0]);
     }
-    (hash >> 11) as f64 / (1u64 << 53) as f64
+    hasher.update(info.not_before.as_second().to_be_bytes());
+    hasher.update(info.not_after.as_second().to_be_bytes());
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
@@ -134,6 +146,43 @@ mod tests {
             renewal_due_at(&cert, 0.3, Duration::from_secs(10)),
             renewal_due_at(&cert, 0.3, Duration::from_secs(10))
         );
+    }
+
+    #[test]
+    fn a_fleet_issued_in_one_minute_with_one_serial_renews_over_days() {
+        // The real Connector: serial 2 for every certificate, the CN the
+        // SystemAuth id of each runtime's token, all issued in one minute.
+        let issued = Timestamp::from_second(1_700_000_000).unwrap();
+        let times: Vec<Timestamp> = (0..50)
+            .map(|i| {
+                let not_before = issued + SignedDuration::from_secs(i % 60);
+                let cert = CertificateInfo {
+                    subject: format!("C=DE, O=Organization, OU=OrgUnit, CN=4c2a{i:04}-5c1e-4b9b-9d5e-0e7a1c9f3b2d"),
+                    common_name: String::new(),
+                    serial: "02".into(),
+                    not_before,
+                    not_after: not_before + SignedDuration::from_secs(NINETY_DAYS),
+                };
+                renewal_due_at(&cert, 0.3, Duration::from_secs(15))
+            })
+            .collect();
+        let earliest = times.iter().min().unwrap();
+        let latest = times.iter().max().unwrap();
+        // The window is 10% of 0.3 × 90 days: 64.8 hours.
+        assert!(
+            latest.duration_since(*earliest).as_secs() > 24 * 3600,
+            "50 runtimes with one serial renew within a day of each other: {earliest} to {latest}"
+        );
+        // A renewed certificate (same subject and serial) moves to another moment.
+        let first = certificate(NINETY_DAYS, "02");
+        let mut renewed = first.clone();
+        renewed.not_before += SignedDuration::from_secs(63 * 86_400);
+        renewed.not_after += SignedDuration::from_secs(63 * 86_400);
+        let lead = |c: &CertificateInfo| {
+            c.not_after
+                .duration_since(renewal_due_at(c, 0.3, Duration::from_secs(15)))
+        };
+        assert_ne!(lead(&first), lead(&renewed));
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The command line of `compass-runtime-agent`: `run` (the default), `crd` and
-//! `status`. `main.rs` only calls [`main`].
+//! The command line of `compass-runtime-agent`: `run` (the default), `crd`,
+//! `status` and `diff`. `main.rs` only calls [`main`].
 
+pub mod diff;
 pub mod status;
 
 use std::ffi::OsString;
@@ -35,6 +36,14 @@ enum Command {
     /// Show the connection, the certificate and the last synchronization.
     /// Exit code: 0 healthy, 1 not healthy, 2 cannot tell (e.g. no access).
     Status {
+        /// `table` or `json`.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: OutputFormat,
+    },
+    /// Show what one synchronization would change (Applications, Secrets,
+    /// the Runtime's labels, compass-connection), writing nothing.
+    /// Exit code: 0 no change, 1 changes, 2 trouble (e.g. cannot read).
+    Diff {
         /// `table` or `json`.
         #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
         output: OutputFormat,
@@ -81,6 +90,13 @@ pub fn main() -> ExitCode {
         },
         Command::Run => run(cli.settings),
         Command::Status { output } => show_status(cli.settings, output),
+        Command::Diff { output } => ExitCode::from(diff::main(
+            cli.settings,
+            match output {
+                OutputFormat::Table => diff::Format::Text,
+                OutputFormat::Json => diff::Format::Json,
+            },
+        )),
     }
 }
 

@@ -134,7 +134,8 @@ fn operation_name(operation: SyncOperation) -> String {
 }
 
 /// The certificate the agent stores, for the report; why not, as text. The
-/// one read this module does (the command and the demo share it).
+/// one read this module does (the command and the demo share it); it writes
+/// nothing (a PKCS#8 key is left for the agent to rewrite).
 pub async fn stored_certificate(
     client: kube::Client,
     settings: &crate::config::Settings,
@@ -144,9 +145,9 @@ pub async fn stored_certificate(
         settings.cluster_certificates_secret.clone(),
         settings.ca_certificates_secret.clone(),
     )
-    .load()
+    .read()
     .await
-    .map(|credentials| credentials.info().clone())
+    .map(|stored| stored.credentials.info().clone())
     .map_err(|error| crate::report::report(&error))
 }
 

@@ -159,6 +159,21 @@ pub fn is_watch(uri: &http::Uri) -> bool {
     })
 }
 
+/// Whether an error, or one of its causes, is a timeout of an I/O operation.
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
 /// What did not come in time.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestTimedOut {
@@ -226,7 +241,13 @@ where
                         metrics,
                     }) as Box<DynBody>
                 })),
-                Ok(Err(error)) => Err(error),
+                Ok(Err(error)) => {
+                    if is_timeout(error.as_ref()) {
+                        // A connection (TCP or TLS) not made in time.
+                        metrics.record_request_timeout();
+                    }
+                    Err(error)
+                }
                 Err(_) => {
                     metrics.record_request_timeout();
                     Err(Box::new(RequestTimedOut::Answer(deadline)) as BoxError)
@@ -362,6 +383,34 @@ mod tests {
         );
         assert!(took < Duration::from_secs(5), "took {took:?}");
         assert_eq!(metrics.request_timeouts(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_tls_handshake_never_ends_fails_in_time_and_is_counted() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            // Accepts, and never says a word of TLS.
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        // The connect deadline, not the request's, ends it.
+        let metrics = Arc::new(KubernetesMetrics::default());
+        let deadlines = Deadlines {
+            request: Duration::from_secs(20),
+            connect: DEADLINE,
+        };
+        let config = kube::Config::new(format!("https://{address}").parse().unwrap());
+        let client = build(config, deadlines, metrics.clone()).unwrap();
+        let started = std::time::Instant::now();
+        let error = client
+            .request_text(get("/api/v1/namespaces"))
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "{error:?}");
+        assert_eq!(metrics.request_timeouts(), 1, "{error:?}");
     }
 
     #[tokio::test]

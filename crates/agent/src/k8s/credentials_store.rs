@@ -54,6 +54,15 @@ pub enum CredentialsStoreError {
     },
 }
 
+/// The stored credentials as read, and whether loading them would write
+/// the key again (see [`CredentialsStore::load`]).
+pub struct StoredCredentials {
+    pub credentials: ClientCredentials,
+    /// The key is stored in another form than PKCS#1 (PKCS#8, by an earlier
+    /// release): `load` rewrites it as PKCS#1, the same key.
+    pub key_needs_rewrite: bool,
+}
+
 #[derive(Clone)]
 pub struct CredentialsStore {
     client: Client,
@@ -78,8 +87,19 @@ impl CredentialsStore {
         Api::namespaced(self.client.clone(), &name.namespace)
     }
 
-    /// Reads and checks the stored credentials.
+    /// Reads and checks the stored credentials; a key stored in another form
+    /// than PKCS#1 is written again as PKCS#1 (see [`Self::store_key_as_pkcs1`]).
     pub async fn load(&self) -> Result<ClientCredentials, CredentialsStoreError> {
+        let stored = self.read().await?;
+        if stored.key_needs_rewrite {
+            self.store_key_as_pkcs1(&stored.credentials).await;
+        }
+        Ok(stored.credentials)
+    }
+
+    /// Reads and checks the stored credentials, writing nothing: what
+    /// [`Self::load`] reads (`compass-runtime-agent diff` and `status` use it).
+    pub async fn read(&self) -> Result<StoredCredentials, CredentialsStoreError> {
         let secret_name = self.certificates.to_string();
         let secret = self
             .api(&self.certificates)
@@ -111,10 +131,11 @@ impl CredentialsStore {
                 secret: secret_name.clone(),
                 source,
             })?;
-        if credentials.key_pem() != stored_key.as_str() {
-            self.store_key_as_pkcs1(&credentials).await;
-        }
-        Ok(credentials)
+        let key_needs_rewrite = credentials.key_pem() != stored_key.as_str();
+        Ok(StoredCredentials {
+            credentials,
+            key_needs_rewrite,
+        })
     }
 
     /// An RSA key stored as PKCS#8 (by an earlier release of this agent) is
@@ -143,17 +164,21 @@ impl CredentialsStore {
 
     /// The stored CA, empty when there is none or it cannot be read (logged).
     async fn load_ca(&self) -> String {
-        let secret = match self.api(&self.ca).get_opt(&self.ca.name).await {
-            Ok(secret) => secret,
+        match self.read_ca().await {
+            Ok(ca) => ca.unwrap_or_default(),
             Err(error) => {
                 tracing::warn!(secret = %self.ca, error = %Report(&error), "cannot read the CA Secret; going on without the stored CA");
-                None
+                String::new()
             }
-        };
-        secret
+        }
+    }
+
+    /// The CA Secret's `cacert`: `None` when the Secret or the key is missing.
+    pub async fn read_ca(&self) -> Result<Option<String>, kube::Error> {
+        let secret = self.api(&self.ca).get_opt(&self.ca.name).await?;
+        Ok(secret
             .and_then(|secret| secret.data?.remove(CA_KEY))
-            .map(|value| String::from_utf8_lossy(&value.0).into_owned())
-            .unwrap_or_default()
+            .map(|value| String::from_utf8_lossy(&value.0).into_owned()))
     }
 
     /// Proves, changing nothing, that both Secrets, the client certificate's

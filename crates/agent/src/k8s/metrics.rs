@@ -44,7 +44,7 @@ impl KubernetesMetrics {
         );
         registry.register(
             "kubernetes_request_timeouts",
-            "Requests to the Kubernetes API that did not answer, or whose answer paused, for longer than APP_KUBERNETES_REQUEST_TIMEOUT",
+            "Requests to the Kubernetes API that could not connect, did not answer, or whose answer paused, within their deadline (APP_KUBERNETES_REQUEST_TIMEOUT; connecting: at most 10 s)",
             self.request_timeouts.clone(),
         );
     }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod accounts;
+pub mod agent_process;
 pub mod drop_in;
 pub mod go_agent;
 pub mod go_form;
@@ -55,11 +56,22 @@ impl World {
     pub async fn with_crds(
         crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
     ) -> World {
+        World::with_crds_and_apiserver_args(crds, Vec::new()).await
+    }
+
+    /// [`World::with_crds`] on an apiserver started with extra flags (an
+    /// audit log, say).
+    pub async fn with_crds_and_apiserver_args(
+        crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
+        apiserver_args: Vec<String>,
+    ) -> World {
         compass_runtime_agent::agent::install_crypto_provider();
-        let env = tokio::task::spawn_blocking(TestEnv::start_new)
-            .await
-            .expect("start thread")
-            .expect("a test apiserver starts");
+        let env = tokio::task::spawn_blocking(move || {
+            TestEnv::start_new_with_apiserver_args(&apiserver_args)
+        })
+        .await
+        .expect("start thread")
+        .expect("a test apiserver starts");
         let client = env.client().await;
         test_support::install_crds(&client, &crds)
             .await

@@ -25,8 +25,9 @@ pub use conditions::{
     conditions, CONDITION_CERTIFICATE_VALID, CONDITION_CONNECTED, CONDITION_SYNCHRONIZED,
 };
 pub use schedule::{
-    backoff_delay, connector_check_due, next_run, requeue_after_success, Backoff, Cause,
-    ConnectorCheck, NextRun, NextRunInput, Requeue, Run, WriteFailure, CONFLICT_RETRY,
+    backoff_delay, connector_check_due, next_run, period_after_success, requeue_after_success,
+    Backoff, Cause, ConnectorCheck, NextRun, NextRunInput, Requeue, Run, WriteFailure,
+    CONFLICT_RETRY,
 };
 pub use step::{next_step, sync_due, Step};
 pub use sync_report::{

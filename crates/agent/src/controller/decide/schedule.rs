@@ -106,7 +106,9 @@ pub const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 /// When the next cycle runs: the one place that decides it.
 ///
 /// - after a success: the sync period, or sooner when the certificate
-///   becomes due for renewal; failures are forgotten;
+///   becomes due for renewal; failures are forgotten; the first success
+///   after failures or after a start waits a jittered longer period (see
+///   [`period_after_success`]);
 /// - when the certificate stopped working: connect anew with the token after
 ///   the minimal sync time, without a backoff (the token may help at once);
 /// - after a failed cycle or a failed write: exponential backoff with jitter,
@@ -137,7 +139,8 @@ pub fn next_run(input: NextRunInput) -> NextRun {
     };
     match cause {
         Cause::Cycle(Requeue::AfterSuccess) => {
-            forget_failures(requeue_after_success(now, sync_period, renewal_due_at))
+            let period = period_after_success(backoff, sync_period, jitter);
+            forget_failures(requeue_after_success(now, period, renewal_due_at))
         }
         Cause::Cycle(Requeue::Reconnect) => forget_failures(minimal_sync_time),
         Cause::Cycle(Requeue::Backoff) | Cause::WriteFailed(WriteFailure::Other) => {
@@ -194,6 +197,36 @@ pub fn backoff_delay(
     // cap), and no panic near `Duration::MAX`.
     Duration::try_from_secs_f64(full.as_secs_f64() * (0.5 + 0.5 * random))
         .map_or(full, |delay| delay.min(full))
+}
+
+/// The period after a successful cycle. After failures, or at the first
+/// cycle after a start or a reset (nothing remembered), it is stretched by
+/// `jitter` × itself: between one and two periods. A fleet that came back
+/// from a Compass outage, or that started in the same minute (provisioned
+/// at once, restarted by an upgrade), has come back or started within a
+/// few minutes; with the plain period it would keep cycling in that
+/// bunch, where the second cycles of the first to return meet the first
+/// cycles of the last (after an outage: 1.55× the steady rate of requests
+/// at 10,000 runtimes) and a fleet started in one minute sends all its
+/// requests in one minute of every three (BENCHMARKS.md, "Fleet
+/// simulation"). Stretched, each runtime's cycles fall at a random moment
+/// of the period, as in a fleet that started at random times. A runtime in
+/// its steady state keeps the plain period: its rate of requests is the
+/// same. `jitter` is in [0, 1).
+pub fn period_after_success(backoff: Backoff, sync_period: Duration, jitter: f64) -> Duration {
+    let returning = backoff.consecutive_failures > 0 || backoff.next_attempt_at.is_none();
+    if !returning {
+        return sync_period;
+    }
+    let jitter = if jitter.is_nan() {
+        0.0
+    } else {
+        jitter.clamp(0.0, 1.0)
+    };
+    // In f64 seconds, as the backoff: no panic near `Duration::MAX`.
+    let stretch = Duration::try_from_secs_f64(sync_period.as_secs_f64() * jitter)
+        .map_or(sync_period, |stretch| stretch.min(sync_period));
+    sync_period.saturating_add(stretch)
 }
 
 /// The next reconcile after a success: the sync period, or earlier when the
@@ -546,5 +579,68 @@ mod tests {
             }),
             "0: every cycle, as the original"
         );
+    }
+
+    #[test]
+    fn the_first_success_after_failures_or_a_start_waits_between_one_and_two_periods() {
+        let period = Duration::from_secs(180);
+        for backoff in [failures(3, Some(-5)), Backoff::default()] {
+            assert_eq!(period_after_success(backoff, period, 0.0), period);
+            assert_eq!(
+                period_after_success(backoff, period, 0.5),
+                Duration::from_secs(270)
+            );
+            let longest = period_after_success(backoff, period, 0.999_999);
+            assert!(longest > Duration::from_secs(359) && longest < 2 * period);
+            // Out-of-range samples stay within the two periods.
+            assert_eq!(period_after_success(backoff, period, f64::NAN), period);
+            assert_eq!(period_after_success(backoff, period, 7.0), 2 * period);
+            assert_eq!(
+                period_after_success(backoff, Duration::MAX, 0.999),
+                Duration::MAX
+            );
+        }
+        // Through next_run: stretched, and the renewal still comes first.
+        let next = next_run(NextRunInput {
+            jitter: 0.5,
+            ..next_run_input(Cause::Cycle(Requeue::AfterSuccess), failures(6, Some(-3)))
+        });
+        assert_eq!(next.run, Run::After(Duration::from_secs(30)));
+        assert_eq!(next.backoff, failures(0, Some(30)));
+        let renewal_first = next_run(NextRunInput {
+            jitter: 0.5,
+            renewal_due_at: Some(at(25)),
+            ..next_run_input(Cause::Cycle(Requeue::AfterSuccess), Backoff::default())
+        });
+        assert_eq!(renewal_first.run, Run::After(Duration::from_secs(25)));
+    }
+
+    #[test]
+    fn a_runtime_in_its_steady_state_keeps_the_plain_period() {
+        let period = Duration::from_secs(180);
+        let steady = failures(0, Some(0));
+        for jitter in [0.0, 0.3, 0.999] {
+            assert_eq!(period_after_success(steady, period, jitter), period);
+            let next = next_run(NextRunInput {
+                jitter,
+                ..next_run_input(Cause::Cycle(Requeue::AfterSuccess), steady)
+            });
+            assert_eq!(next.run, Run::After(Duration::from_secs(20)));
+        }
+    }
+
+    #[test]
+    fn a_fleet_that_returns_together_spreads_over_a_period() {
+        // 1,000 runtimes synchronized within the same second after an outage:
+        // their next cycles fall into every tenth of the period beyond it.
+        let period = Duration::from_secs(180);
+        let mut tenths = [0u32; 10];
+        for i in 0..1000 {
+            let jitter = f64::from(i) / 1000.0;
+            let wait = period_after_success(failures(5, Some(0)), period, jitter);
+            let beyond = (wait - period).as_secs_f64() / period.as_secs_f64();
+            tenths[(beyond * 10.0) as usize] += 1;
+        }
+        assert_eq!(tenths, [100; 10]);
     }
 }

@@ -225,14 +225,7 @@ impl ApplicationStore {
                     .await
                     .map_err(WriteError::ReadBeforeUpdate)
             },
-            |current: &mut DynamicObject| {
-                current
-                    .metadata
-                    .labels
-                    .get_or_insert_with(Default::default)
-                    .insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
-                apply_merge_patch(&mut current.data, &owned);
-            },
+            |current: &mut DynamicObject| merge_owned(current, &owned),
             |current| async move {
                 let stored = self
                     .counted(
@@ -344,7 +337,7 @@ impl ApplicationStore {
             };
             match action {
                 SecretAction::Create(secret) => {
-                    let body = self.secret(secret, &plan.name, owner_uid);
+                    let body = secret_body(secret, &plan.name, owner_uid);
                     match self
                         .counted("Secret", "create", self.send_secret(&body, false))
                         .await
@@ -378,7 +371,7 @@ impl ApplicationStore {
             name: secret.name.clone(),
             source,
         };
-        let mut body = self.secret(secret, app, owner_uid);
+        let mut body = secret_body(secret, app, owner_uid);
         match self.secrets.get_opt(&secret.name).await.map_err(failed)? {
             Some(current)
                 if !ActualSecret::from_metadata(current.metadata.clone()).is_the_agents() =>
@@ -439,31 +432,6 @@ impl ApplicationStore {
         self.client.request::<Written>(http_request).await
     }
 
-    fn secret(&self, wanted: &WantedSecret, app: &str, owner_uid: &str) -> Secret {
-        let mut secret = Secret::default();
-        secret.metadata.name = Some(wanted.name.clone());
-        // As the Go agent's `makeSecret`: labels `app` and `bundleId`, no
-        // annotation, one owner reference of apiVersion, kind, name and uid,
-        // the data; `type` as the apiserver defaults Go's (which has none).
-        secret.metadata.labels = Some(wanted.labels());
-        secret.metadata.owner_references = Some(vec![OwnerReference {
-            api_version: Application::api_version(&()).into_owned(),
-            kind: Application::kind(&()).into_owned(),
-            name: app.to_string(),
-            uid: owner_uid.to_string(),
-            ..OwnerReference::default()
-        }]);
-        secret.type_ = Some("Opaque".into());
-        secret.data = Some(
-            wanted
-                .data
-                .iter()
-                .map(|(key, value)| (key.to_string(), ByteString(value.to_vec())))
-                .collect(),
-        );
-        secret
-    }
-
     /// The apiserver answers a write with the object as stored: its summary
     /// saves reading it again at the next sync.
     async fn remember(&self, written: &Application) {
@@ -498,6 +466,50 @@ fn owned_fields(app: &Application) -> serde_json::Value {
             "compassMetadata": spec.compass_metadata,
         }
     })
+}
+
+/// The Secret a create or update of `wanted` sends (an update replaces the
+/// Secret whole), owned by the Application `app` of uid `owner_uid`.
+pub fn secret_body(wanted: &WantedSecret, app: &str, owner_uid: &str) -> Secret {
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(wanted.name.clone());
+    // As the Go agent's `makeSecret`: labels `app` and `bundleId`, no
+    // annotation, one owner reference of apiVersion, kind, name and uid,
+    // the data; `type` as the apiserver defaults Go's (which has none).
+    secret.metadata.labels = Some(wanted.labels());
+    secret.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: Application::api_version(&()).into_owned(),
+        kind: Application::kind(&()).into_owned(),
+        name: app.to_string(),
+        uid: owner_uid.to_string(),
+        ..OwnerReference::default()
+    }]);
+    secret.type_ = Some("Opaque".into());
+    secret.data = Some(
+        wanted
+            .data
+            .iter()
+            .map(|(key, value)| (key.to_string(), ByteString(value.to_vec())))
+            .collect(),
+    );
+    secret
+}
+
+/// What an update makes of the Application as it is now (`current`): the
+/// agent's managed-by label set, the spec fields it owns (`wanted`'s)
+/// merged in, everything else kept. The write in `update_application`, for
+/// `compass-runtime-agent diff` to tell which fields it changes.
+pub fn updated_application(current: &mut DynamicObject, wanted: &Application) {
+    merge_owned(current, &owned_fields(wanted));
+}
+
+fn merge_owned(current: &mut DynamicObject, owned: &serde_json::Value) {
+    current
+        .metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(MANAGED_BY_LABEL.into(), MANAGED_BY_VALUE.into());
+    apply_merge_patch(&mut current.data, owned);
 }
 
 fn unpack(packed: &PackedApplication) -> Result<Application, WriteError> {

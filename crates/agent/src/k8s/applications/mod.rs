@@ -6,7 +6,7 @@
 mod apply;
 mod read;
 
-pub use apply::{ApplyOutcome, Replacement, WriteError};
+pub use apply::{secret_body, updated_application, ApplyOutcome, Replacement, WriteError};
 pub use read::ReadError;
 
 use std::sync::Arc;
