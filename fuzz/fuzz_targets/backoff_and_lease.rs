@@ -40,9 +40,9 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use compass_runtime_agent::agent::election::{decide, held_spec, ElectionConfig, LeaseDecision};
 use compass_runtime_agent::config::Settings;
 use compass_runtime_agent::controller::decide::backoff_delay;
-use compass_runtime_agent::agent::election::{decide, held_spec, ElectionConfig, LeaseDecision};
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::LeaseSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;

@@ -1,5 +1,5 @@
-//! Everything a reconcile needs (clients, stores, settings, telemetry), and
-//! what it remembers between runs ([`Remembered`]).
+//! Everything a reconcile needs (clients, stores, settings, metrics, progress),
+//! and what it remembers between runs ([`Remembered`]).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
