@@ -213,10 +213,21 @@ fn modulus_bits(modulus: &[u8]) -> usize {
     trimmed.len() * 8 - trimmed[0].leading_zeros() as usize
 }
 
-/// A client certificate as issued: PEM, serial and validity.
+/// The serial number of every client certificate, as the Connector sets it.
+pub const CLIENT_CERTIFICATE_SERIAL: u8 = 2;
+
+/// Lower-case hex of the SHA-1 of a certificate's DER: what tells one client
+/// certificate from another, since they share their serial number.
+pub fn fingerprint(der: &[u8]) -> String {
+    use sha1::Digest as _;
+    hex::encode(sha1::Sha1::digest(der))
+}
+
+/// A client certificate as issued: PEM, fingerprint, serial and validity.
 #[derive(Debug, Clone)]
 pub struct IssuedCertificate {
     pub pem: String,
+    pub fingerprint: String,
     pub serial: String,
     pub not_before: SystemTime,
     pub not_after: SystemTime,
@@ -299,9 +310,8 @@ impl CertificateAuthority {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
-        let serial = random_serial();
-        let serial_hex = hex::encode(serial.to_bytes());
-        params.serial_number = Some(serial);
+        // The Connector gives every client certificate the serial number 2.
+        params.serial_number = Some(SerialNumber::from_slice(&[CLIENT_CERTIFICATE_SERIAL]));
         // X.509 times have whole seconds; round so the stored times are the cert's.
         let not_before = truncate_to_seconds(now);
         let not_after = truncate_to_seconds(now + validity);
@@ -310,7 +320,8 @@ impl CertificateAuthority {
         let cert = params.signed_by(&csr.spki, &self.issuer)?;
         Ok(IssuedCertificate {
             pem: cert.pem(),
-            serial: serial_hex,
+            fingerprint: fingerprint(cert.der()),
+            serial: hex::encode([CLIENT_CERTIFICATE_SERIAL]),
             not_before,
             not_after,
         })
@@ -348,7 +359,7 @@ impl CertificateAuthority {
     }
 
     /// Checks a presented client certificate against this CA, the revocation
-    /// list and the clock.
+    /// list (by fingerprint) and the clock.
     pub fn check_client_certificate(
         &self,
         der: Option<&[u8]>,
@@ -366,9 +377,11 @@ impl CertificateAuthority {
             return Err(CertRefusal::NotFromCurrentCa);
         }
         let serial = hex::encode(cert.raw_serial());
-        // As in Compass, a revoked certificate keeps working until it
-        // expires; it can no longer be renewed (the Connector checks).
-        let revoked = is_revoked(&serial);
+        let fingerprint = fingerprint(der);
+        // A revoked certificate keeps working until it expires; it can no
+        // longer be renewed (the Connector checks). See README, "Where it
+        // still differs".
+        let revoked = is_revoked(&fingerprint);
         let not_before = unix(cert.validity().not_before.timestamp());
         let not_after = unix(cert.validity().not_after.timestamp());
         if now < not_before {
@@ -377,7 +390,7 @@ impl CertificateAuthority {
         if now >= not_after {
             return Err(CertRefusal::Expired { not_after });
         }
-        let runtime_id = cert
+        let common_name = cert
             .subject()
             .iter_common_name()
             .next()
@@ -386,7 +399,8 @@ impl CertificateAuthority {
             .ok_or(CertRefusal::NoCommonName)?
             .to_string();
         Ok(ClientIdentity {
-            runtime_id,
+            common_name,
+            fingerprint,
             serial,
             not_after,
             revoked,
@@ -394,11 +408,13 @@ impl CertificateAuthority {
     }
 }
 
-/// Who a valid client certificate belongs to.
+/// A valid client certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientIdentity {
-    /// The certificate's CN.
-    pub runtime_id: String,
+    /// The certificate's CN: the SystemAuth it was issued for.
+    pub common_name: String,
+    /// See [`fingerprint`].
+    pub fingerprint: String,
     /// Lower-case hex of the serial number.
     pub serial: String,
     pub not_after: SystemTime,
@@ -414,10 +430,20 @@ pub enum CertRefusal {
     Missing,
     Unparsable(String),
     NotFromCurrentCa,
-    Revoked { serial: String },
-    NotYetValid { not_before: SystemTime },
-    Expired { not_after: SystemTime },
+    Revoked {
+        fingerprint: String,
+    },
+    NotYetValid {
+        not_before: SystemTime,
+    },
+    Expired {
+        not_after: SystemTime,
+    },
     NoCommonName,
+    /// The CN names no SystemAuth: the gateway cannot tell who calls.
+    UnknownSystemAuth {
+        common_name: String,
+    },
 }
 
 impl fmt::Display for CertRefusal {
@@ -434,8 +460,11 @@ impl fmt::Display for CertRefusal {
                 f,
                 "the client certificate was not issued by the current client CA (was the CA rotated?)"
             ),
-            CertRefusal::Revoked { serial } => {
-                write!(f, "the client certificate (serial {serial}) has been revoked")
+            CertRefusal::Revoked { fingerprint } => {
+                write!(
+                    f,
+                    "the client certificate (SHA-1 {fingerprint}) has been revoked"
+                )
             }
             CertRefusal::NotYetValid { not_before } => write!(
                 f,
@@ -448,8 +477,12 @@ impl fmt::Display for CertRefusal {
                 crate::clock::rfc3339(*not_after)
             ),
             CertRefusal::NoCommonName => {
-                write!(f, "the client certificate has no common name (runtime id)")
+                write!(f, "the client certificate has no common name (SystemAuth id)")
             }
+            CertRefusal::UnknownSystemAuth { common_name } => write!(
+                f,
+                "the client certificate's common name {common_name:?} is no SystemAuth (was its runtime deleted?)"
+            ),
         }
     }
 }
@@ -624,12 +657,13 @@ mod tests {
         let id = ca
             .check_client_certificate(Some(&der), |_| false, now)
             .unwrap();
-        assert_eq!(id.runtime_id, "rt-1");
-        assert_eq!(id.serial, issued.serial);
+        assert_eq!(id.common_name, "rt-1");
+        assert_eq!(id.fingerprint, issued.fingerprint);
+        assert_eq!(id.serial, "02", "the Connector's serial number");
 
         assert!(!id.revoked);
         let revoked = ca
-            .check_client_certificate(Some(&der), |s| s == issued.serial, now)
+            .check_client_certificate(Some(&der), |f| f == issued.fingerprint, now)
             .unwrap();
         assert!(revoked.revoked, "a revoked certificate still authenticates");
         assert!(matches!(

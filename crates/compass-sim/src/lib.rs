@@ -19,6 +19,8 @@ pub mod faults;
 pub mod graphql;
 pub mod log;
 pub mod model;
+pub mod names;
+pub mod order;
 pub mod scenario;
 
 mod admin;
@@ -42,6 +44,8 @@ pub use crate::gateway::{CONNECTOR_PATH, DIRECTOR_PATH};
 pub use crate::graphql::{connector_sdl, director_sdl};
 pub use crate::log::{Caller, Endpoint, Outcome, RequestLogEntry};
 pub use crate::model::{Application, RuntimeSpec, SubjectTemplate};
+pub use crate::names::ApplicationNames;
+pub use crate::order::ListOrder;
 pub use crate::scenario::Scenario;
 pub use crate::state::{CertificateInfo, RuntimeInfo, Settings, SimError, Urls};
 pub use crate::tls::{install_crypto_provider, HandshakeCounter};
@@ -66,8 +70,9 @@ impl std::fmt::Debug for CaPem {
 }
 
 /// How to start compass-sim. `Default`: every listener on 127.0.0.1 with a
-/// free port, Compass's defaults (2160h certificates, 60-minute tokens), no
-/// strict key check, fresh CAs.
+/// free port, Compass's defaults (2160h certificates, 60-minute tokens, lists
+/// in an order of a random seed, names normalized by the Director), no strict
+/// key check, fresh CAs.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     /// `gateway`: the token-secured Connector (server TLS only).
@@ -85,6 +90,11 @@ pub struct SimConfig {
     pub cert_validity: Duration,
     pub token_ttl: Duration,
     pub strict: bool,
+    /// The order of the Director's lists; default [`ListOrder::Seeded`] with
+    /// `COMPASS_SIM_LIST_ORDER_SEED` or a random seed.
+    pub list_order: ListOrder,
+    /// What the Director does to application names; default as Compass.
+    pub application_names: ApplicationNames,
     /// The client CA (signs CSRs; trusted by the mTLS endpoints).
     pub client_ca: Option<CaPem>,
     /// The CA that issues the HTTPS server certificate.
@@ -108,6 +118,8 @@ impl Default for SimConfig {
             cert_validity: settings.cert_validity,
             token_ttl: settings.token_ttl,
             strict: settings.strict,
+            list_order: settings.list_order,
+            application_names: settings.application_names,
             client_ca: None,
             server_ca: None,
             scenario: None,
@@ -248,6 +260,8 @@ impl CompassSim {
                 cert_validity: config.cert_validity,
                 token_ttl: config.token_ttl,
                 strict: config.strict,
+                list_order: config.list_order,
+                application_names: config.application_names,
             },
             config.request_log_capacity,
         ));
@@ -295,6 +309,8 @@ impl CompassSim {
         tracing::info!(
             connector = %shared.urls.connector_url,
             director = %shared.urls.director_url,
+            list_order = ?config.list_order,
+            application_names = ?config.application_names,
             "compass-sim started"
         );
         Ok(CompassSim {
@@ -417,9 +433,16 @@ impl CompassSim {
 
     // ---- tokens and certificates ----
 
-    /// A new one-time token for the token-secured Connector.
+    /// A new one-time token for the token-secured Connector, for a new
+    /// SystemAuth of the runtime (the CN of the certificate it leads to).
     pub fn issue_token(&self, runtime_id: &str) -> Result<String, SimError> {
         self.shared.issue_token(runtime_id)
+    }
+
+    /// The SystemAuth a token belongs to (the CN of the subject the
+    /// Connector hands out for it), without spending it.
+    pub fn token_system_auth(&self, token: &str) -> Option<String> {
+        self.shared.token_system_auth(token)
     }
 
     pub fn settings(&self) -> Settings {
@@ -438,15 +461,28 @@ impl CompassSim {
         self.shared.update_settings(|s| s.strict = strict);
     }
 
+    /// Changes the order of the Director's lists, e.g. another seed to serve
+    /// the same content in another order.
+    pub fn set_list_order(&self, order: ListOrder) {
+        self.shared.update_settings(|s| s.list_order = order);
+    }
+
+    /// Changes what the Director does to application names.
+    pub fn set_application_names(&self, names: ApplicationNames) {
+        self.shared.update_settings(|s| s.application_names = names);
+    }
+
     /// Replaces the client CA; certificates of the old one are refused from
     /// now on. Returns the new CA's PEM.
     pub fn rotate_ca(&self) -> Result<String, SimError> {
         self.shared.rotate_ca()
     }
 
-    /// Revokes one certificate by serial (hex, colons and case ignored).
-    pub fn revoke_certificate(&self, serial: &str) -> Result<(), SimError> {
-        self.shared.revoke_certificate(serial)
+    /// Revokes one certificate by its fingerprint (the lower-case hex SHA-1
+    /// of its DER, as [`CertificateInfo::fingerprint`]; colons and case
+    /// ignored).
+    pub fn revoke_certificate(&self, fingerprint: &str) -> Result<(), SimError> {
+        self.shared.revoke_certificate(fingerprint)
     }
 
     /// Revokes every certificate issued to a runtime; returns how many.
@@ -478,12 +514,24 @@ impl CompassSim {
         self.shared.remove_application(runtime_id, app_id)
     }
 
+    /// A runtime's applications, in the order they were put.
     pub fn applications(&self, runtime_id: &str) -> Result<Vec<Application>, SimError> {
         Ok(self
             .shared
             .applications(runtime_id)?
             .iter()
             .map(|a| (**a).clone())
+            .collect())
+    }
+
+    /// The ids of a runtime's applications in the order the Director serves
+    /// them now.
+    pub fn served_application_ids(&self, runtime_id: &str) -> Result<Vec<String>, SimError> {
+        Ok(self
+            .shared
+            .served_applications(runtime_id)?
+            .iter()
+            .map(|a| a.id.clone())
             .collect())
     }
 
@@ -551,6 +599,12 @@ pub(crate) fn apply_scenario(shared: &Shared, scenario: &Scenario) -> Result<(),
         }
         if let Some(v) = s.strict {
             settings.strict = v;
+        }
+        if let Some(v) = s.list_order {
+            settings.list_order = v;
+        }
+        if let Some(v) = s.application_names {
+            settings.application_names = v;
         }
     });
     for runtime in &scenario.runtimes {

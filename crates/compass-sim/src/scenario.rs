@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{generate_applications, Application, RuntimeSpec};
+use crate::names::ApplicationNames;
+use crate::order::ListOrder;
 use crate::state::SimError;
 
 /// ```yaml
@@ -36,6 +38,12 @@ pub struct ScenarioSettings {
     pub token_ttl: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
+    /// `{seeded: 42}` or `creation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_order: Option<ListOrder>,
+    /// `normalizedByDirector` or `asRegistered`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_names: Option<ApplicationNames>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -127,7 +135,7 @@ mod tests {
     fn a_yaml_scenario_seeds_runtimes_and_generated_applications() {
         let scenario = Scenario::parse(
             r#"
-settings: { certValidity: 30s, strict: true }
+settings: { certValidity: 30s, strict: true, listOrder: { seeded: 5 }, applicationNames: asRegistered }
 runtimes:
   - id: rt-1
     tenant: t-1
@@ -147,6 +155,11 @@ runtimes:
         )
         .unwrap();
         assert_eq!(scenario.settings.cert_validity.as_deref(), Some("30s"));
+        assert_eq!(scenario.settings.list_order, Some(ListOrder::Seeded(5)));
+        assert_eq!(
+            scenario.settings.application_names,
+            Some(ApplicationNames::AsRegistered)
+        );
         let rt = &scenario.runtimes[0];
         assert_eq!(rt.spec.key_algorithm.as_deref(), Some("rsa4096"));
         assert_eq!(rt.spec.labels["scenarios"][0], "DEFAULT");

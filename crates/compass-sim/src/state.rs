@@ -14,6 +14,8 @@ use crate::clock::{rfc3339, Clock};
 use crate::faults::FaultTable;
 use crate::log::RequestLog;
 use crate::model::{Application, RuntimeSpec};
+use crate::names::{ApplicationNames, IS_NORMALIZED_LABEL};
+use crate::order::ListOrder;
 
 /// Errors of the library and admin API.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +26,7 @@ pub enum SimError {
     RuntimeExists(String),
     #[error("application {app:?} does not exist in runtime {runtime:?}")]
     UnknownApplication { runtime: String, app: String },
-    #[error("certificate with serial {0:?} was not issued by compass-sim")]
+    #[error("certificate with fingerprint {0:?} was not issued by compass-sim")]
     UnknownCertificate(String),
     #[error("invalid input: {0}")]
     InvalidInput(String),
@@ -47,6 +49,10 @@ pub struct Settings {
     pub token_ttl: Duration,
     /// Also check the CSR key against the asked `keyAlgorithm`.
     pub strict: bool,
+    /// The order of the Director's lists (default: a random seed).
+    pub list_order: ListOrder,
+    /// What the Director does to application names (default: as Compass).
+    pub application_names: ApplicationNames,
 }
 
 impl Default for Settings {
@@ -55,6 +61,8 @@ impl Default for Settings {
             cert_validity: Duration::from_secs(2160 * 3600),
             token_ttl: Duration::from_secs(60 * 60),
             strict: false,
+            list_order: ListOrder::from_env_or_random(),
+            application_names: ApplicationNames::default(),
         }
     }
 }
@@ -63,8 +71,13 @@ impl Default for Settings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateInfo {
+    /// Lower-case hex of the SHA-1 of the certificate's DER: what tells
+    /// certificates apart (they all have the serial number 2, as Compass's).
+    pub fingerprint: String,
     /// Lower-case hex.
     pub serial: String,
+    /// The certificate's CN: the SystemAuth its one-time token belonged to.
+    pub system_auth: String,
     pub runtime_id: String,
     pub not_before: String,
     pub not_after: String,
@@ -91,23 +104,42 @@ pub struct RuntimeInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub labels: Map<String, Value>,
-    /// The subject the Connector hands out.
+    /// The subject the Connector hands out, but for its CN, which is the
+    /// SystemAuth of each one-time token (`O=..,OU=..,L=..,ST=..,C=..`).
     pub subject: String,
     /// The `keyAlgorithm` the Connector asks for.
     pub key_algorithm: String,
+    /// Its SystemAuths: one per token issued for it (the CN of the
+    /// certificates signed with that token and its successors).
+    pub system_auths: Vec<String>,
+    /// In the order they were put.
     pub application_ids: Vec<String>,
 }
 
 pub(crate) struct RuntimeState {
     pub spec: RuntimeSpec,
-    pub applications: Vec<Arc<Application>>,
+    /// In the order they were put.
+    applications: Vec<Arc<Application>>,
+    /// The same, in the Director's order; made when first asked for after a
+    /// change.
+    served: Option<Arc<[Arc<Application>]>>,
 }
 
 impl RuntimeState {
-    pub fn subject(&self) -> Subject {
+    fn new(spec: RuntimeSpec) -> Self {
+        Self {
+            spec,
+            applications: Vec::new(),
+            served: None,
+        }
+    }
+
+    /// The subject the Connector hands out to a holder of `system_auth`'s
+    /// token, and checks in its CSR.
+    pub fn subject(&self, system_auth: &str) -> Subject {
         let t = self.spec.subject.clone().unwrap_or_default();
         Subject {
-            common_name: self.spec.id.clone(),
+            common_name: system_auth.to_string(),
             country: t.country,
             organization: t.organization,
             organizational_unit: t.organizational_unit,
@@ -129,15 +161,67 @@ impl RuntimeState {
             .clone()
             .unwrap_or_else(|| self.spec.id.clone())
     }
+
+    pub fn applications(&self) -> &[Arc<Application>] {
+        &self.applications
+    }
+
+    /// Changes the applications (in the order they were put).
+    pub fn change_applications<T>(&mut self, f: impl FnOnce(&mut Vec<Arc<Application>>) -> T) -> T {
+        self.served = None;
+        f(&mut self.applications)
+    }
+
+    /// The applications in the Director's order.
+    pub fn served(&mut self, order: ListOrder) -> Arc<[Arc<Application>]> {
+        let applications = &self.applications;
+        self.served
+            .get_or_insert_with(|| {
+                order
+                    .arranged(applications, |a| a.id.as_str())
+                    .into_iter()
+                    .cloned()
+                    .collect()
+            })
+            .clone()
+    }
+}
+
+/// Who a caller acts as, resolved from its one-time token or from the CN of
+/// its client certificate, as Compass's gateway resolves it: the SystemAuth,
+/// its runtime and the runtime's tenant. The `Tenant` header plays no part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemAuthIdentity {
+    pub system_auth: String,
+    pub runtime_id: String,
+    pub tenant: String,
+}
+
+/// A SystemAuth of a runtime: made for each one-time token issued for the
+/// runtime; it holds one live token at a time.
+struct SystemAuthRecord {
+    runtime_id: String,
+    live_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenState {
+    Live,
+    Used,
+    /// A newer token was issued for its SystemAuth before it was used.
+    Replaced,
 }
 
 struct TokenRecord {
+    system_auth: String,
     runtime_id: String,
     expires_at: SystemTime,
-    used: bool,
+    state: TokenState,
 }
 
 struct CertRecord {
+    serial: String,
+    system_auth: String,
     runtime_id: String,
     not_before: SystemTime,
     not_after: SystemTime,
@@ -148,7 +232,9 @@ struct CertRecord {
 #[derive(Default)]
 pub(crate) struct State {
     pub runtimes: BTreeMap<String, RuntimeState>,
+    system_auths: HashMap<String, SystemAuthRecord>,
     tokens: HashMap<String, TokenRecord>,
+    /// By fingerprint.
     certificates: BTreeMap<String, CertRecord>,
     pub settings: Settings,
 }
@@ -242,13 +328,21 @@ impl Shared {
 
     pub fn update_settings(&self, f: impl FnOnce(&mut Settings)) -> Settings {
         let mut state = self.state();
+        let order = state.settings.list_order;
         f(&mut state.settings);
+        if state.settings.list_order != order {
+            for runtime in state.runtimes.values_mut() {
+                runtime.served = None;
+            }
+        }
         state.settings
     }
 
     // ---- runtimes ----
 
-    pub fn create_runtime(&self, spec: RuntimeSpec) -> Result<(), SimError> {
+    /// Registers a runtime; as the Director, it gets `isNormalized: "true"`
+    /// unless its labels say otherwise.
+    pub fn create_runtime(&self, mut spec: RuntimeSpec) -> Result<(), SimError> {
         if spec.id.trim().is_empty() {
             return Err(SimError::InvalidInput("a runtime needs an id".into()));
         }
@@ -262,23 +356,30 @@ impl Shared {
         if state.runtimes.contains_key(&spec.id) {
             return Err(SimError::RuntimeExists(spec.id));
         }
-        state.runtimes.insert(
-            spec.id.clone(),
-            RuntimeState {
-                spec,
-                applications: Vec::new(),
-            },
-        );
+        if spec
+            .labels
+            .get(IS_NORMALIZED_LABEL)
+            .is_none_or(Value::is_null)
+        {
+            spec.labels
+                .insert(IS_NORMALIZED_LABEL.into(), Value::String("true".into()));
+        }
+        state
+            .runtimes
+            .insert(spec.id.clone(), RuntimeState::new(spec));
         Ok(())
     }
 
+    /// Deletes a runtime with its SystemAuths: its tokens and certificates
+    /// no longer authenticate.
     pub fn delete_runtime(&self, id: &str) -> Result<(), SimError> {
         let mut state = self.state();
         state
             .runtimes
             .remove(id)
-            .map(|_| ())
-            .ok_or_else(|| SimError::UnknownRuntime(id.to_string()))
+            .ok_or_else(|| SimError::UnknownRuntime(id.to_string()))?;
+        state.system_auths.retain(|_, auth| auth.runtime_id != id);
+        Ok(())
     }
 
     pub fn with_runtime<T>(
@@ -295,11 +396,21 @@ impl Shared {
     }
 
     pub fn runtime_info(&self, id: &str) -> Result<RuntimeInfo, SimError> {
-        self.with_runtime(id, |rt| runtime_info(rt))
+        let state = self.state();
+        let runtime = state
+            .runtimes
+            .get(id)
+            .ok_or_else(|| SimError::UnknownRuntime(id.to_string()))?;
+        Ok(runtime_info(&state, runtime))
     }
 
     pub fn runtimes(&self) -> Vec<RuntimeInfo> {
-        self.state().runtimes.values().map(runtime_info).collect()
+        let state = self.state();
+        state
+            .runtimes
+            .values()
+            .map(|runtime| runtime_info(&state, runtime))
+            .collect()
     }
 
     pub fn runtime_labels(&self, id: &str) -> Result<Map<String, Value>, SimError> {
@@ -323,16 +434,16 @@ impl Shared {
     pub fn put_application(&self, runtime_id: &str, app: Application) -> Result<bool, SimError> {
         validate_application(&app)?;
         self.with_runtime(runtime_id, |rt| {
-            match rt.applications.iter_mut().find(|a| a.id == app.id) {
+            rt.change_applications(|apps| match apps.iter_mut().find(|a| a.id == app.id) {
                 Some(existing) => {
                     *existing = Arc::new(app);
                     false
                 }
                 None => {
-                    rt.applications.push(Arc::new(app));
+                    apps.push(Arc::new(app));
                     true
                 }
-            }
+            })
         })
     }
 
@@ -352,15 +463,17 @@ impl Shared {
             }
         }
         self.with_runtime(runtime_id, |rt| {
-            rt.applications = apps.into_iter().map(Arc::new).collect();
+            rt.change_applications(|stored| *stored = apps.into_iter().map(Arc::new).collect())
         })
     }
 
     pub fn remove_application(&self, runtime_id: &str, app_id: &str) -> Result<(), SimError> {
         self.with_runtime(runtime_id, |rt| {
-            let before = rt.applications.len();
-            rt.applications.retain(|a| a.id != app_id);
-            before != rt.applications.len()
+            rt.change_applications(|apps| {
+                let before = apps.len();
+                apps.retain(|a| a.id != app_id);
+                before != apps.len()
+            })
         })?
         .then_some(())
         .ok_or_else(|| SimError::UnknownApplication {
@@ -369,42 +482,106 @@ impl Shared {
         })
     }
 
-    /// Removes the runtime's first application (in page order), if any.
+    /// Removes the runtime's first application in the Director's order, if any.
     pub fn remove_first_application(&self, runtime_id: &str) {
-        let _ = self.with_runtime(runtime_id, |rt| {
-            if !rt.applications.is_empty() {
-                rt.applications.remove(0);
+        let mut state = self.state();
+        let order = state.settings.list_order;
+        if let Some(rt) = state.runtimes.get_mut(runtime_id) {
+            if let Some(first) = rt.served(order).first().map(|a| a.id.clone()) {
+                rt.change_applications(|apps| apps.retain(|a| a.id != first));
             }
-        });
+        }
     }
 
+    /// A runtime's applications in the order they were put.
     pub fn applications(&self, runtime_id: &str) -> Result<Vec<Arc<Application>>, SimError> {
-        self.with_runtime(runtime_id, |rt| rt.applications.clone())
+        self.with_runtime(runtime_id, |rt| rt.applications().to_vec())
     }
 
-    // ---- tokens ----
+    /// A runtime's applications in the Director's order.
+    pub fn served_applications(
+        &self,
+        runtime_id: &str,
+    ) -> Result<Arc<[Arc<Application>]>, SimError> {
+        let mut state = self.state();
+        let order = state.settings.list_order;
+        let rt = state
+            .runtimes
+            .get_mut(runtime_id)
+            .ok_or_else(|| SimError::UnknownRuntime(runtime_id.to_string()))?;
+        Ok(rt.served(order))
+    }
 
+    // ---- SystemAuths and tokens ----
+
+    /// A one-time token for a runtime, as the Director's
+    /// `requestOneTimeTokenForRuntime`: for a new SystemAuth of the runtime.
     pub fn issue_token(&self, runtime_id: &str) -> Result<String, SimError> {
         let mut state = self.state();
         if !state.runtimes.contains_key(runtime_id) {
             return Err(SimError::UnknownRuntime(runtime_id.to_string()));
         }
-        let token = new_token();
-        let expires_at = self.clock.now() + state.settings.token_ttl;
+        let system_auth = uuid::Uuid::new_v4().to_string();
+        state.system_auths.insert(
+            system_auth.clone(),
+            SystemAuthRecord {
+                runtime_id: runtime_id.to_string(),
+                live_token: None,
+            },
+        );
+        Ok(self.new_token(&mut state, &system_auth))
+    }
+
+    /// A new one-time token for the same SystemAuth, as every `configuration`
+    /// call makes the Connector generate: it replaces the SystemAuth's token
+    /// if that one was not used yet.
+    pub fn issue_token_for(&self, identity: &SystemAuthIdentity) -> Result<String, String> {
+        let mut state = self.state();
+        if !state.system_auths.contains_key(&identity.system_auth) {
+            return Err(format!(
+                "SystemAuth {:?} no longer exists",
+                identity.system_auth
+            ));
+        }
+        Ok(self.new_token(&mut state, &identity.system_auth))
+    }
+
+    fn new_token(&self, state: &mut State, system_auth: &str) -> String {
+        let now = self.clock.now();
         // Spent and expired tokens are kept for clear refusals, but not forever.
-        let horizon = self.clock.now();
         state
             .tokens
-            .retain(|_, t| t.expires_at + Duration::from_secs(24 * 3600) > horizon);
+            .retain(|_, t| t.expires_at + Duration::from_secs(24 * 3600) > now);
+        let token = new_token();
+        let Some(auth) = state.system_auths.get_mut(system_auth) else {
+            return token;
+        };
+        if let Some(previous) = auth.live_token.replace(token.clone()) {
+            if let Some(record) = state.tokens.get_mut(&previous) {
+                if record.state == TokenState::Live {
+                    record.state = TokenState::Replaced;
+                }
+            }
+        }
+        let runtime_id = auth.runtime_id.clone();
         state.tokens.insert(
             token.clone(),
             TokenRecord {
-                runtime_id: runtime_id.to_string(),
-                expires_at,
-                used: false,
+                system_auth: system_auth.to_string(),
+                runtime_id,
+                expires_at: now + state.settings.token_ttl,
+                state: TokenState::Live,
             },
         );
-        Ok(token)
+        token
+    }
+
+    /// The SystemAuth a token belongs to, without spending it.
+    pub fn token_system_auth(&self, token: &str) -> Option<String> {
+        self.state()
+            .tokens
+            .get(token)
+            .map(|t| t.system_auth.clone())
     }
 
     /// The runtime a token belongs to, without spending it (for the log).
@@ -412,8 +589,9 @@ impl Shared {
         self.state().tokens.get(token).map(|t| t.runtime_id.clone())
     }
 
-    /// Spends a one-time token; the error is what the Connector answers.
-    pub fn spend_token(&self, token: Option<&str>) -> Result<String, String> {
+    /// Spends a one-time token; the identity it stands for, or the error the
+    /// Connector answers.
+    pub fn spend_token(&self, token: Option<&str>) -> Result<SystemAuthIdentity, String> {
         const PREFIX: &str = "Failed to authenticate request, token is invalid";
         let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
             "Failed to authenticate request, token not provided: send the one-time token in the Connector-Token header".to_string()
@@ -424,8 +602,14 @@ impl Shared {
             .tokens
             .get_mut(token)
             .ok_or_else(|| format!("{PREFIX}: unknown token"))?;
-        if record.used {
-            return Err(format!("{PREFIX}: the token has already been used"));
+        match record.state {
+            TokenState::Used => return Err(format!("{PREFIX}: the token has already been used")),
+            TokenState::Replaced => {
+                return Err(format!(
+                    "{PREFIX}: a newer token was issued for its SystemAuth"
+                ))
+            }
+            TokenState::Live => {}
         }
         if now >= record.expires_at {
             return Err(format!(
@@ -433,34 +617,58 @@ impl Shared {
                 rfc3339(record.expires_at)
             ));
         }
-        record.used = true;
+        record.state = TokenState::Used;
+        let system_auth = record.system_auth.clone();
         let runtime_id = record.runtime_id.clone();
-        if !state.runtimes.contains_key(&runtime_id) {
-            return Err(format!("{PREFIX}: runtime {runtime_id:?} no longer exists"));
-        }
-        Ok(runtime_id)
+        drop(state);
+        self.system_auth(&system_auth)
+            .ok_or_else(|| format!("{PREFIX}: runtime {runtime_id:?} no longer exists"))
+    }
+
+    /// The SystemAuth with this id, its runtime and the runtime's tenant.
+    pub fn system_auth(&self, id: &str) -> Option<SystemAuthIdentity> {
+        let state = self.state();
+        let auth = state.system_auths.get(id)?;
+        let runtime = state.runtimes.get(&auth.runtime_id)?;
+        Some(SystemAuthIdentity {
+            system_auth: id.to_string(),
+            runtime_id: auth.runtime_id.clone(),
+            tenant: runtime.spec.tenant.clone(),
+        })
     }
 
     /// The subject string and key algorithm the Connector hands out.
-    pub fn csr_info(&self, runtime_id: &str) -> Result<(String, String), SimError> {
-        self.with_runtime(runtime_id, |rt| {
-            (rt.subject().to_compass_string(), rt.key_algorithm())
+    pub fn csr_info(&self, identity: &SystemAuthIdentity) -> Result<(String, String), SimError> {
+        self.with_runtime(&identity.runtime_id, |rt| {
+            (
+                rt.subject(&identity.system_auth).to_compass_string(),
+                rt.key_algorithm(),
+            )
         })
     }
 
     // ---- certificates ----
 
-    /// Checks and signs a CSR for a runtime; the error is what the Connector
-    /// answers.
-    pub fn sign_csr(&self, runtime_id: &str, csr: &str) -> Result<CertificationResult, String> {
+    /// Checks and signs a CSR for a SystemAuth; the error is what the
+    /// Connector answers.
+    pub fn sign_csr(
+        &self,
+        identity: &SystemAuthIdentity,
+        csr: &str,
+    ) -> Result<CertificationResult, String> {
         const PREFIX: &str = "Error while signing Certificate Signing Request";
+        let runtime_id = &identity.runtime_id;
         let (subject, key_algorithm, settings) = {
             let state = self.state();
             let rt = state
                 .runtimes
                 .get(runtime_id)
                 .ok_or_else(|| format!("{PREFIX}: runtime {runtime_id:?} does not exist"))?;
-            (rt.subject(), rt.key_algorithm(), state.settings)
+            (
+                rt.subject(&identity.system_auth),
+                rt.key_algorithm(),
+                state.settings,
+            )
         };
         let valid = ca::validate_csr(csr, &subject, &key_algorithm, settings.strict)
             .map_err(|e| format!("{PREFIX}: {e}"))?;
@@ -470,9 +678,11 @@ impl Shared {
             .sign_client_certificate(&valid, &subject, self.clock.now(), settings.cert_validity)
             .map_err(|e| format!("{PREFIX}: {e}"))?;
         self.state().certificates.insert(
-            issued.serial.clone(),
+            issued.fingerprint.clone(),
             CertRecord {
-                runtime_id: runtime_id.to_string(),
+                serial: issued.serial.clone(),
+                system_auth: identity.system_auth.clone(),
+                runtime_id: runtime_id.clone(),
                 not_before: issued.not_before,
                 not_after: issued.not_after,
                 revoked: false,
@@ -494,23 +704,25 @@ impl Shared {
     ) -> Result<ClientIdentity, CertRefusal> {
         self.client_ca().ca.check_client_certificate(
             der,
-            |serial| {
+            |fingerprint| {
                 self.state()
                     .certificates
-                    .get(serial)
+                    .get(fingerprint)
                     .is_some_and(|c| c.revoked)
             },
             self.clock.now(),
         )
     }
 
-    pub fn revoke_certificate(&self, serial: &str) -> Result<(), SimError> {
-        let serial = serial.to_ascii_lowercase().replace(':', "");
+    /// Revokes one certificate by its fingerprint (hex, colons and case
+    /// ignored).
+    pub fn revoke_certificate(&self, fingerprint: &str) -> Result<(), SimError> {
+        let fingerprint = fingerprint.to_ascii_lowercase().replace(':', "");
         let mut state = self.state();
         let cert = state
             .certificates
-            .get_mut(&serial)
-            .ok_or(SimError::UnknownCertificate(serial))?;
+            .get_mut(&fingerprint)
+            .ok_or(SimError::UnknownCertificate(fingerprint))?;
         cert.revoked = true;
         Ok(())
     }
@@ -535,8 +747,10 @@ impl Shared {
         self.state()
             .certificates
             .iter()
-            .map(|(serial, c)| CertificateInfo {
-                serial: serial.clone(),
+            .map(|(fingerprint, c)| CertificateInfo {
+                fingerprint: fingerprint.clone(),
+                serial: c.serial.clone(),
+                system_auth: c.system_auth.clone(),
                 runtime_id: c.runtime_id.clone(),
                 not_before: rfc3339(c.not_before),
                 not_after: rfc3339(c.not_after),
@@ -560,15 +774,24 @@ impl Shared {
     }
 }
 
-fn runtime_info(rt: &RuntimeState) -> RuntimeInfo {
+fn runtime_info(state: &State, rt: &RuntimeState) -> RuntimeInfo {
+    let subject = rt.subject("").to_compass_string();
+    let mut system_auths: Vec<String> = state
+        .system_auths
+        .iter()
+        .filter(|(_, auth)| auth.runtime_id == rt.spec.id)
+        .map(|(id, _)| id.clone())
+        .collect();
+    system_auths.sort();
     RuntimeInfo {
         id: rt.spec.id.clone(),
         tenant: rt.spec.tenant.clone(),
         name: rt.name(),
         description: rt.spec.description.clone(),
         labels: rt.spec.labels.clone(),
-        subject: rt.subject().to_compass_string(),
+        subject: subject.strip_suffix(",CN=").unwrap_or(&subject).to_string(),
         key_algorithm: rt.key_algorithm(),
+        system_auths,
         application_ids: rt.applications.iter().map(|a| a.id.clone()).collect(),
     }
 }

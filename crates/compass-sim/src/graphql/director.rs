@@ -1,65 +1,47 @@
 //! The Director: `runtime(id)`, `applicationsForRuntime` (paged at every
-//! level) and `setRuntimeLabel`, for the runtime whose client certificate and
-//! `Tenant` header the request carries.
+//! level), `application(id)` and `setRuntimeLabel`, in the tenant of the
+//! caller's SystemAuth (the `Tenant` header plays no part, as behind Compass's
+//! gateway), with the Director's error shapes and list order.
 
 use std::sync::Arc;
 
-use async_graphql::{
-    Context, EmptySubscription, Error, Object, Result, Schema, SimpleObject, Union, ID,
-};
+use async_graphql::{Context, EmptySubscription, Object, Result, Schema, SimpleObject, Union, ID};
 use serde_json::Map;
 
+use super::errors;
 use super::paging::{page_slice, PageSlice};
 use super::scalars::{Any, HttpHeaders, JsonSchema, Labels, PageCursor, QueryParams};
-use crate::ca::ClientIdentity;
 use crate::model;
-use crate::state::Shared;
+use crate::order::ListOrder;
+use crate::state::{Shared, SystemAuthIdentity};
 
 pub type DirectorSchema = Schema<DirectorQuery, DirectorMutation, EmptySubscription>;
 
-/// The verified client certificate and the `Tenant` header of a request.
+/// Who calls: the SystemAuth that the client certificate's CN names, with
+/// its runtime and tenant; and the `Tenant` header as sent (logged, not used).
 #[derive(Debug, Clone)]
 pub struct DirectorCaller {
-    pub identity: ClientIdentity,
-    pub tenant: Option<String>,
+    pub identity: SystemAuthIdentity,
+    pub tenant_header: Option<String>,
 }
 
 pub fn schema_without_data() -> DirectorSchema {
     Schema::build(DirectorQuery, DirectorMutation, EmptySubscription).finish()
 }
 
-/// Refuses a request that does not carry the tenant of the certificate's
-/// runtime, or that asks about another runtime.
-fn authorize<'a>(ctx: &'a Context<'_>, runtime_id: &str) -> Result<&'a Arc<Shared>> {
-    let shared = ctx.data::<Arc<Shared>>()?;
-    let caller = ctx.data::<DirectorCaller>()?;
-    let own = &caller.identity.runtime_id;
-    let tenant = shared
-        .with_runtime(own, |rt| rt.spec.tenant.clone())
-        .map_err(|_| {
-            Error::new(format!(
-                "runtime {own:?} (the client certificate's CN) does not exist"
-            ))
-        })?;
-    match caller.tenant.as_deref().map(str::trim) {
-        None | Some("") => {
-            return Err(Error::new(
-                "missing Tenant header: every Director request needs the runtime's tenant",
-            ))
-        }
-        Some(given) if given != tenant => {
-            return Err(Error::new(format!(
-                "Tenant header {given:?} is not the tenant of runtime {own:?}"
-            )))
-        }
-        Some(_) => {}
-    }
-    if runtime_id != own {
-        return Err(Error::new(format!(
-            "access denied: the client certificate belongs to runtime {own:?}, not to runtime {runtime_id:?}"
-        )));
-    }
-    Ok(shared)
+fn caller<'a>(ctx: &'a Context<'_>) -> Result<(&'a Arc<Shared>, &'a SystemAuthIdentity)> {
+    Ok((
+        ctx.data::<Arc<Shared>>()?,
+        &ctx.data::<DirectorCaller>()?.identity,
+    ))
+}
+
+/// Whether runtime `id` exists in the caller's tenant (another tenant's
+/// runtime does not exist for it).
+fn in_tenant(shared: &Shared, caller: &SystemAuthIdentity, id: &str) -> bool {
+    shared
+        .with_runtime(id, |rt| rt.spec.tenant == caller.tenant)
+        .unwrap_or(false)
 }
 
 fn filter_labels(labels: &Map<String, serde_json::Value>, key: Option<String>) -> Labels {
@@ -76,7 +58,7 @@ fn filter_labels(labels: &Map<String, serde_json::Value>, key: Option<String>) -
 }
 
 fn slice(total: usize, first: Option<i32>, after: Option<PageCursor>) -> Result<PageSlice> {
-    page_slice(total, first, after.as_ref().map(|c| c.0.as_str())).map_err(Error::new)
+    page_slice(total, first, after.as_ref().map(|c| c.0.as_str())).map_err(|e| e.into_graphql())
 }
 
 #[derive(SimpleObject)]
@@ -140,30 +122,50 @@ pub struct AppSystemAuth {
     id: ID,
 }
 
-pub struct Application(Arc<model::Application>);
+/// An application as served: its name as the list it is served in gives
+/// it, its lists in the Director's order.
+pub struct Application {
+    app: Arc<model::Application>,
+    name: String,
+    order: ListOrder,
+}
+
+impl Application {
+    /// As `application(id)` serves it: the name as registered.
+    fn as_registered(app: Arc<model::Application>, order: ListOrder) -> Application {
+        Application {
+            name: app.name.clone(),
+            app,
+            order,
+        }
+    }
+}
 
 #[Object(name = "Application")]
 impl Application {
     async fn id(&self) -> ID {
-        ID(self.0.id.clone())
+        ID(self.app.id.clone())
     }
     async fn name(&self) -> &str {
-        &self.0.name
+        &self.name
+    }
+    async fn system_number(&self) -> Option<&str> {
+        self.app.system_number.as_deref()
     }
     async fn provider_name(&self) -> Option<&str> {
-        self.0.provider_name.as_deref()
+        self.app.provider_name.as_deref()
     }
     async fn description(&self) -> Option<&str> {
-        self.0.description.as_deref()
+        self.app.description.as_deref()
     }
     async fn labels(&self, key: Option<String>) -> Option<Labels> {
-        Some(filter_labels(&self.0.labels, key))
+        Some(filter_labels(&self.app.labels, key))
     }
     async fn auths(&self) -> Option<Vec<AppSystemAuth>> {
         Some(
-            self.0
-                .auths
-                .iter()
+            self.order
+                .arranged(&self.app.auths, |a| a.id.as_str())
+                .into_iter()
                 .map(|a| AppSystemAuth {
                     id: ID(a.id.clone()),
                 })
@@ -173,13 +175,14 @@ impl Application {
     /// One bundle by id, as the real Director serves it; the agent uses it
     /// to follow a bundle's API and event definition pages.
     async fn bundle(&self, id: ID) -> Option<Bundle> {
-        self.0
+        self.app
             .bundles
             .iter()
             .position(|b| b.id == id.0)
             .map(|index| Bundle {
-                app: self.0.clone(),
+                app: self.app.clone(),
                 index,
+                order: self.order,
             })
     }
     async fn bundles(
@@ -187,14 +190,15 @@ impl Application {
         #[graphql(default = 200)] first: Option<i32>,
         after: Option<PageCursor>,
     ) -> Result<Option<BundlePage>> {
-        let page = slice(self.0.bundles.len(), first, after)?;
+        let served = self.order.arrange(&self.app.bundles, |b| b.id.as_str());
+        let page = slice(served.len(), first, after)?;
         Ok(Some(BundlePage {
-            data: page
-                .range
-                .clone()
-                .map(|index| Bundle {
-                    app: self.0.clone(),
+            data: served[page.range.clone()]
+                .iter()
+                .map(|&index| Bundle {
+                    app: self.app.clone(),
                     index,
+                    order: self.order,
                 })
                 .collect(),
             page_info: PageInfo::from(&page),
@@ -214,6 +218,7 @@ pub struct BundlePage {
 pub struct Bundle {
     app: Arc<model::Application>,
     index: usize,
+    order: ListOrder,
 }
 
 impl Bundle {
@@ -247,7 +252,9 @@ impl Bundle {
         #[graphql(default = 200)] first: Option<i32>,
         after: Option<PageCursor>,
     ) -> Result<Option<ApiDefinitionPage>> {
-        let apis = &self.get().api_definitions;
+        let apis = self
+            .order
+            .arranged(&self.get().api_definitions, |a| a.id.as_str());
         let page = slice(apis.len(), first, after)?;
         Ok(Some(ApiDefinitionPage {
             data: apis[page.range.clone()]
@@ -270,7 +277,9 @@ impl Bundle {
         #[graphql(default = 200)] first: Option<i32>,
         after: Option<PageCursor>,
     ) -> Result<Option<EventDefinitionPage>> {
-        let events = &self.get().event_definitions;
+        let events = self
+            .order
+            .arranged(&self.get().event_definitions, |e| e.id.as_str());
         let page = slice(events.len(), first, after)?;
         Ok(Some(EventDefinitionPage {
             data: events[page.range.clone()]
@@ -409,8 +418,13 @@ pub struct DirectorQuery;
 
 #[Object(name = "Query")]
 impl DirectorQuery {
+    /// A runtime of the caller's tenant; `null` for any other id, without
+    /// an error.
     async fn runtime(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Runtime>> {
-        let shared = authorize(ctx, &id)?;
+        let (shared, caller) = caller(ctx)?;
+        if !in_tenant(shared, caller, &id) {
+            return Ok(None);
+        }
         Ok(shared
             .with_runtime(&id, |rt| Runtime {
                 id: rt.spec.id.clone(),
@@ -423,21 +437,21 @@ impl DirectorQuery {
 
     /// One application by id, visible to a runtime only when it is assigned
     /// to it (as the Director's scenario check does); the agent uses it to
-    /// follow an application's bundle pages.
+    /// follow an application's bundle pages. Its name is the registered one.
     async fn application(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Application>> {
-        let shared = ctx.data::<Arc<Shared>>()?;
-        let caller = ctx.data::<DirectorCaller>()?;
-        let own = caller.identity.runtime_id.clone();
-        let shared = authorize(ctx, &own).map(|_| shared)?;
+        let (shared, caller) = caller(ctx)?;
+        let order = shared.settings().list_order;
         let apps = shared
-            .applications(&own)
-            .map_err(|e| Error::new(e.to_string()))?;
+            .applications(&caller.runtime_id)
+            .map_err(|e| errors::internal(e.to_string()))?;
         Ok(apps
             .iter()
             .find(|a| a.id == id.0)
-            .map(|a| Application(a.clone())))
+            .map(|a| Application::as_registered(a.clone(), order)))
     }
 
+    /// The applications of a runtime of the caller's tenant, in the
+    /// Director's order, their names as the Director serves them to it.
     async fn applications_for_runtime(
         &self,
         ctx: &Context<'_>,
@@ -445,15 +459,30 @@ impl DirectorQuery {
         #[graphql(default = 200)] first: Option<i32>,
         after: Option<PageCursor>,
     ) -> Result<ApplicationPage> {
-        let shared = authorize(ctx, &runtime_id)?;
+        let (shared, caller) = caller(ctx)?;
+        if !in_tenant(shared, caller, &runtime_id) {
+            return Err(errors::invalid_data("runtime does not exist"));
+        }
+        let settings = shared.settings();
         let apps = shared
-            .applications(&runtime_id)
-            .map_err(|e| Error::new(e.to_string()))?;
+            .served_applications(&runtime_id)
+            .map_err(|_| errors::invalid_data("runtime does not exist"))?;
         let page = slice(apps.len(), first, after)?;
+        let labels = shared
+            .runtime_labels(&runtime_id)
+            .map_err(|_| errors::invalid_data("runtime does not exist"))?;
         Ok(ApplicationPage {
             data: apps[page.range.clone()]
                 .iter()
-                .map(|a| Application(a.clone()))
+                .map(|a| Application {
+                    name: settings.application_names.served(
+                        &labels,
+                        &a.name,
+                        a.system_number.as_deref(),
+                    ),
+                    app: a.clone(),
+                    order: settings.list_order,
+                })
                 .collect(),
             page_info: PageInfo::from(&page),
             total_count: page.total as i32,
@@ -463,8 +492,16 @@ impl DirectorQuery {
 
 pub struct DirectorMutation;
 
+/// The label the Director lets no one set.
+const IMMUTABLE_LABEL: &str = "runtimeType";
+
+/// The label of formations, which are not set as a label.
+const SCENARIOS_LABEL: &str = "scenarios";
+
 #[Object(name = "Mutation")]
 impl DirectorMutation {
+    /// Sets a label of a runtime of the caller's tenant, its value kept as
+    /// the JSON it is; refused as the Director refuses it.
     async fn set_runtime_label(
         &self,
         ctx: &Context<'_>,
@@ -472,13 +509,29 @@ impl DirectorMutation {
         key: String,
         value: Any,
     ) -> Result<Label> {
-        let shared = authorize(ctx, &runtime_id)?;
+        let (shared, caller) = caller(ctx)?;
         if key.trim().is_empty() {
-            return Err(Error::new("label key must not be empty"));
+            return Err(errors::invalid_data("key: cannot be blank"));
+        }
+        if !in_tenant(shared, caller, &runtime_id) {
+            return Err(errors::internal(format!(
+                "Runtime with ID {} doesn't exist",
+                runtime_id.0
+            )));
+        }
+        if key == IMMUTABLE_LABEL {
+            return Err(errors::invalid_data(format!(
+                "could not set unmodifiable label with key {key}"
+            )));
+        }
+        if key == SCENARIOS_LABEL {
+            return Err(errors::internal(format!(
+                "label with key {key} cannot be set explicitly"
+            )));
         }
         shared
             .set_runtime_label(&runtime_id, &key, value.0.clone())
-            .map_err(|e| Error::new(e.to_string()))?;
+            .map_err(|e| errors::internal(e.to_string()))?;
         Ok(Label { key, value })
     }
 }
