@@ -12,9 +12,10 @@ const JITTER_SHARE: f64 = 0.1;
 /// The moment from which the certificate is due for renewal: when the time left
 /// falls below `threshold × lifetime` (the original's rule), moved earlier by up
 /// to 10% of that window by a jitter that is fixed for each certificate (derived
-/// from its serial) so a fleet of runtimes issued certificates at the same time
-/// does not renew in step; and never later than twice the minimal sync time
-/// before expiry, so a short-lived certificate is renewed while it still works.
+/// from its common name and serial) so a fleet of runtimes issued certificates
+/// at the same time does not renew in step; and never later than twice the
+/// minimal sync time before expiry, so a short-lived certificate is renewed
+/// while it still works.
 pub fn renewal_due_at(
     info: &CertificateInfo,
     threshold: f64,
@@ -25,7 +26,7 @@ pub fn renewal_due_at(
         .duration_since(info.not_before)
         .as_secs_f64()
         .max(0.0);
-    let jitter = serial_fraction(&info.serial);
+    let jitter = identity_fraction(info);
     let window = lifetime * threshold * (1.0 + JITTER_SHARE * jitter);
     let floor = 2.0 * minimal_sync_time.as_secs_f64();
     let lead = window.max(floor).min(lifetime.max(floor));
@@ -47,11 +48,15 @@ pub fn renewal_due(
     now >= renewal_due_at(info, threshold, minimal_sync_time)
 }
 
-/// A stable number in [0, 1) from the certificate serial.
-fn serial_fraction(serial: &str) -> f64 {
+/// A stable number in [0, 1) from who the certificate names and its serial.
+/// Compass gives every client certificate the serial number 2: it is the
+/// common name (the id of the runtime's SystemAuth, one per runtime) that
+/// tells a fleet's certificates apart.
+fn identity_fraction(info: &CertificateInfo) -> f64 {
     // FNV-1a: stable across releases and platforms, unlike std's hasher.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in serial.bytes() {
+    let identity: [&[u8]; 3] = [info.common_name.as_bytes(), b"\0", info.serial.as_bytes()];
+    for byte in identity.into_iter().flatten().copied() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
@@ -63,10 +68,14 @@ mod tests {
     use super::*;
 
     fn certificate(lifetime_secs: i64, serial: &str) -> CertificateInfo {
+        named_certificate(lifetime_secs, "r", serial)
+    }
+
+    fn named_certificate(lifetime_secs: i64, common_name: &str, serial: &str) -> CertificateInfo {
         let not_before = Timestamp::from_second(1_700_000_000).unwrap();
         CertificateInfo {
-            subject: "CN=r".into(),
-            common_name: "r".into(),
+            subject: format!("CN={common_name}"),
+            common_name: common_name.into(),
             serial: serial.into(),
             not_before,
             not_after: not_before + SignedDuration::from_secs(lifetime_secs),
@@ -133,6 +142,31 @@ mod tests {
         assert_eq!(
             renewal_due_at(&cert, 0.3, Duration::from_secs(10)),
             renewal_due_at(&cert, 0.3, Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn jitter_spreads_a_fleet_whose_certificates_all_have_compass_serial_2() {
+        // Compass's Connector gives every certificate the serial number 2; its
+        // CN is the runtime's SystemAuth id.
+        let times: Vec<Timestamp> = (0..50)
+            .map(|i| {
+                renewal_due_at(
+                    &named_certificate(
+                        NINETY_DAYS,
+                        &format!("3f6c2a1e-8d4b-4c7a-9e21-{i:012x}"),
+                        "02",
+                    ),
+                    0.3,
+                    Duration::from_secs(10),
+                )
+            })
+            .collect();
+        let earliest = times.iter().min().unwrap();
+        let latest = times.iter().max().unwrap();
+        assert!(
+            latest.duration_since(*earliest).as_secs() > 3600,
+            "50 runtimes renew within an hour of each other"
         );
     }
 
