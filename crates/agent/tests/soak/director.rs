@@ -164,6 +164,7 @@ impl Director {
             name: name.clone(),
             provider_name: Some("soak".into()),
             description: rng.random_bool(0.8).then(|| format!("Application {name}")),
+            system_number: None,
             labels: Default::default(),
             auths: vec![AppAuth { id: uuid(rng) }],
             bundles,
