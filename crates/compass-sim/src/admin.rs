@@ -193,7 +193,7 @@ async fn load_scenario(State(shared): AppState, body: Bytes) -> AdminResult<Stat
         .map_err(|_| AdminError(StatusCode::BAD_REQUEST, "the scenario is not UTF-8".into()))?;
     let scenario = Scenario::parse(text)
         .map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("invalid scenario: {e}")))?;
-    crate::apply_scenario(&shared, &scenario)?;
+    crate::scenario::seed(&shared, &scenario)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

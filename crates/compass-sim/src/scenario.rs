@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{generate_applications, Application, RuntimeSpec};
 use crate::names::ApplicationNames;
 use crate::order::ListOrder;
-use crate::state::SimError;
+use crate::state::{Shared, SimError};
 
 /// ```yaml
 /// settings: { certValidity: 2160h, tokenTtl: 60m, strict: false }
@@ -103,6 +103,44 @@ impl Scenario {
         let value: serde_json::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
         serde_json::from_value(value).map_err(|e| e.to_string())
     }
+}
+
+/// Seeds runtimes, applications and settings from a scenario, or changes
+/// nothing when one of its runtimes exists already.
+pub(crate) fn seed(shared: &Shared, scenario: &Scenario) -> Result<(), SimError> {
+    // Refuse before changing anything, so a bad scenario leaves no half state.
+    let mut ids = std::collections::HashSet::new();
+    for runtime in &scenario.runtimes {
+        let id = &runtime.spec.id;
+        if !ids.insert(id.as_str()) || shared.runtime_info(id).is_ok() {
+            return Err(SimError::RuntimeExists(id.clone()));
+        }
+    }
+    let s = &scenario.settings;
+    let cert_validity = s.cert_validity.as_deref().map(parse_duration).transpose()?;
+    let token_ttl = s.token_ttl.as_deref().map(parse_duration).transpose()?;
+    shared.update_settings(|settings| {
+        if let Some(v) = cert_validity {
+            settings.cert_validity = v;
+        }
+        if let Some(v) = token_ttl {
+            settings.token_ttl = v;
+        }
+        if let Some(v) = s.strict {
+            settings.strict = v;
+        }
+        if let Some(v) = s.list_order {
+            settings.list_order = v;
+        }
+        if let Some(v) = s.application_names {
+            settings.application_names = v;
+        }
+    });
+    for runtime in &scenario.runtimes {
+        shared.create_runtime(runtime.spec.clone())?;
+        shared.replace_applications(&runtime.spec.id, runtime.all_applications())?;
+    }
+    Ok(())
 }
 
 /// Parses a humantime duration (`2160h`, `90s`, `1h 30m`).
