@@ -1569,6 +1569,42 @@ async fn once_connected_the_sync_needs_only_the_runtime_id_and_tenant() {
         .is_some());
 }
 
+/// The Director answers for a runtime it does not know as Compass does:
+/// `runtime` is null without an error, `applicationsForRuntime` an
+/// `InvalidData` error with its extensions. The sync fails in the
+/// Director's words, and nothing is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_the_director_does_not_know_fails_the_sync_in_its_words_and_deletes_nothing() {
+    let world = World::connected().await;
+    world
+        .sim
+        .put_application(RUNTIME_ID, plain("app-kept", "kept"))
+        .unwrap();
+    resync(&world).await;
+    let before = uids(&world).await;
+    assert!(before.contains_key("app/mp-kept"), "{before:?}");
+    let mut values = world.config_values("");
+    values.remove("TOKEN");
+    values.insert("RUNTIME_ID".into(), "no-such-runtime".into());
+    world.write_config_secret(values).await;
+    let failed = world
+        .wait_for_connection("a sync failed with the Director's reason", LONG, |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.connection_state == ConnectionState::SynchronizationFailed
+                    && s.synchronization_status
+                        .as_ref()
+                        .is_some_and(|sync| sync.error.contains("runtime does not exist"))
+            })
+        })
+        .await;
+    let error = failed.status.unwrap().synchronization_status.unwrap().error;
+    assert!(
+        error.contains("Invalid data [reason=runtime does not exist]"),
+        "{error}"
+    );
+    assert_eq!(uids(&world).await, before, "nothing was deleted");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_application_gone_from_the_director_takes_no_secret_that_is_not_the_agents() {
     let world = World::connected().await;
