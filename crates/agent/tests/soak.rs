@@ -431,6 +431,12 @@ async fn soak(options: Options) -> Vec<String> {
 
     let world = World::new().await;
     world.sim.set_cert_validity(Duration::from_secs(20));
+    // The soak's model of the Director must know which application a
+    // removal between two page requests takes (the first served): in the
+    // Director's order one added before the fault strikes may come first, in
+    // the order of creation it never does. (The agent's handling of the
+    // Director's order is tested in tests/synchronization.rs.)
+    world.sim.set_list_order(compass_sim::ListOrder::Creation);
     let mut director = Director::new();
     for _ in 0..INITIAL_APPS {
         director.add(&world.sim, &mut rng);

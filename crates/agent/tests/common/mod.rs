@@ -441,12 +441,3 @@ pub fn settings_of(
         })
         .settings
 }
-
-/// The serial of the PEM certificate, as hex.
-pub fn serial_of(certificate_pem: &str) -> String {
-    let der = pem::parse(certificate_pem)
-        .expect("certificate PEM")
-        .into_contents();
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("certificate parses");
-    cert.raw_serial_as_string()
-}
