@@ -39,6 +39,11 @@ pub struct SimConfig {
     /// Host name in the URLs handed out; default: the listen IP, or
     /// `localhost` when listening on all interfaces.
     pub public_host: Option<String>,
+    /// The port the certificate-secured URLs handed out name (the
+    /// certificate-secured Connector's and the Director's), when it is not
+    /// the listener's: a proxy in front of `gateway-mtls`, as the gateway of
+    /// a real Compass is in front of its services.
+    pub public_mtls_port: Option<u16>,
     /// Extra DNS names / IPs for the server certificate (always has
     /// `localhost`, 127.0.0.1 and ::1).
     pub server_names: Vec<String>,
@@ -69,6 +74,7 @@ impl Default for SimConfig {
             mtls_gateway_addr: loopback,
             admin_addr: Some(loopback),
             public_host: None,
+            public_mtls_port: None,
             server_names: Vec::new(),
             cert_validity: settings.cert_validity,
             token_ttl: settings.token_ttl,

@@ -109,13 +109,13 @@ impl CompassSim {
             cert_secured_connector_url: format!(
                 "https://{}:{}{}",
                 host_for(mtls_addr),
-                mtls_addr.port(),
+                config.public_mtls_port.unwrap_or(mtls_addr.port()),
                 CONNECTOR_PATH
             ),
             director_url: format!(
                 "https://{}:{}{}",
                 host_for(mtls_addr),
-                mtls_addr.port(),
+                config.public_mtls_port.unwrap_or(mtls_addr.port()),
                 DIRECTOR_PATH
             ),
             admin_url: admin
