@@ -23,21 +23,6 @@ const SERVICE_ACCOUNT_USER: &str = "system:serviceaccount:kyma-system:compass-ru
 const MESSAGE: &str = "Cluster metrics logged successfully.";
 const NOT_SERVED: &str = "metrics.k8s.io is not served";
 
-/// The RBAC objects of `deploy/agent/` (the files its kustomization lists).
-fn deploy_rbac() -> Vec<Value> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/agent");
-    let kustomization: Value = accounts::yaml_documents(&dir.join("kustomization.yaml"))
-        .pop()
-        .expect("deploy/agent/kustomization.yaml");
-    kustomization["resources"]
-        .as_array()
-        .expect("resources")
-        .iter()
-        .flat_map(|file| accounts::yaml_documents(&dir.join(file.as_str().expect("a path"))))
-        .filter(|object| accounts::RBAC_KINDS.contains(&object["kind"].as_str().unwrap_or("")))
-        .collect()
-}
-
 /// Kyma's own ServiceAccount and RBAC for the original agent.
 fn kyma_rbac() -> Vec<Value> {
     accounts::yaml_documents(
@@ -311,7 +296,7 @@ async fn under_the_manifests_rbac_the_line_lists_nodes_and_volumes_every_interva
     let cluster_info = create_cluster_objects(&world.client).await;
     world.configure_with_fresh_token().await;
     let dir = tempfile::tempdir().expect("a temp dir");
-    let kubeconfig = service_account_kubeconfig(&world, &deploy_rbac(), dir.path()).await;
+    let kubeconfig = service_account_kubeconfig(&world, &accounts::deploy_rbac(), dir.path()).await;
     let mut agent = AgentProcess::start(
         &world,
         &kubeconfig,
@@ -427,7 +412,7 @@ async fn without_list_on_nodes_and_volumes_the_line_is_off_said_once_and_the_age
     create_cluster_objects(&world.client).await;
     world.configure_with_fresh_token().await;
     // deploy/'s RBAC without the rules for the line (as it was before it).
-    let mut rbac = deploy_rbac();
+    let mut rbac = accounts::deploy_rbac();
     for object in rbac.iter_mut().filter(|o| o["kind"] == "ClusterRole") {
         let rules: Vec<Value> = object["rules"]
             .as_array()

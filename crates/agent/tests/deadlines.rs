@@ -478,3 +478,504 @@ async fn an_overloaded_api_server_is_waited_for_and_nothing_is_deleted() {
         applied.as_secs_f64()
     );
 }
+
+/// The failed cycles an agent counted, by category.
+async fn failed_cycles(agent: &AgentProcess) -> BTreeMap<String, f64> {
+    let (_, text) = agent.get("/metrics").await.expect("/metrics answers");
+    let prefix = r#"compass_runtime_agent_reconciles_total{outcome="Failure",category=""#;
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(prefix)?;
+            let (category, value) = rest.split_once("\"} ")?;
+            Some((category.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Compass's gateway (the certificate-secured Connector and the Director)
+/// black-holed for 40 s: the cycles of that time fail with a category that
+/// says so, the agent is `Synchronized` again after it with the same
+/// certificate, and the one-time token was presented once in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_compass_costs_failed_cycles_and_never_a_second_token() {
+    let gateway = std::net::SocketAddr::from(([127, 0, 0, 1], common::agent_process::free_port()));
+    let proxy = FaultProxy::tcp(gateway)
+        .await
+        .expect("the fault proxy starts");
+    let world = kyma::world_with_sim(compass_sim::SimConfig {
+        mtls_gateway_addr: gateway,
+        public_mtls_port: Some(proxy.addr().port()),
+        ..compass_sim::SimConfig::default()
+    })
+    .await;
+    world
+        .sim
+        .put_application(RUNTIME_ID, application(0))
+        .expect("an application");
+    world.configure_with_fresh_token().await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let token = service_account_token(&world.client, NS, kyma::SERVICE_ACCOUNT).await;
+    let kubeconfig = accounts::write_token_kubeconfig(&world, &token, dir.path());
+    // Kyma's settings, but a cycle every 10 s, so that one meets the outage.
+    let mut environment = kyma::environment();
+    environment.push(("APP_CONTROLLER_SYNC_PERIOD".into(), "10s".into()));
+    let mut agent = AgentProcess::spawn(&kubeconfig, &environment, dir.path());
+    let started = Instant::now();
+    while world.state().await != Some(ConnectionState::Synchronized) {
+        agent.assert_running();
+        assert!(
+            started.elapsed() < LONG,
+            "not Synchronized; log:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let crt = world.certificate_secret().await.expect("the certificate")["crt"].clone();
+    let before = failed_cycles(&agent).await;
+
+    proxy.set_mode(Mode::BlackHole);
+    world
+        .sim
+        .put_application(RUNTIME_ID, application(1))
+        .expect("a Director change during the outage");
+    tokio::time::sleep(PARTITION).await;
+    agent.assert_running();
+    proxy.set_mode(Mode::Pass);
+    let healed = Instant::now();
+
+    let applications: Api<Application> = Api::all(world.client.clone());
+    while applications
+        .get_opt(&name_of(1))
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+        || world.state().await != Some(ConnectionState::Synchronized)
+    {
+        agent.assert_running();
+        assert!(
+            healed.elapsed() < RECOVERY,
+            "not Synchronized with the change within {RECOVERY:?}; log:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let recovered = healed.elapsed();
+
+    let after = failed_cycles(&agent).await;
+    let new_failures: BTreeMap<String, f64> = after
+        .iter()
+        .map(|(category, n)| (category.clone(), n - before.get(category).unwrap_or(&0.0)))
+        .filter(|(_, n)| *n > 0.0)
+        .collect();
+    let failed: f64 = new_failures.values().sum();
+    assert!(
+        failed >= 1.0,
+        "a cycle failed during the outage: {new_failures:?}"
+    );
+    for category in new_failures.keys() {
+        assert!(
+            ["Timeout", "Unreachable"].contains(&category.as_str()),
+            "the failures say Compass did not answer: {new_failures:?}"
+        );
+    }
+    let presented = world
+        .sim
+        .request_log()
+        .iter()
+        .filter(|entry| {
+            entry.endpoint == compass_sim::Endpoint::ConnectorToken
+                && entry.operations.iter().any(|o| o == "configuration")
+        })
+        .count();
+    assert_eq!(presented, 1, "the one-time token was presented once");
+    assert_eq!(
+        world.certificate_secret().await.expect("the certificate")["crt"],
+        crt,
+        "the certificate is kept"
+    );
+    println!(
+        "Compass black-holed for {}s: failed cycles {new_failures:?}; Synchronized with the change {:.1}s after it ended; the one-time token presented once",
+        PARTITION.as_secs(),
+        recovered.as_secs_f64()
+    );
+}
+
+const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    verbs: ["create", "update", "patch", "delete", "deletecollection"]
+  - level: None
+"#;
+
+/// A successful write the API server's audit log recorded.
+#[derive(Debug)]
+struct AuditedWrite {
+    at: String,
+    user: String,
+    /// Shown in a failure's message.
+    #[allow(dead_code)]
+    verb: String,
+    resource: String,
+    name: String,
+}
+
+fn audited_writes(log: &Path) -> Vec<AuditedWrite> {
+    let text = std::fs::read_to_string(log).expect("the audit log");
+    let mut writes: Vec<AuditedWrite> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| {
+            event["stage"] == "ResponseComplete"
+                && event["responseStatus"]["code"]
+                    .as_u64()
+                    .is_some_and(|code| (200..300).contains(&code))
+        })
+        .map(|event| AuditedWrite {
+            at: event["stageTimestamp"].as_str().unwrap_or("").to_string(),
+            user: event["user"]["username"].as_str().unwrap_or("").to_string(),
+            verb: event["verb"].as_str().unwrap_or("").to_string(),
+            resource: event["objectRef"]["resource"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            name: event["objectRef"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        })
+        // Reviews are questions, not writes.
+        .filter(|write| !write.resource.ends_with("reviews"))
+        .collect();
+    // RFC 3339 with microseconds in UTC: the text orders as the time.
+    writes.sort_by(|a, b| a.at.cmp(&b.at));
+    writes
+}
+
+/// Each write by `users` that came while another of them was the last to
+/// write the Lease: two writers at one moment. A write of the Lease by
+/// another is a take-over, and allowed.
+fn overlapping_writes<'a>(
+    writes: &'a [AuditedWrite],
+    users: &[&str],
+    lease: &str,
+) -> Vec<&'a AuditedWrite> {
+    let mut holder: Option<&str> = None;
+    let mut overlaps = Vec::new();
+    for write in writes.iter().filter(|w| users.contains(&w.user.as_str())) {
+        if write.resource == "leases" && write.name == lease {
+            holder = Some(&write.user);
+        } else if holder != Some(write.user.as_str()) {
+            overlaps.push(write);
+        }
+    }
+    overlaps
+}
+
+#[test]
+fn the_audit_check_finds_a_write_made_while_another_held_the_lease() {
+    let write = |at: &str, user: &str, resource: &str| AuditedWrite {
+        at: at.into(),
+        user: user.into(),
+        verb: "update".into(),
+        resource: resource.into(),
+        name: if resource == "leases" {
+            "l".into()
+        } else {
+            "x".into()
+        },
+    };
+    let writes = [
+        write("1", "a", "leases"),
+        write("2", "a", "applications"),
+        write("3", "b", "leases"),
+        write("4", "b", "secrets"),
+        write("5", "a", "applications"),
+        write("6", "c", "secrets"),
+    ];
+    let overlaps = overlapping_writes(&writes, &["a", "b"], "l");
+    assert_eq!(overlaps.len(), 1, "{overlaps:?}");
+    assert_eq!(
+        (overlaps[0].at.as_str(), overlaps[0].user.as_str()),
+        ("5", "a")
+    );
+}
+
+/// Two replicas behind a leader Lease, the leader's API server link
+/// black-holed for 30 s (five times the lease): it stops acting as leader
+/// before the other takes over, so that the API server's audit log shows
+/// no write of one while the other holds the Lease; after healing it
+/// rejoins as a standby without a restart, and the cluster converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_longer_than_its_lease_steps_down_before_another_takes_over() {
+    const LEASE: &str = "compass-runtime-agent";
+    const CUT: Duration = Duration::from_secs(30);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let policy = dir.path().join("audit-policy.yaml");
+    std::fs::write(&policy, AUDIT_POLICY).expect("the audit policy");
+    let audit_log = dir.path().join("audit.log");
+    let world = World::with_crds_and_apiserver_args(
+        compass_runtime_agent::crd::all(),
+        vec![
+            format!("--audit-policy-file={}", policy.display()),
+            format!("--audit-log-path={}", audit_log.display()),
+        ],
+    )
+    .await;
+    // deploy/'s RBAC (which grants the Lease), for two ServiceAccounts: the
+    // audit log tells their writes apart.
+    let (first, second) = ("compass-runtime-agent", "compass-runtime-agent-b");
+    let mut rbac = accounts::deploy_rbac();
+    let mut other = rbac
+        .iter()
+        .find(|o| o["kind"] == "ServiceAccount")
+        .expect("the ServiceAccount")
+        .clone();
+    other["metadata"]["name"] = second.into();
+    for object in &mut rbac {
+        if object["kind"]
+            .as_str()
+            .is_some_and(|kind| kind.ends_with("Binding"))
+        {
+            let mut subject = object["subjects"][0].clone();
+            subject["name"] = second.into();
+            object["subjects"]
+                .as_array_mut()
+                .expect("subjects")
+                .push(subject);
+        }
+    }
+    rbac.push(other);
+    accounts::apply_rbac(&world.client, &rbac).await;
+    world
+        .sim
+        .put_application(RUNTIME_ID, application(0))
+        .expect("an application");
+    world.configure_with_fresh_token().await;
+
+    let ca_bundle = world
+        .settings
+        .compass_ca_bundle
+        .clone()
+        .expect("the sim's CA");
+    let mut replicas = Vec::new();
+    let mut proxies = Vec::new();
+    for (account, identity) in [(first, "replica-a"), (second, "replica-b")] {
+        let proxy = FaultProxy::tcp_to_apiserver(&world.env.kube_config())
+            .await
+            .expect("a fault proxy");
+        let token = service_account_token(&world.client, NS, account).await;
+        let kubeconfig = write_proxy_kubeconfig(&world, &proxy, &token, dir.path(), identity);
+        let env: Vec<(String, String)> = [
+            ("APP_LEADER_ELECTION", "true"),
+            (
+                "APP_LEADER_ELECTION_LEASE",
+                "kyma-system/compass-runtime-agent",
+            ),
+            ("APP_LEADER_ELECTION_LEASE_DURATION", "6s"),
+            ("APP_LEADER_ELECTION_IDENTITY", identity),
+            ("APP_COMPASS_CA_BUNDLE", &ca_bundle.display().to_string()),
+            ("APP_CONTROLLER_SYNC_PERIOD", "3s"),
+            ("APP_MINIMAL_COMPASS_SYNC_TIME", "1s"),
+            ("APP_MAX_RETRY_DELAY", "4s"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        replicas.push(AgentProcess::spawn(&kubeconfig, &env, dir.path()));
+        proxies.push(proxy);
+        if identity == "replica-a" {
+            // The first to start leads.
+            wait_for_holder(&world, LEASE, "replica-a", LONG).await;
+        }
+    }
+    let synchronized = Instant::now();
+    while world.state().await != Some(ConnectionState::Synchronized) {
+        assert!(
+            synchronized.elapsed() < LONG,
+            "not Synchronized; log:\n{}",
+            replicas[0].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_for_readyz(&replicas[1], "standby", LONG).await;
+
+    proxies[0].set_mode(Mode::BlackHole);
+    let cut = Instant::now();
+    // When the old leader stood down (its /readyz says standby) and when the
+    // other took the Lease, as each is first seen.
+    let (mut stood_down, mut taken_over) = (None, None);
+    while stood_down.is_none() || taken_over.is_none() {
+        if stood_down.is_none()
+            && replicas[0]
+                .get("/readyz")
+                .await
+                .is_some_and(|(_, body)| body.contains("standby"))
+        {
+            stood_down = Some(cut.elapsed());
+        }
+        if taken_over.is_none() && holder(&world, LEASE).await.as_deref() == Some("replica-b") {
+            taken_over = Some(cut.elapsed());
+        }
+        assert!(
+            cut.elapsed() < LONG,
+            "no hand-over: {stood_down:?} {taken_over:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (stood_down, taken_over) = (stood_down.unwrap(), taken_over.unwrap());
+    assert!(
+        stood_down < taken_over,
+        "the cut-off leader stood down ({stood_down:?}) before the other took over ({taken_over:?})"
+    );
+    let applications: Api<Application> = Api::all(world.client.clone());
+    world
+        .sim
+        .put_application(RUNTIME_ID, application(1))
+        .expect("a Director change");
+    wait_for_app(&applications, 1, Instant::now(), &replicas[1]).await;
+    tokio::time::sleep(CUT.saturating_sub(cut.elapsed())).await;
+    proxies[0].set_mode(Mode::Pass);
+
+    // The cluster converges.
+    world
+        .sim
+        .put_application(RUNTIME_ID, application(2))
+        .expect("a Director change after healing");
+    wait_for_app(&applications, 2, Instant::now(), &replicas[1]).await;
+    // The old leader works again, without a restart: it takes the Lease when
+    // the other hands it over, and synchronizes.
+    replicas[0].assert_running();
+    replicas[1].assert_running();
+    assert_eq!(
+        replicas[1].terminate(Duration::from_secs(30)).await,
+        Some(0),
+        "{}",
+        replicas[1].log()
+    );
+    let handed = Instant::now();
+    wait_for_holder(&world, LEASE, "replica-a", RECOVERY).await;
+    world
+        .sim
+        .put_application(RUNTIME_ID, application(3))
+        .expect("a Director change for the old leader");
+    wait_for_app(&applications, 3, handed, &replicas[0]).await;
+    let led_again = handed.elapsed();
+    replicas[0].assert_running();
+    assert_eq!(
+        replicas[0].terminate(Duration::from_secs(30)).await,
+        Some(0),
+        "{}",
+        replicas[0].log()
+    );
+    let names: Vec<String> = applications
+        .list(&ListParams::default())
+        .await
+        .expect("Applications")
+        .into_iter()
+        .filter_map(|app| app.metadata.name)
+        .collect();
+    assert_eq!(
+        names,
+        (0..4).map(name_of).collect::<Vec<_>>(),
+        "the cluster converged"
+    );
+
+    let users: Vec<String> = [first, second]
+        .iter()
+        .map(|account| format!("system:serviceaccount:{NS}:{account}"))
+        .collect();
+    let users: Vec<&str> = users.iter().map(String::as_str).collect();
+    let writes = audited_writes(&audit_log);
+    let overlaps = overlapping_writes(&writes, &users, LEASE);
+    assert!(
+        overlaps.is_empty(),
+        "two writers at one moment: {overlaps:#?}"
+    );
+    let by = |user: &str| {
+        writes
+            .iter()
+            .filter(|w| w.user == user && w.resource != "leases")
+            .count()
+    };
+    assert!(
+        by(users[0]) > 0 && by(users[1]) > 0,
+        "both led and wrote: {writes:#?}"
+    );
+    println!(
+        "leader cut off for {}s (lease 6s): it stood down {:.1}s after the cut, the other took over {:.1}s after it; after healing the cluster converged, and the old leader took the Lease back {:.1}s after the hand-over and synchronized, without a restart; {} writes by replica-a and {} by replica-b in the audit log, none while the other held the Lease",
+        CUT.as_secs(),
+        stood_down.as_secs_f64(),
+        taken_over.as_secs_f64(),
+        led_again.as_secs_f64(),
+        by(users[0]),
+        by(users[1])
+    );
+}
+
+async fn wait_for_app(
+    applications: &Api<Application>,
+    n: usize,
+    since: Instant,
+    agent: &AgentProcess,
+) {
+    while applications
+        .get_opt(&name_of(n))
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        assert!(
+            since.elapsed() < RECOVERY,
+            "Application {} not written; log:\n{}",
+            name_of(n),
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn holder(world: &World, lease: &str) -> Option<String> {
+    Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(world.client.clone(), NS)
+        .get_opt(lease)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+}
+
+async fn wait_for_holder(world: &World, lease: &str, identity: &str, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let holder = holder(world, lease).await;
+        if holder.as_deref() == Some(identity) {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{identity} did not hold the Lease within {within:?} (holder {holder:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn wait_for_readyz(agent: &AgentProcess, text: &str, within: Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some((_, body)) = agent.get("/readyz").await {
+            if body.contains(text) {
+                return;
+            }
+        }
+        assert!(
+            started.elapsed() < within,
+            "/readyz never said {text:?}; log:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -702,7 +702,8 @@ async fn the_agent_runs_with_the_manifests_rbac_and_is_refused_everything_else()
         .expect("a Secret in default is created");
 
     let apps = compass_sim::model::generate_applications(3, 2, 1, 1);
-    // Normalized, the runtime having no isNormalized label.
+    // Normalized: the Director normalizes them (the runtime's isNormalized
+    // is "true", as the Director sets it), the agent keeps them.
     let names: BTreeSet<String> = apps
         .iter()
         .map(|a| compass_runtime_agent::sync::names::normalize_application_name(&a.name))

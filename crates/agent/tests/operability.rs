@@ -166,7 +166,7 @@ fn put_applications(world: &World, ids: &[&str]) {
 }
 
 /// Whether the Application for the Director application `name` exists (under
-/// its normalized name, the runtime having no isNormalized label).
+/// its normalized name, as the Director serves it).
 async fn application_exists(world: &World, name: &str) -> bool {
     Api::<Application>::all(world.client.clone())
         .get_opt(&compass_runtime_agent::sync::names::normalize_application_name(name))

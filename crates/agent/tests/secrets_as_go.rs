@@ -30,8 +30,8 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-/// The Application of the Director's `shop` (names are normalized: the
-/// runtime has no isNormalized label).
+/// The Application of the Director's `shop` (names are normalized, as the
+/// Director serves them).
 const SHOP: &str = "mp-shop";
 const BUNDLE_OAUTH: &str = "6f2b6e2e-1b43-4e0a-a1c2-3f1b8a0c9d11";
 const BUNDLE_BASIC: &str = "0d1e2f3a-4b5c-4d6e-8f90-a1b2c3d4e5f6";

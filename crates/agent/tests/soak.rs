@@ -59,7 +59,7 @@
 //! `APP_MAX_RETRY_DELAY=4s`), reading the Director 4 applications per page
 //! (`APP_DIRECTOR_PAGE_SIZE=4`) with answers limited to 1 MiB
 //! (`APP_COMPASS_MAX_RESPONSE_SIZE=1Mi`), starting with 14 applications
-//! (4 pages). Every 2–5 s a fault is drawn from a shuffled deck (22 cards, so
+//! (4 pages). Every 2–5 s a fault is drawn from a shuffled deck (24 cards, so
 //! that every kind comes up in the short run): HTTP 500, HTTP 503, GraphQL
 //! error, null data, malformed JSON, a delay beyond the request timeout, a
 //! dropped connection (two cards each; each for the next 1–3 requests of a
@@ -68,8 +68,14 @@
 //! whose list is `null`, an answer of 2 MiB, the first application removed
 //! between two page requests, a redirect to a plain-http listener (which must
 //! never be called), the revocation of the runtime's certificates, a rotation
-//! of the client CA, or a new certificate validity (20 s, 30 s, 60 s or 90
-//! days; it starts at 20 s, so renewals happen). After a revocation or a CA
+//! of the client CA, a new certificate validity (20 s, 30 s, 60 s or 90
+//! days; it starts at 20 s, so renewals happen), or the replicas' API server
+//! link (a fault proxy in front of the API server) black-holed or refused for
+//! 5–15 s (the first deck draws the partition first and the refusal sixth,
+//! or at the first draw after the partition ended, so that both come up in
+//! the short run; none starts within 40 s of the end,
+//! so that the connections a partition killed are found dead before the
+//! faults stop). After a revocation or a CA
 //! rotation the soak, like an operator, writes a fresh one-time token into
 //! the configuration Secret; it also does so when the agent reports a refused
 //! token or has been `ConnectionFailed` for 6 s (a token is spent when the
@@ -113,6 +119,7 @@ use kube::{Api, Client};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use test_support::{FaultProxy, Mode};
 
 use agent::{
     AgentConfig, AgentProcess, Counters, DIRECTOR_PAGE_SIZE, LEASE, LEASE_DURATION,
@@ -282,6 +289,11 @@ enum Fault {
     Revocation,
     CaRotation,
     Validity,
+    /// The API server link black-holed for 5–15 s: open connections carry
+    /// nothing, for ever; new ones too while it lasts.
+    ApiPartition,
+    /// The API server link refused for 5–15 s: every connection reset.
+    ApiRefusal,
 }
 
 impl Fault {
@@ -302,6 +314,8 @@ impl Fault {
             Fault::Revocation => "certificate revocation",
             Fault::CaRotation => "CA rotation",
             Fault::Validity => "certificate validity change",
+            Fault::ApiPartition => "API server partition",
+            Fault::ApiRefusal => "API server refusal",
         }
     }
 
@@ -328,6 +342,8 @@ impl Fault {
             Fault::Revocation,
             Fault::CaRotation,
             Fault::Validity,
+            Fault::ApiPartition,
+            Fault::ApiRefusal,
         ]);
         deck.shuffle(rng);
         deck
@@ -376,6 +392,11 @@ struct Soak {
     redirect_target: RedirectTarget,
     /// The replicas: two, behind the Lease.
     agents: Vec<AgentProcess>,
+    /// Between the replicas and the API server (the soak's own watches
+    /// and checks go straight to it).
+    api_link: FaultProxy,
+    /// When the API server link fault in place ends.
+    api_link_heals: Option<Instant>,
 }
 
 /// A plain-http listener that counts the connections it gets: redirects point
@@ -431,6 +452,12 @@ async fn soak(options: Options) -> Vec<String> {
 
     let world = World::new().await;
     world.sim.set_cert_validity(Duration::from_secs(20));
+    // The soak's model of the Director must know which application a
+    // removal between two page requests takes (the first served): in the
+    // Director's order one added before the fault strikes may come first, in
+    // the order of creation it never does. (The agent's handling of the
+    // Director's order is tested in tests/synchronization.rs.)
+    world.sim.set_list_order(compass_sim::ListOrder::Creation);
     let mut director = Director::new();
     for _ in 0..INITIAL_APPS {
         director.add(&world.sim, &mut rng);
@@ -456,8 +483,20 @@ async fn soak(options: Options) -> Vec<String> {
         tokio::spawn(watch::sample_agent(record.clone())),
     ];
     let log_dir = tempfile::tempdir().expect("a temp dir");
+    let api_link = FaultProxy::tcp_to_apiserver(&world.env.kube_config())
+        .await
+        .expect("the fault proxy in front of the API server");
+    let kubeconfig = log_dir.path().join("kubeconfig");
+    test_support::write_kubeconfig(
+        &api_link.kubeconfig(
+            kube::config::Kubeconfig::read_from(world.env.kubeconfig_path())
+                .expect("the test environment's kubeconfig"),
+        ),
+        &kubeconfig,
+    )
+    .expect("the agents' kubeconfig is written");
     let agent_config = AgentConfig {
-        kubeconfig: world.env.kubeconfig_path().to_path_buf(),
+        kubeconfig,
         compass_ca_bundle: world
             .settings
             .compass_ca_bundle
@@ -487,6 +526,8 @@ async fn soak(options: Options) -> Vec<String> {
         pending_removals: Vec::new(),
         redirect_target: RedirectTarget::start().await,
         agents: Vec::new(),
+        api_link,
+        api_link_heals: None,
     };
 
     // Connect and synchronize once before the faults start.
@@ -516,7 +557,14 @@ async fn soak(options: Options) -> Vec<String> {
     let d = duration.as_secs_f64();
     let faults_started = Instant::now();
     let end = faults_started + duration;
-    let mut deck = Vec::new();
+    let mut deck = Fault::deck(&mut soak.rng);
+    // Both API server link faults come up in the short run.
+    for (fault, from_end) in [(Fault::ApiPartition, 1), (Fault::ApiRefusal, 6)] {
+        let at = deck.iter().position(|f| *f == fault).expect("in the deck");
+        let card = deck.remove(at);
+        let place = deck.len() + 1 - from_end;
+        deck.insert(place, card);
+    }
     let mut next_fault = faults_started + between(&mut soak.rng, 2.0, 5.0);
     let mut next_change = faults_started + between(&mut soak.rng, 2.0, 6.0);
     let agent_every = (20f64.max(d / 8.0), 40f64.max(d / 4.0));
@@ -529,12 +577,29 @@ async fn soak(options: Options) -> Vec<String> {
         soak.replace_exited_agents().await;
         soak.operator().await;
         let now = Instant::now();
+        soak.heal_api_link(now);
         if now >= next_fault {
             if deck.is_empty() {
                 deck = Fault::deck(&mut soak.rng);
             }
             let fault = deck.pop().expect("a full deck");
-            soak.inject(fault).await;
+            // A link fault ends 25 s before the faults stop, so that the
+            // connections it killed are found dead (a ping unanswered for
+            // 15 + 10 s) within the soak's run, not in its recovery time.
+            let link_fault_fits = end.saturating_duration_since(now) > Duration::from_secs(40);
+            let link_fault = matches!(fault, Fault::ApiPartition | Fault::ApiRefusal);
+            if link_fault && soak.api_link_heals.is_some() {
+                // One is in place: this one comes at the next draw.
+                deck.push(fault);
+            } else if link_fault && !link_fault_fits {
+                soak.faults_skipped += 1;
+                soak.event(format!(
+                    "fault {}: skipped (too close to the end)",
+                    fault.name()
+                ));
+            } else {
+                soak.inject(fault).await;
+            }
             next_fault = Instant::now() + between(&mut soak.rng, 2.0, 5.0);
         }
         if now >= next_change {
@@ -555,6 +620,7 @@ async fn soak(options: Options) -> Vec<String> {
     }
 
     // ---- the faults stop ----
+    soak.heal_api_link(Instant::now() + Duration::from_secs(3600));
     soak.world.sim.clear_faults();
     soak.settle_pending_removals();
     let faults_stopped = Instant::now();
@@ -830,6 +896,16 @@ impl Soak {
                 self.pending_removals.push((id, name.clone()));
                 format!("{name} goes between two page requests of the next sync")
             }
+            Fault::ApiPartition | Fault::ApiRefusal => {
+                let seconds = self.rng.random_range(5..=15);
+                let (mode, what) = match fault {
+                    Fault::ApiPartition => (Mode::BlackHole, "black-holed"),
+                    _ => (Mode::Refuse, "refused"),
+                };
+                self.api_link.set_mode(mode);
+                self.api_link_heals = Some(Instant::now() + Duration::from_secs(seconds));
+                format!("the replicas' API server link {what} for {seconds} s")
+            }
             Fault::Refusal => {
                 let times = self.rng.random_range(1..=3);
                 for _ in 0..times {
@@ -889,6 +965,19 @@ impl Soak {
         };
         *self.faults.entry(fault).or_default() += 1;
         self.event(format!("fault: {description}"));
+    }
+
+    /// Ends the API server link fault in place once it is due at `now`.
+    fn heal_api_link(&mut self, now: Instant) {
+        if self.api_link_heals.is_some_and(|at| now >= at) {
+            self.api_link_heals = None;
+            self.api_link.set_mode(Mode::Pass);
+            let counters = self.api_link.counters();
+            self.event(format!(
+                "the replicas' API server link works again ({} connections black-holed, {} reset so far)",
+                counters.black_holed, counters.reset
+            ));
+        }
     }
 
     fn change_director(&mut self) {

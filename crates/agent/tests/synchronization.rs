@@ -18,8 +18,9 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-/// The Application of the Director's `shop`: the runtime has no isNormalized
-/// label, so its name is normalized, as today's Kyma agent does.
+/// The Application of the Director's `shop`: its name normalized, as the
+/// Director serves it (the runtime's isNormalized is "true") and today's
+/// Kyma agent keeps it.
 const SHOP: &str = "mp-shop";
 
 const BUNDLE_OAUTH: &str = "6f2b6e2e-1b43-4e0a-a1c2-3f1b8a0c9d11";
@@ -426,6 +427,161 @@ async fn removed_applications_are_deleted_and_foreign_ones_left_alone() {
     );
 }
 
+/// Every list of the runtime's applications as the Director serves them now
+/// (ids only, nested), asked with the agent's stored certificate.
+async fn director_order(world: &World) -> serde_json::Value {
+    let stored = world.certificate_secret().await.expect("the certificate");
+    let identity = reqwest::Identity::from_pem(
+        format!("{}\n{}", stored["key"], stored["crtChain"]).as_bytes(),
+    )
+    .unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_merge(
+            reqwest::Certificate::from_pem_bundle(world.sim.server_ca_pem().as_bytes()).unwrap(),
+        )
+        .identity(identity)
+        .build()
+        .unwrap();
+    let body: serde_json::Value = client
+        .post(world.sim.director_url())
+        .json(&json!({
+            "query": "query($id: ID!) { applicationsForRuntime(runtimeID: $id) { data { id auths { id } bundles { data { id apiDefinitions { data { id } } eventDefinitions { data { id } } } } } } }",
+            "variables": { "id": RUNTIME_ID }
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(body["errors"].is_null(), "{body}");
+    body["data"]["applicationsForRuntime"]["data"].clone()
+}
+
+/// Each list of the Director's answer by where it is (`applications`,
+/// `<app> auths`, `<app> bundles`, `<bundle> apiDefinitions`, …), its ids in
+/// the order served.
+fn served_lists(apps: &serde_json::Value) -> BTreeMap<String, Vec<String>> {
+    let ids = |list: &serde_json::Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut lists = BTreeMap::from([("applications".to_string(), ids(apps))]);
+    for app in apps.as_array().unwrap() {
+        let app_id = app["id"].as_str().unwrap();
+        lists.insert(format!("{app_id} auths"), ids(&app["auths"]));
+        lists.insert(format!("{app_id} bundles"), ids(&app["bundles"]["data"]));
+        for bundle in app["bundles"]["data"].as_array().unwrap() {
+            let bundle_id = bundle["id"].as_str().unwrap();
+            for kind in ["apiDefinitions", "eventDefinitions"] {
+                lists.insert(format!("{bundle_id} {kind}"), ids(&bundle[kind]["data"]));
+            }
+        }
+    }
+    lists
+}
+
+/// The Director orders its lists by random ids, not by creation: the same
+/// content may come in another order. It is the same content: the same
+/// Applications, and nothing written for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_director_content_in_another_order_gives_the_same_applications_and_no_write() {
+    let world = World::connected().await;
+    world.sim.set_list_order(compass_sim::ListOrder::Seeded(1));
+    let mut apps = compass_sim::model::generate_applications(6, 4, 3, 2);
+    for app in &mut apps {
+        for n in 1..=3 {
+            app.auths.push(compass_sim::model::AppAuth {
+                id: format!("{}-auth-{n}", app.id),
+            });
+        }
+    }
+    world.sim.set_applications(RUNTIME_ID, apps).unwrap();
+    resync(&world).await;
+    let order_one = director_order(&world).await;
+    let applications_before = applications(&world)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(applications_before.len(), 6);
+    let before = resource_versions(&world).await;
+    let writes_before = world.agent().metrics.kubernetes.successful_writes();
+
+    world.sim.set_list_order(compass_sim::ListOrder::Seeded(2));
+    let (one, two) = (
+        served_lists(&order_one),
+        served_lists(&director_order(&world).await),
+    );
+    assert_eq!(
+        one.keys().collect::<Vec<_>>(),
+        two.keys().collect::<Vec<_>>()
+    );
+    for kind in [
+        "applications",
+        " auths",
+        " bundles",
+        " apiDefinitions",
+        " eventDefinitions",
+    ] {
+        let of_kind = |lists: &BTreeMap<String, Vec<String>>| -> Vec<Vec<String>> {
+            lists
+                .iter()
+                .filter(|(key, _)| key.ends_with(kind))
+                .map(|(_, ids)| ids.clone())
+                .collect()
+        };
+        assert_ne!(of_kind(&one), of_kind(&two), "another order of{kind}");
+        let sorted = |lists: Vec<Vec<String>>| -> Vec<Vec<String>> {
+            lists
+                .into_iter()
+                .map(|mut ids| {
+                    ids.sort();
+                    ids
+                })
+                .collect()
+        };
+        assert_eq!(
+            sorted(of_kind(&one)),
+            sorted(of_kind(&two)),
+            "the same{kind}"
+        );
+    }
+    let connection = resync(&world).await;
+    assert_eq!(
+        world.agent().metrics.kubernetes.successful_writes() - writes_before,
+        0,
+        "the agent wrote for a new order of the same content"
+    );
+    assert_eq!(resource_versions(&world).await, before);
+    let applications_after = applications(&world)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let specs = |apps: &[Application]| -> BTreeMap<String, ApplicationSpec> {
+        apps.iter()
+            .map(|a| (a.name_any(), a.spec.clone()))
+            .collect()
+    };
+    assert_eq!(specs(&applications_after), specs(&applications_before));
+    let results = connection
+        .status
+        .unwrap()
+        .synchronization_status
+        .unwrap()
+        .applications;
+    assert!(
+        results
+            .iter()
+            .all(|r| r.operation == SyncOperation::Unchanged),
+        "{results:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_director_makes_no_writes() {
     let world = World::connected().await;
@@ -653,7 +809,12 @@ async fn director_faults_fail_the_sync_delete_nothing_and_recover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_application_that_cannot_be_written_does_not_stop_the_others() {
     let world = World::connected().await;
-    // The Director's names as they are: one that Kubernetes refuses.
+    // The Director's names as they are: one that Kubernetes refuses. (Compass's
+    // Director would normalize it under this label: a Director that serves
+    // the names as registered is asked for.)
+    world
+        .sim
+        .set_application_names(compass_sim::ApplicationNames::AsRegistered);
     world
         .sim
         .set_runtime_label(RUNTIME_ID, names::IS_NORMALIZED_LABEL, json!("true"))
@@ -811,9 +972,64 @@ fn set_is_normalized(world: &World, value: Option<serde_json::Value>) {
     }
 }
 
+/// Against Compass as it is, the label changes nothing the agent writes: the
+/// Director normalizes the names when the label is missing or "true" (and
+/// appends a system number), the agent when it is anything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_the_director_the_names_are_the_same_whatever_the_runtime_label() {
+    let world = World::connected().await;
+    world
+        .sim
+        .put_application(RUNTIME_ID, plain("a-1", "Shop_Orders"))
+        .unwrap();
+    world
+        .sim
+        .put_application(RUNTIME_ID, plain("a-2", "mp-crm"))
+        .unwrap();
+    let mut numbered = plain("a-3", "ERP");
+    numbered.system_number = Some("4711".into());
+    world.sim.put_application(RUNTIME_ID, numbered).unwrap();
+    resync(&world).await;
+    let expected = BTreeSet::from([
+        "mp-shop-orders".to_string(),
+        "mp-crm".to_string(),
+        "mp-erp-4711".to_string(),
+    ]);
+    assert_eq!(application_names(&world).await, expected);
+    let before = resource_versions(&world).await;
+    for value in [
+        None,
+        Some(json!("false")),
+        Some(json!("True")),
+        Some(json!(true)),
+        Some(json!("true")),
+    ] {
+        set_is_normalized(&world, value.clone());
+        let connection = resync(&world).await;
+        let status = connection.status.unwrap();
+        assert_eq!(
+            status.synchronization_status.unwrap().error,
+            "",
+            "{value:?}"
+        );
+        assert_eq!(application_names(&world).await, expected, "{value:?}");
+        assert_eq!(
+            resource_versions(&world).await,
+            before,
+            "no write for {value:?}"
+        );
+    }
+}
+
+/// The agent's own rule, which a Director that serves the names as
+/// registered shows (Compass's Director normalizes them itself: see above).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_are_normalized_unless_the_runtime_label_is_normalized_is_the_string_true() {
     let world = World::connected().await;
+    world
+        .sim
+        .set_application_names(compass_sim::ApplicationNames::AsRegistered);
+    set_is_normalized(&world, None);
     world
         .sim
         .put_application(RUNTIME_ID, plain("a-1", "Shop_Orders"))
@@ -878,6 +1094,11 @@ async fn names_are_normalized_unless_the_runtime_label_is_normalized_is_the_stri
 async fn when_the_label_goes_away_applications_are_renamed_new_first_and_no_shared_secret_is_lost()
 {
     let mut world = World::new().await;
+    // A Director that serves the names as registered: Compass's normalizes
+    // them itself when the label is "true", and nothing is renamed.
+    world
+        .sim
+        .set_application_names(compass_sim::ApplicationNames::AsRegistered);
     world.settings.minimal_compass_sync_time = Duration::from_secs(1);
     set_is_normalized(&world, Some(json!("true")));
     // Its normal form is "mp-" + itself with '.' → '-': both names begin with
@@ -1060,7 +1281,16 @@ async fn an_application_removed_between_two_page_requests_costs_no_other_applica
         FaultKind::RemoveFirstApplication,
         FaultTimes::Next(1),
     );
-    let removed = world.sim.applications(RUNTIME_ID).unwrap()[0].name.clone();
+    // The first in the Director's order, which is not the order of creation.
+    let first = world.sim.served_application_ids(RUNTIME_ID).unwrap()[0].clone();
+    let removed = world
+        .sim
+        .applications(RUNTIME_ID)
+        .unwrap()
+        .into_iter()
+        .find(|a| a.id == first)
+        .unwrap()
+        .name;
     resync(&world).await;
     assert!(world.sim.faults().is_empty(), "the fault struck");
     let gone = world
@@ -1337,6 +1567,42 @@ async fn once_connected_the_sync_needs_only_the_runtime_id_and_tenant() {
         .await
         .unwrap()
         .is_some());
+}
+
+/// The Director answers for a runtime it does not know as Compass does:
+/// `runtime` is null without an error, `applicationsForRuntime` an
+/// `InvalidData` error with its extensions. The sync fails in the
+/// Director's words, and nothing is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_the_director_does_not_know_fails_the_sync_in_its_words_and_deletes_nothing() {
+    let world = World::connected().await;
+    world
+        .sim
+        .put_application(RUNTIME_ID, plain("app-kept", "kept"))
+        .unwrap();
+    resync(&world).await;
+    let before = uids(&world).await;
+    assert!(before.contains_key("app/mp-kept"), "{before:?}");
+    let mut values = world.config_values("");
+    values.remove("TOKEN");
+    values.insert("RUNTIME_ID".into(), "no-such-runtime".into());
+    world.write_config_secret(values).await;
+    let failed = world
+        .wait_for_connection("a sync failed with the Director's reason", LONG, |c| {
+            c.status.as_ref().is_some_and(|s| {
+                s.connection_state == ConnectionState::SynchronizationFailed
+                    && s.synchronization_status
+                        .as_ref()
+                        .is_some_and(|sync| sync.error.contains("runtime does not exist"))
+            })
+        })
+        .await;
+    let error = failed.status.unwrap().synchronization_status.unwrap().error;
+    assert!(
+        error.contains("Invalid data [reason=runtime does not exist]"),
+        "{error}"
+    );
+    assert_eq!(uids(&world).await, before, "nothing was deleted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 
 use crate::faults::Fault;
 use crate::model::{Application, RuntimeSpec, SubjectTemplate};
+use crate::names::ApplicationNames;
+use crate::order::ListOrder;
 use crate::scenario::{format_duration, parse_duration, Scenario};
 use crate::state::{Shared, SimError};
 
@@ -87,7 +89,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/admin/certificates", get(list_certificates))
         .route(
-            "/admin/certificates/{serial}/revoke",
+            "/admin/certificates/{fingerprint}/revoke",
             post(revoke_certificate),
         )
         .route("/admin/ca/rotate", post(rotate_ca))
@@ -109,6 +111,8 @@ fn settings_json(shared: &Shared) -> Value {
         "certValidity": format_duration(s.cert_validity),
         "tokenTtl": format_duration(s.token_ttl),
         "strict": s.strict,
+        "listOrder": s.list_order,
+        "applicationNames": s.application_names,
         "clockOffset": format_duration(shared.clock.offset()),
     })
 }
@@ -140,6 +144,8 @@ struct SettingsPatch {
     cert_validity: Option<String>,
     token_ttl: Option<String>,
     strict: Option<bool>,
+    list_order: Option<ListOrder>,
+    application_names: Option<ApplicationNames>,
 }
 
 async fn put_settings(State(shared): AppState, body: Bytes) -> AdminResult<Json<Value>> {
@@ -159,6 +165,12 @@ async fn put_settings(State(shared): AppState, body: Bytes) -> AdminResult<Json<
         }
         if let Some(v) = patch.strict {
             s.strict = v;
+        }
+        if let Some(v) = patch.list_order {
+            s.list_order = v;
+        }
+        if let Some(v) = patch.application_names {
+            s.application_names = v;
         }
     });
     Ok(Json(settings_json(&shared)))
@@ -181,7 +193,7 @@ async fn load_scenario(State(shared): AppState, body: Bytes) -> AdminResult<Stat
         .map_err(|_| AdminError(StatusCode::BAD_REQUEST, "the scenario is not UTF-8".into()))?;
     let scenario = Scenario::parse(text)
         .map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("invalid scenario: {e}")))?;
-    crate::apply_scenario(&shared, &scenario)?;
+    crate::scenario::seed(&shared, &scenario)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -363,9 +375,9 @@ async fn list_certificates(State(shared): AppState) -> Json<Value> {
 
 async fn revoke_certificate(
     State(shared): AppState,
-    Path(serial): Path<String>,
+    Path(fingerprint): Path<String>,
 ) -> AdminResult<StatusCode> {
-    shared.revoke_certificate(&serial)?;
+    shared.revoke_certificate(&fingerprint)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -12,6 +12,7 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use serde_json::{json, Value};
 
+use crate::ca::CertRefusal;
 use crate::clock::rfc3339;
 use crate::faults::FaultKind;
 use crate::graphql::connector::{self, ConnectorCaller, ConnectorSchema};
@@ -224,19 +225,31 @@ async fn handle(endpoint: Endpoint, parts: Parts) -> Response {
     entry.variables =
         redact_variables(&serde_json::to_value(&request.variables).unwrap_or_default());
 
-    // Who is calling (without spending a token).
+    // Who is calling (without spending a token): as Compass's gateway, the
+    // SystemAuth that the client certificate's CN names.
     let connector_token = header_str(&headers, "connector-token");
     let certificate = match endpoint {
         Endpoint::ConnectorToken => None,
         _ => {
             let der = peer.0.clone();
-            Some(shared.check_client_certificate(der.as_deref().map(Vec::as_slice)))
+            Some(
+                shared
+                    .check_client_certificate(der.as_deref().map(Vec::as_slice))
+                    .and_then(
+                        |certificate| match shared.system_auth(&certificate.common_name) {
+                            Some(identity) => Ok((certificate, identity)),
+                            None => Err(CertRefusal::UnknownSystemAuth {
+                                common_name: certificate.common_name,
+                            }),
+                        },
+                    ),
+            )
         }
     };
     match (&certificate, &connector_token) {
-        (Some(Ok(identity)), _) => {
+        (Some(Ok((certificate, identity))), _) => {
             entry.caller.runtime_id = Some(identity.runtime_id.clone());
-            entry.caller.cert_serial = Some(identity.serial.clone());
+            entry.caller.certificate = Some(certificate.fingerprint.clone());
         }
         (None, Some(token)) => entry.caller.runtime_id = shared.token_owner(token),
         _ => {}
@@ -264,7 +277,7 @@ async fn handle(endpoint: Endpoint, parts: Parts) -> Response {
             FaultKind::NullList => null_list = true,
             FaultKind::SlowAnswer { ms } => hold_answer = Some(Duration::from_millis(ms)),
             FaultKind::RemoveFirstApplication => {
-                if let Some(Ok(identity)) = &certificate {
+                if let Some(Ok((_, identity))) = &certificate {
                     shared.remove_first_application(&identity.runtime_id);
                 }
             }
@@ -281,18 +294,22 @@ async fn handle(endpoint: Endpoint, parts: Parts) -> Response {
             // Compass answers a certificate of a rotated-out CA with a
             // GraphQL error, not an HTTP refusal.
             let status = match refusal {
-                crate::ca::CertRefusal::NotFromCurrentCa => StatusCode::OK,
+                CertRefusal::NotFromCurrentCa => StatusCode::OK,
                 _ => StatusCode::UNAUTHORIZED,
             };
             return finish_refused(&shared, entry, status, refusal.to_string());
         }
         (Endpoint::ConnectorToken, _) => request.data(ConnectorCaller::Token(connector_token)),
-        (Endpoint::ConnectorCert, Some(Ok(identity))) => {
-            request.data(ConnectorCaller::Certificate(identity))
+        (Endpoint::ConnectorCert, Some(Ok((certificate, identity)))) => {
+            request.data(ConnectorCaller::Certificate {
+                certificate,
+                identity,
+            })
         }
-        (Endpoint::Director, Some(Ok(identity))) => {
-            request.data(DirectorCaller { identity, tenant })
-        }
+        (Endpoint::Director, Some(Ok((_, identity)))) => request.data(DirectorCaller {
+            identity,
+            tenant_header: tenant,
+        }),
         (_, None) => unreachable!("mTLS endpoints always check the certificate"),
     };
     let request = request.data(shared.clone());

@@ -33,12 +33,15 @@ impl fmt::Display for Endpoint {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Caller {
-    /// From the Connector-Token or the client certificate's CN.
+    /// The runtime of the SystemAuth that the Connector-Token or the client
+    /// certificate's CN stands for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
+    /// The client certificate's fingerprint (lower-case hex SHA-1 of its DER).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_serial: Option<String>,
-    /// The `Tenant` header (Director).
+    pub certificate: Option<String>,
+    /// The `Tenant` header as the client sent it (Director); the tenant a
+    /// request acts in is its SystemAuth's, whatever this says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
 }

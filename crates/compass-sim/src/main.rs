@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use compass_sim::{CaPem, CompassSim, Scenario, SimConfig};
+use compass_sim::{ApplicationNames, CaPem, CompassSim, ListOrder, Scenario, SimConfig};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,6 +45,17 @@ struct Args {
     /// Also check that the CSR key matches the asked keyAlgorithm.
     #[arg(long)]
     strict: bool,
+    /// The seed of the Director's list order (default: random, or
+    /// COMPASS_SIM_LIST_ORDER_SEED); the same seed, the same order.
+    #[arg(long, conflicts_with = "lists_in_creation_order")]
+    list_order_seed: Option<u64>,
+    /// Serve lists in the order of creation (not what Compass does).
+    #[arg(long)]
+    lists_in_creation_order: bool,
+    /// Serve application names as registered, whatever the runtime's
+    /// isNormalized label (not what Compass does).
+    #[arg(long)]
+    names_as_registered: bool,
     /// Where to write server-ca.pem, client-ca.pem and urls.json.
     #[arg(long, env = "COMPASS_SIM_STATE_DIR")]
     state_dir: Option<PathBuf>,
@@ -88,6 +99,9 @@ async fn main() -> anyhow::Result<()> {
         cert_validity,
         token_ttl,
         strict,
+        list_order_seed,
+        lists_in_creation_order,
+        names_as_registered,
         state_dir,
         client_ca_cert,
         client_ca_key,
@@ -115,6 +129,17 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .flat_map(|s| s.runtimes.iter().map(|r| r.spec.id.clone()))
         .collect();
+    let defaults = SimConfig::default();
+    let list_order = match (lists_in_creation_order, list_order_seed) {
+        (true, _) => ListOrder::Creation,
+        (false, Some(seed)) => ListOrder::Seeded(seed),
+        (false, None) => defaults.list_order,
+    };
+    let application_names = if names_as_registered {
+        ApplicationNames::AsRegistered
+    } else {
+        defaults.application_names
+    };
     let config = SimConfig {
         gateway_addr: gateway,
         mtls_gateway_addr: mtls_gateway,
@@ -124,10 +149,12 @@ async fn main() -> anyhow::Result<()> {
         cert_validity,
         token_ttl,
         strict,
+        list_order,
+        application_names,
         client_ca: read_ca(client_ca_cert, client_ca_key)?,
         server_ca: read_ca(server_ca_cert, server_ca_key)?,
         scenario,
-        ..SimConfig::default()
+        ..defaults
     };
     let sim = CompassSim::start(config).await?;
 
@@ -147,6 +174,9 @@ async fn main() -> anyhow::Result<()> {
     println!("  director (mTLS):    {}", sim.director_url());
     if let Some(admin) = sim.admin_url() {
         println!("  admin API:          {admin}/admin/info");
+    }
+    if let ListOrder::Seeded(seed) = sim.settings().list_order {
+        println!("  list order seed:    {seed} (--list-order-seed {seed} serves this order again)");
     }
     match &state_dir {
         Some(dir) => println!(

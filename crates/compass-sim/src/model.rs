@@ -24,6 +24,10 @@ pub struct Application {
     pub provider_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The application's system number: `applicationsForRuntime` serves its
+    /// name as `<name>-<systemNumber>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_number: Option<String>,
     #[serde(default)]
     pub labels: Map<String, Value>,
     #[serde(default)]
@@ -136,7 +140,7 @@ pub struct EventDefinition {
 }
 
 /// The subject values the Connector hands out, except the common name (which is
-/// always the runtime id).
+/// the id of the SystemAuth the one-time token belongs to).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubjectTemplate {
@@ -213,6 +217,7 @@ pub fn generate_applications(
             name: format!("application-{a:05}"),
             provider_name: Some("compass-sim".into()),
             description: Some(format!("Generated application {a}")),
+            system_number: None,
             labels: Map::new(),
             auths: vec![AppAuth {
                 id: format!("app-{a:05}-auth"),

@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{generate_applications, Application, RuntimeSpec};
-use crate::state::SimError;
+use crate::names::ApplicationNames;
+use crate::order::ListOrder;
+use crate::state::{Shared, SimError};
 
 /// ```yaml
 /// settings: { certValidity: 2160h, tokenTtl: 60m, strict: false }
@@ -36,6 +38,12 @@ pub struct ScenarioSettings {
     pub token_ttl: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
+    /// `{seeded: 42}` or `creation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_order: Option<ListOrder>,
+    /// `normalizedByDirector` or `asRegistered`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_names: Option<ApplicationNames>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -97,6 +105,44 @@ impl Scenario {
     }
 }
 
+/// Seeds runtimes, applications and settings from a scenario, or changes
+/// nothing when one of its runtimes exists already.
+pub(crate) fn seed(shared: &Shared, scenario: &Scenario) -> Result<(), SimError> {
+    // Refuse before changing anything, so a bad scenario leaves no half state.
+    let mut ids = std::collections::HashSet::new();
+    for runtime in &scenario.runtimes {
+        let id = &runtime.spec.id;
+        if !ids.insert(id.as_str()) || shared.runtime_info(id).is_ok() {
+            return Err(SimError::RuntimeExists(id.clone()));
+        }
+    }
+    let s = &scenario.settings;
+    let cert_validity = s.cert_validity.as_deref().map(parse_duration).transpose()?;
+    let token_ttl = s.token_ttl.as_deref().map(parse_duration).transpose()?;
+    shared.update_settings(|settings| {
+        if let Some(v) = cert_validity {
+            settings.cert_validity = v;
+        }
+        if let Some(v) = token_ttl {
+            settings.token_ttl = v;
+        }
+        if let Some(v) = s.strict {
+            settings.strict = v;
+        }
+        if let Some(v) = s.list_order {
+            settings.list_order = v;
+        }
+        if let Some(v) = s.application_names {
+            settings.application_names = v;
+        }
+    });
+    for runtime in &scenario.runtimes {
+        shared.create_runtime(runtime.spec.clone())?;
+        shared.replace_applications(&runtime.spec.id, runtime.all_applications())?;
+    }
+    Ok(())
+}
+
 /// Parses a humantime duration (`2160h`, `90s`, `1h 30m`).
 pub fn parse_duration(text: &str) -> Result<Duration, SimError> {
     humantime::parse_duration(text.trim())
@@ -127,7 +173,7 @@ mod tests {
     fn a_yaml_scenario_seeds_runtimes_and_generated_applications() {
         let scenario = Scenario::parse(
             r#"
-settings: { certValidity: 30s, strict: true }
+settings: { certValidity: 30s, strict: true, listOrder: { seeded: 5 }, applicationNames: asRegistered }
 runtimes:
   - id: rt-1
     tenant: t-1
@@ -147,6 +193,11 @@ runtimes:
         )
         .unwrap();
         assert_eq!(scenario.settings.cert_validity.as_deref(), Some("30s"));
+        assert_eq!(scenario.settings.list_order, Some(ListOrder::Seeded(5)));
+        assert_eq!(
+            scenario.settings.application_names,
+            Some(ApplicationNames::AsRegistered)
+        );
         let rt = &scenario.runtimes[0];
         assert_eq!(rt.spec.key_algorithm.as_deref(), Some("rsa4096"));
         assert_eq!(rt.spec.labels["scenarios"][0], "DEFAULT");

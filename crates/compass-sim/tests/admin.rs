@@ -66,10 +66,12 @@ async fn the_admin_api_drives_a_whole_scenario() {
         )
         .await;
     assert_eq!(status, 201, "{runtime}");
+    // The CN is each token's SystemAuth.
     assert_eq!(
         runtime["subject"],
-        "O=Org,OU=OrgUnit,L=Locality,ST=State,C=PL,CN=rt-admin"
+        "O=Org,OU=OrgUnit,L=Locality,ST=State,C=PL"
     );
+    assert_eq!(runtime["labels"]["isNormalized"], "true");
     let (status, _) = admin
         .post(
             "/admin/runtimes",
@@ -113,12 +115,23 @@ async fn the_admin_api_drives_a_whole_scenario() {
     let (status, settings) = admin
         .put(
             "/admin/settings",
-            json!({"certValidity": "1h", "tokenTtl": "5m", "strict": true}),
+            json!({"certValidity": "1h", "tokenTtl": "5m", "strict": true,
+                   "listOrder": {"seeded": 7}, "applicationNames": "asRegistered"}),
         )
         .await;
     assert_eq!(status, 200);
     assert_eq!(settings["certValidity"], "1h");
     assert_eq!(settings["strict"], true);
+    assert_eq!(settings["listOrder"], json!({"seeded": 7}));
+    assert_eq!(settings["applicationNames"], "asRegistered");
+    assert_eq!(sim.settings().list_order, compass_sim::ListOrder::Seeded(7));
+    let (_, settings) = admin
+        .put(
+            "/admin/settings",
+            json!({"listOrder": "creation", "applicationNames": "normalizedByDirector"}),
+        )
+        .await;
+    assert_eq!(settings["listOrder"], "creation");
     assert_eq!(sim.settings().token_ttl.as_secs(), 300);
 
     let (status, issued) = admin
@@ -142,14 +155,20 @@ async fn the_admin_api_drives_a_whole_scenario() {
     let (_, labels) = admin.get("/admin/runtimes/rt-admin/labels").await;
     assert_eq!(
         labels,
-        json!({"scenarios": ["DEFAULT"], "runtime_consoleUrl": "https://console"})
+        json!({"scenarios": ["DEFAULT"], "isNormalized": "true", "runtime_consoleUrl": "https://console"})
     );
 
     let (_, certs) = admin.get("/admin/certificates").await;
-    let serial = certs[0]["serial"].as_str().unwrap().to_string();
+    let fingerprint = certs[0]["fingerprint"].as_str().unwrap().to_string();
     assert_eq!(certs[0]["runtimeId"], "rt-admin");
+    assert_eq!(certs[0]["serial"], "02");
+    let (_, runtime) = admin.get("/admin/runtimes/rt-admin").await;
+    assert_eq!(certs[0]["systemAuth"], runtime["systemAuths"][0]);
     let (status, _) = admin
-        .post(&format!("/admin/certificates/{serial}/revoke"), json!({}))
+        .post(
+            &format!("/admin/certificates/{fingerprint}/revoke"),
+            json!({}),
+        )
         .await;
     assert_eq!(status, 204);
     assert!(sim.certificates()[0].revoked);

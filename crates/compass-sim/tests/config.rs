@@ -73,3 +73,28 @@ async fn urls_use_the_listen_address_or_the_public_host() {
     let creds = connect(&named, "rt").await;
     assert!(creds.cert_pem.contains("CERTIFICATE"));
 }
+
+#[tokio::test]
+async fn the_certificate_secured_urls_name_the_public_port_of_a_gateway_in_front() {
+    let sim = CompassSim::start(SimConfig {
+        public_mtls_port: Some(4443),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let urls = sim.urls();
+    assert!(
+        urls.director_url.starts_with("https://127.0.0.1:4443/"),
+        "{urls:?}"
+    );
+    assert!(
+        urls.cert_secured_connector_url
+            .starts_with("https://127.0.0.1:4443/"),
+        "{urls:?}"
+    );
+    assert!(
+        !urls.connector_url.contains(":4443/"),
+        "the token-secured Connector is not behind it: {urls:?}"
+    );
+    sim.shutdown().await;
+}

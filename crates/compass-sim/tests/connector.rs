@@ -12,9 +12,11 @@ use serde_json::json;
 
 const RUNTIME: &str = "runtime-1";
 
-fn expected_subject(runtime: &str) -> Subject {
+/// The subject the Connector hands out to a holder of a token of
+/// `system_auth`: the CN is the SystemAuth, not the runtime.
+fn expected_subject(system_auth: &str) -> Subject {
     Subject::parse(&format!(
-        "O=Org,OU=OrgUnit,L=Locality,ST=State,C=PL,CN={runtime}"
+        "O=Org,OU=OrgUnit,L=Locality,ST=State,C=PL,CN={system_auth}"
     ))
     .unwrap()
 }
@@ -24,6 +26,11 @@ async fn token_csr_certificate_and_mtls_flow_works_and_a_token_is_single_use() {
     let sim = start().await;
     sim.create_runtime(RUNTIME, TENANT).unwrap();
     let token = sim.issue_token(RUNTIME).unwrap();
+    let system_auth = sim.token_system_auth(&token).unwrap();
+    assert!(
+        uuid::Uuid::parse_str(&system_auth).is_ok(),
+        "a SystemAuth id is a UUID: {system_auth}"
+    );
     let http = client(&sim, None);
 
     let (status, config) = gql(
@@ -38,7 +45,7 @@ async fn token_csr_certificate_and_mtls_flow_works_and_a_token_is_single_use() {
     let cfg = &config["data"]["configuration"];
     assert_eq!(
         cfg["certificateSigningRequestInfo"]["subject"],
-        "O=Org,OU=OrgUnit,L=Locality,ST=State,C=PL,CN=runtime-1"
+        format!("O=Org,OU=OrgUnit,L=Locality,ST=State,C=PL,CN={system_auth}")
     );
     assert_eq!(
         cfg["certificateSigningRequestInfo"]["keyAlgorithm"],
@@ -54,6 +61,11 @@ async fn token_csr_certificate_and_mtls_flow_works_and_a_token_is_single_use() {
     );
     let csr_token = cfg["token"]["token"].as_str().unwrap();
     assert_ne!(csr_token, token);
+    assert_eq!(
+        sim.token_system_auth(csr_token).as_deref(),
+        Some(system_auth.as_str()),
+        "the new token is for the same SystemAuth"
+    );
 
     // The first token is spent.
     let (_, again) = gql(
@@ -74,7 +86,7 @@ async fn token_csr_certificate_and_mtls_flow_works_and_a_token_is_single_use() {
         &http,
         sim.connector_url(),
         SIGN,
-        json!({ "csr": csr(&expected_subject(RUNTIME), &key) }),
+        json!({ "csr": csr(&expected_subject(&system_auth), &key) }),
         &[("Connector-Token", csr_token)],
     )
     .await;
@@ -91,7 +103,7 @@ async fn token_csr_certificate_and_mtls_flow_works_and_a_token_is_single_use() {
         &http,
         sim.connector_url(),
         SIGN,
-        json!({ "csr": csr(&expected_subject(RUNTIME), &key) }),
+        json!({ "csr": csr(&expected_subject(&system_auth), &key) }),
         &[("Connector-Token", csr_token)],
     )
     .await;
@@ -107,6 +119,7 @@ async fn token_csr_certificate_and_mtls_flow_works_and_a_token_is_single_use() {
         chain_pem,
         ca_pem,
     };
+    assert_eq!(serial_of(&creds.cert_pem), "02", "Compass's serial number");
     let mtls = client(&sim, Some(&creds));
     let (status, cert_config) = gql(
         &mtls,
@@ -135,6 +148,8 @@ async fn token_csr_certificate_and_mtls_flow_works_and_a_token_is_single_use() {
     let certs = sim.certificates();
     assert_eq!(certs.len(), 1);
     assert_eq!(certs[0].runtime_id, RUNTIME);
+    assert_eq!(certs[0].system_auth, system_auth);
+    assert_eq!(common_name_of(&creds.cert_pem), system_auth);
     sim.shutdown().await;
 }
 
@@ -159,7 +174,7 @@ async fn the_token_from_the_cert_secured_configuration_signs_on_the_token_endpoi
         &client(&sim, None),
         sim.connector_url(),
         SIGN,
-        json!({ "csr": csr(&expected_subject(RUNTIME), &key(KeyKind::EcdsaP256)) }),
+        json!({ "csr": csr(&expected_subject(&common_name_of(&creds.cert_pem)), &key(KeyKind::EcdsaP256)) }),
         &[("Connector-Token", token)],
     )
     .await;
@@ -177,7 +192,8 @@ async fn renewal_on_the_cert_secured_connector_needs_the_same_subject() {
     let mtls = client(&sim, Some(&creds));
     let new_key = key(KeyKind::Rsa2048);
 
-    let mut other = expected_subject(RUNTIME);
+    let system_auth = common_name_of(&creds.cert_pem);
+    let mut other = expected_subject(&system_auth);
     other.organization = "Other".into();
     let (_, refused) = gql(
         &mtls,
@@ -196,7 +212,7 @@ async fn renewal_on_the_cert_secured_connector_needs_the_same_subject() {
         &mtls,
         sim.cert_secured_connector_url(),
         SIGN,
-        json!({ "csr": csr(&expected_subject(RUNTIME), &new_key) }),
+        json!({ "csr": csr(&expected_subject(&system_auth), &new_key) }),
         &[],
     )
     .await;
@@ -208,6 +224,11 @@ async fn renewal_on_the_cert_secured_connector_needs_the_same_subject() {
         ca_pem: unb64(&result["caCertificate"]),
     };
     assert_ne!(renewed_creds.cert_pem, creds.cert_pem);
+    assert_eq!(
+        common_name_of(&renewed_creds.cert_pem),
+        system_auth,
+        "a renewed certificate names the same SystemAuth"
+    );
     let (status, _) = gql(
         &client(&sim, Some(&renewed_creds)),
         sim.cert_secured_connector_url(),
@@ -225,27 +246,31 @@ async fn a_csr_with_a_wrong_subject_is_refused_naming_the_field() {
     let sim = start().await;
     sim.create_runtime(RUNTIME, TENANT).unwrap();
     let http = client(&sim, None);
-    let mut wrong = expected_subject(RUNTIME);
-    wrong.common_name = "someone-else".into();
-    let token = sim.issue_token(RUNTIME).unwrap();
-    let (status, body) = gql(
-        &http,
-        sim.connector_url(),
-        SIGN,
-        json!({ "csr": csr(&wrong, &key(KeyKind::EcdsaP256)) }),
-        &[("Connector-Token", &token)],
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        first_error(&body),
-        "Error while signing Certificate Signing Request: CSR: Invalid common name provided."
-    );
-    assert!(body["data"].is_null(), "{body}");
+    // The runtime's id is not the CN: the token's SystemAuth is.
+    for cn in ["someone-else", RUNTIME] {
+        let token = sim.issue_token(RUNTIME).unwrap();
+        let mut wrong = expected_subject(&sim.token_system_auth(&token).unwrap());
+        wrong.common_name = cn.into();
+        let (status, body) = gql(
+            &http,
+            sim.connector_url(),
+            SIGN,
+            json!({ "csr": csr(&wrong, &key(KeyKind::EcdsaP256)) }),
+            &[("Connector-Token", &token)],
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            first_error(&body),
+            "Error while signing Certificate Signing Request: CSR: Invalid common name provided.",
+            "CN {cn}"
+        );
+        assert!(body["data"].is_null(), "{body}");
+    }
 
-    let mut wrong_country = expected_subject(RUNTIME);
-    wrong_country.country = "DE".into();
     let token = sim.issue_token(RUNTIME).unwrap();
+    let mut wrong_country = expected_subject(&sim.token_system_auth(&token).unwrap());
+    wrong_country.country = "DE".into();
     let (_, body) = gql(
         &http,
         sim.connector_url(),
@@ -265,7 +290,7 @@ async fn a_csr_with_a_bad_signature_is_refused() {
     let sim = start().await;
     sim.create_runtime(RUNTIME, TENANT).unwrap();
     let good = unb64(&serde_json::Value::String(csr(
-        &expected_subject(RUNTIME),
+        &expected_subject("any"),
         &key(KeyKind::EcdsaP256),
     )));
     let mut der = pem::parse(&good).unwrap().into_contents();
@@ -317,6 +342,7 @@ async fn strict_mode_refuses_a_key_of_the_wrong_algorithm() {
     sim.set_strict(true);
     let http = client(&sim, None);
     let token = sim.issue_token(RUNTIME).unwrap();
+    let system_auth = sim.token_system_auth(&token).unwrap();
     let (_, config) = gql(
         &http,
         sim.connector_url(),
@@ -334,7 +360,7 @@ async fn strict_mode_refuses_a_key_of_the_wrong_algorithm() {
         &http,
         sim.connector_url(),
         SIGN,
-        json!({ "csr": csr(&expected_subject(RUNTIME), &key(KeyKind::Rsa2048)) }),
+        json!({ "csr": csr(&expected_subject(&system_auth), &key(KeyKind::Rsa2048)) }),
         &[("Connector-Token", cfg["token"]["token"].as_str().unwrap())],
     )
     .await;
@@ -613,7 +639,10 @@ async fn the_request_log_names_operations_and_callers_but_no_secrets() {
         .starts_with("<csr: "));
     assert_eq!(log[2].request_id.as_deref(), Some("req-42"));
     assert_eq!(log[2].caller.tenant.as_deref(), Some(TENANT));
-    assert!(log[2].caller.cert_serial.is_some());
+    assert_eq!(
+        log[2].caller.certificate,
+        Some(sim.certificates()[0].fingerprint.clone())
+    );
 
     let text = serde_json::to_string(&log).unwrap();
     assert!(!text.contains(&token), "the token leaked into the log");
@@ -623,4 +652,135 @@ async fn the_request_log_names_operations_and_callers_but_no_secrets() {
 
     sim.clear_request_log();
     assert!(sim.request_log().is_empty());
+}
+
+/// As observed on Compass: each token the Director issues for a runtime is a
+/// SystemAuth of its own, and the certificate it leads to names that
+/// SystemAuth in its CN (not the runtime id), always with serial number 2.
+#[tokio::test]
+async fn each_token_is_its_own_system_auth_and_names_the_certificate_it_leads_to() {
+    let sim = start().await;
+    sim.create_runtime(RUNTIME, TENANT).unwrap();
+    let first = sim.issue_token(RUNTIME).unwrap();
+    let second = sim.issue_token(RUNTIME).unwrap();
+    let (first_auth, second_auth) = (
+        sim.token_system_auth(&first).unwrap(),
+        sim.token_system_auth(&second).unwrap(),
+    );
+    assert_ne!(first_auth, second_auth);
+    let a = connect_with_key(&sim, &first, &key(KeyKind::Rsa2048)).await;
+    let b = connect_with_key(&sim, &second, &key(KeyKind::Rsa2048)).await;
+    assert_eq!(common_name_of(&a.cert_pem), first_auth);
+    assert_eq!(common_name_of(&b.cert_pem), second_auth);
+    assert_eq!(
+        (serial_of(&a.cert_pem), serial_of(&b.cert_pem)),
+        ("02".into(), "02".into())
+    );
+    let mut auths = vec![first_auth, second_auth];
+    auths.sort();
+    assert_eq!(sim.runtime(RUNTIME).unwrap().system_auths, auths);
+    // Both act as the runtime.
+    for creds in [&a, &b] {
+        let (_, body) = gql(
+            &client(&sim, Some(creds)),
+            sim.director_url(),
+            "query($id: ID!) { runtime(id: $id) { id } }",
+            json!({ "id": RUNTIME }),
+            &[],
+        )
+        .await;
+        assert_eq!(body["data"]["runtime"]["id"], RUNTIME, "{body}");
+    }
+    // Told apart by their fingerprints, not their serial numbers.
+    let certificates = sim.certificates();
+    assert_eq!(certificates.len(), 2);
+    assert_ne!(certificates[0].fingerprint, certificates[1].fingerprint);
+    assert!(certificates.iter().all(|c| c.serial == "02"));
+    sim.revoke_certificate(&certificates[0].fingerprint)
+        .unwrap();
+    assert_eq!(
+        sim.certificates().iter().filter(|c| c.revoked).count(),
+        1,
+        "one revoked by its fingerprint"
+    );
+    // A runtime deleted takes its SystemAuths along: its certificates no
+    // longer say who calls.
+    sim.delete_runtime(RUNTIME).unwrap();
+    let (status, body) = gql(
+        &client(&sim, Some(&a)),
+        sim.director_url(),
+        "query($id: ID!) { runtime(id: $id) { id } }",
+        json!({ "id": RUNTIME }),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(first_error(&body).contains("is no SystemAuth"), "{body}");
+}
+
+/// As observed on Compass: every `configuration` call, with a token or with
+/// the certificate, makes the Connector issue a new one-time token for the
+/// same SystemAuth. (A SystemAuth holds one token: a newer one replaces an
+/// unused older one, as the Director's source does.)
+#[tokio::test]
+async fn every_configuration_call_issues_a_new_token_for_the_same_system_auth() {
+    let sim = start().await;
+    sim.create_runtime(RUNTIME, TENANT).unwrap();
+    let token = sim.issue_token(RUNTIME).unwrap();
+    let system_auth = sim.token_system_auth(&token).unwrap();
+    let creds = connect_with_key(&sim, &token, &key(KeyKind::Rsa2048)).await;
+    let mtls = client(&sim, Some(&creds));
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let (status, body) = gql(
+            &mtls,
+            sim.cert_secured_connector_url(),
+            CONFIGURATION,
+            json!({}),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let cfg = &body["data"]["configuration"];
+        assert!(cfg["certificateSigningRequestInfo"]["subject"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(",CN={system_auth}")));
+        let new = cfg["token"]["token"].as_str().unwrap().to_string();
+        assert_eq!(sim.token_system_auth(&new), Some(system_auth.clone()));
+        tokens.push(new);
+    }
+    assert_ne!(tokens[0], tokens[1], "a new token each time");
+    let http = client(&sim, None);
+    let (_, replaced) = gql(
+        &http,
+        sim.connector_url(),
+        CONFIGURATION,
+        json!({}),
+        &[("Connector-Token", &tokens[0])],
+    )
+    .await;
+    assert!(
+        first_error(&replaced).contains("a newer token was issued"),
+        "{replaced}"
+    );
+    let (_, signed) = gql(
+        &http,
+        sim.connector_url(),
+        SIGN,
+        json!({ "csr": csr(&expected_subject(&system_auth), &key(KeyKind::EcdsaP256)) }),
+        &[("Connector-Token", &tokens[1])],
+    )
+    .await;
+    let cert = unb64(&signed["data"]["signCertificateSigningRequest"]["clientCertificate"]);
+    assert_eq!(common_name_of(&cert), system_auth);
+    let (_, used) = gql(
+        &http,
+        sim.connector_url(),
+        CONFIGURATION,
+        json!({}),
+        &[("Connector-Token", &tokens[1])],
+    )
+    .await;
+    assert!(first_error(&used).contains("already been used"), "{used}");
 }

@@ -308,8 +308,9 @@ async fn a_null_list_fault_answers_a_page_whose_list_is_null() {
 async fn remove_first_application_shifts_the_pages_after_the_first() {
     let s = setup().await;
     let apps = compass_sim::model::generate_applications(5, 0, 0, 0);
-    let all: Vec<String> = apps.iter().map(|a| a.id.clone()).collect();
     s.sim.set_applications(RUNTIME, apps).unwrap();
+    // In the Director's order: the first removed is the first served.
+    let all = s.sim.served_application_ids(RUNTIME).unwrap();
     s.sim.inject_fault(
         "applicationsForRuntime",
         FaultKind::RemoveFirstApplication,
@@ -378,8 +379,8 @@ async fn a_redirect_fault_points_at_plain_http_and_an_oversized_one_never_ends_i
 async fn a_slow_answer_shows_the_state_from_when_the_request_came() {
     let s = std::sync::Arc::new(setup().await);
     let apps = compass_sim::model::generate_applications(2, 0, 0, 0);
-    let all: Vec<String> = apps.iter().map(|a| a.id.clone()).collect();
     s.sim.set_applications(RUNTIME, apps).unwrap();
+    let all = s.sim.served_application_ids(RUNTIME).unwrap();
     s.sim.inject_fault(
         "applicationsForRuntime",
         FaultKind::SlowAnswer { ms: 1_500 },

@@ -114,8 +114,9 @@ async fn main() -> anyhow::Result<()> {
     );
     // The same table as `compass-runtime-agent status`.
     let certificate = status::stored_certificate(client.clone(), &settings).await;
+    let runtime_id = status::configured_runtime_id(client.clone(), &settings).await;
     let now = jiff::Timestamp::now();
-    let report = status::report(&connection, certificate, now);
+    let report = status::report(&connection, certificate, runtime_id, now);
     print!("{}", status::render_table(&report, now));
     let apps = Api::<Application>::all(client.clone())
         .list(&ListParams::default())

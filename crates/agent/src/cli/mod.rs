@@ -135,9 +135,10 @@ fn show_status(settings: Settings, output: OutputFormat) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let certificate = status::stored_certificate(client, &settings).await;
+        let certificate = status::stored_certificate(client.clone(), &settings).await;
+        let runtime_id = status::configured_runtime_id(client, &settings).await;
         let now = jiff::Timestamp::now();
-        let report = status::report(&connection, certificate, now);
+        let report = status::report(&connection, certificate, runtime_id, now);
         match output {
             OutputFormat::Table => print!("{}", status::render_table(&report, now)),
             OutputFormat::Json => match serde_json::to_string_pretty(&report) {

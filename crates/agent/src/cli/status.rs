@@ -1,6 +1,7 @@
 //! What `compass-runtime-agent status` prints: the CompassConnection (and the
-//! certificate Secret's subject) as a table or JSON, and whether the
-//! connection is healthy, for scripts. Pure but for `stored_certificate`.
+//! certificate Secret's subject, the configured runtime id) as a table or
+//! JSON, and whether the connection is healthy, for scripts. Pure but for
+//! `stored_certificate` and `configured_runtime_id`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -21,7 +22,9 @@ pub struct StatusReport {
     /// Why it is not healthy; empty when it is.
     pub problems: Vec<String>,
     pub state: ConnectionState,
-    /// The runtime id: the certificate's common name.
+    /// The runtime id: `RUNTIME_ID` of the configuration source (the
+    /// certificate's common name is not it: Compass names the SystemAuth of
+    /// the one-time token there).
     pub runtime_id: Option<String>,
     pub connector_url: String,
     pub director_url: String,
@@ -59,23 +62,20 @@ pub struct SynchronizationReport {
 }
 
 /// The report, from the resource, what the certificate Secret held (or why
-/// it could not be read), and the time now.
+/// it could not be read), the configured runtime id, and the time now.
 pub fn report(
     connection: &CompassConnection,
     certificate: Result<CertificateInfo, String>,
+    runtime_id: Option<String>,
     now: Timestamp,
 ) -> StatusReport {
     let status = connection.status.clone().unwrap_or_default();
     let connection_status = &status.connection_status;
     let time =
         |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| t.as_ref().map(|t| t.0);
-    let (subject, runtime_id, unreadable) = match &certificate {
-        Ok(info) => (
-            Some(info.subject.clone()),
-            Some(info.common_name.clone()),
-            None,
-        ),
-        Err(why) => (None, None, Some(why.clone())),
+    let (subject, unreadable) = match &certificate {
+        Ok(info) => (Some(info.subject.clone()), None),
+        Err(why) => (None, Some(why.clone())),
     };
     let certificate = CertificateReport {
         subject,
@@ -149,6 +149,24 @@ pub async fn stored_certificate(
     .await
     .map(|stored| stored.credentials.info().clone())
     .map_err(|error| crate::report::report(&error))
+}
+
+/// The runtime the agent is configured for: `RUNTIME_ID` of its configuration
+/// source, for the report; `None` when the source cannot be read.
+pub async fn configured_runtime_id(
+    client: kube::Client,
+    settings: &crate::config::Settings,
+) -> Option<String> {
+    let location = crate::config::source::SourceLocation {
+        kind: settings.agent_configuration_source,
+        name: settings.agent_configuration_secret.clone(),
+        may_read_config_map: settings.agent_configuration_source
+            != crate::config::SourceKind::Secret,
+    };
+    crate::config::source::RuntimeParameters::read(&client, &location)
+        .await
+        .ok()
+        .map(|parameters| parameters.runtime_id)
 }
 
 /// The report as a table for a terminal.
@@ -348,14 +366,19 @@ mod tests {
         }
     }
 
+    /// As Compass issues it: the CN is the SystemAuth, the serial 2.
     fn certificate() -> Result<CertificateInfo, String> {
         Ok(CertificateInfo {
-            subject: "C=DE, O=Org, CN=runtime-1".into(),
-            common_name: "runtime-1".into(),
-            serial: "01".into(),
+            subject: "C=DE, O=Org, CN=5b0f3c2e-1d4a-4f6b-8c7d-9e0a1b2c3d4e".into(),
+            common_name: "5b0f3c2e-1d4a-4f6b-8c7d-9e0a1b2c3d4e".into(),
+            serial: "02".into(),
             not_before: at(-3_600),
             not_after: at(86_400),
         })
+    }
+
+    fn runtime() -> Option<String> {
+        Some("runtime-1".into())
     }
 
     #[test]
@@ -363,10 +386,15 @@ mod tests {
         let report = report(
             &connection(ConnectionState::Synchronized, 86_400),
             certificate(),
+            runtime(),
             at(0),
         );
         assert!(report.healthy, "{:?}", report.problems);
-        assert_eq!(report.runtime_id.as_deref(), Some("runtime-1"));
+        assert_eq!(
+            report.runtime_id.as_deref(),
+            Some("runtime-1"),
+            "the configured runtime, not the certificate's CN"
+        );
         let sync = report.synchronization.as_ref().unwrap();
         assert_eq!(sync.counts["Created"], 1);
         assert_eq!(sync.counts["Failed"], 1);
@@ -377,6 +405,7 @@ mod tests {
         let failed = report(
             &connection(ConnectionState::SynchronizationFailed, 86_400),
             certificate(),
+            runtime(),
             at(0),
         );
         assert!(!failed.healthy);
@@ -385,6 +414,7 @@ mod tests {
         let expired = report(
             &connection(ConnectionState::Synchronized, -1),
             certificate(),
+            runtime(),
             at(0),
         );
         assert!(!expired.healthy);
@@ -399,7 +429,7 @@ mod tests {
     fn a_resource_without_status_is_not_healthy() {
         let mut fresh = connection(ConnectionState::Synchronized, 0);
         fresh.status = None;
-        let report = report(&fresh, Err("not found".into()), at(0));
+        let report = report(&fresh, Err("not found".into()), None, at(0));
         assert!(!report.healthy);
         assert_eq!(report.problems, ["the agent has not written a status yet"]);
     }
@@ -409,6 +439,7 @@ mod tests {
         let report = report(
             &connection(ConnectionState::Synchronized, 90 * 86_400),
             certificate(),
+            runtime(),
             at(0),
         );
         let table = render_table(&report, at(0));
@@ -436,6 +467,7 @@ mod tests {
         let report = report(
             &connection(ConnectionState::Synchronized, 100),
             Err("secrets \"cluster-client-certificates\" is forbidden".into()),
+            runtime(),
             at(0),
         );
         let table = render_table(&report, at(0));

@@ -10,20 +10,34 @@ use crate::crd::application::ApplicationSpec;
 
 /// A digest of the fields of an Application the agent writes: equal digests,
 /// equal owned fields. Others' fields (e.g. `encodeUrl`, which the original
-/// CRD defaults, or a `status`) are not in it.
+/// CRD defaults, or a `status`) are not in it. Nor is the order of the lists
+/// that come from the Director's lists (services, their entries, client
+/// ids): the Director orders them by random ids, not by creation, and the
+/// same content in another order is the same Application.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct OwnedDigest([u8; 20]);
 
 impl OwnedDigest {
     pub fn of(spec: &ApplicationSpec) -> OwnedDigest {
+        let mut services = spec.services.clone();
+        for service in &mut services {
+            service
+                .entries
+                .sort_by(|a, b| (&a.id, a.entry_type as u8).cmp(&(&b.id, b.entry_type as u8)));
+        }
+        services.sort_by(|a, b| a.id.cmp(&b.id));
+        let compass_metadata = spec.compass_metadata.clone().map(|mut metadata| {
+            metadata.authentication.client_ids.sort();
+            metadata
+        });
         // The owned fields serialize canonically: structs in field order,
         // maps in key order (BTreeMap), no floats.
         let owned = (
             &spec.description,
             spec.skip_verify,
             spec.labels.as_ref(),
-            &spec.services,
-            spec.compass_metadata.as_ref(),
+            &services,
+            compass_metadata.as_ref(),
         );
         let mut hasher = HashWriter(Sha1::new());
         // Writing to a hasher cannot fail, and these types always serialize.
@@ -110,6 +124,57 @@ pub(in crate::sync) mod tests {
             }),
             ..ApplicationSpec::default()
         }
+    }
+
+    #[test]
+    fn the_order_of_the_directors_lists_is_not_in_the_digest() {
+        let entry = |entry_type, id: &str| Entry {
+            entry_type,
+            id: id.into(),
+            name: format!("{id} name"),
+            ..Entry::default()
+        };
+        let service = |id: &str, entries| Service {
+            id: id.into(),
+            name: format!("{id} name"),
+            entries,
+            ..Service::default()
+        };
+        let mut spec = spec();
+        spec.services = vec![
+            service(
+                "b-1",
+                vec![
+                    entry(EntryType::Api, "api-1"),
+                    entry(EntryType::Api, "api-2"),
+                    entry(EntryType::Events, "ev-1"),
+                ],
+            ),
+            service("b-2", vec![entry(EntryType::Api, "api-3")]),
+        ];
+        spec.compass_metadata
+            .as_mut()
+            .unwrap()
+            .authentication
+            .client_ids = vec!["auth-1".into(), "auth-2".into()];
+        let digest = OwnedDigest::of(&spec);
+
+        let mut reordered = spec.clone();
+        reordered.services.reverse();
+        reordered.services[1].entries.reverse();
+        reordered
+            .compass_metadata
+            .as_mut()
+            .unwrap()
+            .authentication
+            .client_ids
+            .reverse();
+        assert_ne!(reordered, spec);
+        assert_eq!(OwnedDigest::of(&reordered), digest, "the same content");
+
+        let mut changed = reordered.clone();
+        changed.services[1].entries[0].name.push('!');
+        assert_ne!(OwnedDigest::of(&changed), digest, "a change still shows");
     }
 
     #[test]

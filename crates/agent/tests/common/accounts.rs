@@ -164,3 +164,18 @@ pub fn write_token_kubeconfig(world: &World, token: &str, dir: &Path) -> PathBuf
         .expect("the kubeconfig is readable");
     path
 }
+
+/// The RBAC objects of `deploy/agent/` (the files its kustomization lists).
+pub fn deploy_rbac() -> Vec<Value> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/agent");
+    let kustomization: Value = yaml_documents(&dir.join("kustomization.yaml"))
+        .pop()
+        .expect("deploy/agent/kustomization.yaml");
+    kustomization["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .flat_map(|file| yaml_documents(&dir.join(file.as_str().expect("a path"))))
+        .filter(|object| RBAC_KINDS.contains(&object["kind"].as_str().unwrap_or("")))
+        .collect()
+}

@@ -89,8 +89,8 @@ pub async fn run(world: &mut World, agent_client: &Client) {
             .put_application(RUNTIME_ID, app.clone())
             .expect("the application is added");
     }
-    // The runtime has no isNormalized label: names are normalized, as by
-    // today's Kyma agent.
+    // Names are normalized, as the Director serves them and today's Kyma
+    // agent keeps them.
     let name_of = |director_name: &str| names::normalize_application_name(director_name);
     let applications: Api<Application> = Api::all(admin.clone());
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), NS);

@@ -62,7 +62,12 @@ pub fn environment() -> Vec<(String, String)> {
 /// A world with Kyma's CRDs, Kyma's ServiceAccount and RBAC, and the agent's
 /// settings as Kyma's Deployment sets them.
 pub async fn world() -> World {
-    let mut world = World::with_crds(crds()).await;
+    world_with_sim(compass_sim::SimConfig::default()).await
+}
+
+/// [`world`] with compass-sim started as `sim_config` says.
+pub async fn world_with_sim(sim_config: compass_sim::SimConfig) -> World {
+    let mut world = World::with_crds_apiserver_args_and_sim(crds(), Vec::new(), sim_config).await;
     let applied = accounts::apply_rbac(&world.client, &objects()).await;
     assert_eq!(
         applied, 9,

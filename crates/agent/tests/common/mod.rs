@@ -65,6 +65,16 @@ impl World {
         crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
         apiserver_args: Vec<String>,
     ) -> World {
+        World::with_crds_apiserver_args_and_sim(crds, apiserver_args, SimConfig::default()).await
+    }
+
+    /// [`World::with_crds_and_apiserver_args`] with compass-sim started as
+    /// `sim_config` says (a proxy in front of its gateway, say).
+    pub async fn with_crds_apiserver_args_and_sim(
+        crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>,
+        apiserver_args: Vec<String>,
+        sim_config: SimConfig,
+    ) -> World {
         compass_runtime_agent::agent::install_crypto_provider();
         let env = tokio::task::spawn_blocking(move || {
             TestEnv::start_new_with_apiserver_args(&apiserver_args)
@@ -84,7 +94,7 @@ impl World {
                 .await
                 .expect("namespace is created");
         }
-        let sim = CompassSim::start(SimConfig::default())
+        let sim = CompassSim::start(sim_config)
             .await
             .expect("compass-sim starts");
         sim.create_runtime(RUNTIME_ID, TENANT)
@@ -440,13 +450,4 @@ pub fn settings_of(
             panic!("the agent would refuse the Deployment's settings {args:?}: {e}")
         })
         .settings
-}
-
-/// The serial of the PEM certificate, as hex.
-pub fn serial_of(certificate_pem: &str) -> String {
-    let der = pem::parse(certificate_pem)
-        .expect("certificate PEM")
-        .into_contents();
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("certificate parses");
-    cert.raw_serial_as_string()
 }

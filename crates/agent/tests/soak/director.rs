@@ -164,6 +164,7 @@ impl Director {
             name: name.clone(),
             provider_name: Some("soak".into()),
             description: rng.random_bool(0.8).then(|| format!("Application {name}")),
+            system_number: None,
             labels: Default::default(),
             auths: vec![AppAuth { id: uuid(rng) }],
             bundles,
@@ -259,7 +260,16 @@ impl Director {
     /// `RemoveFirstApplication` fault removes), forgotten now: from here on
     /// the agent may delete it. Its id and name.
     pub fn forget_first(&mut self, sim: &CompassSim) -> Option<(String, String)> {
-        let first = sim.applications(RUNTIME_ID).ok()?.into_iter().next()?;
+        let first_id = sim
+            .served_application_ids(RUNTIME_ID)
+            .ok()?
+            .into_iter()
+            .next()?;
+        let first = sim
+            .applications(RUNTIME_ID)
+            .ok()?
+            .into_iter()
+            .find(|app| app.id == first_id)?;
         self.apps.remove(&first.name)?;
         self.lock_names().remove(&first.name);
         self.removed_mid_paging += 1;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_graphql::{Context, EmptySubscription, Error, Object, Result, Schema, SimpleObject};
 
 use crate::ca::ClientIdentity;
-use crate::state::Shared;
+use crate::state::{Shared, SystemAuthIdentity};
 
 pub type ConnectorSchema = Schema<ConnectorQuery, ConnectorMutation, EmptySubscription>;
 
@@ -16,8 +16,12 @@ pub type ConnectorSchema = Schema<ConnectorQuery, ConnectorMutation, EmptySubscr
 pub enum ConnectorCaller {
     /// Token-secured endpoint; the `Connector-Token` header, if any.
     Token(Option<String>),
-    /// Certificate-secured endpoint; a verified client certificate.
-    Certificate(ClientIdentity),
+    /// Certificate-secured endpoint; a verified client certificate and the
+    /// SystemAuth its CN names.
+    Certificate {
+        certificate: ClientIdentity,
+        identity: SystemAuthIdentity,
+    },
 }
 
 pub fn schema_without_data() -> ConnectorSchema {
@@ -61,11 +65,11 @@ fn parts<'a>(ctx: &'a Context<'_>) -> Result<(&'a Arc<Shared>, &'a ConnectorCall
     Ok((ctx.data::<Arc<Shared>>()?, ctx.data::<ConnectorCaller>()?))
 }
 
-/// The runtime the caller acts for; a token is spent doing so.
-fn authenticate(shared: &Shared, caller: &ConnectorCaller) -> Result<String> {
+/// The SystemAuth the caller acts as; a token is spent doing so.
+fn authenticate(shared: &Shared, caller: &ConnectorCaller) -> Result<SystemAuthIdentity> {
     match caller {
         ConnectorCaller::Token(token) => shared.spend_token(token.as_deref()).map_err(Error::new),
-        ConnectorCaller::Certificate(identity) => Ok(identity.runtime_id.clone()),
+        ConnectorCaller::Certificate { identity, .. } => Ok(identity.clone()),
     }
 }
 
@@ -73,18 +77,17 @@ pub struct ConnectorQuery;
 
 #[Object(name = "Query")]
 impl ConnectorQuery {
-    /// Spends the token (token-secured) and returns a new one for the CSR,
-    /// the subject to request and the URLs of the Director and the
-    /// certificate-secured Connector.
+    /// Spends the token (token-secured) and returns a new one for the same
+    /// SystemAuth (with a token or a certificate alike), the subject to
+    /// request (its CN the SystemAuth's id) and the URLs of the Director and
+    /// the certificate-secured Connector.
     async fn configuration(&self, ctx: &Context<'_>) -> Result<Configuration> {
         let (shared, caller) = parts(ctx)?;
-        let runtime_id = authenticate(shared, caller)?;
+        let identity = authenticate(shared, caller)?;
         let (subject, key_algorithm) = shared
-            .csr_info(&runtime_id)
+            .csr_info(&identity)
             .map_err(|e| Error::new(e.to_string()))?;
-        let token = shared
-            .issue_token(&runtime_id)
-            .map_err(|e| Error::new(e.to_string()))?;
+        let token = shared.issue_token_for(&identity).map_err(Error::new)?;
         Ok(Configuration {
             token: Some(Token { token }),
             certificate_signing_request_info: Some(CertificateSigningRequestInfo {
@@ -112,18 +115,18 @@ impl ConnectorMutation {
         csr: String,
     ) -> Result<CertificationResult> {
         let (shared, caller) = parts(ctx)?;
-        if let ConnectorCaller::Certificate(identity) = caller {
-            if identity.revoked {
+        if let ConnectorCaller::Certificate { certificate, .. } = caller {
+            if certificate.revoked {
                 return Err(Error::new(format!(
                     "{}: it cannot be renewed",
                     crate::ca::CertRefusal::Revoked {
-                        serial: identity.serial.clone()
+                        fingerprint: certificate.fingerprint.clone()
                     }
                 )));
             }
         }
-        let runtime_id = authenticate(shared, caller)?;
-        let result = shared.sign_csr(&runtime_id, &csr).map_err(Error::new)?;
+        let identity = authenticate(shared, caller)?;
+        let result = shared.sign_csr(&identity, &csr).map_err(Error::new)?;
         Ok(CertificationResult {
             certificate_chain: result.certificate_chain,
             ca_certificate: result.ca_certificate,
@@ -138,9 +141,9 @@ impl ConnectorMutation {
             ConnectorCaller::Token(_) => Err(Error::new(
                 "Failed to authenticate with certificate: revokeCertificate needs the client certificate; call it on the certificate-secured Connector",
             )),
-            ConnectorCaller::Certificate(identity) => {
+            ConnectorCaller::Certificate { certificate, .. } => {
                 shared
-                    .revoke_certificate(&identity.serial)
+                    .revoke_certificate(&certificate.fingerprint)
                     .map_err(|e| Error::new(format!("Failed to add hash to revocation list: {e}")))?;
                 Ok(true)
             }

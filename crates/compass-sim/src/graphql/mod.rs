@@ -3,6 +3,7 @@
 
 pub mod connector;
 pub mod director;
+pub mod errors;
 pub mod operations;
 pub mod paging;
 pub mod scalars;

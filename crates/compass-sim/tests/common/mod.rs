@@ -170,3 +170,29 @@ pub async fn connect(sim: &CompassSim, runtime_id: &str) -> Credentials {
 pub fn tenant_header() -> [(&'static str, &'static str); 1] {
     [("Tenant", TENANT)]
 }
+
+/// The CN of a PEM certificate: the SystemAuth it was issued for.
+pub fn common_name_of(cert_pem: &str) -> String {
+    let der = pem::parse(cert_pem).expect("PEM").into_contents();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("a certificate");
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    cn
+}
+
+/// The serial number of a PEM certificate, lower-case hex.
+pub fn serial_of(cert_pem: &str) -> String {
+    let der = pem::parse(cert_pem).expect("PEM").into_contents();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("a certificate");
+    hex::encode(cert.raw_serial())
+}
+
+/// The `extensions` of the first GraphQL error.
+pub fn first_error_extensions(body: &Value) -> Value {
+    body["errors"][0]["extensions"].clone()
+}

@@ -347,8 +347,34 @@ pub fn application_update_fields(
 ) -> Vec<FieldChange> {
     let mut after = current.clone();
     crate::k8s::applications::updated_application(&mut after, wanted);
-    let as_json = |object: &DynamicObject| serde_json::to_value(object).unwrap_or(Value::Null);
+    let as_json = |object: &DynamicObject| {
+        let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
+        in_id_order(&mut value);
+        value
+    };
     field_changes(&as_json(current), &as_json(&after), true)
+}
+
+/// The lists that come from the Director's lists (services, their entries,
+/// client ids) sorted by id on both sides: the Director's order is not
+/// content (its lists come in an order of their own, and the agent does
+/// not write for an order alone), so a field is named by its place in id
+/// order rather than in whichever order the Director sent this time.
+fn in_id_order(application: &mut Value) {
+    let key = |value: &Value, field: &str| value[field].as_str().unwrap_or("").to_string();
+    if let Some(services) = application["spec"]["services"].as_array_mut() {
+        for service in services.iter_mut() {
+            if let Some(entries) = service["entries"].as_array_mut() {
+                entries.sort_by_key(|entry| (key(entry, "id"), key(entry, "type")));
+            }
+        }
+        services.sort_by_key(|service| key(service, "id"));
+    }
+    if let Some(ids) =
+        application["spec"]["compassMetadata"]["authentication"]["clientIds"].as_array_mut()
+    {
+        ids.sort_by_key(|id| id.as_str().unwrap_or("").to_string());
+    }
 }
 
 /// The fields in which the Secret `body` (what a write sends: it replaces the
@@ -802,6 +828,41 @@ mod tests {
         );
         assert_eq!(changes[1].from, Some(json!("old")));
         assert_eq!(changes[1].to, Some(json!("new")));
+    }
+
+    #[test]
+    fn an_application_whose_services_come_in_another_order_shows_only_what_changed() {
+        let service = |id: &str, target: &str| {
+            json!({"id": id, "name": id, "displayName": id, "description": "d",
+                "entries": [{"type": "API", "id": format!("{id}-api"), "name": "a", "targetUrl": target}]})
+        };
+        let application = |services: Value| -> Application {
+            serde_json::from_value(json!({
+                "apiVersion": "applicationconnector.kyma-project.io/v1alpha1",
+                "kind": "Application",
+                "metadata": {"name": "shop", "labels": {
+                    "applicationconnector.kyma-project.io/managed-by": "compass-runtime-agent"}},
+                "spec": {"description": "d", "skipVerify": false,
+                    "labels": {"connected-app": "shop"}, "services": services}
+            }))
+            .unwrap()
+        };
+        let written = application(json!([
+            service("a", "https://a"),
+            service("b", "https://b")
+        ]));
+        let current: DynamicObject =
+            serde_json::from_value(serde_json::to_value(&written).unwrap()).unwrap();
+        // The Director now sends b before a, and b's target changed.
+        let wanted = application(json!([
+            service("b", "https://b2"),
+            service("a", "https://a")
+        ]));
+        assert_eq!(
+            paths(&application_update_fields(&current, &wanted)),
+            vec![("spec.services[1].entries[0].targetUrl", Change::Changed)],
+            "the Director's order alone is no change; the field is named in id order"
+        );
     }
 
     #[test]
