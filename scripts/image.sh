@@ -9,6 +9,8 @@
 #
 # Usage: scripts/image.sh [TAG]        (default: $IMAGE_TAG, else
 #                                      localhost/compass-runtime-agent:dev)
+#        IMAGE_BINARY_ONLY=1 scripts/image.sh   the binary only, no podman
+#                                      (scripts/test.sh builds it ahead)
 # Prints the binary's and the image's size; the last line is the tag.
 #
 # Needs podman (with runc, cgroupfs and no default ulimits on these machines:
@@ -36,11 +38,13 @@ target="$(uname -m)-unknown-linux-gnu"
 target_dir="${IMAGE_TARGET_DIR:-$PWD/target/image}"
 ca_bundle="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 
-command -v podman >/dev/null || {
+binary_only="${IMAGE_BINARY_ONLY:-}"
+
+[ -n "$binary_only" ] || command -v podman >/dev/null || {
     echo "image.sh: podman is not installed (Debian: apt-get install podman runc; see .ci/run)" >&2
     exit 1
 }
-[ -s "$ca_bundle" ] || {
+[ -n "$binary_only" ] || [ -s "$ca_bundle" ] || {
     echo "image.sh: no CA bundle at $ca_bundle (Debian: apt-get install ca-certificates)" >&2
     exit 1
 }
@@ -64,6 +68,10 @@ if readelf -d "$binary" | grep -q '(NEEDED)'; then
 fi
 "$binary" --version >/dev/null
 "$binary" crd >/dev/null
+if [ -n "$binary_only" ]; then
+    echo "$binary"
+    exit 0
+fi
 
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
