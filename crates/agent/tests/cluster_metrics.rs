@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::accounts::{self, service_account_token, token_client};
-use common::{World, LONG, NS, SHORT};
+use common::{free_port, World, LONG, NS, SHORT};
 use compass_runtime_agent::crd::ConnectionState;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume};
 use k8s_openapi::api::rbac::v1::ClusterRole;
@@ -49,13 +49,6 @@ async fn service_account_kubeconfig(world: &World, rbac: &[Value], dir: &Path) -
     token_client(world, &token, SERVICE_ACCOUNT_USER).await;
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     accounts::write_token_kubeconfig(world, &token, dir)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// `text` without ANSI escape sequences (`ESC [ … letter`).

@@ -27,7 +27,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::accounts::{self, service_account_token};
-use common::{World, LONG, NS, RUNTIME_ID, TENANT};
+use common::{free_port, World, LONG, NS, RUNTIME_ID, TENANT};
 use compass_runtime_agent::crd::application::Application;
 use compass_runtime_agent::crd::ConnectionState;
 use compass_runtime_agent::sync::names;
@@ -76,13 +76,6 @@ fn kyma_deployment() -> Deployment {
         .find(|o| o["kind"] == "Deployment")
         .expect("Kyma's Deployment is in the fixture");
     serde_json::from_value(deployment).expect("Kyma's Deployment parses")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// `podman <args>`, its output; fails the test when podman cannot be run.

@@ -498,7 +498,7 @@ async fn failed_cycles(agent: &AgentProcess) -> BTreeMap<String, f64> {
 /// certificate, and the one-time token was presented once in all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_compass_costs_failed_cycles_and_never_a_second_token() {
-    let gateway = std::net::SocketAddr::from(([127, 0, 0, 1], common::agent_process::free_port()));
+    let gateway = std::net::SocketAddr::from(([127, 0, 0, 1], common::free_port()));
     let proxy = FaultProxy::tcp(gateway)
         .await
         .expect("the fault proxy starts");

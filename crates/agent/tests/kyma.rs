@@ -12,7 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::accounts::{self, service_account_token, token_client};
-use common::{CONFIG_NAME, LONG, NS, RUNTIME_ID};
+use common::agent_process::AgentProcess;
+use common::{free_port, CONFIG_NAME, LONG, NS, RUNTIME_ID};
 use compass_runtime_agent::agent::Agent;
 use compass_runtime_agent::config::SourceKind;
 use compass_runtime_agent::crd::application::Application;
@@ -254,13 +255,6 @@ fn kyma_container_command(
     command
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_started_as_kymas_deployment_starts_it_synchronizes_and_serves_health_and_metrics_on_8090s_port(
 ) {
@@ -407,4 +401,77 @@ fn the_binary_takes_kymas_args_a_subcommand_or_none() {
         );
         assert!(!log.contains("unrecognized subcommand"), "{args:?}: {log}");
     }
+}
+
+/// The runtime id of every line a reconcile logs (its span's `runtime_id`),
+/// in the text log format.
+fn logged_runtime_ids(log: &str) -> Vec<&str> {
+    log.match_indices("runtime_id=")
+        .map(|(at, key)| {
+            // `runtime_id="…"` (a span's field is quoted in the text format)
+            let value = log[at + key.len()..].trim_start_matches('"');
+            let end = value
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                .unwrap_or(value.len());
+            &value[..end]
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_names_the_configured_runtime_also_when_the_certificate_is_only_renewed() {
+    // On a real Compass (and compass-sim) the certificate's CN is the
+    // SystemAuth id, not the runtime's: a log searched by runtime id must
+    // find the cycles that only maintain the connection, too.
+    let world = kyma_world().await;
+    world.configure_with_fresh_token().await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let token = service_account_token(&world.client, NS, SERVICE_ACCOUNT).await;
+    let kubeconfig = accounts::write_token_kubeconfig(&world, &token, dir.path());
+    let environment = common::kyma::environment();
+
+    // The first process connects with the token; the second starts from the
+    // stored certificate, so its cycles only maintain the connection.
+    let mut first = AgentProcess::spawn(&kubeconfig, &environment, dir.path());
+    world
+        .wait_for_state(ConnectionState::Synchronized, LONG)
+        .await;
+    assert_eq!(first.terminate(LONG).await, Some(0), "{}", first.log());
+    let chain = world
+        .certificate_secret()
+        .await
+        .expect("the client certificate Secret")["crtChain"]
+        .clone();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(chain.as_bytes()).expect("a PEM certificate");
+    let certificate = pem.parse_x509().expect("an X.509 certificate");
+    let common_name = certificate
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .expect("a CN")
+        .to_string();
+    assert_ne!(
+        common_name, RUNTIME_ID,
+        "the test needs a CN other than the runtime id"
+    );
+
+    let second = AgentProcess::spawn(&kubeconfig, &environment, dir.path());
+    let log = test_support::wait_for("a sync of the restarted agent", LONG, || {
+        let log = second.log();
+        async move {
+            if log.contains("applications synchronized") {
+                Ok(log)
+            } else {
+                Err("no sync logged yet".to_string())
+            }
+        }
+    })
+    .await;
+    let ids = logged_runtime_ids(&log);
+    assert!(!ids.is_empty(), "no line names the runtime:\n{log}");
+    assert!(
+        ids.iter().all(|id| *id == RUNTIME_ID),
+        "lines name the runtime {ids:?}, not only {RUNTIME_ID}:\n{log}"
+    );
 }

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{World, LONG, NS, RUNTIME_ID, SHORT};
+use common::{free_port, World, LONG, NS, RUNTIME_ID, SHORT};
 use compass_runtime_agent::crd::application::{Application, ApplicationSpec};
 use compass_runtime_agent::crd::ConnectionState;
 use compass_sim::{Endpoint, Fault, FaultKind, FaultTimes};
@@ -885,13 +885,6 @@ impl Prometheus {
         let data = self.api("/api/v1/query", &[("query", expr)]).await?;
         Ok(data["result"].as_array().cloned().unwrap_or_default())
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// The agent binary, as a Deployment runs it, on fixed ports so that a

@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{World, LONG, NS, RUNTIME_ID, SHORT};
+use common::{free_port, World, LONG, NS, RUNTIME_ID, SHORT};
 use compass_runtime_agent::crd::application::Application;
 use compass_runtime_agent::crd::ConnectionState;
 use compass_sim::FaultKind;
@@ -29,13 +29,6 @@ struct AgentProcess {
     metrics: String,
     log: PathBuf,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 fn agent_command(world: &World) -> Command {

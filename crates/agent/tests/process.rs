@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use common::{World, LONG, NS, RUNTIME_ID, SHORT};
+use common::{free_port, World, LONG, NS, RUNTIME_ID, SHORT};
 use compass_runtime_agent::agent::fault;
 use compass_runtime_agent::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
 use compass_sim::{FaultKind, FaultTimes};
@@ -39,13 +39,6 @@ struct AgentProcess {
     metrics: String,
     log: PathBuf,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// Leader election on, as `identity`, with the Lease of these tests.

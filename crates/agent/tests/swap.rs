@@ -8,6 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use base64::Engine;
+use common::earlier_release::pkcs8_pem;
 use common::{go_agent, go_form, World, CA_NS, LONG, NS, RUNTIME_ID, SHORT};
 use compass_runtime_agent::crd::application::Application;
 use compass_runtime_agent::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
@@ -232,36 +233,6 @@ async fn a_swap_from_the_go_agent_keeps_every_object_and_spends_no_token_and_a_s
 /// What the Go agent's loading code makes of a PKCS#8 key, which our agent
 /// wrote before this release: it cannot start from it. Our agent rewrites
 /// such a key as PKCS#1 when it loads it, and the Go agent then starts.
-/// A PKCS#1 RSA key in a PKCS#8 envelope, PEM `PRIVATE KEY`, as the earlier
-/// release wrote it.
-fn pkcs8_pem(pkcs1: &[u8]) -> String {
-    fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        let len = content.len();
-        if len < 0x80 {
-            out.push(len as u8);
-        } else {
-            let bytes: Vec<u8> = len
-                .to_be_bytes()
-                .into_iter()
-                .skip_while(|b| *b == 0)
-                .collect();
-            out.push(0x80 | bytes.len() as u8);
-            out.extend(bytes);
-        }
-        out.extend_from_slice(content);
-        out
-    }
-    let version = der(0x02, &[0]);
-    // rsaEncryption, NULL parameters.
-    let algorithm = [
-        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
-    ];
-    let key = der(0x04, pkcs1);
-    let info = der(0x30, &[version, algorithm.to_vec(), key].concat());
-    pem::encode(&pem::Pem::new("PRIVATE KEY", info))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pkcs8_key_left_by_an_earlier_release_is_rewritten_so_the_go_agent_can_start() {
     let mut world = World::connected().await;

@@ -37,6 +37,11 @@ pub async fn reconcile(
         async {
             let request_id = ctx.new_request_id().await;
             tracing::Span::current().record("request_id", request_id.as_str());
+            // The configured runtime id (the certificate's CN is the
+            // SystemAuth id on a real Compass, not the runtime's).
+            if let Some(runtime_id) = ctx.remembered().runtime_id() {
+                tracing::Span::current().record("runtime_id", runtime_id.as_str());
+            }
             // The controller's cache may lag behind our own last writes (a
             // spec write is seen before the status write that followed it);
             // acting on a stale ConnectionFailed would spend the token again.

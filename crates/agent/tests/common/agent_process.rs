@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+use super::free_port;
+
 /// A running agent binary.
 pub struct AgentProcess {
     child: Child,
@@ -13,13 +15,6 @@ pub struct AgentProcess {
     pub health: String,
     log: PathBuf,
     err: PathBuf,
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 impl AgentProcess {

@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod agent_process;
 pub mod drop_in;
+pub mod earlier_release;
 pub mod go_agent;
 pub mod go_form;
 pub mod kyma;
@@ -450,4 +451,13 @@ pub fn settings_of(
             panic!("the agent would refuse the Deployment's settings {args:?}: {e}")
         })
         .settings
+}
+
+/// A port free on loopback now (the kernel's pick), for a server a test
+/// starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
 }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
+use crate::common::free_port;
+
 /// The short settings: "two sync periods" is measurable in seconds.
 pub const SYNC_PERIOD: Duration = Duration::from_secs(3);
 pub const MINIMAL_SYNC_TIME: Duration = Duration::from_secs(1);
@@ -42,13 +44,6 @@ pub struct AgentProcess {
     pub pid: u32,
     pub incarnation: usize,
     pub metrics_url: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 pub fn log_paths(log_dir: &Path, incarnation: usize) -> (PathBuf, PathBuf) {

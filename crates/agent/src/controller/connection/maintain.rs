@@ -192,7 +192,6 @@ async fn maintain(
             credentials.info().not_after,
         ));
     }
-    tracing::Span::current().record("runtime_id", credentials.info().common_name.as_str());
     if spec.management_info.connector_url.is_empty() {
         return Err(ConnectionError::NoConnectorUrl);
     }
