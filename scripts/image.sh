@@ -52,6 +52,20 @@ binary_only="${IMAGE_BINARY_ONLY:-}"
 # Only these flags: not a caller's (cargo test passes none, but a coverage or
 # sanitizer run would), which would also change the binary.
 unset CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS CARGO_BUILD_TARGET
+# Nor what cargo sets for a test it runs (tests/container.rs calls this
+# script): ring's build script reruns when OUT_DIR or CARGO_MANIFEST_DIR
+# differ from the last build's, and with it x509-parser, rcgen and the
+# agent's fat-LTO link (minutes), so the binary scripts/test.sh built ahead
+# would be built again.
+unset OUT_DIR
+for variable in $(compgen -e); do
+    case "$variable" in
+    CARGO_MANIFEST_* | CARGO_PKG_* | CARGO_CRATE_NAME | CARGO_PRIMARY_PACKAGE | \
+        CARGO_TARGET_TMPDIR | CARGO_RUSTC_CURRENT_DIR)
+        unset "$variable"
+        ;;
+    esac
+done
 echo "image.sh: building the static binary ($target, release, stripped) in $target_dir" >&2
 CARGO_TARGET_DIR="$target_dir" \
     RUSTFLAGS="-C target-feature=+crt-static" \
