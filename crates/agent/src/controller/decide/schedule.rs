@@ -206,13 +206,12 @@ pub fn backoff_delay(
 /// at once, restarted by an upgrade), has come back or started within a
 /// few minutes; with the plain period it would keep cycling in that
 /// bunch, where the second cycles of the first to return meet the first
-/// cycles of the last (after an outage: 1.55× the steady rate of requests
-/// at 10,000 runtimes) and a fleet started in one minute sends all its
-/// requests in one minute of every three (BENCHMARKS.md, "Fleet
-/// simulation"). Stretched, each runtime's cycles fall at a random moment
-/// of the period, as in a fleet that started at random times. A runtime in
-/// its steady state keeps the plain period: its rate of requests is the
-/// same. `jitter` is in [0, 1).
+/// cycles of the last, and a fleet started in one minute sends all its
+/// requests in the same minute of every period (BENCHMARKS.md, "Fleet
+/// simulation", has the figures). Stretched, each runtime's cycles fall at
+/// a random moment of the period, as in a fleet that started at random
+/// times. A runtime in its steady state keeps the plain period: its rate
+/// of requests is the same. `jitter` is in [0, 1).
 pub fn period_after_success(backoff: Backoff, sync_period: Duration, jitter: f64) -> Duration {
     let returning = backoff.consecutive_failures > 0 || backoff.next_attempt_at.is_none();
     if !returning {
