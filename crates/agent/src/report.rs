@@ -12,21 +12,31 @@ pub struct Report<'a>(pub &'a (dyn Error + 'static));
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut current: Option<&(dyn Error + 'static)> = Some(self.0);
-        let mut first = true;
+        // What the level above said: some errors of other crates repeat
+        // their cause in their own text (kube's `ServiceError: {cause}`,
+        // wrapped again by the layers of its client), and a cause it
+        // already said is not said again.
+        let mut above = String::new();
         while let Some(error) = current {
-            if !first {
-                f.write_str(": ")?;
-            }
-            first = false;
-            match error.downcast_ref::<kube::Error>() {
+            let text = match error.downcast_ref::<kube::Error>() {
                 // The API server's own message (it names the object and the
                 // field it refused), not the Debug dump of its Status; the
                 // Status, its source, says the same again.
-                Some(kube::Error::Api(status)) => {
-                    f.write_str(&status.message)?;
-                    break;
+                Some(kube::Error::Api(status)) => status.message.clone(),
+                _ => error.to_string(),
+            };
+            if above.is_empty() || !above.contains(&text) {
+                if !above.is_empty() {
+                    f.write_str(": ")?;
                 }
-                _ => write!(f, "{error}")?,
+                f.write_str(&text)?;
+                above = text;
+            }
+            if matches!(
+                error.downcast_ref::<kube::Error>(),
+                Some(kube::Error::Api(_))
+            ) {
+                break;
             }
             current = error.source();
         }
@@ -72,6 +82,52 @@ mod tests {
         assert_eq!(
             report(&error),
             "the sync failed: cannot write Secret shop-1: secrets \"shop-1\" is forbidden"
+        );
+    }
+
+    /// An error whose text repeats its cause's, as kube's `ServiceError`.
+    #[derive(Debug)]
+    struct Repeating(Box<dyn Error + 'static>);
+
+    impl fmt::Display for Repeating {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "ServiceError: {}", self.0)
+        }
+    }
+
+    impl Error for Repeating {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(self.0.as_ref())
+        }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect)")]
+    struct Connect(#[source] std::io::Error);
+
+    /// A layer of the client that says its cause's cause's words.
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect)")]
+    struct Layer(#[source] Repeating);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("failed to start watching object")]
+    struct WatchStart(#[source] Repeating);
+
+    #[test]
+    fn a_cause_the_level_above_already_said_is_not_said_again() {
+        // As a refused connection of kube's client reads: ServiceError
+        // around ServiceError around the connector's error.
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "Connection reset by peer (os error 104)",
+        );
+        let error = WatchStart(Repeating(Box::new(Layer(Repeating(Box::new(Connect(
+            refused,
+        )))))));
+        assert_eq!(
+            report(&error),
+            "failed to start watching object: ServiceError: client error (Connect): Connection reset by peer (os error 104)"
         );
     }
 
