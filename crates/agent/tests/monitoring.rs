@@ -27,6 +27,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{free_port, World, LONG, NS, RUNTIME_ID, SHORT};
+use compass_runtime_agent::certificates::renewal;
+use compass_runtime_agent::certificates::ClientCredentials;
 use compass_runtime_agent::crd::application::{Application, ApplicationSpec};
 use compass_runtime_agent::crd::ConnectionState;
 use compass_sim::{Endpoint, Fault, FaultKind, FaultTimes};
@@ -689,6 +691,46 @@ async fn every_metric_the_rules_and_the_dashboard_name_is_served_by_the_agent() 
         "the agent does not serve {missing:#?}\n/metrics:\n{metrics}"
     );
     println!("{} metric names pinned: {:?}", used.len(), used.keys());
+
+    // The next renewal the dashboard shows is the moment the agent renews
+    // the certificate it now holds (its threshold and jitter), not an
+    // estimate from the expiry.
+    let renewed = world.certificate_secret().await.unwrap();
+    let credentials = ClientCredentials::new(
+        renewed["key"].clone(),
+        renewed["crt"].clone(),
+        renewed["crtChain"].clone(),
+        String::new(),
+    )
+    .expect("the stored certificate loads");
+    let due = renewal::renewal_due_at(
+        credentials.info(),
+        world.settings.cert_validity_renewal_threshold,
+        world.settings.minimal_compass_sync_time,
+    );
+    fn sample(metrics: &str, name: &str) -> Option<f64> {
+        metrics.lines().find_map(|line| {
+            line.strip_prefix(&format!("compass_runtime_agent_{name} "))?
+                .parse::<f64>()
+                .ok()
+        })
+    }
+    // The cycle that stored the certificate sets the gauge right after.
+    let metrics = test_support::wait_for("the renewal moment in /metrics", SHORT, || {
+        let world = &world;
+        async move {
+            let metrics = world.metrics_text().await;
+            match sample(&metrics, "certificate_renewal_due_timestamp_seconds") {
+                Some(value) if value == due.as_second() as f64 => Ok(metrics),
+                other => Err(format!("{other:?}, the agent renews at {due}")),
+            }
+        }
+    })
+    .await;
+    assert!(
+        sample(&metrics, "certificate_renewal_due_timestamp_seconds")
+            < sample(&metrics, "certificate_not_after_timestamp_seconds")
+    );
     world.stop_agent().await;
 }
 

@@ -257,9 +257,8 @@ mod tests {
         metrics
             .controller
             .set_connection_state(ConnectionState::Synchronized);
-        metrics
-            .controller
-            .set_certificate_not_after(jiff::Timestamp::now().as_second() + 100);
+        let now = jiff::Timestamp::now().as_second();
+        metrics.controller.set_certificate(now + 100, now + 70);
         let text = metrics_registry(&metrics).render();
         assert!(text.contains(r#"compass_runtime_agent_kubernetes_writes_total{kind="Application",verb="create",outcome="Success"} 1"#), "{text}");
         assert!(
@@ -288,6 +287,13 @@ mod tests {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap();
         assert!((95.0..=100.0).contains(&left), "{left}");
+        assert!(
+            text.contains(&format!(
+                "compass_runtime_agent_certificate_renewal_due_timestamp_seconds {}",
+                now + 70
+            )),
+            "{text}"
+        );
         assert_eq!(metrics.kubernetes.successful_writes(), 1);
     }
 }

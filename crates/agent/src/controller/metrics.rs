@@ -223,19 +223,26 @@ impl ControllerMetrics {
         }
     }
 
-    pub fn set_certificate_not_after(&self, unix_seconds: i64) {
+    /// The certificate in use: when it expires, and when the agent renews
+    /// it (its threshold with its jitter), in Unix seconds.
+    pub fn set_certificate(&self, not_after: i64, renewal_due: i64) {
         self.certificate
             .not_after
-            .store(unix_seconds, Ordering::Relaxed);
+            .store(not_after, Ordering::Relaxed);
+        self.certificate
+            .renewal_due
+            .store(renewal_due, Ordering::Relaxed);
     }
 }
 
-/// The certificate's expiry, and the seconds left until it, computed at
-/// each scrape.
+/// The certificate's expiry, the seconds left until it (computed at each
+/// scrape), and when it is due for renewal.
 #[derive(Debug, Default)]
 struct CertificateExpiry {
     /// Unix seconds; 0 until a certificate is known.
     not_after: AtomicI64,
+    /// Unix seconds; 0 until a certificate is known.
+    renewal_due: AtomicI64,
 }
 
 impl Collector for CertificateExpiry {
@@ -256,6 +263,11 @@ impl Collector for CertificateExpiry {
                 "certificate_expiry_seconds",
                 "Seconds until the client certificate expires",
                 left,
+            ),
+            (
+                "certificate_renewal_due_timestamp_seconds",
+                "When the agent renews the client certificate (Unix time): APP_CERT_VALIDITY_RENEWAL_THRESHOLD of its validity before expiry, with this certificate's jitter",
+                self.renewal_due.load(Ordering::Relaxed) as f64,
             ),
         ] {
             let gauge = ConstGauge::new(value);

@@ -14,6 +14,7 @@ use super::decide::{self, AbandonedIn, Cause, Cycle, Run, Step, WriteFailure};
 use super::errors::ReconcileError;
 use super::progress::{self, Wait};
 use super::synchronize::synchronize;
+use crate::certificates::renewal;
 use crate::crd::compass_connection::{CompassConnection, ConnectionState};
 use crate::k8s::connection::{initial_status, ConnectionStoreError, SpecUpdate};
 use crate::report::Report;
@@ -190,8 +191,13 @@ async fn reconcile_once(
     if let Some(credentials) = &connected.credentials {
         let info = credentials.info();
         ctx.certificate_in_use.set(info.not_before, info.not_after);
+        let renewal_due = renewal::renewal_due_at(
+            info,
+            ctx.settings.cert_validity_renewal_threshold,
+            ctx.settings.minimal_compass_sync_time,
+        );
         ctx.metrics
-            .set_certificate_not_after(info.not_after.as_second());
+            .set_certificate(info.not_after.as_second(), renewal_due.as_second());
         let sync_due = decide::sync_due(
             now,
             spec,
