@@ -26,9 +26,12 @@ if command -v podman >/dev/null; then
 fi
 
 # The image's test is the one whose name starts with "the_image_"
-# (tests/container.rs); every other test runs here.
+# (tests/container.rs); every other test runs here. Four tests of a binary
+# at a time on any machine: the end-to-end tests spend most of their time
+# waiting (a fault's 40 s, a lease, a sync period), not on a core.
 status=0
-cargo test --workspace --all-targets --no-fail-fast -- --skip the_image_ || status=$?
+cargo test --workspace --all-targets --no-fail-fast -- --skip the_image_ \
+    --test-threads "${TEST_THREADS:-4}" || status=$?
 
 if [ -n "$image_build" ] && ! wait "$image_build"; then
     echo "test.sh: building the image's binary ahead failed; tests/container.rs builds it again:" >&2
