@@ -11,17 +11,17 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use base64::Engine;
 use common::earlier_release::pkcs8_pem;
-use common::{accounts, go_form, kyma, World, CA_NS, LONG, NS, RUNTIME_ID};
+use common::go_left::as_the_go_agent_leaves_it;
+use common::{accounts, kyma, World, CA_NS, LONG, NS, RUNTIME_ID};
+use compass_runtime_agent::cli::diff::report::in_id_order;
 use compass_runtime_agent::crd::application::Application;
 use compass_runtime_agent::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
 use compass_runtime_agent::sync::names;
 use compass_sim::model::Credential;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
 
@@ -186,131 +186,6 @@ fn assert_compass_only_read(world: &World, from: usize) {
     }
 }
 
-/// PEM as Go's `pem.EncodeToMemory` writes it: 64 columns, `\n`.
-fn go_pem(text: &str) -> String {
-    pem::parse_many(text)
-        .unwrap()
-        .iter()
-        .map(|block| {
-            pem::encode_config(
-                block,
-                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-            )
-        })
-        .collect()
-}
-
-/// The cluster as the Go agent leaves it for `director`: its certificate
-/// Secret (PEM as Go writes it), its status on `compass-connection` (no
-/// annotation of ours), its Applications and Secrets, a spent token removed.
-async fn as_the_go_agent_leaves_it(
-    world: &mut World,
-    director: &[compass_sim::model::Application],
-) {
-    // A certificate from the Connector, as the Go agent would have one: our
-    // agent connects once with an empty Director, then stops.
-    world.configure_with_fresh_token().await;
-    world.start_agent().await;
-    world
-        .wait_for_state(ConnectionState::Synchronized, LONG)
-        .await;
-    world.stop_agent().await;
-
-    let certificate = world.certificate_secret().await.unwrap();
-    let cluster = &world.settings.cluster_certificates_secret;
-    let certificate_secrets: Api<Secret> =
-        Api::namespaced(world.client.clone(), &cluster.namespace);
-    let mut stored = certificate_secrets.get(&cluster.name).await.unwrap();
-    let encoded =
-        |text: &str| json!(base64::engine::general_purpose::STANDARD.encode(go_pem(text)));
-    stored.data = Some(
-        serde_json::from_value(json!({
-            "crt": encoded(&certificate["crt"]),
-            "key": encoded(&certificate["key"]),
-            "crtChain": encoded(&certificate["crtChain"]),
-        }))
-        .unwrap(),
-    );
-    certificate_secrets
-        .replace(&cluster.name, &PostParams::default(), &stored)
-        .await
-        .unwrap();
-
-    let an_hour_ago = Time(jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1));
-    let connection = world.connection().await.unwrap();
-    let certificate_status = connection
-        .status
-        .as_ref()
-        .unwrap()
-        .connection_status
-        .certificate_status
-        .clone();
-    world
-        .connections()
-        .patch_status(
-            COMPASS_CONNECTION_NAME,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"status": {
-                "connectionState": "Synchronized",
-                "connectionStatus": {
-                    "established": an_hour_ago, "renewed": null, "lastSync": an_hour_ago,
-                    "lastSuccess": an_hour_ago, "error": "",
-                    "certificateStatus": {
-                        "acquired": an_hour_ago,
-                        "notBefore": certificate_status.not_before,
-                        "notAfter": certificate_status.not_after,
-                    },
-                },
-                "synchronizationStatus": {
-                    "lastAttempt": an_hour_ago, "lastSuccessfulFetch": an_hour_ago,
-                    "lastSuccessfulApplication": an_hour_ago, "error": "",
-                },
-            }})),
-        )
-        .await
-        .unwrap();
-    // The Go agent records no token digest.
-    world
-        .connections()
-        .patch(
-            COMPASS_CONNECTION_NAME,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"metadata": {"annotations": {
-                compass_runtime_agent::crd::labels::PRESENTED_TOKEN_ANNOTATION: null
-            }}})),
-        )
-        .await
-        .unwrap();
-
-    let gateway = world.settings.central_gateway_service_url.clone();
-    let dynamic = Api::<DynamicObject>::all_with(
-        world.client.clone(),
-        &ApiResource::erase::<Application>(&()),
-    );
-    let secrets: Api<Secret> = Api::namespaced(world.client.clone(), NS);
-    for app in director {
-        world.sim.put_application(RUNTIME_ID, app.clone()).unwrap();
-        let name = names::normalize_application_name(&app.name);
-        let object: DynamicObject =
-            serde_json::from_value(go_form::application(app, &name, &gateway, false)).unwrap();
-        let created = dynamic
-            .create(&PostParams::default(), &object)
-            .await
-            .unwrap();
-        for secret in go_form::secrets(app, &name, &created.uid().unwrap(), NS) {
-            let secret: Secret = serde_json::from_value(secret).unwrap();
-            secrets
-                .create(&PostParams::default(), &secret)
-                .await
-                .unwrap();
-        }
-    }
-    // Once connected, the Go agent needs no token; a spent one is removed.
-    let mut values = world.config_values("spent-by-the-go-agent");
-    values.remove("TOKEN");
-    world.write_config_secret(values).await;
-}
-
 /// `(name, action)` of each Application in the JSON report.
 fn actions(report: &Value) -> Vec<(String, String)> {
     report["applications"]
@@ -333,24 +208,6 @@ fn field_paths(fields: &Value) -> Vec<String> {
         .iter()
         .map(|field| field["path"].as_str().unwrap().to_string())
         .collect()
-}
-
-/// Services, their entries and client ids sorted by id.
-fn in_id_order(application: &mut Value) {
-    let key = |value: &Value, field: &str| value[field].as_str().unwrap_or("").to_string();
-    if let Some(services) = application["spec"]["services"].as_array_mut() {
-        for service in services.iter_mut() {
-            if let Some(entries) = service["entries"].as_array_mut() {
-                entries.sort_by_key(|entry| (key(entry, "id"), key(entry, "type")));
-            }
-        }
-        services.sort_by_key(|service| key(service, "id"));
-    }
-    if let Some(ids) =
-        application["spec"]["compassMetadata"]["authentication"]["clientIds"].as_array_mut()
-    {
-        ids.sort_by_key(|id| id.as_str().unwrap_or("").to_string());
-    }
 }
 
 /// The leaf paths in which two JSON values differ: the test's own oracle

@@ -7,18 +7,16 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
 use common::earlier_release::pkcs8_pem;
-use common::{go_agent, go_form, World, CA_NS, LONG, NS, RUNTIME_ID, SHORT};
+use common::go_left::as_the_go_agent_leaves_it;
+use common::{go_agent, World, CA_NS, LONG, NS, SHORT};
 use compass_runtime_agent::crd::application::Application;
-use compass_runtime_agent::crd::{ConnectionState, COMPASS_CONNECTION_NAME};
-use compass_runtime_agent::sync::names;
+use compass_runtime_agent::crd::ConnectionState;
 use compass_sim::model::{generate_applications, MultiMap};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// The Director's applications of the swap: generated ones (Basic and OAuth
 /// credentials, headers), plus the cases where the two agents' converters
@@ -70,118 +68,14 @@ async fn identities(world: &World) -> BTreeMap<String, (String, String)> {
     found
 }
 
-/// PEM as Go's `pem.EncodeToMemory` writes it: 64 columns, `\n`.
-fn go_pem(text: &str) -> String {
-    pem::parse_many(text)
-        .unwrap()
-        .iter()
-        .map(|block| {
-            pem::encode_config(
-                block,
-                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swap_from_the_go_agent_keeps_every_object_and_spends_no_token_and_a_swap_back_loads() {
     let mut world = World::new().await;
 
-    // A certificate from the Connector, as the Go agent would have one: our
-    // agent connects once with an empty Director, then stops.
-    world.configure_with_fresh_token().await;
-    world.start_agent().await;
-    world
-        .wait_for_state(ConnectionState::Synchronized, LONG)
-        .await;
-    world.stop_agent().await;
-
     // The cluster as the Go agent leaves it.
-    let certificate = world.certificate_secret().await.unwrap();
-    let cluster = &world.settings.cluster_certificates_secret;
-    let certificate_secrets: Api<Secret> =
-        Api::namespaced(world.client.clone(), &cluster.namespace);
-    let mut stored = certificate_secrets.get(&cluster.name).await.unwrap();
-    let encoded =
-        |text: &str| json!(base64::engine::general_purpose::STANDARD.encode(go_pem(text)));
-    let go_data: BTreeMap<&str, Value> = BTreeMap::from([
-        ("crt", encoded(&certificate["crt"])),
-        ("key", encoded(&certificate["key"])),
-        ("crtChain", encoded(&certificate["crtChain"])),
-    ]);
-    stored.data = Some(serde_json::from_value(json!(go_data)).unwrap());
-    certificate_secrets
-        .replace(&cluster.name, &PostParams::default(), &stored)
-        .await
-        .unwrap();
-    let an_hour_ago = Time(jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1));
-    let connection = world.connection().await.unwrap();
-    let cert_status = connection
-        .status
-        .as_ref()
-        .unwrap()
-        .connection_status
-        .certificate_status
-        .clone();
-    let go_status = json!({"status": {
-        "connectionState": "Synchronized",
-        "connectionStatus": {
-            "established": an_hour_ago, "renewed": null, "lastSync": an_hour_ago,
-            "lastSuccess": an_hour_ago, "certificateStatus": {
-                "acquired": an_hour_ago,
-                "notBefore": cert_status.not_before,
-                "notAfter": cert_status.not_after,
-            },
-        },
-        "synchronizationStatus": {
-            "lastAttempt": an_hour_ago, "lastSuccessfulFetch": an_hour_ago,
-            "lastSuccessfulApplication": an_hour_ago,
-        },
-    }});
-    // Our CRD has a status subresource; Kyma's has none (both are covered:
-    // this test uses ours, the drop-in tests Kyma's).
-    world
-        .connections()
-        .patch_status(
-            COMPASS_CONNECTION_NAME,
-            &PatchParams::default(),
-            &Patch::Merge(&go_status),
-        )
-        .await
-        .unwrap();
-
-    let gateway = world.settings.central_gateway_service_url.clone();
-    let dynamic = Api::<DynamicObject>::all_with(
-        world.client.clone(),
-        &ApiResource::erase::<Application>(&()),
-    );
-    let secrets: Api<Secret> = Api::namespaced(world.client.clone(), NS);
     let director = director_applications();
-    let mut go_secret_count = 0;
-    for app in &director {
-        world.sim.put_application(RUNTIME_ID, app.clone()).unwrap();
-        let name = names::normalize_application_name(&app.name);
-        let object: DynamicObject =
-            serde_json::from_value(go_form::application(app, &name, &gateway, false)).unwrap();
-        let created = dynamic
-            .create(&PostParams::default(), &object)
-            .await
-            .unwrap();
-        for secret in go_form::secrets(app, &name, &created.uid().unwrap(), NS) {
-            let secret: Secret = serde_json::from_value(secret).unwrap();
-            secrets
-                .create(&PostParams::default(), &secret)
-                .await
-                .unwrap();
-            go_secret_count += 1;
-        }
-    }
+    let go_secret_count = as_the_go_agent_leaves_it(&mut world, &director).await;
     assert!(go_secret_count >= 12, "{go_secret_count} Secrets");
-    // Once connected, the Go agent needs no token; a spent one is left.
-    let mut values = world.config_values("spent-by-the-go-agent");
-    values.remove("TOKEN");
-    world.write_config_secret(values).await;
     let before = identities(&world).await;
     let csrs = world.csr_count();
 

@@ -10,6 +10,7 @@ pub mod drop_in;
 pub mod earlier_release;
 pub mod go_agent;
 pub mod go_form;
+pub mod go_left;
 pub mod kyma;
 
 use std::collections::BTreeMap;

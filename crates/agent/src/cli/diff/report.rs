@@ -360,7 +360,7 @@ pub fn application_update_fields(
 /// content (its lists come in an order of their own, and the agent does
 /// not write for an order alone), so a field is named by its place in id
 /// order rather than in whichever order the Director sent this time.
-fn in_id_order(application: &mut Value) {
+pub fn in_id_order(application: &mut Value) {
     let key = |value: &Value, field: &str| value[field].as_str().unwrap_or("").to_string();
     if let Some(services) = application["spec"]["services"].as_array_mut() {
         for service in services.iter_mut() {
