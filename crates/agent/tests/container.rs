@@ -27,7 +27,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::accounts::{self, service_account_token};
-use common::{free_port, World, LONG, NS, RUNTIME_ID, TENANT};
+use common::{free_port, tool_is_installed, World, LONG, NS, RUNTIME_ID, TENANT};
 use compass_runtime_agent::crd::application::Application;
 use compass_runtime_agent::crd::ConnectionState;
 use compass_runtime_agent::sync::names;
@@ -98,29 +98,6 @@ async fn podman_ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-/// Whether podman is here to run; with `CI` set it must be.
-fn podman_is_installed() -> bool {
-    let found = std::process::Command::new("podman")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        let ci = std::env::var_os("CI").is_some_and(|value| !value.is_empty());
-        assert!(
-            !ci,
-            "CI is set but podman is not installed: the image cannot be built and run \
-             (.ci/run installs podman and runc with apt-get)"
-        );
-        eprintln!(
-            "SKIPPED: podman is not installed, so the image is neither built nor run \
-             (Debian: apt-get install podman runc; .ci/run does it and configures them)"
-        );
-    }
-    found
 }
 
 /// Builds the image with `scripts/image.sh`; returns what it printed (the
@@ -444,7 +421,11 @@ async fn image_files() -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_image_runs_as_kymas_deployment_runs_it_synchronizes_and_stops_on_sigterm_with_0() {
-    if !podman_is_installed() {
+    if !tool_is_installed(
+        "podman",
+        "the image is neither built nor run",
+        "Debian: apt-get install podman runc; .ci/run does it and configures them",
+    ) {
         return;
     }
     let built = build_image().await;

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{free_port, World, LONG, NS, RUNTIME_ID, SHORT};
+use common::{free_port, tool_is_installed, World, LONG, NS, RUNTIME_ID, SHORT};
 use compass_runtime_agent::certificates::renewal;
 use compass_runtime_agent::certificates::ClientCredentials;
 use compass_runtime_agent::crd::application::{Application, ApplicationSpec};
@@ -278,25 +278,11 @@ fn seconds(duration: &str) -> u64 {
 /// Whether Debian's `prometheus` package's `binary` is here; with `CI` set
 /// it must be.
 fn installed(binary: &str, for_what: &str) -> bool {
-    let found = std::process::Command::new(binary)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !found {
-        let ci = std::env::var_os("CI").is_some_and(|value| !value.is_empty());
-        assert!(
-            !ci,
-            "CI is set but {binary} is not installed: {for_what} cannot run \
-             (.ci/run installs Debian's prometheus package with apt-get)"
-        );
-        eprintln!(
-            "SKIPPED: {binary} is not installed, so {for_what} did not run \
-             (Debian: apt-get install --no-install-recommends prometheus; .ci/run does it)"
-        );
-    }
-    found
+    tool_is_installed(
+        binary,
+        &format!("{for_what} did not run"),
+        "Debian: apt-get install --no-install-recommends prometheus; .ci/run does it",
+    )
 }
 
 fn version(binary: &str) -> String {

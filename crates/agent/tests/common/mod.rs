@@ -462,3 +462,25 @@ pub fn free_port() -> u16 {
         .expect("a free port")
         .port()
 }
+
+/// Whether the command `binary` is here to run (`--version` succeeds). With
+/// `CI` set it must be: CI installs it (`.ci/run`), so its absence fails the
+/// test instead of skipping what needs it. Otherwise the test says it skips
+/// (`without_it`) and how to install it (`install`).
+pub fn tool_is_installed(binary: &str, without_it: &str, install: &str) -> bool {
+    let found = std::process::Command::new(binary)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        let ci = std::env::var_os("CI").is_some_and(|value| !value.is_empty());
+        assert!(
+            !ci,
+            "CI is set but {binary} is not installed, so {without_it} ({install})"
+        );
+        eprintln!("SKIPPED: {binary} is not installed, so {without_it} ({install})");
+    }
+    found
+}
