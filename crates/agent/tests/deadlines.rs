@@ -979,3 +979,45 @@ async fn wait_for_readyz(agent: &AgentProcess, text: &str, within: Duration) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `status` and `diff`, run by an operator against an API server whose link
+/// has stopped answering, end with exit code 2 and a message within their
+/// request deadline, instead of waiting (the kube client's own default would
+/// wait 30 s for the handshake, and for ever for an answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_diff_on_a_black_holed_api_server_end_within_their_deadline() {
+    let scene = Scene::start(Front::Tcp, &[], Mode::Pass, true).await;
+    let kubeconfig = scene.dir.path().join("agent.kubeconfig");
+    assert!(kubeconfig.exists(), "the agent's kubeconfig");
+    scene.proxy.set_mode(Mode::BlackHole);
+    let mut environment = kyma::environment();
+    environment.push(("APP_KUBERNETES_REQUEST_TIMEOUT".into(), "3s".into()));
+    for command in ["status", "diff"] {
+        let started = Instant::now();
+        let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_compass-runtime-agent"))
+            .arg(command)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("KUBECONFIG", &kubeconfig)
+            .envs(environment.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .unwrap_or_else(|_| panic!("`{command}` still runs after 60 s"))
+            .expect("the binary runs");
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        println!(
+            "`{command}` against a black-holed API server: exit {:?} after {took:.1?}: {stderr}",
+            output.status.code()
+        );
+        assert_eq!(output.status.code(), Some(2), "`{command}`: {stderr}");
+        assert!(
+            took < Duration::from_secs(15),
+            "`{command}` took {took:?} with a 3 s request deadline"
+        );
+        assert!(!stderr.trim().is_empty(), "`{command}` says why");
+    }
+    scene.proxy.set_mode(Mode::Pass);
+}

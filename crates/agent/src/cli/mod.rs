@@ -2,6 +2,7 @@
 //! `status` and `diff`. `main.rs` only calls [`main`].
 
 pub mod diff;
+mod setup;
 pub mod status;
 
 use std::ffi::OsString;
@@ -105,21 +106,15 @@ fn show_status(settings: Settings, output: OutputFormat) -> ExitCode {
     use crate::crd::compass_connection::{CompassConnection, COMPASS_CONNECTION_NAME};
 
     install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::from(2);
-        }
+    let Some(runtime) = setup::current_thread_runtime() else {
+        return ExitCode::from(2);
     };
     runtime.block_on(async move {
-        let client = match kube::Client::try_default().await {
+        let metrics = std::sync::Arc::default();
+        let client = match setup::kubernetes_client(&settings, metrics).await {
             Ok(client) => client,
             Err(error) => {
-                eprintln!("error: cannot configure the Kubernetes client (KUBECONFIG or in-cluster): {error}");
+                eprintln!("error: {error}");
                 return ExitCode::from(2);
             }
         };
@@ -131,7 +126,7 @@ fn show_status(settings: Settings, output: OutputFormat) -> ExitCode {
                 return ExitCode::from(1);
             }
             Err(error) => {
-                eprintln!("error: cannot read CompassConnection {COMPASS_CONNECTION_NAME}: {error}");
+                eprintln!("error: cannot read CompassConnection {COMPASS_CONNECTION_NAME}: {}", Report(&error));
                 return ExitCode::from(2);
             }
         };

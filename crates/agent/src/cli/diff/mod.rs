@@ -101,15 +101,8 @@ pub enum Format {
 pub fn main(settings: Settings, format: Format) -> u8 {
     init_logging(&settings);
     crate::agent::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return 2;
-        }
+    let Some(runtime) = super::setup::current_thread_runtime() else {
+        return 2;
     };
     match runtime.block_on(diff(settings)) {
         Ok(report) => {
@@ -166,18 +159,10 @@ fn init_logging(settings: &Settings) {
 
 /// Reads everything and makes the report.
 pub async fn diff(settings: Settings) -> Result<DiffReport, Trouble> {
-    let config = kube::Config::infer().await.map_err(|error| {
-        Trouble::Failed(format!(
-            "cannot configure the Kubernetes client (KUBECONFIG or in-cluster): {error}"
-        ))
-    })?;
     let metrics = AgentMetrics::new();
-    let client = crate::k8s::client::build(
-        config,
-        crate::k8s::client::Deadlines::for_request_timeout(settings.kubernetes_request_timeout),
-        metrics.kubernetes.clone(),
-    )
-    .map_err(|error| Trouble::Failed(report(&error)))?;
+    let client = super::setup::kubernetes_client(&settings, metrics.kubernetes.clone())
+        .await
+        .map_err(Trouble::Failed)?;
 
     let missing = not_allowed(&client, &settings).await?;
     if !missing.is_empty() {
