@@ -17,7 +17,7 @@ use crate::crd::compass_connection::{ManagementInfo, SyncOperation, Synchronizat
 use crate::k8s::applications::{ApplyOutcome, Replacement};
 use crate::report::{bounded, report, Report};
 use crate::sync::{
-    self, names, ActualIndex, ActualState, ConversionSettings, Deletions, HeldApplication,
+    self, names, ActualIndex, ActualState, ConversionSettings, Deletions, HeldApplication, Packer,
 };
 
 pub const EVENTS_URL_LABEL: &str = "runtime_eventServiceUrl";
@@ -325,6 +325,7 @@ async fn fetch_applications(
     let mut wanted: Vec<HeldApplication> = Vec::new();
     let mut conversion: Option<ConversionSettings> = None;
     let mut index: Option<ActualIndex> = None;
+    let mut packer = Packer::default();
     let outcome = director
         .for_each_application(|labels, fetched| {
             // The runtime's labels decide how Applications are named.
@@ -344,8 +345,10 @@ async fn fetch_applications(
             }
             let converted = sync::to_wanted_application(&fetched.application, conversion);
             let held = match fetched.inconsistency {
-                None => sync::hold(converted, index.as_ref()),
-                Some(problem) => HeldApplication::from(converted).incomplete(Some(problem)),
+                None => sync::hold(converted, index.as_ref(), &mut packer),
+                Some(problem) => {
+                    HeldApplication::packed(converted, &mut packer).incomplete(Some(problem))
+                }
             };
             wanted.push(held);
         })

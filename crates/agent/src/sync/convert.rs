@@ -166,12 +166,7 @@ fn credentials_of(
             ]),
         ),
     };
-    secrets.push(WantedSecret {
-        name: secret_name.clone(),
-        app: app_name.to_string(),
-        bundle_id: bundle.id.clone(),
-        data,
-    });
+    secrets.push(WantedSecret::new(&secret_name, app_name, &bundle.id, data));
     let csrf_info = auth
         .request_auth
         .as_ref()
@@ -211,12 +206,7 @@ fn request_parameters_of(
     }
     let data = SecretData::new(entries);
     let name = names::request_parameters_secret_name(app_name, &bundle.id);
-    secrets.push(WantedSecret {
-        name: name.clone(),
-        app: app_name.to_string(),
-        bundle_id: bundle.id.clone(),
-        data,
-    });
+    secrets.push(WantedSecret::new(&name, app_name, &bundle.id, data));
     Some(name)
 }
 
@@ -419,21 +409,24 @@ mod tests {
         let [credentials_secret, parameters_secret] = &wanted.secrets[..] else {
             panic!("expected two secrets, found {:?}", wanted.secrets)
         };
-        assert_eq!(credentials_secret.name, "shop-b-1");
-        assert_eq!(credentials_secret.data.get("clientId").unwrap(), b"client");
+        assert_eq!(credentials_secret.name(), "shop-b-1");
         assert_eq!(
-            credentials_secret.data.get("clientSecret").unwrap(),
+            credentials_secret.data().get("clientId").unwrap(),
+            b"client"
+        );
+        assert_eq!(
+            credentials_secret.data().get("clientSecret").unwrap(),
             b"secret"
         );
         assert_eq!(credentials_secret.labels()["app"], "shop");
         assert_eq!(credentials_secret.labels()["bundleId"], "b-1");
-        assert_eq!(parameters_secret.name, "params-shop-b-1");
+        assert_eq!(parameters_secret.name(), "params-shop-b-1");
         assert_eq!(
-            parameters_secret.data.get("headers").unwrap(),
+            parameters_secret.data().get("headers").unwrap(),
             br#"{"X-Tenant":["t1"]}"#
         );
         assert_eq!(
-            parameters_secret.data.get("queryParameters").unwrap(),
+            parameters_secret.data().get("queryParameters").unwrap(),
             b"{}",
             "an empty map the Director sent is written as {{}}, as the Go agent writes it"
         );
@@ -464,8 +457,8 @@ mod tests {
         assert_eq!(credentials.authentication_url, "");
         assert_eq!(credentials.csrf_info, None);
         assert_eq!(wanted.secrets.len(), 1);
-        assert_eq!(wanted.secrets[0].data.get("username").unwrap(), b"user");
-        assert_eq!(wanted.secrets[0].data.get("password").unwrap(), b"pass");
+        assert_eq!(wanted.secrets[0].data().get("username").unwrap(), b"user");
+        assert_eq!(wanted.secrets[0].data().get("password").unwrap(), b"pass");
     }
 
     #[test]
@@ -483,7 +476,7 @@ mod tests {
         );
         assert_eq!(wanted.secrets.len(), 1);
         assert_eq!(
-            wanted.secrets[0].data.get("queryParameters").unwrap(),
+            wanted.secrets[0].data().get("queryParameters").unwrap(),
             br#"{"q":["1","2"]}"#
         );
         assert_eq!(
@@ -686,11 +679,11 @@ mod tests {
             .iter()
             .map(|secret| {
                 let data = secret
-                    .data
+                    .data()
                     .iter()
                     .map(|(key, value)| (key, String::from_utf8(value.to_vec()).unwrap()))
                     .collect();
-                (secret.name.as_str(), (secret.labels(), data))
+                (secret.name(), (secret.labels(), data))
             })
             .collect();
         let labels = |bundle: &str| {

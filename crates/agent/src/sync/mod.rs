@@ -29,4 +29,4 @@ pub use digest::{DataDigest, OwnedDigest};
 pub use plan::{
     hold, plan, settle, ApplicationAction, ApplicationPlan, Deferred, Deletions, Plan, SecretAction,
 };
-pub use wanted::{HeldApplication, PackedApplication, WantedApplication, WantedSecret};
+pub use wanted::{HeldApplication, PackedApplication, Packer, WantedApplication, WantedSecret};

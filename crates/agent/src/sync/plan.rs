@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::actual::{ActualApplication, ActualIndex, ActualSecret, ActualState};
 use super::digest::OwnedDigest;
 use super::names;
-use super::wanted::{Content, HeldApplication, PackedApplication, WantedApplication, WantedSecret};
+use super::wanted::{
+    Content, HeldApplication, PackedApplication, Packer, WantedApplication, WantedSecret,
+};
 use crate::crd::labels::SECRET_APP_LABEL;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -33,7 +35,7 @@ pub enum SecretAction {
 impl SecretAction {
     pub fn secret_name(&self) -> &str {
         match self {
-            SecretAction::Create(secret) | SecretAction::Update(secret) => &secret.name,
+            SecretAction::Create(secret) | SecretAction::Update(secret) => secret.name(),
             SecretAction::Delete(name) => name,
         }
     }
@@ -149,28 +151,20 @@ pub fn plan<W: Into<HeldApplication>>(
         secrets: actual_secrets,
     } = ActualIndex::new(actual);
     let labelled = secrets_by_labelled_app(&actual.secrets);
-
-    // What the snapshot holds, whatever becomes of each application.
-    let mut claims: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for app in &wanted {
-        claims
-            .entry(app.name.clone())
-            .or_default()
-            .push(app.application_id.clone());
-    }
-    let in_snapshot: BTreeSet<String> = wanted
-        .iter()
-        .map(|app| app.application_id.clone())
-        .collect();
-    let wanted_secrets: BTreeSet<String> = wanted
-        .iter()
-        .flat_map(HeldApplication::secret_names)
-        .map(String::from)
-        .collect();
+    // What the snapshot holds, whatever becomes of each application, as far
+    // as the cluster is concerned: the sets borrow the cluster's names, not
+    // the held applications', which each go into their plan below (a copy of
+    // every wanted name would be the plan's largest memory).
+    let Snapshot {
+        refusals: mut name_refusals,
+        claimed,
+        in_snapshot,
+        wanted_secrets,
+    } = Snapshot::of(&wanted, &actual_apps, &actual_secrets);
     let wanted_by_owner = wanted_secrets_by_owner(&actual.secrets, &wanted_secrets);
 
     let mut plans = Vec::with_capacity(wanted.len());
-    for wanted_app in wanted {
+    for (index, wanted_app) in wanted.into_iter().enumerate() {
         if let Some(problem) = wanted_app.inconsistency.clone() {
             let reason = format!(
                 "the Director's answer for it did not come whole ({problem}); it is left as it is"
@@ -178,20 +172,7 @@ pub fn plan<W: Into<HeldApplication>>(
             plans.push(ApplicationPlan::refused(wanted_app, reason));
             continue;
         }
-        let ids = &claims[&wanted_app.name];
-        if ids.len() > 1 {
-            // Every one of them, so that no winner can flip between cycles.
-            let reason = format!(
-                "{} Director applications have the name {:?} (ids {}); none of them is synchronized until the names differ",
-                ids.len(),
-                wanted_app.name,
-                ids.join(", ")
-            );
-            plans.push(ApplicationPlan::refused(wanted_app, reason));
-            continue;
-        }
-        let has_secrets = wanted_app.secret_names().next().is_some();
-        if let Err(reason) = names::check_application_name(&wanted_app.name, has_secrets) {
+        if let Some(reason) = name_refusals.remove(&index) {
             plans.push(ApplicationPlan::refused(wanted_app, reason));
             continue;
         }
@@ -205,18 +186,28 @@ pub fn plan<W: Into<HeldApplication>>(
         ));
     }
 
-    // Written under the Director application's current name: the plan that
-    // an Application under an old name of it waits for.
-    let successor_of: BTreeMap<String, usize> = plans
+    // Applications under an old name of a Director application still in the
+    // snapshot: each waits for the plan that writes it under its current name.
+    let renamed: BTreeSet<&str> = actual_apps
+        .iter()
+        .filter(|(name, _)| !claimed.contains(*name))
+        .filter_map(|(_, app)| app.compass_application_id.as_deref())
+        .filter(|id| in_snapshot.contains(id))
+        .collect();
+    let successor_of: BTreeMap<&str, usize> = plans
         .iter()
         .enumerate()
         .filter(|(_, plan)| !matches!(plan.action, ApplicationAction::Refused(_)))
-        .map(|(index, plan)| (plan.application_id.clone(), index))
+        .filter_map(|(index, plan)| {
+            renamed
+                .get(plan.application_id.as_str())
+                .map(|id| (*id, index))
+        })
         .collect();
 
     let mut deferred = Vec::new();
     for (name, app) in &actual_apps {
-        if claims.contains_key(*name)
+        if claimed.contains(*name)
             || !app.is_managed_by_compass()
             || deletions == Deletions::Skipped
         {
@@ -244,11 +235,11 @@ pub fn plan<W: Into<HeldApplication>>(
             .map(|secret| secret.to_string())
             .collect();
         let application_id = app.compass_application_id.clone().unwrap_or_default();
-        if in_snapshot.contains(&application_id) {
+        if in_snapshot.contains(application_id.as_str()) {
             // Still in the Director under another name: replaced once the new
             // one is written; left alone while the new one cannot be. The
             // successor takes over the Secrets it shares before the delete.
-            if let Some(&index) = successor_of.get(&application_id) {
+            if let Some(&index) = successor_of.get(application_id.as_str()) {
                 let successor = &plans[index];
                 let rewritten: BTreeSet<&str> = successor
                     .secrets
@@ -295,12 +286,88 @@ pub fn plan<W: Into<HeldApplication>>(
     }
 }
 
+/// What the plan needs to know of the whole snapshot, in the cluster's
+/// names (borrowed from the cluster state, which outlives the plan).
+struct Snapshot<'a> {
+    /// Why an application (by its place in the snapshot) is refused for its
+    /// name: another one has the same, or Kubernetes would refuse it.
+    refusals: HashMap<usize, String>,
+    /// The Applications in the cluster whose name a Director application has.
+    claimed: BTreeSet<&'a str>,
+    /// The Director application ids of Applications in the cluster that are
+    /// in the snapshot (under whatever name).
+    in_snapshot: BTreeSet<&'a str>,
+    /// The Secrets in the cluster that a Director application refers to.
+    wanted_secrets: BTreeSet<&'a str>,
+}
+
+impl<'a> Snapshot<'a> {
+    fn of(
+        wanted: &[HeldApplication],
+        actual_apps: &BTreeMap<&'a str, &'a ActualApplication>,
+        actual_secrets: &BTreeMap<&'a str, &'a ActualSecret>,
+    ) -> Snapshot<'a> {
+        let mut claims: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for app in wanted {
+            claims
+                .entry(app.name.as_str())
+                .or_default()
+                .push(app.application_id.as_str());
+        }
+        let mut refusals = HashMap::new();
+        for (index, app) in wanted.iter().enumerate() {
+            let ids = &claims[app.name.as_str()];
+            if ids.len() > 1 {
+                // Every one of them, so that no winner can flip between cycles.
+                let reason = format!(
+                    "{} Director applications have the name {:?} (ids {}); none of them is synchronized until the names differ",
+                    ids.len(),
+                    app.name,
+                    ids.join(", ")
+                );
+                refusals.insert(index, reason);
+                continue;
+            }
+            let has_secrets = app.secret_names().next().is_some();
+            if let Err(reason) = names::check_application_name(&app.name, has_secrets) {
+                refusals.insert(index, reason);
+            }
+        }
+        let claimed = actual_apps
+            .keys()
+            .copied()
+            .filter(|name| claims.contains_key(name))
+            .collect();
+        drop(claims);
+        let wanted_ids: BTreeSet<&str> = wanted
+            .iter()
+            .map(|app| app.application_id.as_str())
+            .collect();
+        let in_snapshot = actual_apps
+            .values()
+            .filter_map(|app| app.compass_application_id.as_deref())
+            .filter(|id| wanted_ids.contains(id))
+            .collect();
+        let wanted_secrets = wanted
+            .iter()
+            .flat_map(HeldApplication::secret_names)
+            .filter_map(|secret| actual_secrets.get_key_value(secret).map(|(name, _)| *name))
+            .collect();
+        Snapshot {
+            refusals,
+            claimed,
+            in_snapshot,
+            wanted_secrets,
+        }
+    }
+}
+
 /// A Secret the plan may delete: it exists, it is the agent's, and no wanted
 /// Application refers to it.
 fn is_deletable(
     secret: &str,
     actual_secrets: &BTreeMap<&str, &ActualSecret>,
-    wanted_secrets: &BTreeSet<String>,
+    wanted_secrets: &BTreeSet<&str>,
 ) -> bool {
     actual_secrets
         .get(secret)
@@ -313,7 +380,7 @@ fn plan_wanted(
     actual_apps: &BTreeMap<&str, &ActualApplication>,
     actual_secrets: &BTreeMap<&str, &ActualSecret>,
     labelled: &BTreeMap<&str, Vec<&str>>,
-    all_wanted_secrets: &BTreeSet<String>,
+    all_wanted_secrets: &BTreeSet<&str>,
     deletions: Deletions,
 ) -> ApplicationPlan {
     let existing = actual_apps.get(wanted_app.name.as_str()).copied();
@@ -364,7 +431,7 @@ fn plan_wanted(
             secrets: wanted_secrets,
         } => {
             for secret in wanted_secrets {
-                match actual_secrets.get(secret.name.as_str()) {
+                match actual_secrets.get(secret.name()) {
                     None => secrets.push(SecretAction::Create(secret)),
                     Some(actual) if secret_differs(&secret, actual, existing_uid.as_deref()) => {
                         secrets.push(SecretAction::Update(secret))
@@ -412,7 +479,11 @@ fn plan_wanted(
 /// at once when the cluster has been read and holds it exactly ([`settle`]),
 /// packed for writing otherwise. Packing (and its CPU) is spent only on what
 /// may be written.
-pub fn hold(wanted: WantedApplication, actual: Option<&ActualIndex>) -> HeldApplication {
+pub fn hold(
+    wanted: WantedApplication,
+    actual: Option<&ActualIndex>,
+    packer: &mut Packer,
+) -> HeldApplication {
     let name = wanted.application.metadata.name.clone().unwrap_or_default();
     let owned = OwnedDigest::of(&wanted.application.spec);
     if actual.is_some_and(|actual| holds_already(&name, owned, &wanted.secrets, actual)) {
@@ -427,12 +498,12 @@ pub fn hold(wanted: WantedApplication, actual: Option<&ActualIndex>) -> HeldAppl
             name,
             owned,
             content: Content::Settled {
-                secret_names: wanted.secrets.iter().map(|s| s.name.as_str()).collect(),
+                secret_names: wanted.secrets.iter().map(WantedSecret::name).collect(),
             },
             inconsistency: None,
         };
     }
-    HeldApplication::from(wanted)
+    HeldApplication::packed(wanted, packer)
 }
 
 /// Keeps only the names of a held application the cluster already holds
@@ -472,12 +543,9 @@ fn holds_already(
         && existing.has_managed_by_label
         && existing.owned == owned
         && secrets.iter().all(|secret| {
-            actual
-                .secrets
-                .get(secret.name.as_str())
-                .is_some_and(|found| {
-                    found.is_the_agents() && !secret_differs(secret, found, existing.uid.as_deref())
-                })
+            actual.secrets.get(secret.name()).is_some_and(|found| {
+                found.is_the_agents() && !secret_differs(secret, found, existing.uid.as_deref())
+            })
         })
 }
 
@@ -503,7 +571,7 @@ fn secret_differs(wanted: &WantedSecret, actual: &ActualSecret, owner_uid: Optio
 /// gone from the Director would be quadratic.
 fn wanted_secrets_by_owner<'a>(
     secrets: &'a [ActualSecret],
-    wanted_secrets: &BTreeSet<String>,
+    wanted_secrets: &BTreeSet<&str>,
 ) -> HashMap<&'a str, Vec<&'a str>> {
     let mut by_owner: HashMap<&str, Vec<&str>> = HashMap::new();
     for secret in secrets {
@@ -636,7 +704,7 @@ mod tests {
 
     fn secret_in_cluster(wanted: &WantedSecret, owner_uid: &str) -> Secret {
         let mut secret = Secret::default();
-        secret.metadata.name = Some(wanted.name.clone());
+        secret.metadata.name = Some(wanted.name().to_string());
         secret.metadata.labels = Some(wanted.labels());
         secret.metadata.owner_references = Some(vec![OwnerReference {
             uid: owner_uid.into(),
@@ -644,7 +712,7 @@ mod tests {
         }]);
         secret.data = Some(
             wanted
-                .data
+                .data()
                 .iter()
                 .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
                 .collect(),
@@ -702,7 +770,7 @@ mod tests {
         let app = &plan.applications[0];
         assert_eq!(app.action, ApplicationAction::Unchanged);
         assert!(
-            matches!(&app.secrets[..], [SecretAction::Update(s)] if s.data.get("password") == Some(&b"new"[..]))
+            matches!(&app.secrets[..], [SecretAction::Update(s)] if s.data().get("password") == Some(&b"new"[..]))
         );
     }
 
@@ -853,7 +921,7 @@ mod tests {
         assert_eq!(new.name, "mp-shop");
         assert!(matches!(new.action, ApplicationAction::Create(_)));
         assert!(
-            matches!(&new.secrets[..], [SecretAction::Create(s)] if s.name == "mp-shop-shop-bundle")
+            matches!(&new.secrets[..], [SecretAction::Create(s)] if s.name() == "mp-shop-shop-bundle")
         );
         assert_eq!(
             new.replaces,
@@ -879,12 +947,12 @@ mod tests {
             new.application.metadata.name.as_deref(),
             Some("mp-mp-mp-mp-mp-mp-mp-mp-mp-mp-shop-v1")
         );
-        let shared = new.secrets[0].name.clone();
+        let shared = new.secrets[0].name().to_string();
         assert_eq!(state.secrets[0].name(), shared, "the same Secret name");
         let plan = planned(vec![new], &state);
         let new = &plan.applications[0];
         // Rewritten for its new owner (labels, owner reference), not deleted.
-        assert!(matches!(&new.secrets[..], [SecretAction::Update(s)] if s.name == shared));
+        assert!(matches!(&new.secrets[..], [SecretAction::Update(s)] if s.name() == shared));
         assert_eq!(
             new.replaces,
             vec![Replaced {
@@ -928,8 +996,8 @@ mod tests {
         };
         let gone = with_bundle("averyveryverylongapplicationname-one", "one");
         let kept = with_bundle("averyveryverylongapplicationname-two", "two");
-        let shared = kept.secrets[0].name.clone();
-        assert_eq!(gone.secrets[0].name, shared);
+        let shared = kept.secrets[0].name();
+        assert_eq!(gone.secrets[0].name(), shared);
         let gone_name = gone.application.metadata.name.clone().unwrap();
 
         // The gone one owns the shared Secret: deleting it would let the
@@ -947,7 +1015,7 @@ mod tests {
             first.deferred,
             vec![Deferred {
                 name: gone_name.clone(),
-                owned_secrets: vec![shared.clone()]
+                owned_secrets: vec![shared.to_string()]
             }]
         );
         let two = first
@@ -955,7 +1023,7 @@ mod tests {
             .iter()
             .find(|a| a.application_id == "two")
             .unwrap();
-        assert!(matches!(&two.secrets[..], [SecretAction::Update(s)] if s.name == shared));
+        assert!(matches!(&two.secrets[..], [SecretAction::Update(s)] if s.name() == shared));
 
         // Next cycle: the kept one wrote the Secret as its owner; now the gone
         // one goes, without it.
@@ -1071,15 +1139,15 @@ mod tests {
     fn go_secret_in_cluster(wanted: &WantedSecret, app: &str, owner_uid: &str) -> Secret {
         serde_json::from_value(serde_json::json!({
             "metadata": {
-                "name": wanted.name,
-                "labels": {"app": wanted.app, "bundleId": wanted.bundle_id},
+                "name": wanted.name(),
+                "labels": {"app": wanted.app(), "bundleId": wanted.bundle_id()},
                 "ownerReferences": [{
                     "apiVersion": "applicationconnector.kyma-project.io/v1alpha1",
                     "kind": "Application", "name": app, "uid": owner_uid
                 }]
             },
             "type": "Opaque",
-            "data": wanted.data.iter().map(|(key, value)| {
+            "data": wanted.data().iter().map(|(key, value)| {
                 use base64::Engine;
                 (key.to_string(), base64::engine::general_purpose::STANDARD.encode(value))
             }).collect::<BTreeMap<_, _>>()
@@ -1150,9 +1218,7 @@ mod tests {
         // Left by the Go agent for a bundle the Application no longer has
         // (nothing refers to it), and one of someone else's with only an
         // `app` label.
-        let mut old_bundle = wanted_apps[0].secrets[0].clone();
-        old_bundle.name = "shop-old-bundle".into();
-        old_bundle.bundle_id = "old-bundle".into();
+        let old_bundle = wanted_apps[0].secrets[0].renamed("shop-old-bundle", "old-bundle");
         secrets.push(go_secret_in_cluster(&old_bundle, "shop", "uid-0"));
         let mut foreign = go_secret_in_cluster(&old_bundle, "shop", "uid-0");
         foreign.metadata.name = Some("shop-not-ours".into());
@@ -1182,7 +1248,7 @@ mod tests {
         wanted
             .iter()
             .cloned()
-            .map(|w| hold(w, Some(&index)))
+            .map(|w| hold(w, Some(&index), &mut Packer::default()))
             .collect()
     }
 
@@ -1231,9 +1297,7 @@ mod tests {
         // from the Director, owns a Secret that shop refers to.
         let wanted_apps = [wanted("shop", "p")];
         let (mut apps, mut secrets) = applied_objects(&[wanted("shop", "p"), wanted("crm", "p")]);
-        let mut old_bundle = wanted_apps[0].secrets[0].clone();
-        old_bundle.name = "shop-old-bundle".into();
-        old_bundle.bundle_id = "old-bundle".into();
+        let old_bundle = wanted_apps[0].secrets[0].renamed("shop-old-bundle", "old-bundle");
         secrets.push(go_secret_in_cluster(&old_bundle, "shop", "uid-0"));
         apps[1].spec.services[0].entries[0]
             .credentials

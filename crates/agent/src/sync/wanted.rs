@@ -7,6 +7,7 @@
 //! settled to the names of its Secrets.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::compact::NameList;
 use super::digest::{data_hash, DataDigest, OwnedDigest};
@@ -20,24 +21,98 @@ pub struct WantedApplication {
     pub secrets: Vec<WantedSecret>,
 }
 
-/// A credentials or request-parameters Secret, before it gets its owner. Kept
-/// lean (labels derived, fixed keys not allocated): a sync holds one for each
-/// bundle's credentials and parameters until the Director fetch completes.
+/// A credentials or request-parameters Secret, before it gets its owner.
+/// A sync holds one for each bundle's credentials and parameters of every
+/// application that may be written until the Director fetch completes, so
+/// it is one allocation: its name, its `app` and `bundleId` labels and its
+/// data one after the other (labels derived, fixed keys stored once each).
 #[derive(Clone, PartialEq, Eq)]
 pub struct WantedSecret {
-    pub name: String,
-    /// The Application's name (the `app` label).
-    pub app: String,
-    /// The bundle the Secret belongs to (the `bundleId` label).
-    pub bundle_id: String,
-    pub data: SecretData,
+    /// The name, the `app` label, the `bundleId` label, then each data entry
+    /// in key order as its key's length (one byte), the key, its value's
+    /// length (four bytes, little-endian) and the value.
+    bytes: Box<[u8]>,
+    /// Where the name, the `app` label and the `bundleId` label end.
+    ends: [u32; 3],
 }
 
 impl WantedSecret {
+    /// `app` is the Application's name (the `app` label), `bundle_id` the
+    /// bundle the Secret belongs to (the `bundleId` label).
+    pub fn new(name: &str, app: &str, bundle_id: &str, data: SecretData) -> WantedSecret {
+        let data_len: usize = data
+            .0
+            .iter()
+            .map(|(key, value)| 1 + key.len() + 4 + value.len())
+            .sum();
+        let mut bytes = Vec::with_capacity(name.len() + app.len() + bundle_id.len() + data_len);
+        let mut ends = [0u32; 3];
+        for (end, part) in ends.iter_mut().zip([name, app, bundle_id]) {
+            bytes.extend_from_slice(part.as_bytes());
+            *end = bytes.len() as u32;
+        }
+        for (key, value) in &data.0 {
+            // Keys are the agent's own few short words.
+            bytes.push(key.len() as u8);
+            bytes.extend_from_slice(key.as_bytes());
+            bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(value);
+        }
+        WantedSecret {
+            bytes: bytes.into_boxed_slice(),
+            ends,
+        }
+    }
+
+    fn text(&self, part: usize) -> &str {
+        let start = match part {
+            0 => 0,
+            _ => self.ends[part - 1] as usize,
+        };
+        // Written from `&str`s at these bounds in `new`.
+        std::str::from_utf8(&self.bytes[start..self.ends[part] as usize]).unwrap_or_default()
+    }
+
+    pub fn name(&self) -> &str {
+        self.text(0)
+    }
+
+    /// The Application's name (the `app` label).
+    pub fn app(&self) -> &str {
+        self.text(1)
+    }
+
+    /// The bundle the Secret belongs to (the `bundleId` label).
+    pub fn bundle_id(&self) -> &str {
+        self.text(2)
+    }
+
+    /// The same data and `app` label under another name and bundle.
+    #[cfg(test)]
+    pub fn renamed(&self, name: &str, bundle_id: &str) -> WantedSecret {
+        let data = &self.bytes[self.ends[2] as usize..];
+        let mut bytes = Vec::new();
+        let mut ends = [0u32; 3];
+        for (end, part) in ends.iter_mut().zip([name, self.app(), bundle_id]) {
+            bytes.extend_from_slice(part.as_bytes());
+            *end = bytes.len() as u32;
+        }
+        bytes.extend_from_slice(data);
+        WantedSecret {
+            bytes: bytes.into_boxed_slice(),
+            ends,
+        }
+    }
+
+    /// Its data: keys and values in key order.
+    pub fn data(&self) -> DataEntries<'_> {
+        DataEntries(&self.bytes[self.ends[2] as usize..])
+    }
+
     /// The digest of this data ([`data_hash`]): what the plan compares with
     /// the digest of a Secret's data in the cluster.
     pub fn data_hash(&self) -> DataDigest {
-        data_hash(self.data.iter())
+        data_hash(self.data().iter())
     }
 
     /// The labels the agent puts on the Secret: the Go agent's (`makeSecret`),
@@ -51,15 +126,15 @@ impl WantedSecret {
 
     pub fn label_values(&self) -> [(&'static str, &str); 2] {
         [
-            (SECRET_APP_LABEL, &self.app),
-            (SECRET_BUNDLE_LABEL, &self.bundle_id),
+            (SECRET_APP_LABEL, self.app()),
+            (SECRET_BUNDLE_LABEL, self.bundle_id()),
         ]
     }
 }
 
-/// A Secret's data: a few fixed keys (`username`, `clientId`, `headers`, …),
-/// in key order.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// A Secret's data as it is built: a few fixed keys (`username`,
+/// `clientId`, `headers`, …), in key order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SecretData(Vec<(&'static str, Vec<u8>)>);
 
 impl SecretData {
@@ -68,12 +143,15 @@ impl SecretData {
         entries.dedup_by_key(|(key, _)| *key);
         SecretData(entries)
     }
+}
 
-    pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.0
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, value)| value.as_slice())
+/// The data of a [`WantedSecret`], read in place.
+#[derive(Clone, Copy)]
+pub struct DataEntries<'a>(&'a [u8]);
+
+impl<'a> DataEntries<'a> {
+    pub fn get(&self, key: &str) -> Option<&'a [u8]> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, value)| value)
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
@@ -85,20 +163,28 @@ impl SecretData {
     }
 
     /// Keys and values in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.0.iter().map(|(key, value)| (*key, value.as_slice()))
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> {
+        let mut rest = self.0;
+        std::iter::from_fn(move || {
+            let (&key_len, after) = rest.split_first()?;
+            let (key, after) = after.split_at_checked(key_len as usize)?;
+            let (value_len, after) = after.split_first_chunk::<4>()?;
+            let (value, after) = after.split_at_checked(u32::from_le_bytes(*value_len) as usize)?;
+            rest = after;
+            Some((std::str::from_utf8(key).unwrap_or_default(), value))
+        })
     }
 }
 
 impl std::fmt::Debug for WantedSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WantedSecret")
-            .field("name", &self.name)
-            .field("app", &self.app)
-            .field("bundle_id", &self.bundle_id)
+            .field("name", &self.name())
+            .field("app", &self.app())
+            .field("bundle_id", &self.bundle_id())
             .field(
                 "keys",
-                &self.data.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                &self.data().iter().map(|(k, _)| k).collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -106,9 +192,16 @@ impl std::fmt::Debug for WantedSecret {
 
 /// An `Application` kept as its JSON text, LZ4-compressed: a fraction of the
 /// memory of the parsed object (the text repeats its names and URLs, which
-/// compress well); unpacked only when it is written.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PackedApplication(Box<[u8]>);
+/// compress well); unpacked only when it is written. Those packed by one
+/// [`Packer`] share a dictionary, the first one's text: the Applications of
+/// one Director have most of their text in common (field names, the
+/// gateway's URL), which a dictionary compresses and a text alone cannot.
+#[derive(Clone)]
+pub struct PackedApplication {
+    text: Box<[u8]>,
+    /// Empty for one packed alone.
+    dictionary: Arc<[u8]>,
+}
 
 /// A packed Application that does not unpack: never expected, since the
 /// agent packed it itself, but reported rather than trusted.
@@ -120,24 +213,48 @@ pub enum UnpackError {
     Json(#[from] serde_json::Error),
 }
 
+/// LZ4 looks back at most 64 KiB: more of a dictionary is never used.
+const DICTIONARY_MAX: usize = 64 * 1024;
+
 impl PackedApplication {
+    /// Packs one Application on its own, without a dictionary.
     pub fn pack(application: &Application) -> PackedApplication {
-        // Cannot fail: string keys only. An empty text would fail `unpack`,
-        // and so that Application's write, not the agent.
-        let json = serde_json::to_vec(application).unwrap_or_default();
-        PackedApplication(lz4_flex::block::compress_prepend_size(&json).into_boxed_slice())
+        PackedApplication::compress(&json_of(application), Arc::from([]))
+    }
+
+    fn compress(json: &[u8], dictionary: Arc<[u8]>) -> PackedApplication {
+        PackedApplication {
+            text: lz4_flex::block::compress_prepend_size_with_dict(json, &dictionary)
+                .into_boxed_slice(),
+            dictionary,
+        }
     }
 
     pub fn unpack(&self) -> Result<Application, UnpackError> {
-        let json = lz4_flex::block::decompress_size_prepended(&self.0)?;
-        Ok(serde_json::from_slice(&json)?)
+        Ok(serde_json::from_slice(&self.json()?)?)
     }
 
-    /// Its size in memory, in bytes.
+    fn json(&self) -> Result<Vec<u8>, lz4_flex::block::DecompressError> {
+        lz4_flex::block::decompress_size_prepended_with_dict(&self.text, &self.dictionary)
+    }
+
+    /// Its size in memory, in bytes (the shared dictionary not counted).
     pub fn packed_len(&self) -> usize {
-        self.0.len()
+        self.text.len()
     }
 }
+
+/// The same Application, however it was packed.
+impl PartialEq for PackedApplication {
+    fn eq(&self, other: &PackedApplication) -> bool {
+        match (self.json(), other.json()) {
+            (Ok(mine), Ok(theirs)) => mine == theirs,
+            _ => self.text == other.text && self.dictionary == other.dictionary,
+        }
+    }
+}
+
+impl Eq for PackedApplication {}
 
 impl std::fmt::Debug for PackedApplication {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -146,6 +263,29 @@ impl std::fmt::Debug for PackedApplication {
             Err(error) => write!(f, "PackedApplication(<{error}>)"),
         }
     }
+}
+
+/// Packs the Applications of one sync against one dictionary: the text of
+/// the first it packs.
+#[derive(Debug, Default)]
+pub struct Packer {
+    dictionary: Option<Arc<[u8]>>,
+}
+
+impl Packer {
+    pub fn pack(&mut self, application: &Application) -> PackedApplication {
+        let json = json_of(application);
+        let dictionary = self
+            .dictionary
+            .get_or_insert_with(|| Arc::from(&json[json.len().saturating_sub(DICTIONARY_MAX)..]));
+        PackedApplication::compress(&json, dictionary.clone())
+    }
+}
+
+fn json_of(application: &Application) -> Vec<u8> {
+    // Cannot fail: string keys only. An empty text would fail `unpack`,
+    // and so that Application's write, not the agent.
+    serde_json::to_vec(application).unwrap_or_default()
 }
 
 /// What the Director wants for one application, waiting to be planned.
@@ -189,7 +329,7 @@ impl HeldApplication {
             Content::Full { secrets, .. } => (Some(secrets), None),
             Content::Settled { secret_names } => (None, Some(secret_names)),
         };
-        let wanted = wanted.into_iter().flatten().map(|s| s.name.as_str());
+        let wanted = wanted.into_iter().flatten().map(WantedSecret::name);
         let settled = settled.into_iter().flat_map(NameList::iter);
         wanted.chain(settled)
     }
@@ -200,7 +340,21 @@ impl HeldApplication {
 }
 
 impl From<WantedApplication> for HeldApplication {
+    /// Packed on its own: see [`HeldApplication::packed`] for a sync's.
     fn from(wanted: WantedApplication) -> HeldApplication {
+        let application = PackedApplication::pack(&wanted.application);
+        HeldApplication::with(wanted, application)
+    }
+}
+
+impl HeldApplication {
+    /// Held whole, packed by the sync's `packer`.
+    pub fn packed(wanted: WantedApplication, packer: &mut Packer) -> HeldApplication {
+        let application = packer.pack(&wanted.application);
+        HeldApplication::with(wanted, application)
+    }
+
+    fn with(wanted: WantedApplication, packed: PackedApplication) -> HeldApplication {
         let application = &wanted.application;
         HeldApplication {
             name: application.metadata.name.clone().unwrap_or_default(),
@@ -212,7 +366,7 @@ impl From<WantedApplication> for HeldApplication {
                 .unwrap_or_default(),
             owned: OwnedDigest::of(&application.spec),
             content: Content::Full {
-                application: PackedApplication::pack(application),
+                application: packed,
                 secrets: wanted.secrets,
             },
             inconsistency: None,
@@ -244,12 +398,80 @@ mod tests {
         );
     }
 
+    /// The Application of another Director application of the same shape.
+    fn another_application(i: usize) -> Application {
+        let mut spec = crate::sync::digest::tests::spec();
+        spec.description = format!("application number {i}");
+        Application::new(&format!("shop-{i}"), spec)
+    }
+
+    #[test]
+    fn applications_packed_by_one_packer_unpack_to_themselves_in_less_memory() {
+        let mut packer = Packer::default();
+        let first = packer.pack(&another_application(0));
+        assert_eq!(first.unpack().unwrap(), another_application(0));
+        for i in 1..5 {
+            let app = another_application(i);
+            let shared = packer.pack(&app);
+            let alone = PackedApplication::pack(&app);
+            assert_eq!(shared.unpack().unwrap(), app);
+            assert_eq!(shared, alone, "the same Application, however packed");
+            assert!(
+                shared.packed_len() < alone.packed_len(),
+                "with the first one's text as dictionary: {} ≥ {}",
+                shared.packed_len(),
+                alone.packed_len()
+            );
+        }
+        assert_ne!(first, packer.pack(&another_application(1)));
+    }
+
+    #[test]
+    fn a_wanted_secret_gives_back_its_name_labels_and_data() {
+        let data = SecretData::new(vec![
+            ("username", b"user".to_vec()),
+            ("password", "pässword".as_bytes().to_vec()),
+            ("headers", Vec::new()),
+        ]);
+        let secret = WantedSecret::new("shop-bundle", "shop", "bundle-1", data);
+        assert_eq!(secret.name(), "shop-bundle");
+        assert_eq!(secret.app(), "shop");
+        assert_eq!(secret.bundle_id(), "bundle-1");
+        let entries: Vec<(&str, &[u8])> = secret.data().iter().collect();
+        assert_eq!(
+            entries,
+            [
+                ("headers", &b""[..]),
+                ("password", "pässword".as_bytes()),
+                ("username", &b"user"[..]),
+            ],
+            "every key, in key order, an empty value kept"
+        );
+        assert_eq!(secret.data().get("password"), Some("pässword".as_bytes()));
+        assert!(!secret.data().contains_key("clientId"));
+        assert_eq!(
+            secret.data_hash(),
+            data_hash(entries.into_iter()),
+            "the digest of the data as given"
+        );
+        assert_eq!(
+            secret.labels(),
+            BTreeMap::from([
+                (SECRET_APP_LABEL.to_string(), "shop".to_string()),
+                (SECRET_BUNDLE_LABEL.to_string(), "bundle-1".to_string()),
+            ])
+        );
+    }
+
     #[test]
     fn damaged_packed_text_is_an_error_not_a_panic() {
         let packed = PackedApplication::pack(&application());
-        let mut bytes = packed.0.to_vec();
+        let mut bytes = packed.text.to_vec();
         bytes.truncate(bytes.len() / 2);
-        let damaged = PackedApplication(bytes.into_boxed_slice());
+        let damaged = PackedApplication {
+            text: bytes.into_boxed_slice(),
+            dictionary: packed.dictionary,
+        };
         assert!(damaged.unpack().is_err());
     }
 

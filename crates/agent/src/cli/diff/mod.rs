@@ -787,10 +787,14 @@ impl Readers {
         let body = secret_body(&wanted, app, owner_uid);
         let mut change = SecretChange {
             namespace: self.namespace.clone(),
-            name: wanted.name.clone(),
+            name: wanted.name().to_string(),
             action: SecretVerb::Create,
             fields: Vec::new(),
-            keys: wanted.data.iter().map(|(key, _)| key.to_string()).collect(),
+            keys: wanted
+                .data()
+                .iter()
+                .map(|(key, _)| key.to_string())
+                .collect(),
             reason: None,
         };
         // A create finds one of that name that the list did not (it lacks
@@ -800,11 +804,11 @@ impl Readers {
         if creates && !self.secrets_listed {
             return Ok(SecretOutcome::Change(change));
         }
-        let Some(current) = self.read_secret(&wanted.name).await? else {
+        let Some(current) = self.read_secret(wanted.name()).await? else {
             return Ok(SecretOutcome::Change(change));
         };
         if !ActualSecret::from_metadata(current.metadata.clone()).is_the_agents() {
-            return Ok(SecretOutcome::Foreign(wanted.name));
+            return Ok(SecretOutcome::Foreign(wanted.name().to_string()));
         }
         let fields = report::secret_fields(&current, &body);
         if fields.is_empty() {

@@ -368,16 +368,16 @@ impl ApplicationStore {
         owner_uid: &str,
     ) -> Result<(), WriteError> {
         let failed = |source| WriteError::Secret {
-            name: secret.name.clone(),
+            name: secret.name().to_string(),
             source,
         };
         let mut body = secret_body(secret, app, owner_uid);
-        match self.secrets.get_opt(&secret.name).await.map_err(failed)? {
+        match self.secrets.get_opt(secret.name()).await.map_err(failed)? {
             Some(current)
                 if !ActualSecret::from_metadata(current.metadata.clone()).is_the_agents() =>
             {
                 Err(WriteError::ForeignSecret {
-                    name: secret.name.clone(),
+                    name: secret.name().to_string(),
                 })
             }
             Some(current) => {
@@ -472,7 +472,7 @@ fn owned_fields(app: &Application) -> serde_json::Value {
 /// Secret whole), owned by the Application `app` of uid `owner_uid`.
 pub fn secret_body(wanted: &WantedSecret, app: &str, owner_uid: &str) -> Secret {
     let mut secret = Secret::default();
-    secret.metadata.name = Some(wanted.name.clone());
+    secret.metadata.name = Some(wanted.name().to_string());
     // As the Go agent's `makeSecret`: labels `app` and `bundleId`, no
     // annotation, one owner reference of apiVersion, kind, name and uid,
     // the data; `type` as the apiserver defaults Go's (which has none).
@@ -487,7 +487,7 @@ pub fn secret_body(wanted: &WantedSecret, app: &str, owner_uid: &str) -> Secret 
     secret.type_ = Some("Opaque".into());
     secret.data = Some(
         wanted
-            .data
+            .data()
             .iter()
             .map(|(key, value)| (key.to_string(), ByteString(value.to_vec())))
             .collect(),
