@@ -440,28 +440,43 @@ impl From<Secret> for ListedSecret {
 /// data at every sync is what an idle sync must not do: a Secret whose uid
 /// and resourceVersion have not moved since it was read or written has the
 /// same data, so its digest stands and a metadata-only list is enough.
+///
+/// A list sorted by uid, not a hash map: one entry for each credential
+/// Secret of the cluster, kept between syncs, in the room of exactly that
+/// many (a hash map keeps up to twice the room, and while it grows, its old
+/// and new tables both). What a sync writes is appended ([`Self::reserve`]
+/// makes the room once) and sorted in before the next lookup.
 #[derive(Debug, Default)]
 pub struct SecretDigestCache {
-    /// uid → (resourceVersion, digest).
-    by_uid: HashMap<CompactText, (CompactText, DataDigest)>,
+    entries: Vec<DigestEntry>,
+    /// How many of `entries`, from the start, are sorted by uid, one each.
+    sorted: usize,
+}
+
+#[derive(Debug)]
+struct DigestEntry {
+    uid: CompactText,
+    resource_version: CompactText,
+    digest: DataDigest,
 }
 
 impl SecretDigestCache {
     /// The listed Secrets whose digest is known for the version listed (with
     /// it filled in), and the names of those that must be read in full (new,
     /// changed, or not known).
-    pub fn reuse(&self, mut listed: Vec<ListedSecret>) -> (Vec<ListedSecret>, Vec<String>) {
+    pub fn reuse(&mut self, mut listed: Vec<ListedSecret>) -> (Vec<ListedSecret>, Vec<String>) {
+        self.sort();
         let mut to_read = Vec::new();
         // In place: the listed Secrets are not copied into a second list.
         listed.retain_mut(|secret| {
             let cached = secret
                 .uid
                 .as_ref()
-                .and_then(|uid| self.by_uid.get(uid))
-                .filter(|(version, _)| secret.resource_version.as_ref() == Some(version));
+                .and_then(|uid| self.get(uid))
+                .filter(|entry| secret.resource_version.as_ref() == Some(&entry.resource_version));
             match cached {
-                Some((_, digest)) => {
-                    secret.summary.data_hash = Some(*digest);
+                Some(entry) => {
+                    secret.summary.data_hash = Some(entry.digest);
                     true
                 }
                 None => {
@@ -475,38 +490,95 @@ impl SecretDigestCache {
 
     /// Keeps the digests of these Secrets, and only these, for the next read;
     /// hands out their summaries. Their uids and versions move into the
-    /// cache, which is refilled in place: no second map of every Secret
-    /// while the old one is dropped.
+    /// cache, which is refilled in place.
     pub fn keep(&mut self, secrets: Vec<ListedSecret>) -> Vec<ActualSecret> {
-        self.by_uid.clear();
+        self.entries.clear();
+        self.sorted = 0;
+        let known = secrets
+            .iter()
+            .filter(|secret| {
+                secret.uid.is_some()
+                    && secret.resource_version.is_some()
+                    && secret.summary.data_hash.is_some()
+            })
+            .count();
+        // Exactly: shrinks a list that had room for the writes of a first sync.
+        if self.entries.capacity() > known {
+            self.entries.shrink_to(known);
+        }
+        self.entries.reserve_exact(known);
         // Not collected in place: the summaries are kept for the whole sync.
-        map_exact(secrets, |secret| {
-            if let (Some(uid), Some(version), Some(digest)) = (
+        let summaries = map_exact(secrets, |secret| {
+            if let (Some(uid), Some(resource_version), Some(digest)) = (
                 secret.uid,
                 secret.resource_version,
                 secret.summary.data_hash,
             ) {
-                self.by_uid.insert(uid, (version, digest));
+                self.entries.push(DigestEntry {
+                    uid,
+                    resource_version,
+                    digest,
+                });
             }
             secret.summary
-        })
+        });
+        self.sort();
+        summaries
+    }
+
+    /// Makes room for `additional` digests, e.g. of the Secrets a sync is
+    /// about to write, in one step.
+    pub fn reserve(&mut self, additional: usize) {
+        self.entries.reserve_exact(additional);
     }
 
     /// Adds or refreshes the digest of one Secret, e.g. of one just written
     /// (under the resourceVersion the write returned).
     pub fn insert(&mut self, uid: &str, resource_version: &str, digest: DataDigest) {
-        self.by_uid.insert(
-            CompactText::new(uid),
-            (CompactText::new(resource_version), digest),
-        );
+        self.entries.push(DigestEntry {
+            uid: CompactText::new(uid),
+            resource_version: CompactText::new(resource_version),
+            digest,
+        });
     }
 
+    fn get(&self, uid: &CompactText) -> Option<&DigestEntry> {
+        debug_assert_eq!(self.sorted, self.entries.len());
+        self.entries[..self.sorted]
+            .binary_search_by(|entry| entry.uid.cmp(uid))
+            .ok()
+            .map(|index| &self.entries[index])
+    }
+
+    /// Sorts what was appended in, the latest entry of a uid winning.
+    fn sort(&mut self) {
+        if self.sorted == self.entries.len() {
+            return;
+        }
+        // Stable: of one uid's entries, the one added last comes last.
+        self.entries.sort_by(|a, b| a.uid.cmp(&b.uid));
+        // `dedup_by` keeps the first of a run, so move the last one there.
+        let mut index = 0;
+        while index < self.entries.len() {
+            let run = self.entries[index..]
+                .iter()
+                .take_while(|entry| entry.uid == self.entries[index].uid)
+                .count();
+            self.entries.swap(index, index + run - 1);
+            index += run;
+        }
+        self.entries.dedup_by(|later, first| later.uid == first.uid);
+        self.sorted = self.entries.len();
+    }
+
+    /// How many digests it holds (one written twice since the last lookup
+    /// counts twice).
     pub fn len(&self) -> usize {
-        self.by_uid.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_uid.is_empty()
+        self.entries.is_empty()
     }
 }
 
@@ -751,6 +823,53 @@ mod tests {
         let (known, to_read) = cache.reuse(vec![metadata_of(&go_secret("s-1", "8", "new"))]);
         assert!(known.is_empty());
         assert_eq!(to_read, ["shop-b1"]);
+    }
+
+    #[test]
+    fn of_a_secret_written_twice_the_later_digest_counts() {
+        let mut cache = SecretDigestCache::default();
+        cache.keep(vec![ListedSecret::from(go_secret("s-2", "5", "pw"))]);
+        cache.reserve(3);
+        cache.insert("s-1", "8", digest_of("first"));
+        cache.insert("s-3", "3", digest_of("other"));
+        cache.insert("s-1", "9", digest_of("second"));
+        let (known, to_read) = cache.reuse(vec![
+            metadata_of(&go_secret("s-1", "9", "second")),
+            metadata_of(&go_secret("s-2", "5", "pw")),
+            metadata_of(&go_secret("s-3", "3", "other")),
+        ]);
+        assert!(to_read.is_empty(), "{to_read:?}");
+        let digests: Vec<_> = known.iter().map(|k| k.summary.data_hash).collect();
+        assert_eq!(
+            digests,
+            [
+                Some(digest_of("second")),
+                Some(digest_of("pw")),
+                Some(digest_of("other"))
+            ]
+        );
+        assert_eq!(cache.len(), 3, "one digest each");
+        // The first version's digest is gone.
+        let (known, _) = cache.reuse(vec![metadata_of(&go_secret("s-1", "8", "first"))]);
+        assert!(known.is_empty());
+    }
+
+    #[test]
+    fn the_cache_keeps_room_for_exactly_the_secrets_listed() {
+        let mut cache = SecretDigestCache::default();
+        cache.reserve(100);
+        for i in 0..100 {
+            cache.insert(&format!("w-{i}"), "1", digest_of("pw"));
+        }
+        cache.keep(vec![
+            ListedSecret::from(go_secret("s-1", "5", "pw")),
+            ListedSecret::from(go_secret("s-2", "5", "pw")),
+        ]);
+        assert_eq!(
+            cache.entries.capacity(),
+            2,
+            "the room a first sync's writes took is given back"
+        );
     }
 
     #[test]

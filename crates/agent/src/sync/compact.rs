@@ -9,7 +9,7 @@
 /// same key, since only the canonical form of a UUID or a number is packed.
 /// The caches hold one for each Application of the cluster and two for each
 /// credential Secret: as `String`s, each would take a heap allocation besides.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CompactText {
     Uuid([u8; 16]),
     Number(u64),

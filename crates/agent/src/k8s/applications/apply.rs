@@ -99,6 +99,13 @@ pub struct Replacement {
 impl ApplicationStore {
     /// Carries out the plan; one Application's failure does not stop the others.
     pub async fn apply(&self, plan: Plan) -> ApplyOutcome {
+        let secret_writes = plan
+            .applications
+            .iter()
+            .flat_map(|app| &app.secrets)
+            .filter(|secret| !matches!(secret, SecretAction::Delete(_)))
+            .count();
+        self.secret_digests().reserve(secret_writes);
         let outcomes: Vec<ApplyOutcome> = stream::iter(plan.applications)
             .map(|app_plan| self.apply_one(app_plan))
             .buffer_unordered(self.concurrency)
