@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
-use super::compact::{map_exact, CompactText, NameList};
+use super::compact::{CompactText, NameList};
 use super::digest::{data_hash, DataDigest, OwnedDigest};
 use crate::crd::application::Application;
 use crate::crd::labels::{
@@ -444,8 +444,9 @@ impl From<Secret> for ListedSecret {
 /// A list sorted by uid, not a hash map: one entry for each credential
 /// Secret of the cluster, kept between syncs, in the room of exactly that
 /// many (a hash map keeps up to twice the room, and while it grows, its old
-/// and new tables both). What a sync writes is appended ([`Self::reserve`]
-/// makes the room once) and sorted in before the next lookup.
+/// and new tables both). What a sync writes is appended
+/// ([`SecretDigestCache::reserve`] makes the room once) and sorted in before
+/// the next lookup.
 #[derive(Debug, Default)]
 pub struct SecretDigestCache {
     entries: Vec<DigestEntry>,
@@ -458,72 +459,82 @@ struct DigestEntry {
     uid: CompactText,
     resource_version: CompactText,
     digest: DataDigest,
+    /// Whether the read under way found its Secret (see
+    /// [`SecretDigestCache::begin_read`]); in the struct's padding.
+    seen: bool,
 }
 
 impl SecretDigestCache {
-    /// The listed Secrets whose digest is known for the version listed (with
-    /// it filled in), and the names of those that must be read in full (new,
-    /// changed, or not known).
-    pub fn reuse(&mut self, mut listed: Vec<ListedSecret>) -> (Vec<ListedSecret>, Vec<String>) {
+    /// Starts a read of the cluster's Secrets: each digest is forgotten at
+    /// [`Self::forget_unseen`] unless [`Self::resolve`] finds its Secret
+    /// listed (at the same version) before.
+    pub fn begin_read(&mut self) {
         self.sort();
-        let mut to_read = Vec::new();
-        // In place: the listed Secrets are not copied into a second list.
-        listed.retain_mut(|secret| {
-            let cached = secret
-                .uid
-                .as_ref()
-                .and_then(|uid| self.get(uid))
-                .filter(|entry| secret.resource_version.as_ref() == Some(&entry.resource_version));
-            match cached {
-                Some(entry) => {
-                    secret.summary.data_hash = Some(entry.digest);
-                    true
-                }
-                None => {
-                    to_read.push(secret.summary.name().to_string());
-                    false
-                }
-            }
-        });
-        (listed, to_read)
+        for entry in &mut self.entries {
+            entry.seen = false;
+        }
     }
 
-    /// Keeps the digests of these Secrets, and only these, for the next read;
-    /// hands out their summaries. Their uids and versions move into the
-    /// cache, which is refilled in place.
-    pub fn keep(&mut self, secrets: Vec<ListedSecret>) -> Vec<ActualSecret> {
-        self.entries.clear();
-        self.sorted = 0;
-        let known = secrets
-            .iter()
-            .filter(|secret| {
-                secret.uid.is_some()
-                    && secret.resource_version.is_some()
-                    && secret.summary.data_hash.is_some()
-            })
-            .count();
-        // Exactly: shrinks a list that had room for the writes of a first sync.
-        if self.entries.capacity() > known {
-            self.entries.shrink_to(known);
-        }
-        self.entries.reserve_exact(known);
-        // Not collected in place: the summaries are kept for the whole sync.
-        let summaries = map_exact(secrets, |secret| {
-            if let (Some(uid), Some(resource_version), Some(digest)) = (
-                secret.uid,
-                secret.resource_version,
-                secret.summary.data_hash,
-            ) {
-                self.entries.push(DigestEntry {
-                    uid,
-                    resource_version,
-                    digest,
-                });
-            }
-            secret.summary
-        });
+    /// One page of the listed Secrets: those whose digest is known for the
+    /// version listed go into `known`, summarized with it; the names of the
+    /// others (new, changed, or not known) into `unknown`, to be read in
+    /// full. A page at a time, so the list is never held whole beside the
+    /// summaries.
+    pub fn resolve(
+        &mut self,
+        page: Vec<ListedSecret>,
+        known: &mut Vec<ActualSecret>,
+        unknown: &mut Vec<String>,
+    ) {
         self.sort();
-        summaries
+        for listed in page {
+            let entry = listed
+                .uid
+                .as_ref()
+                .and_then(|uid| self.get_mut(uid))
+                .filter(|entry| listed.resource_version.as_ref() == Some(&entry.resource_version));
+            match entry {
+                Some(entry) => {
+                    entry.seen = true;
+                    let mut summary = listed.summary;
+                    summary.data_hash = Some(entry.digest);
+                    known.push(summary);
+                }
+                None => unknown.push(listed.summary.name().to_string()),
+            }
+        }
+    }
+
+    /// Forgets the digests of the Secrets the read did not find, and gives
+    /// back the room they took.
+    pub fn forget_unseen(&mut self) {
+        self.entries.retain(|entry| entry.seen);
+        self.entries.shrink_to_fit();
+        self.sorted = self.entries.len();
+    }
+
+    /// Forgets every digest, e.g. before the Secrets are all read in full.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.entries.shrink_to_fit();
+        self.sorted = 0;
+    }
+
+    /// Keeps the digest of a Secret read in full, and hands out its summary.
+    pub fn add(&mut self, listed: ListedSecret) -> ActualSecret {
+        if let (Some(uid), Some(resource_version), Some(digest)) = (
+            listed.uid,
+            listed.resource_version,
+            listed.summary.data_hash,
+        ) {
+            self.entries.push(DigestEntry {
+                uid,
+                resource_version,
+                digest,
+                seen: true,
+            });
+        }
+        listed.summary
     }
 
     /// Makes room for `additional` digests, e.g. of the Secrets a sync is
@@ -539,15 +550,16 @@ impl SecretDigestCache {
             uid: CompactText::new(uid),
             resource_version: CompactText::new(resource_version),
             digest,
+            seen: true,
         });
     }
 
-    fn get(&self, uid: &CompactText) -> Option<&DigestEntry> {
+    fn get_mut(&mut self, uid: &CompactText) -> Option<&mut DigestEntry> {
         debug_assert_eq!(self.sorted, self.entries.len());
         self.entries[..self.sorted]
             .binary_search_by(|entry| entry.uid.cmp(uid))
             .ok()
-            .map(|index| &self.entries[index])
+            .map(|index| &mut self.entries[index])
     }
 
     /// Sorts what was appended in, the latest entry of a uid winning.
@@ -771,12 +783,37 @@ mod tests {
         );
     }
 
+    /// A cache that knows these Secrets, as after a read of them in full.
+    fn cache_of(secrets: Vec<Secret>) -> SecretDigestCache {
+        let mut cache = SecretDigestCache::default();
+        cache.clear();
+        for secret in secrets {
+            cache.add(ListedSecret::from(secret));
+        }
+        cache
+    }
+
+    /// A read of these listed Secrets: the known summaries and the unknown
+    /// names, over pages of two.
+    fn read(
+        cache: &mut SecretDigestCache,
+        listed: Vec<ListedSecret>,
+    ) -> (Vec<ActualSecret>, Vec<String>) {
+        cache.begin_read();
+        let (mut known, mut unknown) = (Vec::new(), Vec::new());
+        let mut listed = listed.into_iter().peekable();
+        while listed.peek().is_some() {
+            let page: Vec<_> = listed.by_ref().take(2).collect();
+            cache.resolve(page, &mut known, &mut unknown);
+        }
+        (known, unknown)
+    }
+
     #[test]
     fn a_digest_is_reused_only_for_the_same_uid_and_resource_version() {
-        let mut cache = SecretDigestCache::default();
-        cache.keep(vec![
-            ListedSecret::from(go_secret("s-1", "5", "pw")),
-            ListedSecret::from(go_secret("s-2", "6", "other")),
+        let mut cache = cache_of(vec![
+            go_secret("s-1", "5", "pw"),
+            go_secret("s-2", "6", "other"),
         ]);
         assert_eq!(cache.len(), 2);
         let named = |uid: &str, version: &str, name: &str| {
@@ -784,62 +821,70 @@ mod tests {
             listed.summary = renamed(&listed.summary, name);
             listed
         };
-        let (known, to_read) = cache.reuse(vec![
-            named("s-1", "5", "unchanged"),
-            named("s-2", "7", "changed-since"),
-            named("s-3", "5", "new-with-a-known-version"),
-            named("s-9", "6", "recreated"),
-        ]);
+        let (known, to_read) = read(
+            &mut cache,
+            vec![
+                named("s-1", "5", "unchanged"),
+                named("s-2", "7", "changed-since"),
+                named("s-3", "5", "new-with-a-known-version"),
+                named("s-9", "6", "recreated"),
+            ],
+        );
         assert_eq!(
             to_read,
             ["changed-since", "new-with-a-known-version", "recreated"]
         );
         assert_eq!(known.len(), 1);
-        assert_eq!(known[0].summary.name(), "unchanged");
-        assert_eq!(known[0].summary.data_hash, Some(digest_of("pw")));
+        assert_eq!(known[0].name(), "unchanged");
+        assert_eq!(known[0].data_hash, Some(digest_of("pw")));
 
         // Without a uid or a resourceVersion nothing is known.
         let mut anonymous = named("s-1", "5", "anonymous");
         anonymous.uid = None;
         let mut versionless = named("s-1", "5", "versionless");
         versionless.resource_version = None;
-        let (known, to_read) = cache.reuse(vec![anonymous, versionless]);
+        let (known, to_read) = read(&mut cache, vec![anonymous, versionless]);
         assert!(known.is_empty());
         assert_eq!(to_read, ["anonymous", "versionless"]);
     }
 
     #[test]
-    fn a_secret_the_agent_wrote_need_not_be_read_and_replace_forgets_the_gone() {
+    fn a_secret_the_agent_wrote_need_not_be_read_and_what_a_read_misses_is_forgotten() {
         let mut cache = SecretDigestCache::default();
         cache.insert("s-1", "8", digest_of("new"));
-        let (known, to_read) = cache.reuse(vec![metadata_of(&go_secret("s-1", "8", "new"))]);
+        let (known, to_read) = read(&mut cache, vec![metadata_of(&go_secret("s-1", "8", "new"))]);
         assert!(to_read.is_empty());
-        assert_eq!(known[0].summary.data_hash, Some(digest_of("new")));
+        assert_eq!(known[0].data_hash, Some(digest_of("new")));
+        cache.forget_unseen();
+        assert_eq!(cache.len(), 1, "listed, so kept");
 
-        // Only what exists now is kept.
-        let kept = cache.keep(vec![ListedSecret::from(go_secret("s-2", "9", "pw"))]);
-        assert_eq!(kept.len(), 1);
-        assert_eq!(cache.len(), 1);
-        let (known, to_read) = cache.reuse(vec![metadata_of(&go_secret("s-1", "8", "new"))]);
+        // Only what the last read found is kept.
+        let (known, _) = read(&mut cache, vec![metadata_of(&go_secret("s-2", "9", "pw"))]);
+        assert!(known.is_empty());
+        cache.forget_unseen();
+        assert_eq!(cache.len(), 0);
+        let (known, to_read) = read(&mut cache, vec![metadata_of(&go_secret("s-1", "8", "new"))]);
         assert!(known.is_empty());
         assert_eq!(to_read, ["shop-b1"]);
     }
 
     #[test]
     fn of_a_secret_written_twice_the_later_digest_counts() {
-        let mut cache = SecretDigestCache::default();
-        cache.keep(vec![ListedSecret::from(go_secret("s-2", "5", "pw"))]);
+        let mut cache = cache_of(vec![go_secret("s-2", "5", "pw")]);
         cache.reserve(3);
         cache.insert("s-1", "8", digest_of("first"));
         cache.insert("s-3", "3", digest_of("other"));
         cache.insert("s-1", "9", digest_of("second"));
-        let (known, to_read) = cache.reuse(vec![
-            metadata_of(&go_secret("s-1", "9", "second")),
-            metadata_of(&go_secret("s-2", "5", "pw")),
-            metadata_of(&go_secret("s-3", "3", "other")),
-        ]);
+        let (known, to_read) = read(
+            &mut cache,
+            vec![
+                metadata_of(&go_secret("s-1", "9", "second")),
+                metadata_of(&go_secret("s-2", "5", "pw")),
+                metadata_of(&go_secret("s-3", "3", "other")),
+            ],
+        );
         assert!(to_read.is_empty(), "{to_read:?}");
-        let digests: Vec<_> = known.iter().map(|k| k.summary.data_hash).collect();
+        let digests: Vec<_> = known.iter().map(|k| k.data_hash).collect();
         assert_eq!(
             digests,
             [
@@ -850,38 +895,33 @@ mod tests {
         );
         assert_eq!(cache.len(), 3, "one digest each");
         // The first version's digest is gone.
-        let (known, _) = cache.reuse(vec![metadata_of(&go_secret("s-1", "8", "first"))]);
+        let (known, _) = read(
+            &mut cache,
+            vec![metadata_of(&go_secret("s-1", "8", "first"))],
+        );
         assert!(known.is_empty());
     }
 
     #[test]
-    fn the_cache_keeps_room_for_exactly_the_secrets_listed() {
+    fn the_cache_keeps_room_for_exactly_the_secrets_a_read_found() {
         let mut cache = SecretDigestCache::default();
         cache.reserve(100);
         for i in 0..100 {
             cache.insert(&format!("w-{i}"), "1", digest_of("pw"));
         }
-        cache.keep(vec![
-            ListedSecret::from(go_secret("s-1", "5", "pw")),
-            ListedSecret::from(go_secret("s-2", "5", "pw")),
-        ]);
+        read(
+            &mut cache,
+            vec![
+                metadata_of(&go_secret("w-1", "1", "pw")),
+                metadata_of(&go_secret("w-2", "1", "pw")),
+            ],
+        );
+        cache.forget_unseen();
         assert_eq!(
             cache.entries.capacity(),
             2,
             "the room a first sync's writes took is given back"
         );
-    }
-
-    #[test]
-    fn the_kept_summaries_do_not_hold_the_lists_buffer() {
-        // A list grows by doubling, so its buffer has room for more than it
-        // holds, each item larger than a summary.
-        let mut listed = Vec::with_capacity(64);
-        listed
-            .extend(["s-1", "s-2", "s-3"].map(|uid| ListedSecret::from(go_secret(uid, "5", "pw"))));
-        let kept = SecretDigestCache::default().keep(listed);
-        assert_eq!(kept.len(), 3);
-        assert_eq!(kept.capacity(), 3, "room for more summaries than were kept");
     }
 
     #[test]

@@ -65,6 +65,17 @@ where
     deserializer.deserialize_any(Items(PhantomData))
 }
 
+/// Room in `list` for a page of `page` items and the `remaining` the list
+/// says are still to come: exactly, once, when it says so (the apiserver
+/// does only for lists without a selector); else by the usual doubling.
+fn make_room<T>(list: &mut Vec<T>, page: usize, remaining: usize) {
+    if remaining > 0 {
+        list.reserve_exact(page + remaining);
+    } else {
+        list.reserve(page);
+    }
+}
+
 /// How many more objects a metadata-only list page holds than a full one.
 const METADATA_PAGE_FACTOR: u32 = 5;
 
@@ -214,46 +225,72 @@ impl ApplicationStore {
             source,
         };
         let with_bundle_label = ListParams::default().labels(SECRET_BUNDLE_LABEL);
-        let listed = match self
-            .list_summarized::<ListedMetadata, ListedSecret>(
+        // Each page is summarized as it comes, with the digests known: the
+        // listed Secrets are never all held beside their summaries.
+        let mut to_read: Vec<String> = Vec::new();
+        // A list with a label selector does not say how many are to come:
+        // room for as many as the last read found, made once.
+        let mut secrets: Vec<ActualSecret> = {
+            let mut digests = self.secret_digests();
+            digests.begin_read();
+            Vec::with_capacity(digests.len())
+        };
+        let listed = self
+            .list_pages::<ListedMetadata, ListedSecret>(
                 self.secrets.resource_url(),
                 with_bundle_label.clone(),
                 true,
+                |page, remaining| {
+                    make_room(&mut secrets, page.len(), remaining);
+                    self.secret_digests()
+                        .resolve(page, &mut secrets, &mut to_read);
+                },
             )
-            .await
-        {
-            Ok(listed) => listed,
+            .await;
+        match listed {
+            Ok(()) => {}
             Err(error) if is_forbidden(&error) => {
                 self.access.list_credential_secrets.refused(&error);
                 return Ok(None);
             }
             Err(error) => return Err(list_error(error)),
-        };
-        let listed_count = listed.len();
-        let (mut secrets, to_read) = self.secret_digests().reuse(listed);
+        }
+        let listed_count = secrets.len() + to_read.len();
         tracing::debug!(
             secrets = listed_count,
             read_in_full = to_read.len(),
             "credential Secrets listed"
         );
         if to_read.is_empty() {
-            // Nothing new: the cache already holds exactly these.
+            // Nothing new: the cache knew each one listed.
+            self.secret_digests().forget_unseen();
         } else if read_secrets_by_name(to_read.len(), listed_count, self.list_page_size) {
             let read = self
                 .get_each(&self.secrets, to_read, secret_read_error)
                 .await?;
-            secrets.extend(read.into_iter().map(ListedSecret::from));
+            let mut digests = self.secret_digests();
+            digests.forget_unseen();
+            secrets.extend(
+                read.into_iter()
+                    .map(|secret| digests.add(ListedSecret::from(secret))),
+            );
         } else {
-            secrets = self
-                .list_summarized::<Secret, ListedSecret>(
-                    self.secrets.resource_url(),
-                    with_bundle_label,
-                    false,
-                )
-                .await
-                .map_err(list_error)?;
+            secrets = Vec::new();
+            self.secret_digests().clear();
+            self.list_pages::<Secret, ListedSecret>(
+                self.secrets.resource_url(),
+                with_bundle_label,
+                false,
+                |page, remaining| {
+                    make_room(&mut secrets, page.len(), remaining);
+                    let mut digests = self.secret_digests();
+                    secrets.extend(page.into_iter().map(|secret| digests.add(secret)));
+                },
+            )
+            .await
+            .map_err(list_error)?;
         }
-        Ok(Some(self.secret_digests().keep(secrets)))
+        Ok(Some(secrets))
     }
 
     /// Reads each object by name, `concurrency` at a time. One gone since it
@@ -293,6 +330,29 @@ impl ApplicationStore {
         K: DeserializeOwned,
         S: From<K>,
     {
+        let mut all = Vec::new();
+        self.list_pages::<K, S>(url, params, metadata_only, |page, remaining| {
+            make_room(&mut all, page.len(), remaining);
+            all.extend(page);
+        })
+        .await?;
+        Ok(all)
+    }
+
+    /// Lists every object, page by page, handing each page's summaries to
+    /// `each_page` with how many objects the list says are still to come
+    /// (room for all of them can be made once, not by doubling).
+    async fn list_pages<K, S>(
+        &self,
+        url: &str,
+        params: ListParams,
+        metadata_only: bool,
+        mut each_page: impl FnMut(Vec<S>, usize),
+    ) -> Result<(), kube::Error>
+    where
+        K: DeserializeOwned,
+        S: From<K>,
+    {
         let request = kube::core::Request::new(url);
         let page_size = match metadata_only {
             // An object's metadata is a fraction of it: more fit in the same memory.
@@ -300,7 +360,6 @@ impl ApplicationStore {
             false => self.list_page_size,
         };
         let mut params = params.limit(page_size.max(1));
-        let mut all = Vec::new();
         loop {
             let mut page_request = if metadata_only {
                 request.list_metadata(&params)
@@ -310,10 +369,15 @@ impl ApplicationStore {
             .map_err(kube::Error::BuildRequest)?;
             page_request.extensions_mut().insert("list");
             let page: SummaryPage<K, S> = self.client.request(page_request).await?;
-            all.extend(page.items);
+            let remaining = page
+                .metadata
+                .remaining_item_count
+                .and_then(|count| usize::try_from(count).ok())
+                .unwrap_or(0);
+            each_page(page.items, remaining);
             match page.metadata.continue_ {
                 Some(token) if !token.is_empty() => params = params.continue_token(&token),
-                _ => return Ok(all),
+                _ => return Ok(()),
             }
         }
     }
