@@ -275,9 +275,12 @@ impl DirectorClient {
     /// Returns the labels and whether the list came whole. A failure fails
     /// the whole fetch: the caller must then discard what it was handed, so
     /// a partial answer is never mistaken for the Director's truth.
-    pub async fn for_each_application(
+    /// `before_next_page` is awaited before each page after the first: the
+    /// caller may hold the fetch back there.
+    pub async fn for_each_application<Pause: std::future::Future<Output = ()>>(
         &self,
         mut visit: impl FnMut(&RuntimeLabelValues, FetchedApplication),
+        mut before_next_page: impl FnMut() -> Pause,
     ) -> Result<FetchOutcome, CompassError> {
         let first_query = applications_query(true);
         let next_query = applications_query(false);
@@ -310,7 +313,10 @@ impl DirectorClient {
                 visit(runtime_labels, self.complete_application(raw).await?);
             }
             match next {
-                Next::After(cursor) => after = Some(cursor),
+                Next::After(cursor) => {
+                    before_next_page().await;
+                    after = Some(cursor);
+                }
                 Next::Done => {
                     return Ok(FetchOutcome {
                         labels: labels.unwrap_or_default(),

@@ -1,6 +1,7 @@
 //! Synchronizing Applications: fetch from the Director (with the runtime's
 //! labels), read the cluster, plan, apply, label the Runtime.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -153,13 +154,18 @@ pub async fn plan_sync(
     // names ([`sync::settle`]): an idle sync does not hold every
     // application's wanted state until the fetch ends.
     let cluster: OnceLock<ActualState> = OnceLock::new();
+    // Whether the read has ended, for a fetch that waits for it (see
+    // `sync::fetch_waits_for_cluster`); a read that fails drops the sender,
+    // which ends the wait as well.
+    let (read_ended, cluster_read) = tokio::sync::watch::channel(false);
     let fetch = async {
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let _waiting = ctx.progress.waiting(Wait::Director);
-            let (wanted, outcome) = fetch_applications(ctx, &director, &cluster).await?;
+            let (wanted, outcome) =
+                fetch_applications(ctx, &director, &cluster, &cluster_read).await?;
             let problem = outcome
                 .inconsistency
                 .clone()
@@ -174,16 +180,21 @@ pub async fn plan_sync(
         }
     };
     let read_cluster = async {
+        // Moved in: dropped when the read ends, however it ends, which ends
+        // a fetch's wait for it.
+        let read_ended = read_ended;
         let started = Instant::now();
         let _waiting = ctx.progress.waiting(Wait::ClusterRead);
         let actual = ctx.applications.read_actual().await?;
         // Only a whole list of the Secrets can tell that one is as wanted.
-        if actual.secrets_listed {
+        let read = if actual.secrets_listed {
             let _ = cluster.set(actual);
-            Ok::<_, SyncError>((None, started.elapsed()))
+            (None, started.elapsed())
         } else {
-            Ok((Some(actual), started.elapsed()))
-        }
+            (Some(actual), started.elapsed())
+        };
+        read_ended.send_replace(true);
+        Ok::<_, SyncError>(read)
     };
     let (fetched, read) = tokio::join!(fetch, read_cluster);
     let (mut wanted, outcome, fetch_time) = fetched?;
@@ -321,37 +332,57 @@ async fn fetch_applications(
     ctx: &Context,
     director: &DirectorClient,
     cluster: &OnceLock<ActualState>,
+    cluster_read: &tokio::sync::watch::Receiver<bool>,
 ) -> Result<(Vec<HeldApplication>, FetchOutcome), SyncError> {
     let mut wanted: Vec<HeldApplication> = Vec::new();
+    // The wanted state held whole while the cluster is unread.
+    let held_whole = AtomicUsize::new(0);
     let mut conversion: Option<ConversionSettings> = None;
     let mut index: Option<ActualIndex> = None;
     let mut packer = Packer::default();
     let outcome = director
-        .for_each_application(|labels, fetched| {
-            // The runtime's labels decide how Applications are named.
-            let conversion = conversion.get_or_insert_with(|| ConversionSettings {
-                normalize_application_names: names::normalizes_application_names(labels),
-                ..ctx.conversion.clone()
-            });
-            if index.is_none() {
-                if let Some(actual) = cluster.get() {
-                    // Just read: settle those that came before.
-                    let actual = index.insert(ActualIndex::new(actual));
-                    wanted = std::mem::take(&mut wanted)
-                        .into_iter()
-                        .map(|held| sync::settle(held, actual))
-                        .collect();
+        .for_each_application(
+            |labels, fetched| {
+                // The runtime's labels decide how Applications are named.
+                let conversion = conversion.get_or_insert_with(|| ConversionSettings {
+                    normalize_application_names: names::normalizes_application_names(labels),
+                    ..ctx.conversion.clone()
+                });
+                if index.is_none() {
+                    if let Some(actual) = cluster.get() {
+                        // Just read: settle those that came before.
+                        let actual = index.insert(ActualIndex::new(actual));
+                        wanted = std::mem::take(&mut wanted)
+                            .into_iter()
+                            .map(|held| sync::settle(held, actual))
+                            .collect();
+                    }
                 }
-            }
-            let converted = sync::to_wanted_application(&fetched.application, conversion);
-            let held = match fetched.inconsistency {
-                None => sync::hold(converted, index.as_ref(), &mut packer),
-                Some(problem) => {
-                    HeldApplication::packed(converted, &mut packer).incomplete(Some(problem))
+                let converted = sync::to_wanted_application(&fetched.application, conversion);
+                let held = match fetched.inconsistency {
+                    None => sync::hold(converted, index.as_ref(), &mut packer),
+                    Some(problem) => {
+                        HeldApplication::packed(converted, &mut packer).incomplete(Some(problem))
+                    }
+                };
+                if index.is_none() {
+                    held_whole.fetch_add(held.wanted_size(), Ordering::Relaxed);
                 }
-            };
-            wanted.push(held);
-        })
+                wanted.push(held);
+            },
+            || {
+                let read = *cluster_read.borrow() || cluster.get().is_some();
+                let waits = sync::fetch_waits_for_cluster(held_whole.load(Ordering::Relaxed), read);
+                let mut cluster_read = cluster_read.clone();
+                async move {
+                    if waits {
+                        let _waiting = ctx.progress.waiting(Wait::ClusterRead);
+                        // Ends when the read does, whether it succeeded or not.
+                        let _ = cluster_read.wait_for(|ended| *ended).await;
+                    }
+                }
+            },
+        )
         .await
         .map_err(SyncError::Fetch)?;
     Ok((wanted, outcome))

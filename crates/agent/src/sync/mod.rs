@@ -29,4 +29,7 @@ pub use digest::{DataDigest, OwnedDigest};
 pub use plan::{
     hold, plan, settle, ApplicationAction, ApplicationPlan, Deferred, Deletions, Plan, SecretAction,
 };
-pub use wanted::{HeldApplication, PackedApplication, Packer, WantedApplication, WantedSecret};
+pub use wanted::{
+    fetch_waits_for_cluster, HeldApplication, PackedApplication, Packer, WantedApplication,
+    WantedSecret, UNREAD_HOLD_BUDGET,
+};

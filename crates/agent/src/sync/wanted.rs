@@ -104,6 +104,11 @@ impl WantedSecret {
         }
     }
 
+    /// The memory it takes, in bytes.
+    pub fn size_in_memory(&self) -> usize {
+        std::mem::size_of::<WantedSecret>() + self.bytes.len()
+    }
+
     /// Its data: keys and values in key order.
     pub fn data(&self) -> DataEntries<'_> {
         DataEntries(&self.bytes[self.ends[2] as usize..])
@@ -337,6 +342,40 @@ impl HeldApplication {
     pub fn is_settled(&self) -> bool {
         matches!(self.content, Content::Settled { .. })
     }
+
+    /// The memory its wanted state takes while it waits, in bytes (its
+    /// names and digests not counted): what settling it would give back.
+    pub fn wanted_size(&self) -> usize {
+        match &self.content {
+            Content::Full {
+                application,
+                secrets,
+            } => {
+                application.packed_len()
+                    + secrets
+                        .iter()
+                        .map(WantedSecret::size_in_memory)
+                        .sum::<usize>()
+            }
+            Content::Settled { .. } => 0,
+        }
+    }
+}
+
+/// How much wanted state, in bytes, a sync holds whole while the cluster is
+/// still being read. Until the read ends, no arriving application can be
+/// settled to its names, so each waits whole; past this the Director fetch
+/// pauses before its next page until the read has ended. Without a bound an
+/// idle sync whose cluster read is slower than the fetch would hold most of
+/// the Director's applications whole (the largest part of its memory at
+/// 10,000 applications, BENCHMARKS.md); with it, the fetch loses at most the
+/// read's time. A first sync reads an empty cluster at once and never waits.
+pub const UNREAD_HOLD_BUDGET: usize = 2 * 1024 * 1024;
+
+/// Whether the Director fetch waits for the cluster read before its next
+/// page: `held_whole` bytes of wanted state wait ([`UNREAD_HOLD_BUDGET`]).
+pub fn fetch_waits_for_cluster(held_whole: usize, cluster_read: bool) -> bool {
+    !cluster_read && held_whole >= UNREAD_HOLD_BUDGET
 }
 
 impl From<WantedApplication> for HeldApplication {
@@ -461,6 +500,38 @@ mod tests {
                 (SECRET_BUNDLE_LABEL.to_string(), "bundle-1".to_string()),
             ])
         );
+    }
+
+    #[test]
+    fn the_fetch_waits_for_the_cluster_only_past_the_budget_and_only_while_it_is_read() {
+        assert!(!fetch_waits_for_cluster(UNREAD_HOLD_BUDGET - 1, false));
+        assert!(fetch_waits_for_cluster(UNREAD_HOLD_BUDGET, false));
+        assert!(!fetch_waits_for_cluster(UNREAD_HOLD_BUDGET * 10, true));
+    }
+
+    #[test]
+    fn a_held_application_counts_its_packed_text_and_secrets_until_settled() {
+        let data = SecretData::new(vec![("password", vec![b'p'; 100])]);
+        let held = HeldApplication::from(WantedApplication {
+            application: application(),
+            secrets: vec![WantedSecret::new("shop-b", "shop", "b", data)],
+        });
+        let Content::Full { application, .. } = &held.content else {
+            panic!("held whole");
+        };
+        let secret_bytes = std::mem::size_of::<WantedSecret>() + "shop-b".len() + "shop".len() + 1;
+        assert!(
+            held.wanted_size() >= application.packed_len() + secret_bytes + 100,
+            "{}",
+            held.wanted_size()
+        );
+        let settled = HeldApplication {
+            content: Content::Settled {
+                secret_names: ["shop-b"].into_iter().collect(),
+            },
+            ..held
+        };
+        assert_eq!(settled.wanted_size(), 0);
     }
 
     #[test]
