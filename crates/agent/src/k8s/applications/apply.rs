@@ -106,16 +106,23 @@ impl ApplicationStore {
             .filter(|secret| !matches!(secret, SecretAction::Delete(_)))
             .count();
         self.secret_digests().reserve(secret_writes);
-        let outcomes: Vec<ApplyOutcome> = stream::iter(plan.applications)
+        let planned = plan.applications.len();
+        // Each outcome folded in as it comes: not all of them collected first.
+        let mut all = stream::iter(plan.applications)
             .map(|app_plan| self.apply_one(app_plan))
             .buffer_unordered(self.concurrency)
-            .collect()
+            .fold(
+                ApplyOutcome {
+                    results: Vec::with_capacity(planned),
+                    replaced: Vec::new(),
+                },
+                |mut all, outcome| async move {
+                    all.results.extend(outcome.results);
+                    all.replaced.extend(outcome.replaced);
+                    all
+                },
+            )
             .await;
-        let mut all = ApplyOutcome::default();
-        for outcome in outcomes {
-            all.results.extend(outcome.results);
-            all.replaced.extend(outcome.replaced);
-        }
         all.results.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
