@@ -437,6 +437,17 @@ async fn the_log_names_the_configured_runtime_also_when_the_certificate_is_only_
         .wait_for_state(ConnectionState::Synchronized, LONG)
         .await;
     assert_eq!(first.terminate(LONG).await, Some(0), "{}", first.log());
+    // The cycle that connects names it once, like every other.
+    let first_log = first.log();
+    let named_twice: Vec<&str> = first_log
+        .lines()
+        .filter(|line| line.matches("runtime_id=").count() > 1)
+        .collect();
+    assert!(
+        named_twice.is_empty(),
+        "lines name the runtime twice:\n{}",
+        named_twice.join("\n")
+    );
     let chain = world
         .certificate_secret()
         .await

@@ -38,8 +38,10 @@ pub async fn reconcile(
         async {
             let request_id = ctx.new_request_id().await;
             tracing::Span::current().record("request_id", request_id.as_str());
-            // The configured runtime id (the certificate's CN is the
-            // SystemAuth id on a real Compass, not the runtime's).
+            // The configured runtime id, once for the whole cycle (the
+            // certificate's CN is the SystemAuth id on a real Compass, not
+            // the runtime's); the request id has read the configuration if
+            // it was not known yet.
             if let Some(runtime_id) = ctx.remembered().runtime_id() {
                 tracing::Span::current().record("runtime_id", runtime_id.as_str());
             }

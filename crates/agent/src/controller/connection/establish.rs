@@ -105,7 +105,6 @@ pub(super) async fn establish(
     request_id: &str,
     presented: &mut Option<String>,
 ) -> Result<Established, ConnectionError> {
-    tracing::Span::current().record("runtime_id", parameters.runtime_id.as_str());
     {
         let _waiting = ctx.progress.waiting(Wait::CredentialsSecrets);
         ctx.credentials.check_writable().await?;
