@@ -156,7 +156,7 @@ fn check_conversion(app: &model::Application, settings: &ConversionSettings) {
     assert_eq!(metadata.authentication.client_ids, auth_ids);
 
     assert_eq!(spec.services.len(), app.bundles.len());
-    let secret_names: BTreeSet<&str> = wanted.secrets.iter().map(|s| s.name.as_str()).collect();
+    let secret_names: BTreeSet<&str> = wanted.secrets.iter().map(|s| s.name()).collect();
     assert!(wanted.secrets.len() <= 2 * app.bundles.len());
     let gateway = settings.central_gateway_url.trim_end_matches('/');
     for (service, bundle) in spec.services.iter().zip(&app.bundles) {
@@ -195,15 +195,15 @@ fn check_conversion(app: &model::Application, settings: &ConversionSettings) {
     }
 
     for secret in &wanted.secrets {
-        let bundle_id = &secret.bundle_id;
+        let bundle_id = &secret.bundle_id().to_string();
         assert_eq!(secret.labels()["app"], name);
-        assert!(!secret.data.is_empty());
-        let hash = secret.data_hash();
-        assert_eq!(hash.len(), 40);
-        assert!(secret.name.ends_with(&format!("-{bundle_id}")));
-        let prefix_chars = secret.name.chars().count() - bundle_id.chars().count();
-        assert!(prefix_chars <= 27, "{:?}", secret.name);
-        if let Some(headers) = secret.data.get("headers") {
+        assert!(!secret.data().is_empty());
+        // Deterministic: the same data, the same digest.
+        assert_eq!(secret.data_hash(), secret.clone().data_hash());
+        assert!(secret.name().ends_with(&format!("-{bundle_id}")));
+        let prefix_chars = secret.name().chars().count() - bundle_id.chars().count();
+        assert!(prefix_chars <= 27, "{:?}", secret.name());
+        if let Some(headers) = secret.data().get("headers") {
             let parsed: BTreeMap<String, Vec<String>> = serde_json::from_slice(headers).unwrap();
             // Bundle ids may repeat in a hostile answer: any bundle of that id.
             assert!(app.bundles.iter().any(|b| &b.id == bundle_id
@@ -213,7 +213,7 @@ fn check_conversion(app: &model::Application, settings: &ConversionSettings) {
                     == Some(&parsed)));
         }
         if is_dns_label(&name) && is_dns_label(bundle_id) && bundle_id.len() <= 36 {
-            assert!(is_dns_label(&secret.name), "{:?}", secret.name);
+            assert!(is_dns_label(secret.name()), "{:?}", secret.name());
         }
     }
     for bundle in &app.bundles {

@@ -100,7 +100,7 @@ fn written(wanted: &[WantedApplication]) -> ActualState {
             .push(Arc::new(ActualApplication::from(application)));
         for secret in &w.secrets {
             let mut object = Secret::default();
-            object.metadata.name = Some(secret.name.clone());
+            object.metadata.name = Some(secret.name().to_string());
             object.metadata.labels = Some(secret.labels());
             object.metadata.owner_references = Some(vec![OwnerReference {
                 uid: uid.clone(),
@@ -108,7 +108,7 @@ fn written(wanted: &[WantedApplication]) -> ActualState {
             }]);
             object.data = Some(
                 secret
-                    .data
+                    .data()
                     .iter()
                     .map(|(key, value)| (key.to_string(), ByteString(value.to_vec())))
                     .collect(),

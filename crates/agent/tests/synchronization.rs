@@ -1462,7 +1462,7 @@ async fn a_secret_someone_else_creates_between_read_and_write_is_left_alone() {
     let world = World::new().await;
     let writer = writer(&world);
     let wanted = wanted_with_credentials("app-9", "app9", "b9");
-    let secret_name = wanted.secrets[0].name.clone();
+    let secret_name = wanted.secrets[0].name().to_string();
     let actual = writer.read_actual().await.unwrap();
     let plan = sync::plan(vec![wanted], &actual, Deletions::Allowed);
     // Between the read and the write, someone creates a Secret of that name:
@@ -1488,7 +1488,7 @@ async fn an_application_made_anew_between_read_and_delete_is_left_alone_with_its
     let writer = writer(&world);
     let wanted = wanted_with_credentials("app-8", "app8", "b8");
     let name = wanted.application.metadata.name.clone().unwrap();
-    let secret_name = wanted.secrets[0].name.clone();
+    let secret_name = wanted.secrets[0].name().to_string();
     let written = writer
         .apply(sync::plan(
             vec![wanted],

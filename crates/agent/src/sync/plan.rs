@@ -161,7 +161,6 @@ pub fn plan<W: Into<HeldApplication>>(
         in_snapshot,
         wanted_secrets,
     } = Snapshot::of(&wanted, &actual_apps, &actual_secrets);
-    let wanted_by_owner = wanted_secrets_by_owner(&actual.secrets, &wanted_secrets);
 
     let mut plans = Vec::with_capacity(wanted.len());
     for (index, wanted_app) in wanted.into_iter().enumerate() {
@@ -205,12 +204,19 @@ pub fn plan<W: Into<HeldApplication>>(
         })
         .collect();
 
+    // Only when some Application may be deleted (none in an idle sync): a
+    // map over every wanted Secret's owners.
+    let may_delete = |name: &str, app: &ActualApplication| {
+        !claimed.contains(name) && app.is_managed_by_compass() && deletions == Deletions::Allowed
+    };
+    let wanted_by_owner = if actual_apps.iter().any(|(name, app)| may_delete(name, app)) {
+        wanted_secrets_by_owner(&actual.secrets, &wanted_secrets)
+    } else {
+        HashMap::new()
+    };
     let mut deferred = Vec::new();
     for (name, app) in &actual_apps {
-        if claimed.contains(*name)
-            || !app.is_managed_by_compass()
-            || deletions == Deletions::Skipped
-        {
+        if !may_delete(name, app) {
             continue;
         }
         let secrets: Vec<String> = app

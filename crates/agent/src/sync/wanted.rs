@@ -370,7 +370,7 @@ impl HeldApplication {
 /// the Director's applications whole (the largest part of its memory at
 /// 10,000 applications, BENCHMARKS.md); with it, the fetch loses at most the
 /// read's time. A first sync reads an empty cluster at once and never waits.
-pub const UNREAD_HOLD_BUDGET: usize = 2 * 1024 * 1024;
+pub const UNREAD_HOLD_BUDGET: usize = 1024 * 1024;
 
 /// Whether the Director fetch waits for the cluster read before its next
 /// page: `held_whole` bytes of wanted state wait ([`UNREAD_HOLD_BUDGET`]).
