@@ -256,10 +256,17 @@ impl SummaryCache {
 #[derive(Clone, PartialEq)]
 pub struct ActualSecret {
     /// Its name, `app` label, `bundleId` label and owner uids in one string,
-    /// one allocation where there would be five. The first three end at
-    /// `ends`; the owner uids follow, each ended by a NUL (which no uid holds).
+    /// one allocation where there would be five. The name comes first; a
+    /// label that is part of the name (the agent's names are made of the
+    /// application's name and the bundle id) is not written again, only
+    /// where it stands (`app`, `bundle`); the owner uids follow from
+    /// `owners`, each ended by a NUL (which no uid holds). A cluster holds
+    /// four such Secrets for each application.
     text: Box<str>,
-    ends: [u32; 3],
+    name_end: u16,
+    app: (u16, u16),
+    bundle: (u16, u16),
+    owners: u16,
     /// Whether it carries the `app` and the `bundleId` label (an empty label
     /// value is still a label).
     has_app_label: bool,
@@ -301,21 +308,37 @@ impl ActualSecret {
         let app = labels.get(SECRET_APP_LABEL);
         let bundle = labels.get(SECRET_BUNDLE_LABEL);
         let name = name.unwrap_or_default();
-        let mut text = String::with_capacity(
-            name.len() + app.map_or(0, String::len) + bundle.map_or(0, String::len) + 40,
-        );
-        let mut ends = [0u32; 3];
-        for (end, part) in ends.iter_mut().zip([Some(&name), app, bundle]) {
-            text.push_str(part.map_or("", String::as_str));
-            *end = text.len() as u32;
-        }
+        let mut text = String::with_capacity(name.len() + 40);
+        text.push_str(&name);
+        // Kubernetes keeps a name to 253 bytes and a label to 63: every
+        // place before the owners fits in 16 bits.
+        let at = |index: usize| u16::try_from(index).unwrap_or(u16::MAX);
+        let place = |text: &mut String,
+                     label: Option<&String>,
+                     in_name: fn(&str, &str) -> Option<usize>| {
+            let label = label.map_or("", String::as_str);
+            match in_name(&name, label).filter(|_| !label.is_empty()) {
+                Some(start) => (at(start), at(start + label.len())),
+                None => {
+                    let start = text.len();
+                    text.push_str(label);
+                    (at(start), at(text.len()))
+                }
+            }
+        };
+        let app_place = place(&mut text, app, |name, label| name.find(label));
+        let bundle_place = place(&mut text, bundle, |name, label| name.rfind(label));
+        let owners = at(text.len());
         for uid in owner_uids {
             text.push_str(&uid);
             text.push('\0');
         }
         ActualSecret {
             text: text.into_boxed_str(),
-            ends,
+            name_end: at(name.len()),
+            app: app_place,
+            bundle: bundle_place,
+            owners,
             has_app_label: app.is_some(),
             has_bundle_label: bundle.is_some(),
             has_managed_by_label: labels
@@ -325,13 +348,22 @@ impl ActualSecret {
         }
     }
 
+    fn part(&self, start: u16, end: u16) -> &str {
+        self.text
+            .get(usize::from(start)..usize::from(end))
+            .unwrap_or_default()
+    }
+
     pub fn name(&self) -> &str {
-        &self.text[..self.ends[0] as usize]
+        self.part(0, self.name_end)
     }
 
     /// The uids of its owners.
     pub fn owner_uids(&self) -> impl Iterator<Item = &str> {
-        self.text[self.ends[2] as usize..].split_terminator('\0')
+        self.text
+            .get(usize::from(self.owners)..)
+            .unwrap_or_default()
+            .split_terminator('\0')
     }
 
     /// Whether the Secret is the agent's to write: it carries the `app` and
@@ -344,10 +376,13 @@ impl ActualSecret {
 
     /// The value of one of the labels the agent reads; `None` for others.
     pub fn label(&self, key: &str) -> Option<&str> {
-        let [name, app, bundle] = self.ends.map(|end| end as usize);
         match key {
-            SECRET_APP_LABEL => self.has_app_label.then(|| &self.text[name..app]),
-            SECRET_BUNDLE_LABEL => self.has_bundle_label.then(|| &self.text[app..bundle]),
+            SECRET_APP_LABEL => self
+                .has_app_label
+                .then(|| self.part(self.app.0, self.app.1)),
+            SECRET_BUNDLE_LABEL => self
+                .has_bundle_label
+                .then(|| self.part(self.bundle.0, self.bundle.1)),
             MANAGED_BY_LABEL => self.has_managed_by_label.then_some(MANAGED_BY_VALUE),
             _ => None,
         }
@@ -771,6 +806,41 @@ mod tests {
         let summary = ActualSecret::from(secret);
         assert!(summary.is_the_agents() && summary.has_managed_by_label);
         assert_eq!(summary.data_hash, Some(digest_of("edited by hand")));
+    }
+
+    #[test]
+    fn a_secret_summary_gives_back_its_labels_whether_or_not_they_are_in_its_name() {
+        let summary = |name: &str, app: &str, bundle: &str| {
+            ActualSecret::from_parts(
+                Some(name.to_string()),
+                Some(BTreeMap::from([
+                    (SECRET_APP_LABEL.to_string(), app.to_string()),
+                    (SECRET_BUNDLE_LABEL.to_string(), bundle.to_string()),
+                ])),
+                ["uid-1".to_string(), "uid-2".to_string()].into_iter(),
+            )
+        };
+        // As the agent names them: both labels are parts of the name, which
+        // holds them once.
+        let ours = summary("shop-6a1f0c2e-bundle", "shop", "6a1f0c2e-bundle");
+        assert_eq!(ours.name(), "shop-6a1f0c2e-bundle");
+        assert_eq!(ours.label(SECRET_APP_LABEL), Some("shop"));
+        assert_eq!(ours.label(SECRET_BUNDLE_LABEL), Some("6a1f0c2e-bundle"));
+        assert_eq!(ours.owner_uids().collect::<Vec<_>>(), ["uid-1", "uid-2"]);
+        assert_eq!(
+            ours.text.len(),
+            "shop-6a1f0c2e-bundle".len() + "uid-1\0uid-2\0".len()
+        );
+        // Someone else's naming, and empty labels.
+        let theirs = summary("credentials", "crm", "b-7");
+        assert_eq!(theirs.name(), "credentials");
+        assert_eq!(theirs.label(SECRET_APP_LABEL), Some("crm"));
+        assert_eq!(theirs.label(SECRET_BUNDLE_LABEL), Some("b-7"));
+        assert_eq!(theirs.owner_uids().collect::<Vec<_>>(), ["uid-1", "uid-2"]);
+        let empty = summary("credentials", "", "");
+        assert_eq!(empty.label(SECRET_APP_LABEL), Some(""));
+        assert_eq!(empty.label(SECRET_BUNDLE_LABEL), Some(""));
+        assert!(empty.is_the_agents(), "an empty label is still a label");
     }
 
     #[test]
