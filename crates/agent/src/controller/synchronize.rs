@@ -12,6 +12,7 @@ use super::context::Context;
 use super::decide::{self, SyncReport};
 use super::errors::{SyncError, MAX_ERROR_LEN};
 use super::progress::Wait;
+use super::read_gate::{self, ReadGate};
 use crate::certificates::ClientCredentials;
 use crate::compass::director::{DirectorClient, FetchOutcome, RuntimeLabelValues};
 use crate::crd::compass_connection::{ManagementInfo, SyncOperation, SynchronizationStatus};
@@ -152,20 +153,19 @@ pub async fn plan_sync(
     // Once the cluster has been read, each Director application is compared
     // with it as it arrives, and one the cluster already holds keeps only its
     // names ([`sync::settle`]): an idle sync does not hold every
-    // application's wanted state until the fetch ends.
+    // application's wanted state until the fetch ends. Before that, the
+    // fetch waits for the read rather than hold too much whole
+    // ([`sync::fetch_waits_for_cluster`], [`read_gate`]).
     let cluster: OnceLock<ActualState> = OnceLock::new();
-    // Whether the read has ended, for a fetch that waits for it (see
-    // `sync::fetch_waits_for_cluster`); a read that fails drops the sender,
-    // which ends the wait as well.
-    let (read_ended, cluster_read) = tokio::sync::watch::channel(false);
-    let fetch = async {
+    let (director_ref, cluster_ref) = (&director, &cluster);
+    let fetch = |read_gate: ReadGate| async move {
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let _waiting = ctx.progress.waiting(Wait::Director);
             let (wanted, outcome) =
-                fetch_applications(ctx, &director, &cluster, &cluster_read).await?;
+                fetch_applications(ctx, director_ref, cluster_ref, &read_gate).await?;
             let problem = outcome
                 .inconsistency
                 .clone()
@@ -180,23 +180,18 @@ pub async fn plan_sync(
         }
     };
     let read_cluster = async {
-        // Moved in: dropped when the read ends, however it ends, which ends
-        // a fetch's wait for it.
-        let read_ended = read_ended;
         let started = Instant::now();
         let _waiting = ctx.progress.waiting(Wait::ClusterRead);
         let actual = ctx.applications.read_actual().await?;
         // Only a whole list of the Secrets can tell that one is as wanted.
-        let read = if actual.secrets_listed {
+        if actual.secrets_listed {
             let _ = cluster.set(actual);
-            (None, started.elapsed())
+            Ok::<_, SyncError>((None, started.elapsed()))
         } else {
-            (Some(actual), started.elapsed())
-        };
-        read_ended.send_replace(true);
-        Ok::<_, SyncError>(read)
+            Ok((Some(actual), started.elapsed()))
+        }
     };
-    let (fetched, read) = tokio::join!(fetch, read_cluster);
+    let (fetched, read) = read_gate::fetch_while_reading(fetch, read_cluster).await;
     let (mut wanted, outcome, fetch_time) = fetched?;
     sync.last_successful_fetch = Some(Time(now));
     let (unlisted, read_time) = read?;
@@ -332,7 +327,7 @@ async fn fetch_applications(
     ctx: &Context,
     director: &DirectorClient,
     cluster: &OnceLock<ActualState>,
-    cluster_read: &tokio::sync::watch::Receiver<bool>,
+    read_gate: &ReadGate,
 ) -> Result<(Vec<HeldApplication>, FetchOutcome), SyncError> {
     let mut wanted: Vec<HeldApplication> = Vec::new();
     // The wanted state held whole while the cluster is unread.
@@ -371,14 +366,14 @@ async fn fetch_applications(
                 wanted.push(held);
             },
             || {
-                let read = *cluster_read.borrow() || cluster.get().is_some();
+                let read = read_gate.has_opened() || cluster.get().is_some();
                 let waits = sync::fetch_waits_for_cluster(held_whole.load(Ordering::Relaxed), read);
-                let mut cluster_read = cluster_read.clone();
+                let read_gate = read_gate.clone();
                 async move {
                     if waits {
                         let _waiting = ctx.progress.waiting(Wait::ClusterRead);
-                        // Ends when the read does, whether it succeeded or not.
-                        let _ = cluster_read.wait_for(|ended| *ended).await;
+                        // Opens when the read ends, whether it succeeded or not.
+                        read_gate.wait().await;
                     }
                 }
             },
