@@ -40,11 +40,17 @@ use compass_runtime_agent::compass::model::{
     self, ApiDefinition, Auth, Bundle, Credential, EventDefinition, SystemAuth,
 };
 use compass_runtime_agent::crd::application::{Application, ApplicationSpec, CompassMetadata};
+use compass_runtime_agent::crd::labels::{
+    MANAGED_BY_LABEL, MANAGED_BY_VALUE, SECRET_APP_LABEL, SECRET_BUNDLE_LABEL,
+};
+use compass_runtime_agent::sync::digest::data_hash;
 use compass_runtime_agent::sync::names;
 use compass_runtime_agent::sync::{
     plan, to_wanted_application, ActualApplication, ActualSecret, ActualState, ApplicationAction,
-    ConversionSettings, Deletions, HeldApplication, OwnedDigest, SecretAction, WantedSecret,
+    ConversionSettings, DataDigest, Deletions, HeldApplication, OwnedDigest, SecretAction,
+    WantedSecret,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
@@ -217,6 +223,57 @@ fn app_label(u: &mut Unstructured) -> Result<Option<String>> {
     })
 }
 
+/// A credential Secret in the cluster, as the input makes it; summarized
+/// the way the agent summarizes a listed one ([`Self::summary`]).
+#[derive(Clone)]
+struct SecretParts {
+    name: String,
+    data_hash: Option<DataDigest>,
+    app_label: Option<String>,
+    bundle_label: Option<String>,
+    has_managed_by_label: bool,
+    owner_uids: Vec<String>,
+}
+
+impl SecretParts {
+    fn summary(&self) -> ActualSecret {
+        let mut labels = BTreeMap::new();
+        for (key, value) in [
+            (SECRET_APP_LABEL, self.app_label.as_deref()),
+            (SECRET_BUNDLE_LABEL, self.bundle_label.as_deref()),
+            (
+                MANAGED_BY_LABEL,
+                self.has_managed_by_label.then_some(MANAGED_BY_VALUE),
+            ),
+        ] {
+            if let Some(value) = value {
+                labels.insert(key.to_string(), value.to_string());
+            }
+        }
+        let mut summary = ActualSecret::from_metadata(ObjectMeta {
+            name: Some(self.name.clone()),
+            labels: Some(labels),
+            owner_references: Some(
+                self.owner_uids
+                    .iter()
+                    .map(|uid| OwnerReference {
+                        uid: uid.clone(),
+                        ..OwnerReference::default()
+                    })
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        });
+        summary.data_hash = self.data_hash;
+        summary
+    }
+}
+
+/// The digest of data other than any wanted: stale.
+fn stale_digest(value: &str) -> DataDigest {
+    data_hash(std::iter::once(("stale", value.as_bytes())))
+}
+
 /// A Secret the agent wrote earlier for `wanted` (owned by `owner`): labels
 /// `app` and `bundleId`, as the Go agent writes them; or a variation of it,
 /// or none.
@@ -224,12 +281,12 @@ fn secret_in_cluster(
     u: &mut Unstructured,
     wanted: &WantedSecret,
     owner: Option<&str>,
-) -> Result<Option<ActualSecret>> {
-    let agents = ActualSecret {
-        name: wanted.name.clone(),
+) -> Result<Option<SecretParts>> {
+    let agents = SecretParts {
+        name: wanted.name().to_string(),
         data_hash: Some(wanted.data_hash()),
-        app_label: Some(wanted.app.clone()),
-        bundle_label: Some(wanted.bundle_id.clone()),
+        app_label: Some(wanted.app().to_string()),
+        bundle_label: Some(wanted.bundle_id().to_string()),
         has_managed_by_label: false,
         owner_uids: owner.into_iter().map(String::from).collect(),
     };
@@ -238,15 +295,15 @@ fn secret_in_cluster(
         1..=3 => agents,
         // Stale data (or a digest not known), lost owner reference, another
         // owner.
-        4 => ActualSecret {
+        4 => SecretParts {
             data_hash: if u.arbitrary()? {
                 None
             } else {
-                Some("0".repeat(40))
+                Some(stale_digest("0"))
             },
             ..agents
         },
-        5 => ActualSecret {
+        5 => SecretParts {
             owner_uids: if u.arbitrary()? {
                 vec![]
             } else {
@@ -256,7 +313,7 @@ fn secret_in_cluster(
         },
         // An earlier release's: the managed-by label besides `app` and
         // `bundleId` (or, now and then, instead of them).
-        6 => ActualSecret {
+        6 => SecretParts {
             has_managed_by_label: true,
             app_label: if chance(u, 1, 4)? {
                 None
@@ -279,10 +336,10 @@ fn secret_in_cluster(
         // label alone (listed with the agent's: the list selects by
         // `bundleId`), or none.
         _ => {
-            let app_label = u.arbitrary::<bool>()?.then(|| wanted.app.clone());
+            let app_label = u.arbitrary::<bool>()?.then(|| wanted.app().to_string());
             let bundle_label =
-                (app_label.is_none() && u.arbitrary()?).then(|| wanted.bundle_id.clone());
-            ActualSecret {
+                (app_label.is_none() && u.arbitrary()?).then(|| wanted.bundle_id().to_string());
+            SecretParts {
                 has_managed_by_label: false,
                 app_label,
                 bundle_label,
@@ -331,7 +388,7 @@ fn input(u: &mut Unstructured) -> Result<Input> {
     }
 
     let mut applications: Vec<ActualApplication> = Vec::new();
-    let mut secrets: Vec<ActualSecret> = Vec::new();
+    let mut secrets: Vec<SecretParts> = Vec::new();
     for index in 0..u.int_in_range(1..=8)? {
         if index > 0 && u.is_empty() {
             break;
@@ -398,14 +455,14 @@ fn input(u: &mut Unstructured) -> Result<Input> {
                     },
                     has_managed_by_label: u.arbitrary()?,
                     owned: OwnedDigest::of(&spec),
-                    referenced_secrets,
+                    referenced_secrets: referenced_secrets.iter().map(String::as_str).collect(),
                 });
             }
             // A stray Secret: the agent's left over, the Go agent's, or not.
-            _ => secrets.push(ActualSecret {
+            _ => secrets.push(SecretParts {
                 name: secret_name(u)?,
                 data_hash: if u.arbitrary()? {
-                    Some(text(u, VALUES)?)
+                    Some(stale_digest(&text(u, VALUES)?))
                 } else {
                     None
                 },
@@ -438,7 +495,7 @@ fn input(u: &mut Unstructured) -> Result<Input> {
         wanted,
         actual: ActualState {
             applications: applications.into_iter().map(Arc::new).collect(),
-            secrets,
+            secrets: secrets.iter().map(SecretParts::summary).collect(),
             secrets_listed: u.arbitrary()?,
         },
         deletions,
@@ -479,7 +536,7 @@ fn check(input: &Input) {
     let actual_secrets: BTreeMap<&str, &ActualSecret> = actual
         .secrets
         .iter()
-        .map(|secret| (secret.name.as_str(), secret))
+        .map(|secret| (secret.name(), secret))
         .collect();
     let mut claims: BTreeMap<&str, usize> = BTreeMap::new();
     for app in wanted {
@@ -488,8 +545,7 @@ fn check(input: &Input) {
     let snapshot_ids: BTreeSet<&str> = wanted.iter().map(|a| a.application_id.as_str()).collect();
     let wanted_secrets: BTreeSet<&str> = wanted
         .iter()
-        .flat_map(|app| &app.secrets)
-        .map(|secret| secret.name.as_str())
+        .flat_map(HeldApplication::secret_names)
         .collect();
     let managed = |name: &str| {
         actual_apps
@@ -567,9 +623,9 @@ fn check(input: &Input) {
                     for secret in &actual.secrets {
                         assert!(
                             !(secret.is_owned_by(uid)
-                                && wanted_secrets.contains(secret.name.as_str())),
+                                && wanted_secrets.contains(secret.name())),
                             "{name:?} deleted while it owns Secret {:?}, which a wanted Application refers to: {}",
-                            secret.name,
+                            secret.name(),
                             context()
                         );
                     }
