@@ -509,7 +509,7 @@ pub fn hold(
             inconsistency: None,
         };
     }
-    HeldApplication::packed(wanted, packer)
+    HeldApplication::packed_with(wanted, owned, packer)
 }
 
 /// Keeps only the names of a held application the cluster already holds

@@ -381,19 +381,35 @@ pub fn fetch_waits_for_cluster(held_whole: usize, cluster_read: bool) -> bool {
 impl From<WantedApplication> for HeldApplication {
     /// Packed on its own: see [`HeldApplication::packed`] for a sync's.
     fn from(wanted: WantedApplication) -> HeldApplication {
+        let owned = OwnedDigest::of(&wanted.application.spec);
         let application = PackedApplication::pack(&wanted.application);
-        HeldApplication::with(wanted, application)
+        HeldApplication::with(wanted, application, owned)
     }
 }
 
 impl HeldApplication {
     /// Held whole, packed by the sync's `packer`.
     pub fn packed(wanted: WantedApplication, packer: &mut Packer) -> HeldApplication {
-        let application = packer.pack(&wanted.application);
-        HeldApplication::with(wanted, application)
+        let owned = OwnedDigest::of(&wanted.application.spec);
+        HeldApplication::packed_with(wanted, owned, packer)
     }
 
-    fn with(wanted: WantedApplication, packed: PackedApplication) -> HeldApplication {
+    /// The same, the digest of its owned fields already made: it is the
+    /// dearest part of holding an application.
+    pub fn packed_with(
+        wanted: WantedApplication,
+        owned: OwnedDigest,
+        packer: &mut Packer,
+    ) -> HeldApplication {
+        let application = packer.pack(&wanted.application);
+        HeldApplication::with(wanted, application, owned)
+    }
+
+    fn with(
+        wanted: WantedApplication,
+        packed: PackedApplication,
+        owned: OwnedDigest,
+    ) -> HeldApplication {
         let application = &wanted.application;
         HeldApplication {
             name: application.metadata.name.clone().unwrap_or_default(),
@@ -403,7 +419,7 @@ impl HeldApplication {
                 .as_ref()
                 .map(|metadata| metadata.application_id.clone())
                 .unwrap_or_default(),
-            owned: OwnedDigest::of(&application.spec),
+            owned,
             content: Content::Full {
                 application: packed,
                 secrets: wanted.secrets,
