@@ -367,7 +367,11 @@ async fn fetch_applications(
             },
             || {
                 let read = read_gate.has_opened() || cluster.get().is_some();
-                let waits = sync::fetch_waits_for_cluster(held_whole.load(Ordering::Relaxed), read);
+                let waits = sync::fetch_waits_for_cluster(
+                    held_whole.load(Ordering::Relaxed),
+                    read,
+                    ctx.access.list_credential_secrets.allowed(),
+                );
                 let read_gate = read_gate.clone();
                 async move {
                     if waits {

@@ -374,8 +374,14 @@ pub const UNREAD_HOLD_BUDGET: usize = 1024 * 1024;
 
 /// Whether the Director fetch waits for the cluster read before its next
 /// page: `held_whole` bytes of wanted state wait ([`UNREAD_HOLD_BUDGET`]).
-pub fn fetch_waits_for_cluster(held_whole: usize, cluster_read: bool) -> bool {
-    !cluster_read && held_whole >= UNREAD_HOLD_BUDGET
+/// Never when the agent may not list the credential Secrets (Kyma's RBAC):
+/// then the read cannot settle what arrives, and waiting would only delay.
+pub fn fetch_waits_for_cluster(
+    held_whole: usize,
+    cluster_read: bool,
+    secrets_listed: bool,
+) -> bool {
+    secrets_listed && !cluster_read && held_whole >= UNREAD_HOLD_BUDGET
 }
 
 impl From<WantedApplication> for HeldApplication {
@@ -519,10 +525,24 @@ mod tests {
     }
 
     #[test]
-    fn the_fetch_waits_for_the_cluster_only_past_the_budget_and_only_while_it_is_read() {
-        assert!(!fetch_waits_for_cluster(UNREAD_HOLD_BUDGET - 1, false));
-        assert!(fetch_waits_for_cluster(UNREAD_HOLD_BUDGET, false));
-        assert!(!fetch_waits_for_cluster(UNREAD_HOLD_BUDGET * 10, true));
+    fn the_fetch_waits_for_the_cluster_only_past_the_budget_while_it_is_read_and_can_settle() {
+        assert!(!fetch_waits_for_cluster(
+            UNREAD_HOLD_BUDGET - 1,
+            false,
+            true
+        ));
+        assert!(fetch_waits_for_cluster(UNREAD_HOLD_BUDGET, false, true));
+        assert!(!fetch_waits_for_cluster(
+            UNREAD_HOLD_BUDGET * 10,
+            true,
+            true
+        ));
+        // Secrets read one by one by name: the read settles nothing.
+        assert!(!fetch_waits_for_cluster(
+            UNREAD_HOLD_BUDGET * 10,
+            false,
+            false
+        ));
     }
 
     #[test]
