@@ -581,12 +581,7 @@ async fn under_a_read_only_account_diff_works_and_without_a_read_it_says_which_a
     for app in compass_sim::model::generate_applications(2, 2, 1, 0) {
         world.sim.put_application(RUNTIME_ID, app).unwrap();
     }
-    world.configure_with_fresh_token().await;
-    world.start_agent().await;
-    world
-        .wait_for_state(ConnectionState::Synchronized, LONG)
-        .await;
-    world.stop_agent().await;
+    world.connect_once().await;
     // The key as an earlier release stored it: the agent would rewrite it.
     let certificate = world.certificate_secret().await.unwrap();
     let key = rcgen::KeyPair::from_pem(&certificate["key"]).unwrap();

@@ -3,7 +3,6 @@
 
 use base64::Engine;
 use compass_runtime_agent::crd::application::Application;
-use compass_runtime_agent::crd::ConnectionState;
 use compass_runtime_agent::crd::COMPASS_CONNECTION_NAME;
 use compass_runtime_agent::sync::names;
 use k8s_openapi::api::core::v1::Secret;
@@ -12,7 +11,7 @@ use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::{go_form, World, LONG, NS, RUNTIME_ID};
+use super::{go_form, World, NS, RUNTIME_ID};
 
 /// PEM as Go's `pem.EncodeToMemory` writes it: 64 columns, `\n`.
 fn go_pem(text: &str) -> String {
@@ -38,12 +37,7 @@ pub async fn as_the_go_agent_leaves_it(
 ) -> usize {
     // A certificate from the Connector, as the Go agent would have one: our
     // agent connects once with an empty Director, then stops.
-    world.configure_with_fresh_token().await;
-    world.start_agent().await;
-    world
-        .wait_for_state(ConnectionState::Synchronized, LONG)
-        .await;
-    world.stop_agent().await;
+    world.connect_once().await;
 
     let certificate = world.certificate_secret().await.unwrap();
     let cluster = &world.settings.cluster_certificates_secret;

@@ -241,6 +241,17 @@ impl World {
         }
     }
 
+    /// Connects the runtime once with a fresh token and stops the agent:
+    /// the certificate Secret and `compass-connection` as a connected agent
+    /// leaves them, for a test that starts from there.
+    pub async fn connect_once(&mut self) {
+        self.configure_with_fresh_token().await;
+        self.start_agent().await;
+        self.wait_for_state(ConnectionState::Synchronized, LONG)
+            .await;
+        self.stop_agent().await;
+    }
+
     pub fn agent(&self) -> &Agent {
         self.agent.as_ref().expect("the agent runs")
     }
