@@ -465,13 +465,29 @@ pub fn settings_of(
         .settings
 }
 
-/// A port free on loopback now (the kernel's pick), for a server a test
-/// starts.
+/// A port free on loopback now, for a server a test starts later. Drawn
+/// below the kernel's ephemeral range (`ip_local_port_range`), from which
+/// `bind(0)` and every outgoing connection take theirs: a port from inside
+/// it could be taken by another test's connection in the seconds before the
+/// server binds it (seen: compass-sim's gateway "Address already in use"
+/// while four tests ran at once).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral_start: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_start.max(10_001));
+    for _ in 0..1000 {
+        // A random draw: RandomState is seeded afresh each time.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u8(0);
+        let port = low + (hasher.finish() % u64::from(high - low)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {low} and {high} in 1000 draws")
 }
 
 /// Whether the command `binary` is here to run (`--version` succeeds). With
