@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::model::{ApiDefinition, Application, Bundle, EventDefinition};
+use super::model::{ApiDefinition, Application, Auth, Bundle, EventDefinition, SystemAuth};
 pub use super::paging::PageInfo;
 use super::paging::{Next, PageTracker};
 use super::{CompassError, GraphqlClient};
@@ -152,23 +152,83 @@ pub struct FetchOutcome {
     pub inconsistency: Option<String>,
 }
 
+// An application and a bundle as a page brings them, with the first page
+// of each of their lists. Their fields are spelled out rather than
+// `#[serde(flatten)]`ed from the model's: a flattened struct is first
+// buffered whole as generic content and read a second time from there, which
+// doubled the parsing of every Director page.
+
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct RawApplication {
-    #[serde(flatten)]
-    application: Application,
+    id: String,
+    name: String,
+    #[serde(default)]
+    provider_name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    labels: Option<serde_json::Value>,
+    #[serde(default)]
+    auths: Option<Vec<SystemAuth>>,
     #[serde(default)]
     bundles: Option<Page<RawBundle>>,
+}
+
+impl RawApplication {
+    /// The application without its bundles, and their first page.
+    fn split(self) -> (Application, Option<Page<RawBundle>>) {
+        let application = Application {
+            id: self.id,
+            name: self.name,
+            provider_name: self.provider_name,
+            description: self.description,
+            labels: self.labels,
+            auths: self.auths.unwrap_or_default(),
+            bundles: Vec::new(),
+        };
+        (application, self.bundles)
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawBundle {
-    #[serde(flatten)]
-    bundle: Bundle,
+    id: String,
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    instance_auth_request_input_schema: Option<String>,
+    #[serde(default)]
+    default_instance_auth: Option<Auth>,
     #[serde(default)]
     api_definitions: Option<Page<ApiDefinition>>,
     #[serde(default)]
     event_definitions: Option<Page<EventDefinition>>,
+}
+
+impl RawBundle {
+    /// The bundle without its definitions, and their first pages.
+    #[allow(clippy::type_complexity)]
+    fn split(
+        self,
+    ) -> (
+        Bundle,
+        Option<Page<ApiDefinition>>,
+        Option<Page<EventDefinition>>,
+    ) {
+        let bundle = Bundle {
+            id: self.id,
+            name: self.name,
+            description: self.description,
+            instance_auth_request_input_schema: self.instance_auth_request_input_schema,
+            default_instance_auth: self.default_instance_auth,
+            api_definitions: Vec::new(),
+            event_definitions: Vec::new(),
+        };
+        (bundle, self.api_definitions, self.event_definitions)
+    }
 }
 
 #[derive(Deserialize)]
@@ -342,13 +402,13 @@ impl DirectorClient {
         &self,
         raw: RawApplication,
     ) -> Result<FetchedApplication, CompassError> {
-        let mut application = raw.application;
+        let (mut application, bundles) = raw.split();
         let id = application.id.clone();
         let mut inconsistency = None;
         let mut note = |problem: String| {
             inconsistency.get_or_insert(problem);
         };
-        let Some(mut page) = raw.bundles else {
+        let Some(mut page) = bundles else {
             note(format!("the bundles of application {id:?} are null"));
             return Ok(FetchedApplication {
                 application,
@@ -403,12 +463,12 @@ impl DirectorClient {
         application_id: &str,
         raw: RawBundle,
     ) -> Result<(Bundle, Option<String>), CompassError> {
-        let mut bundle = raw.bundle;
+        let (mut bundle, api_definitions, event_definitions) = raw.split();
         let (apis, api_problem) = self
             .follow_bundle_pages(
                 application_id,
                 &bundle.id,
-                raw.api_definitions,
+                api_definitions,
                 &api_definitions_query(),
                 |b: ApiDefinitionsOfBundle| b.api_definitions,
             )
@@ -417,7 +477,7 @@ impl DirectorClient {
             .follow_bundle_pages(
                 application_id,
                 &bundle.id,
-                raw.event_definitions,
+                event_definitions,
                 &event_definitions_query(),
                 |b: EventDefinitionsOfBundle| b.event_definitions,
             )
@@ -590,8 +650,9 @@ mod tests {
         let data: ApplicationsData =
             crate::compass::graphql::decode_response("applicationsForRuntime", body).unwrap();
         let app = &data.applications_for_runtime.data.as_ref().unwrap()[0];
-        assert_eq!(app.application.name, "shop");
-        assert_eq!(app.application.auths[0].id, "auth-1");
+        assert_eq!(app.name, "shop");
+        assert_eq!(app.provider_name.as_deref(), Some("SAP"));
+        assert_eq!(app.auths.as_ref().unwrap()[0].id, "auth-1");
         let bundle = &app.bundles.as_ref().unwrap().data.as_ref().unwrap()[0];
         assert_eq!(
             bundle
@@ -604,7 +665,8 @@ mod tests {
                 .target_url,
             "https://api"
         );
-        let auth = bundle.bundle.default_instance_auth.as_ref().unwrap();
+        assert_eq!((bundle.id.as_str(), bundle.name.as_str()), ("b-1", "Orders"));
+        let auth = bundle.default_instance_auth.as_ref().unwrap();
         assert!(matches!(
             auth.credential,
             Some(crate::compass::model::Credential::OAuth { .. })
