@@ -605,6 +605,8 @@ async fn an_unchanged_director_makes_no_writes() {
         0,
         "the agent wrote during an unchanged sync"
     );
+    // Every answer was the last sync's: none was parsed again.
+    assert_eq!(world.agent().metrics.controller.applications_recalled(), 6);
     assert_eq!(
         before, after,
         "resourceVersions changed during an unchanged sync"
@@ -667,8 +669,10 @@ async fn an_application_edited_in_the_cluster_is_restored_at_the_next_sync() {
         .put_application(RUNTIME_ID, plain("id-crm", "crm"))
         .unwrap();
     resync(&world).await;
-    // Once more, so that both Applications are known from a read as well.
+    // Once more, so that both Applications are known from a read as well,
+    // and both Director answers remembered: this sync parses neither.
     resync(&world).await;
+    assert_eq!(world.agent().metrics.controller.applications_recalled(), 2);
     let original = applications(&world).get(SHOP).await.unwrap();
 
     let edit = json!({"spec": {"description": "edited by hand", "services": []}});
@@ -694,6 +698,9 @@ async fn an_application_edited_in_the_cluster_is_restored_at_the_next_sync() {
         Some(SyncOperation::Unchanged),
         "{results:?}"
     );
+    // The Director's answer for the shop was remembered, but the cluster no
+    // longer held what it wanted: only the crm was recalled.
+    assert_eq!(world.agent().metrics.controller.applications_recalled(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

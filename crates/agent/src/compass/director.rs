@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
+use serde_json::value::RawValue;
 
+use super::graphql::without_quoted_values;
 use super::model::{ApiDefinition, Application, Auth, Bundle, EventDefinition, SystemAuth};
 pub use super::paging::PageInfo;
 use super::paging::{Next, PageTracker};
@@ -140,6 +142,10 @@ impl<T> Page<T> {
 pub struct FetchedApplication {
     pub application: Application,
     pub inconsistency: Option<String>,
+    /// Whether it came whole in its page of the applications' list, with no
+    /// further page of its bundles or definitions: then that answer alone
+    /// says everything about it.
+    pub in_one_answer: bool,
 }
 
 /// What a fetch of the applications came to besides the applications
@@ -176,6 +182,18 @@ struct RawApplication {
 }
 
 impl RawApplication {
+    /// Whether no list of it says there is a further page.
+    fn is_whole(&self) -> bool {
+        self.bundles.as_ref().is_some_and(|bundles| {
+            !bundles.page_info.has_next_page
+                && bundles.data.iter().flatten().all(|bundle| {
+                    let ends = |info: Option<&PageInfo>| info.is_some_and(|i| !i.has_next_page);
+                    ends(bundle.api_definitions.as_ref().map(|p| &p.page_info))
+                        && ends(bundle.event_definitions.as_ref().map(|p| &p.page_info))
+                })
+        })
+    }
+
     /// The application without its bundles, and their first page.
     fn split(self) -> (Application, Option<Page<RawBundle>>) {
         let application = Application {
@@ -237,7 +255,41 @@ struct ApplicationsData {
     /// Asked for with the first page only.
     #[serde(default)]
     runtime: Option<RuntimeLabels>,
-    applications_for_runtime: Page<RawApplication>,
+    /// Each application as its text: the caller may already know it
+    /// ([`Arrival::Answer`]), and then it is never parsed.
+    applications_for_runtime: Page<Box<RawValue>>,
+}
+
+/// What names an application, read from its text alone; the parser skips
+/// the rest without allocating it.
+#[derive(Deserialize)]
+struct ApplicationIdentity<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+}
+
+/// An application of a page, as [`DirectorClient::for_each_application`]
+/// hands it to the caller: first as the text the Director answered, which
+/// the caller may know already; then, unless the caller knew it, parsed
+/// with all its pages.
+pub enum Arrival<'a> {
+    Answer {
+        text: &'a str,
+        id: &'a str,
+        name: &'a str,
+    },
+    Whole(FetchedApplication),
+}
+
+/// What the caller did with an [`Arrival::Answer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// It knew the answer: the application is not parsed.
+    Known,
+    /// Parse it and hand it over whole.
+    Parse,
 }
 
 /// A Runtime's labels in the Director: label key → JSON value.
@@ -335,12 +387,13 @@ impl DirectorClient {
     /// Returns the labels and whether the list came whole. A failure fails
     /// the whole fetch: the caller must then discard what it was handed, so
     /// a partial answer is never mistaken for the Director's truth.
-    /// `before_next_page` is awaited before each page after the first: the
-    /// caller may hold the fetch back there.
+    /// `before_visiting_page` is awaited when a page has come, before its
+    /// applications are handed over: the caller may hold the fetch back
+    /// there (the page waits as its text).
     pub async fn for_each_application<Pause: std::future::Future<Output = ()>>(
         &self,
-        mut visit: impl FnMut(&RuntimeLabelValues, FetchedApplication),
-        mut before_next_page: impl FnMut() -> Pause,
+        mut visit: impl FnMut(&RuntimeLabelValues, Arrival) -> Handled,
+        mut before_visiting_page: impl FnMut() -> Pause,
     ) -> Result<FetchOutcome, CompassError> {
         let first_query = applications_query(true);
         let next_query = applications_query(false);
@@ -369,14 +422,24 @@ impl DirectorClient {
             };
             let runtime_labels = &*labels.insert(known);
             let (applications, next) = data.applications_for_runtime.take(&mut tracker);
-            for raw in applications {
-                visit(runtime_labels, self.complete_application(raw).await?);
+            before_visiting_page().await;
+            for text in applications {
+                let text = text.get();
+                let identity: ApplicationIdentity = parse_application(text)?;
+                let arrival = Arrival::Answer {
+                    text,
+                    id: &identity.id,
+                    name: &identity.name,
+                };
+                if visit(runtime_labels, arrival) == Handled::Known {
+                    continue;
+                }
+                let raw: RawApplication = parse_application(text)?;
+                let fetched = self.complete_application(raw).await?;
+                visit(runtime_labels, Arrival::Whole(fetched));
             }
             match next {
-                Next::After(cursor) => {
-                    before_next_page().await;
-                    after = Some(cursor);
-                }
+                Next::After(cursor) => after = Some(cursor),
                 Next::Done => {
                     return Ok(FetchOutcome {
                         labels: labels.unwrap_or_default(),
@@ -402,6 +465,7 @@ impl DirectorClient {
         &self,
         raw: RawApplication,
     ) -> Result<FetchedApplication, CompassError> {
+        let in_one_answer = raw.is_whole();
         let (mut application, bundles) = raw.split();
         let id = application.id.clone();
         let mut inconsistency = None;
@@ -413,6 +477,7 @@ impl DirectorClient {
             return Ok(FetchedApplication {
                 application,
                 inconsistency,
+                in_one_answer,
             });
         };
         let query = bundles_query();
@@ -433,6 +498,7 @@ impl DirectorClient {
                 return Ok(FetchedApplication {
                     application,
                     inconsistency,
+                    in_one_answer,
                 });
             };
             let data: ApplicationData<BundlesOfApplication> = self
@@ -451,6 +517,7 @@ impl DirectorClient {
                     return Ok(FetchedApplication {
                         application,
                         inconsistency,
+                        in_one_answer,
                     });
                 }
             }
@@ -609,6 +676,15 @@ pub fn decode_answer(answer: Answer, body: &[u8]) -> Result<(), CompassError> {
     }
 }
 
+/// One application of an `applicationsForRuntime` page, from its text: an
+/// error names what is wrong, not the values (a credential may be there).
+fn parse_application<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, CompassError> {
+    serde_json::from_str(text).map_err(|e| CompassError::InvalidAnswer {
+        operation: "applicationsForRuntime",
+        reason: without_quoted_values(&e.to_string()),
+    })
+}
+
 fn too_many_pages(list: &str) -> CompassError {
     CompassError::InvalidAnswer {
         operation: "applicationsForRuntime",
@@ -635,6 +711,38 @@ mod tests {
     }
 
     #[test]
+    fn an_application_with_a_further_page_anywhere_is_not_whole_in_its_answer() {
+        let application = |bundles_next: bool, apis_next: bool, events: &str| {
+            format!(
+                r#"{{"id":"a","name":"n","bundles":{{"data":[{{"id":"b","name":"b",
+                "apiDefinitions":{{"data":[],"pageInfo":{{"hasNextPage":{apis_next},"endCursor":"c"}},"totalCount":1}},
+                "eventDefinitions":{events}}}],
+                "pageInfo":{{"hasNextPage":{bundles_next},"endCursor":"c"}},"totalCount":1}}}}"#
+            )
+        };
+        let ends = r#"{"data":[],"pageInfo":{"hasNextPage":false},"totalCount":0}"#;
+        let is_whole = |text: String| {
+            parse_application::<RawApplication>(&text)
+                .unwrap()
+                .is_whole()
+        };
+        assert!(is_whole(application(false, false, ends)));
+        assert!(!is_whole(application(true, false, ends)), "more bundles");
+        assert!(!is_whole(application(false, true, ends)), "more APIs");
+        let more_events =
+            r#"{"data":[],"pageInfo":{"hasNextPage":true,"endCursor":"c"},"totalCount":9}"#;
+        assert!(
+            !is_whole(application(false, false, more_events)),
+            "more events"
+        );
+        assert!(!is_whole(application(false, false, "null")), "events null");
+        assert!(
+            !is_whole(r#"{"id":"a","name":"n","bundles":null}"#.into()),
+            "bundles null"
+        );
+    }
+
+    #[test]
     fn an_application_page_decodes_with_nested_pages_and_credentials() {
         let body = br#"{"data":{"applicationsForRuntime":{"data":[{
             "id":"app-1","name":"shop","providerName":"SAP","description":null,"labels":{"scenarios":["DEFAULT"]},
@@ -649,7 +757,11 @@ mod tests {
           "pageInfo":{"startCursor":"","endCursor":"","hasNextPage":false},"totalCount":1}}}"#;
         let data: ApplicationsData =
             crate::compass::graphql::decode_response("applicationsForRuntime", body).unwrap();
-        let app = &data.applications_for_runtime.data.as_ref().unwrap()[0];
+        let text = data.applications_for_runtime.data.as_ref().unwrap()[0].get();
+        let identity: ApplicationIdentity = parse_application(text).unwrap();
+        assert_eq!((&*identity.id, &*identity.name), ("app-1", "shop"));
+        let app: RawApplication = parse_application(text).unwrap();
+        assert!(app.is_whole(), "no list has a further page");
         assert_eq!(app.name, "shop");
         assert_eq!(app.provider_name.as_deref(), Some("SAP"));
         assert_eq!(app.auths.as_ref().unwrap()[0].id, "auth-1");
@@ -665,7 +777,10 @@ mod tests {
                 .target_url,
             "https://api"
         );
-        assert_eq!((bundle.id.as_str(), bundle.name.as_str()), ("b-1", "Orders"));
+        assert_eq!(
+            (bundle.id.as_str(), bundle.name.as_str()),
+            ("b-1", "Orders")
+        );
         let auth = bundle.default_instance_auth.as_ref().unwrap();
         assert!(matches!(
             auth.credential,

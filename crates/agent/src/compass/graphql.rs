@@ -374,7 +374,7 @@ fn excerpt_unless_json(body: &[u8]) -> String {
 /// A decoding error's text with the values it quotes left out (serde quotes
 /// the offending value: `invalid type: string "…", expected …`); the names
 /// of fields, which are the agent's own, stay.
-fn without_quoted_values(message: &str) -> String {
+pub(super) fn without_quoted_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut chars = message.chars().peekable();
     while let Some(c) = chars.next() {

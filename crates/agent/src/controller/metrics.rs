@@ -81,6 +81,7 @@ pub struct ControllerMetrics {
     last_successful_sync: Gauge<f64, AtomicU64>,
     applications_managed: Gauge,
     applications_failed: Gauge,
+    applications_recalled: Gauge,
     reconciles: Family<ReconcileLabels, Counter>,
     leader: Gauge,
 }
@@ -97,6 +98,7 @@ impl Default for ControllerMetrics {
             last_successful_sync: Gauge::default(),
             applications_managed: Gauge::default(),
             applications_failed: Gauge::default(),
+            applications_recalled: Gauge::default(),
             reconciles: Family::default(),
             leader: Gauge::default(),
         };
@@ -150,6 +152,11 @@ impl ControllerMetrics {
             "applications_failed",
             "Applications the last synchronization could not write (the runtime is still Synchronized; synchronizationStatus.error names the first few)",
             self.applications_failed.clone(),
+        );
+        registry.register(
+            "applications_recalled",
+            "Applications of the last synchronization whose Director answer was the one before, byte for byte, and which the cluster still held as wanted: settled without being parsed or converted (an idle sync recalls every application)",
+            self.applications_recalled.clone(),
         );
         registry.register(
             "reconciles",
@@ -211,6 +218,14 @@ impl ControllerMetrics {
 
     pub fn set_applications_failed(&self, count: usize) {
         self.applications_failed.set(count as i64);
+    }
+
+    pub fn set_applications_recalled(&self, count: usize) {
+        self.applications_recalled.set(count as i64);
+    }
+
+    pub fn applications_recalled(&self) -> i64 {
+        self.applications_recalled.get()
     }
 
     pub fn set_connection_state(&self, current: ConnectionState) {

@@ -8,6 +8,7 @@ use super::decide::{Backoff, ConnectorCheck};
 use crate::compass::connector::CsrInfo;
 use crate::config::SourceOrigin;
 use crate::crd::compass_connection::ManagementInfo;
+use crate::sync::KnownAnswers;
 
 /// What the reconcile remembers between runs.
 #[derive(Default)]
@@ -36,6 +37,10 @@ pub struct Remembered {
     /// The Director refused the certificate since: the Connector may tell
     /// why (new URLs), or renew.
     connector_wanted: bool,
+    /// The Director's answers of the last fetch, each with what it wanted
+    /// (see [`KnownAnswers`]): an idle sync parses and converts none of
+    /// them again. 40 bytes an application.
+    known_answers: KnownAnswers,
 }
 
 /// What the Connector's token-secured `configuration` answered to the
@@ -61,6 +66,16 @@ struct KeptClient {
 }
 
 impl Remembered {
+    /// The answers of the last fetch, for the fetch under way to recall
+    /// from; [`Remembered::keep_known_answers`] puts back what it saw.
+    pub fn take_known_answers(&mut self) -> KnownAnswers {
+        std::mem::take(&mut self.known_answers)
+    }
+
+    pub fn keep_known_answers(&mut self, known: KnownAnswers) {
+        self.known_answers = known;
+    }
+
     /// Notes where the connection parameters were read from; `true` when
     /// that is another place than last time (worth saying in the log).
     pub fn note_source(&mut self, origin: &SourceOrigin) -> bool {

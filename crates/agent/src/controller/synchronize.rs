@@ -14,12 +14,15 @@ use super::errors::{SyncError, MAX_ERROR_LEN};
 use super::progress::Wait;
 use super::read_gate::{self, ReadGate};
 use crate::certificates::ClientCredentials;
-use crate::compass::director::{DirectorClient, FetchOutcome, RuntimeLabelValues};
+use crate::compass::director::{
+    Arrival, DirectorClient, FetchOutcome, Handled, RuntimeLabelValues,
+};
 use crate::crd::compass_connection::{ManagementInfo, SyncOperation, SynchronizationStatus};
 use crate::k8s::applications::{ApplyOutcome, Replacement};
 use crate::report::{bounded, report, Report};
 use crate::sync::{
-    self, names, ActualIndex, ActualState, ConversionSettings, Deletions, HeldApplication, Packer,
+    self, known_answers, names, ActualIndex, ActualState, AnswerDigest, AnswerRecord,
+    ConversionSettings, Deletions, HeldApplication, KnownAnswers, Packer,
 };
 
 pub const EVENTS_URL_LABEL: &str = "runtime_eventServiceUrl";
@@ -124,6 +127,9 @@ pub struct PlannedSync {
     pub wanted: usize,
     /// How many of them the cluster already held as wanted when they arrived.
     pub settled: usize,
+    /// How many of those were settled from their remembered answer, not
+    /// parsed ([`sync::known_answers`]).
+    pub recalled: usize,
     pub fetch_time: std::time::Duration,
     pub read_time: std::time::Duration,
 }
@@ -153,29 +159,33 @@ pub async fn plan_sync(
     // Once the cluster has been read, each Director application is compared
     // with it as it arrives, and one the cluster already holds keeps only its
     // names ([`sync::settle`]): an idle sync does not hold every
-    // application's wanted state until the fetch ends. Before that, the
-    // fetch waits for the read rather than hold too much whole
+    // application's wanted state until the fetch ends; one whose answer is
+    // the last fetch's is not even parsed ([`sync::known_answers`]). Before
+    // the read has ended, the fetch waits for it rather than hold too much
+    // whole, or, when answers are known, rather than parse them
     // ([`sync::fetch_waits_for_cluster`], [`read_gate`]).
     let cluster: OnceLock<ActualState> = OnceLock::new();
-    let (director_ref, cluster_ref) = (&director, &cluster);
+    let known = ctx.remembered().take_known_answers();
+    let (director_ref, cluster_ref, known_ref) = (&director, &cluster, &known);
     let fetch = |read_gate: ReadGate| async move {
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let _waiting = ctx.progress.waiting(Wait::Director);
-            let (wanted, outcome) =
-                fetch_applications(ctx, director_ref, cluster_ref, &read_gate).await?;
-            let problem = outcome
+            let fetched =
+                fetch_applications(ctx, director_ref, cluster_ref, &read_gate, known_ref).await?;
+            let problem = fetched
+                .outcome
                 .inconsistency
                 .clone()
-                .or_else(|| wanted.iter().find_map(|w| w.inconsistency.clone()));
+                .or_else(|| fetched.wanted.iter().find_map(|w| w.inconsistency.clone()));
             match problem {
                 // Most often a change between two page requests: again.
                 Some(problem) if attempt < FETCH_TRIES => {
                     tracing::info!(attempt, %problem, "the Director's answer did not come whole; fetching again");
                 }
-                _ => return Ok::<_, SyncError>((wanted, outcome, started.elapsed())),
+                _ => return Ok::<_, SyncError>((fetched, started.elapsed())),
             }
         }
     };
@@ -192,7 +202,25 @@ pub async fn plan_sync(
         }
     };
     let (fetched, read) = read_gate::fetch_while_reading(fetch, read_cluster).await;
-    let (mut wanted, outcome, fetch_time) = fetched?;
+    // What a fetch that failed saw is not the Director's whole answer: the
+    // answers known before stay.
+    let (
+        Fetched {
+            mut wanted,
+            outcome,
+            seen,
+            recalled,
+        },
+        fetch_time,
+    ) = match fetched {
+        Ok(fetched) => fetched,
+        Err(error) => {
+            ctx.remembered().keep_known_answers(known);
+            return Err(error);
+        }
+    };
+    drop(known);
+    ctx.remembered().keep_known_answers(seen);
     sync.last_successful_fetch = Some(Time(now));
     let (unlisted, read_time) = read?;
     let actual = match unlisted {
@@ -240,6 +268,7 @@ pub async fn plan_sync(
         incomplete: outcome.inconsistency,
         wanted: wanted_count,
         settled,
+        recalled,
         fetch_time,
         read_time,
     })
@@ -260,6 +289,7 @@ async fn fetch_and_apply(
         incomplete,
         wanted: wanted_count,
         settled,
+        recalled,
         fetch_time,
         read_time,
     } = plan_sync(ctx, credentials, management_info, sync, now, request_id).await?;
@@ -280,6 +310,7 @@ async fn fetch_and_apply(
     tracing::info!(
         applications = wanted_count,
         unchanged_on_arrival = settled,
+        recalled,
         writes = planned_writes,
         failed = failed.len(),
         fetch_ms = fetch_time.as_millis() as u64,
@@ -289,6 +320,7 @@ async fn fetch_and_apply(
     );
     ctx.metrics.set_applications_managed(wanted_count);
     ctx.metrics.set_applications_failed(failed.len());
+    ctx.metrics.set_applications_recalled(recalled);
     // One line per failure: with Kyma's CRD the status names only the first
     // few, and there are no Events under Kyma's RBAC.
     for failure in &failed {
@@ -322,22 +354,31 @@ const FETCH_TRIES: usize = 3;
 
 /// One fetch of the Director's applications. Each is converted and packed
 /// (or settled to its names) as it arrives, and its fetched form dropped:
-/// the fetched forms are never all in memory at once.
+/// the fetched forms are never all in memory at once. An application whose
+/// answer is one of `known`, and which the cluster (once read) holds as that
+/// answer wanted, is settled from its answer's digest without being parsed
+/// or converted. Returns besides what this fetch's answers wanted, for the
+/// next fetch to recall.
 async fn fetch_applications(
     ctx: &Context,
     director: &DirectorClient,
     cluster: &OnceLock<ActualState>,
     read_gate: &ReadGate,
-) -> Result<(Vec<HeldApplication>, FetchOutcome), SyncError> {
+    known: &KnownAnswers,
+) -> Result<Fetched, SyncError> {
     let mut wanted: Vec<HeldApplication> = Vec::new();
     // The wanted state held whole while the cluster is unread.
     let held_whole = AtomicUsize::new(0);
     let mut conversion: Option<ConversionSettings> = None;
     let mut index: Option<ActualIndex> = None;
     let mut packer = Packer::default();
+    let mut record = AnswerRecord::with_room_of(known);
+    // The digest of the answer being parsed, until it arrives whole.
+    let mut parsing: Option<AnswerDigest> = None;
+    let mut recalled = 0;
     let outcome = director
         .for_each_application(
-            |labels, fetched| {
+            |labels, arrival| {
                 // The runtime's labels decide how Applications are named.
                 let conversion = conversion.get_or_insert_with(|| ConversionSettings {
                     normalize_application_names: names::normalizes_application_names(labels),
@@ -353,7 +394,29 @@ async fn fetch_applications(
                             .collect();
                     }
                 }
+                let fetched = match arrival {
+                    Arrival::Answer { text, id, name } => {
+                        let answer = AnswerDigest::of(text, conversion);
+                        let remembered = index.as_ref().and_then(|actual| {
+                            known.recall(&answer, (id, name), conversion, actual)
+                        });
+                        if let Some((held, wants)) = remembered {
+                            record.remember(answer, wants);
+                            wanted.push(held);
+                            recalled += 1;
+                            return Handled::Known;
+                        }
+                        parsing = Some(answer);
+                        return Handled::Parse;
+                    }
+                    Arrival::Whole(fetched) => fetched,
+                };
                 let converted = sync::to_wanted_application(&fetched.application, conversion);
+                if let Some(answer) = parsing.take() {
+                    if fetched.in_one_answer && fetched.inconsistency.is_none() {
+                        record.remember(answer, known_answers::wanted_digest(&converted));
+                    }
+                }
                 let held = match fetched.inconsistency {
                     None => sync::hold(converted, index.as_ref(), &mut packer),
                     Some(problem) => {
@@ -364,11 +427,13 @@ async fn fetch_applications(
                     held_whole.fetch_add(held.wanted_size(), Ordering::Relaxed);
                 }
                 wanted.push(held);
+                Handled::Parse
             },
             || {
                 let read = read_gate.has_opened() || cluster.get().is_some();
                 let waits = sync::fetch_waits_for_cluster(
                     held_whole.load(Ordering::Relaxed),
+                    !known.is_empty(),
                     read,
                     ctx.access.list_credential_secrets.allowed(),
                 );
@@ -384,7 +449,22 @@ async fn fetch_applications(
         )
         .await
         .map_err(SyncError::Fetch)?;
-    Ok((wanted, outcome))
+    Ok(Fetched {
+        wanted,
+        outcome,
+        seen: record.finish(),
+        recalled,
+    })
+}
+
+/// What one fetch of the Director's applications came to.
+struct Fetched {
+    wanted: Vec<HeldApplication>,
+    outcome: FetchOutcome,
+    /// Its answers, for the next fetch to recall.
+    seen: KnownAnswers,
+    /// How many applications were settled from a remembered answer.
+    recalled: usize,
 }
 
 /// Sets the Runtime's URL labels that are missing or differ, and no others.

@@ -178,9 +178,10 @@ impl Feed {
         self.text(credential_type);
         self.text(secret_name);
         self.text(authentication_url);
-        self.optional(csrf_info.as_ref(), |feed, CsrfInfo { token_endpoint_url }| {
-            feed.text(token_endpoint_url)
-        });
+        self.optional(
+            csrf_info.as_ref(),
+            |feed, CsrfInfo { token_endpoint_url }| feed.text(token_endpoint_url),
+        );
         self.text(request_parameters_secret_name);
     }
 
@@ -206,6 +207,50 @@ static NO_CREDENTIALS: Credentials = Credentials {
     authentication_url: String::new(),
     csrf_info: None,
 };
+
+/// A digest of everything the cluster holds for one application when it
+/// holds it as wanted: the Application's owned fields ([`OwnedDigest`]), and
+/// each of its Secrets' name, data ([`DataDigest`]) and the two labels that
+/// say whose they are. Made alike from what the Director wants and from what
+/// the cluster holds, so that one comparison tells whether the cluster still
+/// holds a remembered answer ([`super::known_answers`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct WantedDigest([u8; 20]);
+
+/// One Secret as [`WantedDigest`] takes it.
+pub struct SecretFacts<'a> {
+    pub name: &'a str,
+    pub data: DataDigest,
+    pub app: &'a str,
+    pub bundle_id: &'a str,
+}
+
+impl WantedDigest {
+    /// `secrets` in any order: they are taken by name.
+    pub fn of<'a>(
+        owned: OwnedDigest,
+        secrets: impl IntoIterator<Item = SecretFacts<'a>>,
+    ) -> WantedDigest {
+        let mut secrets: Vec<SecretFacts> = secrets.into_iter().collect();
+        secrets.sort_by(|a, b| a.name.cmp(b.name));
+        let mut feed = Feed(Sha1::new());
+        feed.0.update(owned.0);
+        feed.count(secrets.len());
+        for secret in secrets {
+            feed.text(secret.name);
+            feed.0.update(secret.data.0);
+            feed.text(secret.app);
+            feed.text(secret.bundle_id);
+        }
+        WantedDigest(feed.0.finalize().into())
+    }
+}
+
+impl std::fmt::Debug for WantedDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WantedDigest({})", hex::encode(self.0))
+    }
+}
 
 /// sha1 over the keys and values in key order, each prefixed by its length.
 pub fn data_hash<'a>(data: impl Iterator<Item = (&'a str, &'a [u8])>) -> DataDigest {
@@ -465,8 +510,8 @@ pub(in crate::sync) mod tests {
     /// list reordered.
     fn nudge(rng: &mut impl rand::Rng, spec: &mut ApplicationSpec) {
         let service_count = spec.services.len();
-        let service = (service_count > 0)
-            .then(|| &mut spec.services[rng.random_range(0..service_count)]);
+        let service =
+            (service_count > 0).then(|| &mut spec.services[rng.random_range(0..service_count)]);
         match (rng.random_range(0..9), service) {
             (0, _) => *spec = random_spec(rng),
             (1, _) => spec.services.reverse(),

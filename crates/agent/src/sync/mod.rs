@@ -10,12 +10,16 @@
 //! Director application is converted and held ([`hold`]: packed, or settled
 //! to names when the cluster already holds it) as it arrives, each cluster
 //! object is summarized as it is read, and the plan compares digests; only
-//! what must be written is unpacked, one at a time.
+//! what must be written is unpacked, one at a time. An application whose
+//! Director answer is byte for byte the last sync's is not even parsed:
+//! `known_answers` remembers each answer's digest with what it wanted, and
+//! settles it when the cluster still holds that.
 
 pub mod actual;
 pub mod compact;
 pub mod convert;
 pub mod digest;
+pub mod known_answers;
 pub mod names;
 pub mod plan;
 pub mod wanted;
@@ -25,7 +29,8 @@ pub use actual::{
 };
 pub use compact::{map_exact, NameList};
 pub use convert::{to_wanted_application, ConversionSettings};
-pub use digest::{DataDigest, OwnedDigest};
+pub use digest::{DataDigest, OwnedDigest, WantedDigest};
+pub use known_answers::{AnswerDigest, AnswerRecord, KnownAnswers};
 pub use plan::{
     hold, plan, settle, ApplicationAction, ApplicationPlan, Deferred, Deletions, Plan, SecretAction,
 };

@@ -615,7 +615,7 @@ fn secrets_by_labelled_app(secrets: &[ActualSecret]) -> BTreeMap<&str, Vec<&str>
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::sync) mod tests {
     use super::*;
     use crate::compass::model::{self, Auth, Credential};
     use crate::crd::application::{Application, ApplicationSpec};
@@ -633,7 +633,7 @@ mod tests {
         plan(wanted, actual, Deletions::Allowed)
     }
 
-    fn settings() -> ConversionSettings {
+    pub(in crate::sync) fn settings() -> ConversionSettings {
         ConversionSettings {
             central_gateway_url: "http://gateway:8082".into(),
             skip_apps_tls_verify: false,
@@ -641,7 +641,7 @@ mod tests {
         }
     }
 
-    fn director_app(name: &str, password: &str) -> model::Application {
+    pub(in crate::sync) fn director_app(name: &str, password: &str) -> model::Application {
         model::Application {
             id: format!("{name}-id"),
             name: name.into(),
@@ -672,12 +672,14 @@ mod tests {
         }
     }
 
-    fn wanted(name: &str, password: &str) -> WantedApplication {
+    pub(in crate::sync) fn wanted(name: &str, password: &str) -> WantedApplication {
         to_wanted_application(&director_app(name, password), &settings())
     }
 
     /// The objects in the cluster after applying `wanted` (with uids, as the apiserver sets).
-    fn applied_objects(wanted: &[WantedApplication]) -> (Vec<Application>, Vec<Secret>) {
+    pub(in crate::sync) fn applied_objects(
+        wanted: &[WantedApplication],
+    ) -> (Vec<Application>, Vec<Secret>) {
         let (mut apps, mut secrets) = (Vec::new(), Vec::new());
         for (i, w) in wanted.iter().enumerate() {
             let mut app = w.application.clone();
@@ -692,7 +694,7 @@ mod tests {
     }
 
     /// What the agent reads of those objects.
-    fn summarize(apps: &[Application], secrets: Vec<Secret>) -> ActualState {
+    pub(in crate::sync) fn summarize(apps: &[Application], secrets: Vec<Secret>) -> ActualState {
         ActualState {
             applications: apps
                 .iter()
@@ -703,7 +705,7 @@ mod tests {
         }
     }
 
-    fn applied(wanted: &[WantedApplication]) -> ActualState {
+    pub(in crate::sync) fn applied(wanted: &[WantedApplication]) -> ActualState {
         let (apps, secrets) = applied_objects(wanted);
         summarize(&apps, secrets)
     }
@@ -1249,7 +1251,10 @@ mod tests {
     }
 
     /// Each application compared with `state` as it arrives, as the sync does.
-    fn on_arrival(wanted: &[WantedApplication], state: &ActualState) -> Vec<HeldApplication> {
+    pub(in crate::sync) fn on_arrival(
+        wanted: &[WantedApplication],
+        state: &ActualState,
+    ) -> Vec<HeldApplication> {
         let index = ActualIndex::new(state);
         wanted
             .iter()

@@ -365,23 +365,30 @@ impl HeldApplication {
 /// How much wanted state, in bytes, a sync holds whole while the cluster is
 /// still being read. Until the read ends, no arriving application can be
 /// settled to its names, so each waits whole; past this the Director fetch
-/// pauses before its next page until the read has ended. Without a bound an
-/// idle sync whose cluster read is slower than the fetch would hold most of
-/// the Director's applications whole (the largest part of its memory at
-/// 10,000 applications, BENCHMARKS.md); with it, the fetch loses at most the
-/// read's time. A first sync reads an empty cluster at once and never waits.
+/// pauses before it hands over its next page until the read has ended.
+/// Without a bound an idle sync whose cluster read is slower than the fetch
+/// would hold most of the Director's applications whole (the largest part
+/// of its memory at 10,000 applications, BENCHMARKS.md); with it, the fetch
+/// loses at most the read's time. A first sync reads an empty cluster at
+/// once and never waits.
 pub const UNREAD_HOLD_BUDGET: usize = 1024 * 1024;
 
-/// Whether the Director fetch waits for the cluster read before its next
-/// page: `held_whole` bytes of wanted state wait ([`UNREAD_HOLD_BUDGET`]).
-/// Never when the agent may not list the credential Secrets (Kyma's RBAC):
-/// then the read cannot settle what arrives, and waiting would only delay.
+/// Whether the Director fetch waits for the cluster read before it hands
+/// over its next page: `held_whole` bytes of wanted state wait
+/// ([`UNREAD_HOLD_BUDGET`]), or the last fetch's answers are known
+/// (`answers_known`): only against the cluster as read can an answer the
+/// agent remembers be settled without parsing it (`known_answers`), so an
+/// idle sync waits from its first page (the page waits as its text, about
+/// as large as held whole), and a first sync never. Never when the agent may
+/// not list the credential Secrets (Kyma's RBAC): then the read cannot
+/// settle what arrives, and waiting would only delay.
 pub fn fetch_waits_for_cluster(
     held_whole: usize,
+    answers_known: bool,
     cluster_read: bool,
     secrets_listed: bool,
 ) -> bool {
-    secrets_listed && !cluster_read && held_whole >= UNREAD_HOLD_BUDGET
+    secrets_listed && !cluster_read && (answers_known || held_whole >= UNREAD_HOLD_BUDGET)
 }
 
 impl From<WantedApplication> for HeldApplication {
@@ -525,24 +532,20 @@ mod tests {
     }
 
     #[test]
-    fn the_fetch_waits_for_the_cluster_only_past_the_budget_while_it_is_read_and_can_settle() {
-        assert!(!fetch_waits_for_cluster(
-            UNREAD_HOLD_BUDGET - 1,
-            false,
-            true
-        ));
-        assert!(fetch_waits_for_cluster(UNREAD_HOLD_BUDGET, false, true));
-        assert!(!fetch_waits_for_cluster(
-            UNREAD_HOLD_BUDGET * 10,
-            true,
-            true
-        ));
+    fn the_fetch_waits_for_the_cluster_past_the_budget_or_with_known_answers_while_it_is_read_and_can_settle(
+    ) {
+        let waits = |held_whole, answers_known, cluster_read, secrets_listed| {
+            fetch_waits_for_cluster(held_whole, answers_known, cluster_read, secrets_listed)
+        };
+        // A first sync: nothing known, waits only past the budget.
+        assert!(!waits(UNREAD_HOLD_BUDGET - 1, false, false, true));
+        assert!(waits(UNREAD_HOLD_BUDGET, false, false, true));
+        // An idle sync: its answers known, waits from the first page.
+        assert!(waits(0, true, false, true));
+        // The cluster read: no wait at all.
+        assert!(!waits(UNREAD_HOLD_BUDGET * 10, true, true, true));
         // Secrets read one by one by name: the read settles nothing.
-        assert!(!fetch_waits_for_cluster(
-            UNREAD_HOLD_BUDGET * 10,
-            false,
-            false
-        ));
+        assert!(!waits(UNREAD_HOLD_BUDGET * 10, true, false, false));
     }
 
     #[test]
