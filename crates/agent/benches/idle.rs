@@ -9,9 +9,12 @@
 //! compass-sim (its figure is the one the goal is about); this one says
 //! which part of it the agent's code spends the time in, steadily enough
 //! to compare two builds: each part is timed alone, fastest of five.
-//! Parts: decoding the Director's pages (200 applications a page),
-//! converting each application, holding it against the cluster as read
-//! (digest, compare, keep only names), and the plan of what was held.
+//! Parts: splitting the Director's pages (200 applications a page) into each
+//! application's answer; recalling each answer the last sync remembered
+//! (its digest, the comparison with the cluster as read: what an idle sync
+//! does); the plan of what was held. Beside them, what an answer that is
+//! not known costs instead: converting it, and holding it against the
+//! cluster (digest, compare, keep only names).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -19,7 +22,8 @@ use std::time::{Duration, Instant};
 use compass_runtime_agent::compass::director::{decode_answer, Answer};
 use compass_runtime_agent::compass::model;
 use compass_runtime_agent::sync::{
-    self, to_wanted_application, ActualIndex, Deletions, HeldApplication, Packer,
+    self, known_answers, to_wanted_application, ActualIndex, AnswerDigest, AnswerRecord, Deletions,
+    HeldApplication, Packer,
 };
 use serde_json::{json, Value};
 
@@ -91,7 +95,7 @@ fn as_director_json(application: &model::Application) -> Value {
     })
 }
 
-/// The Director's answers for `count` applications, a page each.
+/// The Director's answers for `count` applications, 200 a page.
 fn director_pages(count: usize) -> Vec<Vec<u8>> {
     (0..count)
         .step_by(PAGE_SIZE)
@@ -137,7 +141,7 @@ fn main() {
     };
     println!("compass-runtime-agent idle-sync CPU by part (no I/O; fastest of 5)");
     println!("each application: 2 bundles × 3 APIs, 4 Secrets; Director pages of {PAGE_SIZE}");
-    println!("| applications | decode pages | convert | hold (digest, compare) | plan | sum |");
+    println!("| applications | split pages | recall | plan | idle: sum | not known instead: convert, hold |");
     println!("|---|---|---|---|---|---|");
     let settings = conversion_settings();
     for count in sizes {
@@ -189,14 +193,47 @@ fn main() {
             }
             best
         };
+        // Each application's answer as the Director wrote it, remembered as
+        // the last sync would have.
+        let answers: Vec<String> = fetched
+            .iter()
+            .map(|application| as_director_json(application).to_string())
+            .collect();
+        let known = {
+            let mut record = AnswerRecord::default();
+            for (answer, application) in answers.iter().zip(&fetched) {
+                let wanted = to_wanted_application(application, &settings);
+                record.remember(
+                    AnswerDigest::of(answer, &settings),
+                    known_answers::wanted_digest(&wanted),
+                );
+            }
+            record.finish()
+        };
+        let recall = fastest(|| {
+            let recalled: Vec<HeldApplication> = answers
+                .iter()
+                .zip(&fetched)
+                .filter_map(|(answer, application)| {
+                    let digest = AnswerDigest::of(answer, &settings);
+                    let identity = (application.id.as_str(), application.name.as_str());
+                    known
+                        .recall(&digest, identity, &settings, &index)
+                        .map(|(held, _)| held)
+                })
+                .collect();
+            assert_eq!(recalled.len(), count, "every answer is recalled");
+            recalled
+        });
         let ms = |time: Duration| format!("{:.1} ms", time.as_secs_f64() * 1e3);
         println!(
-            "| {count} | {} | {} | {} | {} | {} |",
+            "| {count} | {} | {} | {} | {} | {} + {} |",
             ms(decode),
+            ms(recall),
+            ms(plan),
+            ms(decode + recall + plan),
             ms(convert),
             ms(hold),
-            ms(plan),
-            ms(decode + convert + hold + plan)
         );
     }
 }

@@ -35,7 +35,10 @@ pub struct ActualState {
 #[derive(Debug)]
 pub struct ActualIndex<'a> {
     pub applications: BTreeMap<&'a str, &'a ActualApplication>,
-    pub secrets: BTreeMap<&'a str, &'a ActualSecret>,
+    /// By hash: only looked up, never walked, and 40,000 at 10,000
+    /// applications, where a tree's string comparisons were a tenth of an
+    /// idle sync's CPU.
+    pub secrets: HashMap<&'a str, &'a ActualSecret>,
 }
 
 impl<'a> ActualIndex<'a> {

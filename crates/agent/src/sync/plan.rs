@@ -311,7 +311,7 @@ impl<'a> Snapshot<'a> {
     fn of(
         wanted: &[HeldApplication],
         actual_apps: &BTreeMap<&'a str, &'a ActualApplication>,
-        actual_secrets: &BTreeMap<&'a str, &'a ActualSecret>,
+        actual_secrets: &HashMap<&'a str, &'a ActualSecret>,
     ) -> Snapshot<'a> {
         let mut claims: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for app in wanted {
@@ -372,7 +372,7 @@ impl<'a> Snapshot<'a> {
 /// Application refers to it.
 fn is_deletable(
     secret: &str,
-    actual_secrets: &BTreeMap<&str, &ActualSecret>,
+    actual_secrets: &HashMap<&str, &ActualSecret>,
     wanted_secrets: &BTreeSet<&str>,
 ) -> bool {
     actual_secrets
@@ -384,7 +384,7 @@ fn is_deletable(
 fn plan_wanted(
     wanted_app: HeldApplication,
     actual_apps: &BTreeMap<&str, &ActualApplication>,
-    actual_secrets: &BTreeMap<&str, &ActualSecret>,
+    actual_secrets: &HashMap<&str, &ActualSecret>,
     labelled: &BTreeMap<&str, Vec<&str>>,
     all_wanted_secrets: &BTreeSet<&str>,
     deletions: Deletions,
