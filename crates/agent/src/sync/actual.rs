@@ -80,6 +80,13 @@ impl ActualApplication {
     pub fn is_managed_by_compass(&self) -> bool {
         self.compass_application_id.is_some()
     }
+
+    /// Whether it is the agent's as the agent writes it: managed by Compass
+    /// and labelled so. Only then can the cluster be said to hold a wanted
+    /// application already, whatever else matches.
+    pub fn is_the_agents_as_written(&self) -> bool {
+        self.is_managed_by_compass() && self.has_managed_by_label
+    }
 }
 
 impl From<&Application> for ActualApplication {

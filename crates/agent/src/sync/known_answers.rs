@@ -88,7 +88,7 @@ impl KnownAnswers {
         let name = settings.application_name(director_name);
         let existing = actual.applications.get(name.as_str())?;
         let uid = existing.uid.as_deref()?;
-        if !existing.is_managed_by_compass() || !existing.has_managed_by_label {
+        if !existing.is_the_agents_as_written() {
             return None;
         }
         // The Secrets its entries point at: those it wanted, if the digests

@@ -545,8 +545,7 @@ fn holds_already(
     let Some(existing) = actual.applications.get(name) else {
         return false;
     };
-    existing.is_managed_by_compass()
-        && existing.has_managed_by_label
+    existing.is_the_agents_as_written()
         && existing.owned == owned
         && secrets.iter().all(|secret| {
             actual.secrets.get(secret.name()).is_some_and(|found| {
