@@ -23,7 +23,7 @@ use compass_runtime_agent::compass::director::{decode_answer, Answer};
 use compass_runtime_agent::compass::model;
 use compass_runtime_agent::sync::{
     self, known_answers, to_wanted_application, ActualIndex, AnswerDigest, AnswerRecord, Deletions,
-    HeldApplication, Packer,
+    HeldApplication, OwnedDigest, Packer,
 };
 use serde_json::{json, Value};
 
@@ -129,16 +129,7 @@ fn fastest<T>(mut part: impl FnMut() -> T) -> Duration {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; under `cargo test` this is a quick smoke run.
-    let benchmarking = std::env::args().any(|a| a == "--bench");
-    let sizes: Vec<usize> = match std::env::var("BENCH_IDLE_SIZES") {
-        Ok(list) => list
-            .split(',')
-            .map(|n| n.trim().parse().expect("BENCH_IDLE_SIZES: numbers"))
-            .collect(),
-        Err(_) if !benchmarking => vec![50],
-        Err(_) => vec![1_000, 10_000],
-    };
+    let sizes = fixtures::sizes("BENCH_IDLE_SIZES", &[1_000, 10_000]);
     println!("compass-runtime-agent idle-sync CPU by part (no I/O; fastest of 5)");
     println!("each application: 2 bundles × 3 APIs, 4 Secrets; Director pages of {PAGE_SIZE}");
     println!("| applications | split pages | recall | plan | idle: sum | not known instead: convert, hold |");
@@ -172,7 +163,10 @@ fn main() {
                 let started = Instant::now();
                 held = converted
                     .into_iter()
-                    .map(|wanted| sync::hold(wanted, Some(&index), &mut packer))
+                    .map(|wanted| {
+                        let owned = OwnedDigest::of(&wanted.application.spec);
+                        sync::hold(wanted, owned, Some(&index), &mut packer)
+                    })
                     .collect();
                 best = best.min(started.elapsed());
             }
@@ -203,9 +197,10 @@ fn main() {
             let mut record = AnswerRecord::default();
             for (answer, application) in answers.iter().zip(&fetched) {
                 let wanted = to_wanted_application(application, &settings);
+                let owned = OwnedDigest::of(&wanted.application.spec);
                 record.remember(
                     AnswerDigest::of(answer, &settings),
-                    known_answers::wanted_digest(&wanted),
+                    known_answers::wanted_digest(owned, &wanted),
                 );
             }
             record.finish()

@@ -36,16 +36,7 @@ fn time_plan(held: &[HeldApplication], actual: &ActualState) -> (Duration, usize
 }
 
 fn main() {
-    // `cargo bench` passes --bench; under `cargo test` this is a quick smoke run.
-    let benchmarking = std::env::args().any(|a| a == "--bench");
-    let sizes: Vec<usize> = match std::env::var("BENCH_PLAN_SIZES") {
-        Ok(list) => list
-            .split(',')
-            .map(|n| n.trim().parse().expect("BENCH_PLAN_SIZES: numbers"))
-            .collect(),
-        Err(_) if !benchmarking => vec![50],
-        Err(_) => vec![1_000, 3_000, 10_000],
-    };
+    let sizes = fixtures::sizes("BENCH_PLAN_SIZES", &[1_000, 3_000, 10_000]);
     println!("compass-runtime-agent plan benchmark (no I/O; fastest of 5 plans)");
     println!("each application: 2 bundles × 3 APIs, 4 Secrets");
     println!(

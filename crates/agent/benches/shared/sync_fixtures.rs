@@ -111,3 +111,22 @@ pub fn conversion_settings() -> ConversionSettings {
         normalize_application_names: false,
     }
 }
+
+/// The sizes a bench runs at: the comma-separated list in `variable`, else
+/// `defaults` under `cargo bench` (which passes `--bench`), else one small
+/// size: under `cargo test` a bench is a quick smoke run.
+pub fn sizes(variable: &str, defaults: &[usize]) -> Vec<usize> {
+    let benchmarking = std::env::args().any(|a| a == "--bench");
+    match std::env::var(variable) {
+        Ok(list) => list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{variable}: numbers, not {n:?}"))
+            })
+            .collect(),
+        Err(_) if !benchmarking => vec![50],
+        Err(_) => defaults.to_vec(),
+    }
+}

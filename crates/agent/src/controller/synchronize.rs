@@ -22,7 +22,7 @@ use crate::k8s::applications::{ApplyOutcome, Replacement};
 use crate::report::{bounded, report, Report};
 use crate::sync::{
     self, known_answers, names, ActualIndex, ActualState, AnswerDigest, AnswerRecord,
-    ConversionSettings, Deletions, HeldApplication, KnownAnswers, Packer,
+    ConversionSettings, Deletions, HeldApplication, KnownAnswers, OwnedDigest, Packer,
 };
 
 pub const EVENTS_URL_LABEL: &str = "runtime_eventServiceUrl";
@@ -412,16 +412,17 @@ async fn fetch_applications(
                     Arrival::Whole(fetched) => fetched,
                 };
                 let converted = sync::to_wanted_application(&fetched.application, conversion);
+                // Made once: both the answer's record and the hold need it.
+                let owned = OwnedDigest::of(&converted.application.spec);
                 if let Some(answer) = parsing.take() {
                     if fetched.in_one_answer && fetched.inconsistency.is_none() {
-                        record.remember(answer, known_answers::wanted_digest(&converted));
+                        record.remember(answer, known_answers::wanted_digest(owned, &converted));
                     }
                 }
                 let held = match fetched.inconsistency {
-                    None => sync::hold(converted, index.as_ref(), &mut packer),
-                    Some(problem) => {
-                        HeldApplication::packed(converted, &mut packer).incomplete(Some(problem))
-                    }
+                    None => sync::hold(converted, owned, index.as_ref(), &mut packer),
+                    Some(problem) => HeldApplication::packed_with(converted, owned, &mut packer)
+                        .incomplete(Some(problem)),
                 };
                 if index.is_none() {
                     held_whole.fetch_add(held.wanted_size(), Ordering::Relaxed);

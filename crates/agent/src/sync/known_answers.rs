@@ -15,7 +15,7 @@ use sha1::{Digest, Sha1};
 
 use super::actual::ActualIndex;
 use super::convert::ConversionSettings;
-use super::digest::{SecretFacts, WantedDigest};
+use super::digest::{OwnedDigest, SecretFacts, WantedDigest};
 use super::wanted::{Content, HeldApplication, WantedApplication};
 use crate::crd::labels::{SECRET_APP_LABEL, SECRET_BUNDLE_LABEL};
 
@@ -154,9 +154,9 @@ impl AnswerRecord {
     }
 }
 
-/// What a converted application wants the cluster to hold, as a digest.
-pub fn wanted_digest(wanted: &WantedApplication) -> WantedDigest {
-    let owned = super::digest::OwnedDigest::of(&wanted.application.spec);
+/// What a converted application wants the cluster to hold, as a digest;
+/// `owned` is the digest of its owned fields, made once by the caller.
+pub fn wanted_digest(owned: OwnedDigest, wanted: &WantedApplication) -> WantedDigest {
     WantedDigest::of(
         owned,
         wanted.secrets.iter().map(|secret| SecretFacts {
@@ -181,7 +181,11 @@ mod tests {
     fn known_after(apps: &[(&str, &WantedApplication)]) -> KnownAnswers {
         let mut record = AnswerRecord::default();
         for (text, wanted) in apps {
-            record.remember(AnswerDigest::of(text, &settings()), wanted_digest(wanted));
+            let owned = OwnedDigest::of(&wanted.application.spec);
+            record.remember(
+                AnswerDigest::of(text, &settings()),
+                wanted_digest(owned, wanted),
+            );
         }
         record.finish()
     }
@@ -333,7 +337,11 @@ mod tests {
         let mut record = AnswerRecord::with_room_of(&KnownAnswers::default());
         // In the order the Director gave them, not the digests'.
         for (text, app) in texts.iter().zip(&apps).rev() {
-            record.remember(AnswerDigest::of(text, &settings()), wanted_digest(app));
+            let owned = OwnedDigest::of(&app.application.spec);
+            record.remember(
+                AnswerDigest::of(text, &settings()),
+                wanted_digest(owned, app),
+            );
         }
         let known = record.finish();
         assert_eq!(known.len(), 50);

@@ -484,14 +484,15 @@ fn plan_wanted(
 /// How a Director application is held from its arrival to the plan: settled
 /// at once when the cluster has been read and holds it exactly ([`settle`]),
 /// packed for writing otherwise. Packing (and its CPU) is spent only on what
-/// may be written.
+/// may be written. `owned` is the digest of its owned fields
+/// ([`OwnedDigest::of`]), made once by the caller.
 pub fn hold(
     wanted: WantedApplication,
+    owned: OwnedDigest,
     actual: Option<&ActualIndex>,
     packer: &mut Packer,
 ) -> HeldApplication {
     let name = wanted.application.metadata.name.clone().unwrap_or_default();
-    let owned = OwnedDigest::of(&wanted.application.spec);
     if actual.is_some_and(|actual| holds_already(&name, owned, &wanted.secrets, actual)) {
         return HeldApplication {
             application_id: wanted
@@ -1258,7 +1259,10 @@ pub(in crate::sync) mod tests {
         wanted
             .iter()
             .cloned()
-            .map(|w| hold(w, Some(&index), &mut Packer::default()))
+            .map(|w| {
+                let owned = OwnedDigest::of(&w.application.spec);
+                hold(w, owned, Some(&index), &mut Packer::default())
+            })
             .collect()
     }
 
