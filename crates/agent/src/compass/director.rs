@@ -711,6 +711,32 @@ mod tests {
     }
 
     #[test]
+    fn an_application_that_does_not_parse_is_an_invalid_answer_naming_what_is_wrong_not_the_values()
+    {
+        let without_name = r#"{"id":"app-1","bundles":{"data":[{"id":"b","name":"b",
+            "defaultInstanceAuth":{"credential":{"__typename":"BasicCredentialData",
+            "username":"u","password":"hunter2"}}}]}}"#;
+        let wrong_type = r#"{"id":"app-1","name":["hunter2"]}"#;
+        for (text, what) in [
+            (without_name, "missing field `name`"),
+            (wrong_type, "invalid type: sequence, expected a string"),
+        ] {
+            let identity = parse_application::<ApplicationIdentity>(text).err();
+            let whole = parse_application::<RawApplication>(text).err();
+            for error in [identity, whole] {
+                match error {
+                    Some(CompassError::InvalidAnswer { operation, reason }) => {
+                        assert_eq!(operation, "applicationsForRuntime");
+                        assert!(reason.contains(what), "{reason}");
+                        assert!(!reason.contains("hunter2"), "{reason}");
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
     fn an_application_with_a_further_page_anywhere_is_not_whole_in_its_answer() {
         let application = |bundles_next: bool, apis_next: bool, events: &str| {
             format!(
