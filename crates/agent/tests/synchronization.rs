@@ -1714,3 +1714,106 @@ async fn a_restarted_agent_that_lists_the_applications_in_full_rewrites_nothing(
         "an unchanged runtime read in full after a restart is not rewritten"
     );
 }
+
+/// An idle read of the cluster (metadata listed, in protobuf where the API
+/// server speaks it, and only what changed read again) sees what a first
+/// read sees (every object read whole, in JSON), after edits by hand to an
+/// Application's spec and to a Secret's data, labels and owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_read_of_the_cluster_sees_what_a_whole_read_sees_after_edits_by_hand() {
+    use compass_runtime_agent::sync::{self, ActualState, Deletions};
+    let world = World::new().await;
+    let writer = writer(&world);
+    let wanted: Vec<_> = (1..=3)
+        .map(|i| wanted_with_credentials(&format!("app-{i}"), &format!("app{i}"), &format!("b{i}")))
+        .collect();
+    let application_names: Vec<String> = wanted
+        .iter()
+        .map(|w| w.application.metadata.name.clone().unwrap())
+        .collect();
+    let secret_names: Vec<String> = wanted
+        .iter()
+        .map(|w| w.secrets[0].name().to_string())
+        .collect();
+    let written = writer
+        .apply(sync::plan(
+            wanted,
+            &writer.read_actual().await.unwrap(),
+            Deletions::Allowed,
+        ))
+        .await;
+    assert!(
+        written
+            .results
+            .iter()
+            .all(|r| r.operation == SyncOperation::Created),
+        "{written:?}"
+    );
+    // Read once, so that the next read knows every object it lists.
+    let before = writer.read_actual().await.unwrap();
+
+    let merge = |patch: serde_json::Value| Patch::Merge(patch);
+    let params = PatchParams::default();
+    secrets(&world)
+        .patch(
+            &secret_names[0],
+            &params,
+            &merge(json!({"stringData": {"password": "edited"}})),
+        )
+        .await
+        .unwrap();
+    secrets(&world)
+        .patch(
+            &secret_names[1],
+            &params,
+            &merge(json!({"metadata": {"labels": {"bundleId": "edited"}}})),
+        )
+        .await
+        .unwrap();
+    secrets(&world)
+        .patch(
+            &secret_names[2],
+            &params,
+            &merge(json!({"metadata": {"ownerReferences": null}})),
+        )
+        .await
+        .unwrap();
+    applications(&world)
+        .patch(
+            &application_names[0],
+            &params,
+            &merge(json!({"spec": {"description": "edited by hand"}})),
+        )
+        .await
+        .unwrap();
+
+    let idle = writer.read_actual().await.unwrap();
+    let whole = self::writer(&world).read_actual().await.unwrap();
+    let by_name = |state: &ActualState| {
+        let applications: BTreeMap<String, String> = state
+            .applications
+            .iter()
+            .map(|a| (a.name.clone(), format!("{a:?}")))
+            .collect();
+        let secrets: BTreeMap<String, String> = state
+            .secrets
+            .iter()
+            .map(|s| (s.name().to_string(), format!("{s:?}")))
+            .collect();
+        (applications, secrets)
+    };
+    let (before, idle, whole) = (by_name(&before), by_name(&idle), by_name(&whole));
+    assert_eq!(idle, whole);
+    // And each edit was seen.
+    assert_ne!(
+        before.0[&application_names[0]],
+        idle.0[&application_names[0]]
+    );
+    for name in &secret_names {
+        assert_ne!(before.1[name], idle.1[name], "{name}");
+    }
+    assert_eq!(
+        before.0[&application_names[1]],
+        idle.0[&application_names[1]]
+    );
+}

@@ -190,7 +190,7 @@ mod tests {
             (
                 SyncError::ReadCluster(ReadError::List {
                     what: "Applications",
-                    source: forbidden,
+                    source: forbidden.into(),
                 }),
                 ConnectionState::ResourceApplicationFailed,
                 "KubernetesAPI",

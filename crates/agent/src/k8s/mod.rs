@@ -9,6 +9,7 @@ pub mod connection;
 pub mod credentials_store;
 pub mod errors;
 pub mod events;
+pub mod metadata_list;
 pub mod metrics;
 pub mod replace;
 

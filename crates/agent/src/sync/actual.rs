@@ -151,14 +151,14 @@ impl From<ListedMetadata> for ListedApplication {
 /// of its metadata is skipped by the parser and never allocated: above all
 /// `managedFields`, a JSON tree per object, larger than the rest of its
 /// metadata.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 pub struct ListedMetadata {
     #[serde(default)]
     pub metadata: ReadMetadata,
 }
 
 /// The metadata fields the agent reads of a listed object.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ReadMetadata {
     pub name: Option<String>,
@@ -169,7 +169,7 @@ pub struct ReadMetadata {
 }
 
 /// An owner reference, as far as the agent reads it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub struct OwnerUid {
     pub uid: String,
 }

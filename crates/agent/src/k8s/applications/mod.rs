@@ -7,7 +7,7 @@ mod apply;
 mod read;
 
 pub use apply::{secret_body, updated_application, ApplyOutcome, Replacement, WriteError};
-pub use read::ReadError;
+pub use read::{ListError, ReadError};
 
 use std::sync::Arc;
 

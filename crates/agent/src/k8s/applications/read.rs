@@ -18,6 +18,7 @@ use super::ApplicationStore;
 use crate::crd::application::Application;
 use crate::crd::labels::SECRET_BUNDLE_LABEL;
 use crate::k8s::errors::is_forbidden;
+use crate::k8s::metadata_list;
 use crate::sync::actual::{ListedMetadata, ListedSecret};
 use crate::sync::{self, ActualApplication, ActualSecret, ActualState, ListedApplication};
 
@@ -99,7 +100,7 @@ pub enum ReadError {
     List {
         what: &'static str,
         #[source]
-        source: kube::Error,
+        source: ListError,
     },
     #[error("cannot read Application {name}")]
     Application {
@@ -170,10 +171,9 @@ impl ApplicationStore {
             source,
         };
         let listed = self
-            .list_summarized::<ListedMetadata, ListedApplication>(
+            .list_metadata::<ListedApplication>(
                 self.applications.resource_url(),
                 ListParams::default(),
-                true,
             )
             .await
             .map_err(list_error)?;
@@ -190,7 +190,6 @@ impl ApplicationStore {
                 .list_summarized::<Application, ActualApplication>(
                     self.applications.resource_url(),
                     ListParams::default(),
-                    false,
                 )
                 .await
                 .map_err(list_error)?;
@@ -236,10 +235,9 @@ impl ApplicationStore {
             Vec::with_capacity(digests.len())
         };
         let listed = self
-            .list_pages::<ListedMetadata, ListedSecret>(
+            .list_metadata_pages::<ListedSecret>(
                 self.secrets.resource_url(),
                 with_bundle_label.clone(),
-                true,
                 |page, remaining| {
                     make_room(&mut secrets, page.len(), remaining);
                     self.secret_digests()
@@ -249,7 +247,7 @@ impl ApplicationStore {
             .await;
         match listed {
             Ok(()) => {}
-            Err(error) if is_forbidden(&error) => {
+            Err(ListError::Request(error)) if is_forbidden(&error) => {
                 self.access.list_credential_secrets.refused(&error);
                 return Ok(None);
             }
@@ -280,7 +278,6 @@ impl ApplicationStore {
             self.list_pages::<Secret, ListedSecret>(
                 self.secrets.resource_url(),
                 with_bundle_label,
-                false,
                 |page, remaining| {
                     make_room(&mut secrets, page.len(), remaining);
                     let mut digests = self.secret_digests();
@@ -317,21 +314,16 @@ impl ApplicationStore {
         Ok(read.into_iter().flatten().collect())
     }
 
-    /// Lists every object, page by page (`list_page_size` objects a page, five
-    /// times as many when only their metadata is listed: the bound of one
-    /// response's memory), keeping a summary of each.
-    async fn list_summarized<K, S>(
+    /// Lists every object's metadata, page by page (five times
+    /// `list_page_size` objects a page: see [`METADATA_PAGE_FACTOR`]),
+    /// keeping a summary of each.
+    async fn list_metadata<S: From<ListedMetadata>>(
         &self,
         url: &str,
         params: ListParams,
-        metadata_only: bool,
-    ) -> Result<Vec<S>, kube::Error>
-    where
-        K: DeserializeOwned,
-        S: From<K>,
-    {
+    ) -> Result<Vec<S>, ListError> {
         let mut all = Vec::new();
-        self.list_pages::<K, S>(url, params, metadata_only, |page, remaining| {
+        self.list_metadata_pages::<S>(url, params, |page, remaining| {
             make_room(&mut all, page.len(), remaining);
             all.extend(page);
         })
@@ -339,48 +331,177 @@ impl ApplicationStore {
         Ok(all)
     }
 
-    /// Lists every object, page by page, handing each page's summaries to
-    /// `each_page` with how many objects the list says are still to come
-    /// (room for all of them can be made once, not by doubling).
+    /// Lists every object's metadata, page by page, in Kubernetes' protobuf
+    /// where the server answers it (it does), else in JSON
+    /// ([`metadata_list`]), handing each page's summaries to `each_page`.
+    async fn list_metadata_pages<S: From<ListedMetadata>>(
+        &self,
+        url: &str,
+        params: ListParams,
+        each_page: impl FnMut(Vec<S>, usize),
+    ) -> Result<(), ListError> {
+        let request = kube::core::Request::new(url);
+        // An object's metadata is a fraction of it: more fit in the same memory.
+        let page_size = self.list_page_size.saturating_mul(METADATA_PAGE_FACTOR);
+        let read_page = |params: ListParams| {
+            let request = &request;
+            async move {
+                let mut page_request = request.list_metadata(&params)?;
+                page_request.headers_mut().insert(
+                    http::header::ACCEPT,
+                    http::HeaderValue::from_static(metadata_list::ACCEPT),
+                );
+                page_request.extensions_mut().insert("list");
+                let answer = self
+                    .client
+                    .send(page_request.map(kube::client::Body::from))
+                    .await?;
+                let protobuf =
+                    metadata_list::is_protobuf(answer.headers().get(http::header::CONTENT_TYPE));
+                let status = answer.status();
+                let body = answer.into_body().collect_bytes().await?;
+                if status.is_client_error() || status.is_server_error() {
+                    return Err(api_error(status, protobuf, body).into());
+                }
+                if protobuf {
+                    let page = metadata_list::decode_page(body).map_err(ListError::Protobuf)?;
+                    Ok(ListPage {
+                        items: page.items.into_iter().map(S::from).collect(),
+                        continue_token: page.continue_token,
+                        remaining: page.remaining_item_count,
+                    })
+                } else {
+                    let page: SummaryPage<ListedMetadata, S> =
+                        serde_json::from_slice(&body).map_err(kube::Error::SerdeError)?;
+                    Ok(ListPage::from(page))
+                }
+            }
+        };
+        page_through(params, page_size, read_page, each_page).await
+    }
+
+    /// Lists every whole object, page by page (`list_page_size` objects a
+    /// page: the bound of one response's memory), keeping a summary of each.
+    async fn list_summarized<K, S>(
+        &self,
+        url: &str,
+        params: ListParams,
+    ) -> Result<Vec<S>, ListError>
+    where
+        K: DeserializeOwned,
+        S: From<K>,
+    {
+        let mut all = Vec::new();
+        self.list_pages::<K, S>(url, params, |page, remaining| {
+            make_room(&mut all, page.len(), remaining);
+            all.extend(page);
+        })
+        .await?;
+        Ok(all)
+    }
+
+    /// Lists every whole object, page by page, handing each page's
+    /// summaries to `each_page` with how many objects the list says are
+    /// still to come (room for all of them can be made once, not by
+    /// doubling).
     async fn list_pages<K, S>(
         &self,
         url: &str,
         params: ListParams,
-        metadata_only: bool,
-        mut each_page: impl FnMut(Vec<S>, usize),
-    ) -> Result<(), kube::Error>
+        each_page: impl FnMut(Vec<S>, usize),
+    ) -> Result<(), ListError>
     where
         K: DeserializeOwned,
         S: From<K>,
     {
         let request = kube::core::Request::new(url);
-        let page_size = match metadata_only {
-            // An object's metadata is a fraction of it: more fit in the same memory.
-            true => self.list_page_size.saturating_mul(METADATA_PAGE_FACTOR),
-            false => self.list_page_size,
+        let read_page = |params: ListParams| {
+            let request = &request;
+            async move {
+                let mut page_request = request.list(&params)?;
+                page_request.extensions_mut().insert("list");
+                let page: SummaryPage<K, S> = self.client.request(page_request).await?;
+                Ok(ListPage::from(page))
+            }
         };
-        let mut params = params.limit(page_size.max(1));
-        loop {
-            let mut page_request = if metadata_only {
-                request.list_metadata(&params)
-            } else {
-                request.list(&params)
-            }
-            .map_err(kube::Error::BuildRequest)?;
-            page_request.extensions_mut().insert("list");
-            let page: SummaryPage<K, S> = self.client.request(page_request).await?;
-            let remaining = page
-                .metadata
-                .remaining_item_count
-                .and_then(|count| usize::try_from(count).ok())
-                .unwrap_or(0);
-            each_page(page.items, remaining);
-            match page.metadata.continue_ {
-                Some(token) if !token.is_empty() => params = params.continue_token(&token),
-                _ => return Ok(()),
-            }
+        page_through(params, self.list_page_size, read_page, each_page).await
+    }
+}
+
+/// Why a list could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error(transparent)]
+    Request(#[from] kube::Error),
+    #[error("cannot read the API server's protobuf answer")]
+    Protobuf(#[source] metadata_list::DecodeError),
+}
+
+impl From<kube::core::request::Error> for ListError {
+    fn from(error: kube::core::request::Error) -> ListError {
+        ListError::Request(kube::Error::BuildRequest(error))
+    }
+}
+
+/// One page of a list, summarized.
+struct ListPage<S> {
+    items: Vec<S>,
+    continue_token: Option<String>,
+    /// How many objects are still to come, when the server says.
+    remaining: Option<i64>,
+}
+
+impl<K, S> From<SummaryPage<K, S>> for ListPage<S> {
+    fn from(page: SummaryPage<K, S>) -> ListPage<S> {
+        ListPage {
+            items: page.items,
+            continue_token: page.metadata.continue_.filter(|token| !token.is_empty()),
+            remaining: page.metadata.remaining_item_count,
         }
     }
+}
+
+/// Reads a list page by page, `page_size` objects a page, handing each
+/// page's summaries to `each_page` with how many objects the list says are
+/// still to come (room for all of them can be made once, not by doubling).
+async fn page_through<S, Page>(
+    params: ListParams,
+    page_size: u32,
+    mut read_page: impl FnMut(ListParams) -> Page,
+    mut each_page: impl FnMut(Vec<S>, usize),
+) -> Result<(), ListError>
+where
+    Page: std::future::Future<Output = Result<ListPage<S>, ListError>>,
+{
+    let mut params = params.limit(page_size.max(1));
+    loop {
+        let page = read_page(params.clone()).await?;
+        let remaining = page
+            .remaining
+            .and_then(|count| usize::try_from(count).ok())
+            .unwrap_or(0);
+        each_page(page.items, remaining);
+        match page.continue_token {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// The API server's error answer as kube reports it: its `Status`, in JSON
+/// or in protobuf, else its text with the status code.
+fn api_error(code: http::StatusCode, protobuf: bool, body: bytes::Bytes) -> kube::Error {
+    let decoded = if protobuf {
+        metadata_list::decode_status(body.clone())
+    } else {
+        serde_json::from_slice::<kube::core::Status>(&body).ok()
+    };
+    let status = decoded.unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(&body);
+        kube::core::Status::failure(text.trim(), "Failed to parse error data")
+            .with_code(code.as_u16())
+    });
+    kube::Error::Api(status.boxed())
 }
 
 #[cfg(test)]
