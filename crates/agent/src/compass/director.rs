@@ -425,7 +425,7 @@ impl DirectorClient {
             before_visiting_page().await;
             for text in applications {
                 let text = text.get();
-                let identity: ApplicationIdentity = parse_application(text)?;
+                let identity = identity_of(text)?;
                 let arrival = Arrival::Answer {
                     text,
                     id: &identity.id,
@@ -685,6 +685,35 @@ fn parse_application<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, Compass
     })
 }
 
+/// The id and name of an application, from its text. The Director writes
+/// an object's fields in the order the query names them (GraphQL's rule),
+/// and the query begins with `id name`: read from the front of the text,
+/// they cost nothing of the rest of it. A text that begins otherwise
+/// (spaces, another order, an escape in either) is parsed whole, which
+/// also says what is wrong with it.
+fn identity_of(text: &str) -> Result<ApplicationIdentity<'_>, CompassError> {
+    leading_identity(text).map_or_else(|| parse_application(text), Ok)
+}
+
+fn leading_identity(text: &str) -> Option<ApplicationIdentity<'_>> {
+    let rest = text.strip_prefix(r#"{"id":"#)?;
+    let (id, rest) = leading_string(rest)?;
+    let rest = rest.strip_prefix(r#","name":"#)?;
+    let (name, _) = leading_string(rest)?;
+    Some(ApplicationIdentity {
+        id: id.into(),
+        name: name.into(),
+    })
+}
+
+/// The JSON string without escapes at the front of `text`, and what
+/// follows it.
+fn leading_string(text: &str) -> Option<(&str, &str)> {
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<&str>();
+    let value = values.next()?.ok()?;
+    Some((value, &text[values.byte_offset()..]))
+}
+
 fn too_many_pages(list: &str) -> CompassError {
     CompassError::InvalidAnswer {
         operation: "applicationsForRuntime",
@@ -733,6 +762,37 @@ mod tests {
                     other => panic!("{other:?}"),
                 }
             }
+        }
+    }
+
+    #[test]
+    fn an_applications_id_and_name_read_from_the_front_are_those_of_the_whole_parse() {
+        for text in [
+            // As the Director writes it: fields in the query's order.
+            r#"{"id":"app-1","name":"shop","description":"{\"id\":\"x\"}","bundles":null}"#,
+            r#"{"id":"app-1","name":"","labels":{"name":"other"}}"#,
+            // Anything else is parsed whole, with the same result.
+            r#"{"name":"shop","id":"app-1"}"#,
+            r#"{ "id": "app-1", "name": "shop" }"#,
+            r#"{"id":"app-\u0031","name":"sh\"op"}"#,
+            r#"{"id":"app-1","providerName":"p","name":"shop"}"#,
+        ] {
+            let whole: ApplicationIdentity = parse_application(text).unwrap();
+            let read = identity_of(text).unwrap();
+            assert_eq!((read.id, read.name), (whole.id, whole.name), "{text}");
+        }
+        assert!(leading_identity(r#"{"id":"app-1","name":"shop","x":1}"#).is_some());
+        assert!(leading_identity(r#"{"id":"app-\u0031","name":"shop"}"#).is_none());
+        // What the front cannot tell fails as the whole parse fails.
+        for text in [
+            r#"{"id":"app-1","name":5}"#,
+            r#"{"id":null,"name":"shop"}"#,
+            r#"{"id":"app-1"}"#,
+        ] {
+            assert!(
+                matches!(identity_of(text), Err(CompassError::InvalidAnswer { .. })),
+                "{text}"
+            );
         }
     }
 

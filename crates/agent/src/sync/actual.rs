@@ -259,6 +259,30 @@ impl SummaryCache {
     }
 }
 
+/// The labels of a Secret that the agent reads; the others are not kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SecretLabels<'a> {
+    pub app: Option<&'a str>,
+    pub bundle: Option<&'a str>,
+    pub managed_by: Option<&'a str>,
+}
+
+impl<'a> SecretLabels<'a> {
+    /// Picks them out of all of a Secret's labels.
+    pub fn of(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> SecretLabels<'a> {
+        let mut read = SecretLabels::default();
+        for (key, value) in labels {
+            match key {
+                SECRET_APP_LABEL => read.app = Some(value),
+                SECRET_BUNDLE_LABEL => read.bundle = Some(value),
+                MANAGED_BY_LABEL => read.managed_by = Some(value),
+                _ => {}
+            }
+        }
+        read
+    }
+}
+
 /// A credentials or request-parameters Secret in the cluster, summarized.
 /// A cluster holds several for each application (up to one for each
 /// bundle's credentials and one for its request parameters), so each is kept
@@ -309,38 +333,44 @@ impl ActualSecret {
         )
     }
 
-    fn from_parts(
+    fn from_parts<Uid: AsRef<str>>(
         name: Option<String>,
         labels: Option<BTreeMap<String, String>>,
-        owner_uids: impl Iterator<Item = String>,
+        owner_uids: impl Iterator<Item = Uid>,
     ) -> ActualSecret {
         let labels = labels.unwrap_or_default();
-        let app = labels.get(SECRET_APP_LABEL);
-        let bundle = labels.get(SECRET_BUNDLE_LABEL);
-        let name = name.unwrap_or_default();
+        let read = SecretLabels::of(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        ActualSecret::of(name.as_deref().unwrap_or_default(), read, owner_uids)
+    }
+
+    /// From its name, the labels the agent reads and its owners' uids.
+    pub fn of<Uid: AsRef<str>>(
+        name: &str,
+        labels: SecretLabels<'_>,
+        owner_uids: impl Iterator<Item = Uid>,
+    ) -> ActualSecret {
         let mut text = String::with_capacity(name.len() + 40);
-        text.push_str(&name);
+        text.push_str(name);
         // Kubernetes keeps a name to 253 bytes and a label to 63: every
         // place before the owners fits in 16 bits.
         let at = |index: usize| u16::try_from(index).unwrap_or(u16::MAX);
-        let place = |text: &mut String,
-                     label: Option<&String>,
-                     in_name: fn(&str, &str) -> Option<usize>| {
-            let label = label.map_or("", String::as_str);
-            match in_name(&name, label).filter(|_| !label.is_empty()) {
-                Some(start) => (at(start), at(start + label.len())),
-                None => {
-                    let start = text.len();
-                    text.push_str(label);
-                    (at(start), at(text.len()))
+        let place =
+            |text: &mut String, label: Option<&str>, in_name: fn(&str, &str) -> Option<usize>| {
+                let label = label.unwrap_or_default();
+                match in_name(name, label).filter(|_| !label.is_empty()) {
+                    Some(start) => (at(start), at(start + label.len())),
+                    None => {
+                        let start = text.len();
+                        text.push_str(label);
+                        (at(start), at(text.len()))
+                    }
                 }
-            }
-        };
-        let app_place = place(&mut text, app, |name, label| name.find(label));
-        let bundle_place = place(&mut text, bundle, |name, label| name.rfind(label));
+            };
+        let app_place = place(&mut text, labels.app, |name, label| name.find(label));
+        let bundle_place = place(&mut text, labels.bundle, |name, label| name.rfind(label));
         let owners = at(text.len());
         for uid in owner_uids {
-            text.push_str(&uid);
+            text.push_str(uid.as_ref());
             text.push('\0');
         }
         ActualSecret {
@@ -349,11 +379,9 @@ impl ActualSecret {
             app: app_place,
             bundle: bundle_place,
             owners,
-            has_app_label: app.is_some(),
-            has_bundle_label: bundle.is_some(),
-            has_managed_by_label: labels
-                .get(MANAGED_BY_LABEL)
-                .is_some_and(|value| value == MANAGED_BY_VALUE),
+            has_app_label: labels.app.is_some(),
+            has_bundle_label: labels.bundle.is_some(),
+            has_managed_by_label: labels.managed_by == Some(MANAGED_BY_VALUE),
             data_hash: None,
         }
     }
@@ -772,7 +800,7 @@ mod tests {
         assert!(!secret.is_the_agents());
         assert_eq!(secret.owner_uids().collect::<Vec<_>>(), ["u-1", "u-2"]);
         assert!(secret.is_owned_by("u-2") && !secret.is_owned_by("u-"));
-        let bare = ActualSecret::from_parts(None, None, std::iter::empty());
+        let bare = ActualSecret::from_parts(None, None, std::iter::empty::<String>());
         assert_eq!(bare.name(), "");
         assert_eq!(bare.owner_uids().count(), 0);
     }

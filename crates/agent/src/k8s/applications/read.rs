@@ -18,7 +18,7 @@ use super::ApplicationStore;
 use crate::crd::application::Application;
 use crate::crd::labels::SECRET_BUNDLE_LABEL;
 use crate::k8s::errors::is_forbidden;
-use crate::k8s::metadata_list;
+use crate::k8s::metadata_list::{self, ObjectMetadata};
 use crate::sync::actual::{ListedMetadata, ListedSecret};
 use crate::sync::{self, ActualApplication, ActualSecret, ActualState, ListedApplication};
 
@@ -317,7 +317,7 @@ impl ApplicationStore {
     /// Lists every object's metadata, page by page (five times
     /// `list_page_size` objects a page: see [`METADATA_PAGE_FACTOR`]),
     /// keeping a summary of each.
-    async fn list_metadata<S: From<ListedMetadata>>(
+    async fn list_metadata<S: ListedSummary>(
         &self,
         url: &str,
         params: ListParams,
@@ -334,7 +334,7 @@ impl ApplicationStore {
     /// Lists every object's metadata, page by page, in Kubernetes' protobuf
     /// where the server answers it (it does), else in JSON
     /// ([`metadata_list`]), handing each page's summaries to `each_page`.
-    async fn list_metadata_pages<S: From<ListedMetadata>>(
+    async fn list_metadata_pages<S: ListedSummary>(
         &self,
         url: &str,
         params: ListParams,
@@ -364,11 +364,13 @@ impl ApplicationStore {
                     return Err(api_error(status, protobuf, body).into());
                 }
                 if protobuf {
-                    let page = metadata_list::decode_page(body).map_err(ListError::Protobuf)?;
+                    let mut items = Vec::new();
+                    let end = metadata_list::decode_page(body, |meta| items.push(S::from(meta)))
+                        .map_err(ListError::Protobuf)?;
                     Ok(ListPage {
-                        items: page.items.into_iter().map(S::from).collect(),
-                        continue_token: page.continue_token,
-                        remaining: page.remaining_item_count,
+                        items,
+                        continue_token: end.continue_token,
+                        remaining: end.remaining_item_count,
                     })
                 } else {
                     let page: SummaryPage<ListedMetadata, S> =
@@ -427,6 +429,12 @@ impl ApplicationStore {
         page_through(params, self.list_page_size, read_page, each_page).await
     }
 }
+
+/// What the agent keeps of an object of a metadata-only list, made from
+/// the list in either encoding.
+trait ListedSummary: From<ListedMetadata> + for<'a> From<ObjectMetadata<'a>> {}
+
+impl<S: From<ListedMetadata> + for<'a> From<ObjectMetadata<'a>>> ListedSummary for S {}
 
 /// Why a list could not be read.
 #[derive(Debug, thiserror::Error)]
