@@ -2,7 +2,7 @@
 //! what the Director assigns, as data. Pure, so that "an unchanged sync writes
 //! nothing" and "someone else's Application is never touched" are unit facts.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::actual::{ActualApplication, ActualIndex, ActualSecret, ActualState};
 use super::digest::OwnedDigest;
@@ -187,13 +187,13 @@ pub fn plan<W: Into<HeldApplication>>(
 
     // Applications under an old name of a Director application still in the
     // snapshot: each waits for the plan that writes it under its current name.
-    let renamed: BTreeSet<&str> = actual_apps
+    let renamed: HashSet<&str> = actual_apps
         .iter()
         .filter(|(name, _)| !claimed.contains(*name))
         .filter_map(|(_, app)| app.compass_application_id.as_deref())
         .filter(|id| in_snapshot.contains(id))
         .collect();
-    let successor_of: BTreeMap<&str, usize> = plans
+    let successor_of: HashMap<&str, usize> = plans
         .iter()
         .enumerate()
         .filter(|(_, plan)| !matches!(plan.action, ApplicationAction::Refused(_)))
@@ -299,12 +299,12 @@ struct Snapshot<'a> {
     /// name: another one has the same, or Kubernetes would refuse it.
     refusals: HashMap<usize, String>,
     /// The Applications in the cluster whose name a Director application has.
-    claimed: BTreeSet<&'a str>,
+    claimed: HashSet<&'a str>,
     /// The Director application ids of Applications in the cluster that are
     /// in the snapshot (under whatever name).
-    in_snapshot: BTreeSet<&'a str>,
+    in_snapshot: HashSet<&'a str>,
     /// The Secrets in the cluster that a Director application refers to.
-    wanted_secrets: BTreeSet<&'a str>,
+    wanted_secrets: HashSet<&'a str>,
 }
 
 impl<'a> Snapshot<'a> {
@@ -313,17 +313,21 @@ impl<'a> Snapshot<'a> {
         actual_apps: &BTreeMap<&'a str, &'a ActualApplication>,
         actual_secrets: &HashMap<&'a str, &'a ActualSecret>,
     ) -> Snapshot<'a> {
-        let mut claims: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        // How many applications claim each name; the ids only of a name
+        // claimed more than once (rare), not a list for every name.
+        let mut claims: HashMap<&str, usize> = HashMap::with_capacity(wanted.len());
         for app in wanted {
-            claims
-                .entry(app.name.as_str())
-                .or_default()
-                .push(app.application_id.as_str());
+            *claims.entry(app.name.as_str()).or_default() += 1;
         }
         let mut refusals = HashMap::new();
         for (index, app) in wanted.iter().enumerate() {
-            let ids = &claims[app.name.as_str()];
-            if ids.len() > 1 {
+            let claimants = claims[app.name.as_str()];
+            if claimants > 1 {
+                let ids: Vec<&str> = wanted
+                    .iter()
+                    .filter(|other| other.name == app.name)
+                    .map(|other| other.application_id.as_str())
+                    .collect();
                 // Every one of them, so that no winner can flip between cycles.
                 let reason = format!(
                     "{} Director applications have the name {:?} (ids {}); none of them is synchronized until the names differ",
@@ -345,7 +349,7 @@ impl<'a> Snapshot<'a> {
             .filter(|name| claims.contains_key(name))
             .collect();
         drop(claims);
-        let wanted_ids: BTreeSet<&str> = wanted
+        let wanted_ids: HashSet<&str> = wanted
             .iter()
             .map(|app| app.application_id.as_str())
             .collect();
@@ -373,7 +377,7 @@ impl<'a> Snapshot<'a> {
 fn is_deletable(
     secret: &str,
     actual_secrets: &HashMap<&str, &ActualSecret>,
-    wanted_secrets: &BTreeSet<&str>,
+    wanted_secrets: &HashSet<&str>,
 ) -> bool {
     actual_secrets
         .get(secret)
@@ -385,8 +389,8 @@ fn plan_wanted(
     wanted_app: HeldApplication,
     actual_apps: &BTreeMap<&str, &ActualApplication>,
     actual_secrets: &HashMap<&str, &ActualSecret>,
-    labelled: &BTreeMap<&str, Vec<&str>>,
-    all_wanted_secrets: &BTreeSet<&str>,
+    labelled: &HashMap<&str, Vec<&str>>,
+    all_wanted_secrets: &HashSet<&str>,
     deletions: Deletions,
 ) -> ApplicationPlan {
     let existing = actual_apps.get(wanted_app.name.as_str()).copied();
@@ -408,8 +412,26 @@ fn plan_wanted(
         );
         return ApplicationPlan::refused(wanted_app, reason);
     }
-    let wanted_secret_names: BTreeSet<String> =
-        wanted_app.secret_names().map(String::from).collect();
+    // Secrets of the existing Application it no longer wants; a held
+    // application wants a handful, so they are searched, not put in a set.
+    let stale: BTreeSet<&str> = match existing.filter(|_| deletions == Deletions::Allowed) {
+        Some(app) => app
+            .referenced_secrets
+            .iter()
+            .chain(
+                labelled
+                    .get(wanted_app.name.as_str())
+                    .into_iter()
+                    .flatten()
+                    .copied(),
+            )
+            .filter(|secret| {
+                !wanted_app.secret_names().any(|wanted| wanted == *secret)
+                    && is_deletable(secret, actual_secrets, all_wanted_secrets)
+            })
+            .collect(),
+        None => BTreeSet::new(),
+    };
     let HeldApplication {
         name,
         application_id,
@@ -455,22 +477,11 @@ fn plan_wanted(
             }
         }
     };
-    if let Some(app) = existing.filter(|_| deletions == Deletions::Allowed) {
-        let stale: BTreeSet<&str> = app
-            .referenced_secrets
-            .iter()
-            .chain(labelled.get(name.as_str()).into_iter().flatten().copied())
-            .filter(|secret| {
-                !wanted_secret_names.contains(*secret)
-                    && is_deletable(secret, actual_secrets, all_wanted_secrets)
-            })
-            .collect();
-        secrets.extend(
-            stale
-                .into_iter()
-                .map(|secret| SecretAction::Delete(secret.to_string())),
-        );
-    }
+    secrets.extend(
+        stale
+            .into_iter()
+            .map(|secret| SecretAction::Delete(secret.to_string())),
+    );
     ApplicationPlan {
         name,
         application_id,
@@ -577,7 +588,7 @@ fn secret_differs(wanted: &WantedSecret, actual: &ActualSecret, owner_uid: Optio
 /// gone from the Director would be quadratic.
 fn wanted_secrets_by_owner<'a>(
     secrets: &'a [ActualSecret],
-    wanted_secrets: &BTreeSet<&str>,
+    wanted_secrets: &HashSet<&str>,
 ) -> HashMap<&'a str, Vec<&'a str>> {
     let mut by_owner: HashMap<&str, Vec<&str>> = HashMap::new();
     for secret in secrets {
@@ -601,8 +612,8 @@ fn wanted_secrets_by_owner<'a>(
 /// Only the agent's ([`ActualSecret::is_the_agents`]): someone else's Secret
 /// with an `app` label is no application's. Built once per plan: a lookup per
 /// application would be quadratic.
-fn secrets_by_labelled_app(secrets: &[ActualSecret]) -> BTreeMap<&str, Vec<&str>> {
-    let mut by_app: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+fn secrets_by_labelled_app(secrets: &[ActualSecret]) -> HashMap<&str, Vec<&str>> {
+    let mut by_app: HashMap<&str, Vec<&str>> = HashMap::new();
     for secret in secrets {
         if !secret.is_the_agents() {
             continue;
