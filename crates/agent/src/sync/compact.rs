@@ -80,9 +80,11 @@ fn canonical_uuid(text: &str) -> Option<[u8; 16]> {
 /// Application of the cluster between syncs and for every settled Director
 /// application during one (a `Vec<String>` would take an allocation and a
 /// 24-byte `String` per name). Each name is ended by a NUL, which no
-/// Kubernetes name holds.
+/// Kubernetes name holds. Shared, not copied, when cloned: a recalled
+/// application's Secret names are the cluster Application's
+/// ([`super::known_answers`]), for every application of an idle sync.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct NameList(Box<str>);
+pub struct NameList(std::sync::Arc<str>);
 
 impl NameList {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
@@ -101,7 +103,7 @@ impl<S: AsRef<str>> FromIterator<S> for NameList {
             text.push_str(name.as_ref());
             text.push('\0');
         }
-        NameList(text.into_boxed_str())
+        NameList(text.into())
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::actual::{ActualApplication, ActualIndex, ActualSecret, ActualState};
+use super::actual::{ActualApplication, ActualIndex, ActualSecret, ActualState, SecretsByName};
 use super::digest::OwnedDigest;
 use super::names;
 use super::wanted::{
@@ -311,7 +311,7 @@ impl<'a> Snapshot<'a> {
     fn of(
         wanted: &[HeldApplication],
         actual_apps: &BTreeMap<&'a str, &'a ActualApplication>,
-        actual_secrets: &HashMap<&'a str, &'a ActualSecret>,
+        actual_secrets: &SecretsByName<'a>,
     ) -> Snapshot<'a> {
         // How many applications claim each name; the ids only of a name
         // claimed more than once (rare), not a list for every name.
@@ -361,7 +361,7 @@ impl<'a> Snapshot<'a> {
         let wanted_secrets = wanted
             .iter()
             .flat_map(HeldApplication::secret_names)
-            .filter_map(|secret| actual_secrets.get_key_value(secret).map(|(name, _)| *name))
+            .filter_map(|secret| actual_secrets.get_key_value(secret).map(|(name, _)| name))
             .collect();
         Snapshot {
             refusals,
@@ -376,7 +376,7 @@ impl<'a> Snapshot<'a> {
 /// Application refers to it.
 fn is_deletable(
     secret: &str,
-    actual_secrets: &HashMap<&str, &ActualSecret>,
+    actual_secrets: &SecretsByName,
     wanted_secrets: &HashSet<&str>,
 ) -> bool {
     actual_secrets
@@ -388,7 +388,7 @@ fn is_deletable(
 fn plan_wanted(
     wanted_app: HeldApplication,
     actual_apps: &BTreeMap<&str, &ActualApplication>,
-    actual_secrets: &HashMap<&str, &ActualSecret>,
+    actual_secrets: &SecretsByName,
     labelled: &HashMap<&str, Vec<&str>>,
     all_wanted_secrets: &HashSet<&str>,
     deletions: Deletions,
