@@ -62,12 +62,21 @@ pub struct ApplicationPlan {
     pub name: String,
     pub application_id: String,
     pub action: ApplicationAction,
-    /// The uid of the Application in the cluster, when it exists (owner of its Secrets).
-    pub existing_uid: Option<String>,
+    /// The uid of the Application in the cluster, when it exists (owner of
+    /// its Secrets). Boxed, so that a plan is no larger than the held
+    /// application it is made from: the plan is made in the list of them.
+    pub existing_uid: Option<Box<str>>,
     pub secrets: Vec<SecretAction>,
     /// Applications under old names of this one, deleted after it is written.
     pub replaces: Vec<Replaced>,
 }
+
+// The plan of an idle sync at 10,000 applications is made in the list of
+// held applications (see `plan`); a larger plan would need a list of its own.
+const _: () = assert!(
+    std::mem::size_of::<ApplicationPlan>() <= std::mem::size_of::<HeldApplication>()
+        && std::mem::align_of::<ApplicationPlan>() == std::mem::align_of::<HeldApplication>()
+);
 
 impl ApplicationPlan {
     /// The number of API writes this plan makes.
@@ -162,28 +171,31 @@ pub fn plan<W: Into<HeldApplication>>(
         wanted_secrets,
     } = Snapshot::of(&wanted, &actual_apps, &actual_secrets);
 
-    let mut plans = Vec::with_capacity(wanted.len());
-    for (index, wanted_app) in wanted.into_iter().enumerate() {
-        if let Some(problem) = wanted_app.inconsistency.clone() {
-            let reason = format!(
-                "the Director's answer for it did not come whole ({problem}); it is left as it is"
-            );
-            plans.push(ApplicationPlan::refused(wanted_app, reason));
-            continue;
-        }
-        if let Some(reason) = name_refusals.remove(&index) {
-            plans.push(ApplicationPlan::refused(wanted_app, reason));
-            continue;
-        }
-        plans.push(plan_wanted(
-            wanted_app,
-            &actual_apps,
-            &actual_secrets,
-            &labelled,
-            &wanted_secrets,
-            deletions,
-        ));
-    }
+    // Each held application becomes its plan where it lies (a plan is no
+    // larger, so the list is reused): the two lists are never both in memory.
+    let mut plans: Vec<ApplicationPlan> = wanted
+        .into_iter()
+        .enumerate()
+        .map(|(index, wanted_app)| {
+            if let Some(problem) = wanted_app.inconsistency.clone() {
+                let reason = format!(
+                    "the Director's answer for it did not come whole ({problem}); it is left as it is"
+                );
+                return ApplicationPlan::refused(wanted_app, reason);
+            }
+            if let Some(reason) = name_refusals.remove(&index) {
+                return ApplicationPlan::refused(wanted_app, reason);
+            }
+            plan_wanted(
+                wanted_app,
+                &actual_apps,
+                &actual_secrets,
+                &labelled,
+                &wanted_secrets,
+                deletions,
+            )
+        })
+        .collect();
 
     // Applications under an old name of a Director application still in the
     // snapshot: each waits for the plan that writes it under its current name.
@@ -281,7 +293,7 @@ pub fn plan<W: Into<HeldApplication>>(
             name: name.to_string(),
             application_id,
             action: ApplicationAction::Delete,
-            existing_uid: app.uid.clone(),
+            existing_uid: app.uid.as_deref().map(Box::from),
             secrets: secrets.into_iter().map(SecretAction::Delete).collect(),
             replaces: Vec::new(),
         });
@@ -439,7 +451,7 @@ fn plan_wanted(
         content,
         inconsistency: _,
     } = wanted_app;
-    let existing_uid = existing.and_then(|app| app.uid.clone());
+    let existing_uid = existing.and_then(|app| app.uid.as_deref()).map(Box::from);
     let mut secrets = Vec::new();
     let action = match content {
         Content::Settled { .. } => match existing {

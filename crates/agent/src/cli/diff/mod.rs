@@ -674,7 +674,7 @@ impl Readers {
             replaces,
         } = plan;
         let mut change = ApplicationChange::new(&name, &application_id, ApplicationVerb::Unchanged);
-        let mut owner_uid = existing_uid.clone();
+        let mut owner_uid = existing_uid.as_deref().map(String::from);
         match action {
             ApplicationAction::Refused(reason) => {
                 change.action = ApplicationVerb::Fail;

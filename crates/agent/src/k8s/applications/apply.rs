@@ -128,15 +128,18 @@ impl ApplicationStore {
     }
 
     async fn apply_one(&self, plan: ApplicationPlan) -> ApplyOutcome {
-        let result = |operation, error: String| ApplicationSyncResult {
-            name: plan.name.clone(),
-            application_id: plan.application_id.clone(),
+        // The result takes the plan's name and id, not copies of them: an
+        // idle sync makes 10,000 results.
+        let result = |plan: ApplicationPlan, operation, error: String| ApplicationSyncResult {
+            name: plan.name,
+            application_id: plan.application_id,
             operation,
             error,
         };
         let written = match &plan.action {
             ApplicationAction::Refused(message) => {
-                return ApplyOutcome::of(result(SyncOperation::Failed, message.clone()))
+                let message = message.clone();
+                return ApplyOutcome::of(result(plan, SyncOperation::Failed, message));
             }
             ApplicationAction::Delete => self
                 .delete_application(
@@ -173,10 +176,10 @@ impl ApplicationStore {
             Err(error) => {
                 let error = report(&error);
                 tracing::warn!(application = %plan.name, %error, "cannot synchronize application");
-                return ApplyOutcome::of(result(SyncOperation::Failed, error));
+                return ApplyOutcome::of(result(plan, SyncOperation::Failed, error));
             }
         };
-        let mut outcome = ApplyOutcome::of(result(operation, String::new()));
+        let mut outcome = ApplyOutcome::default();
         // Only now that the Application under its current name is written.
         for old in &plan.replaces {
             let deleted = self
@@ -208,6 +211,7 @@ impl ApplicationStore {
                 error,
             });
         }
+        outcome.results.push(result(plan, operation, String::new()));
         outcome
     }
 
