@@ -48,12 +48,12 @@ pub struct ActualIndex<'a> {
 pub struct SecretsByName<'a> {
     secrets: &'a [ActualSecret],
     places: hashbrown::HashTable<u32>,
-    hasher: std::hash::RandomState,
+    hasher: hashbrown::DefaultHashBuilder,
 }
 
 impl<'a> SecretsByName<'a> {
     pub fn new(secrets: &'a [ActualSecret]) -> SecretsByName<'a> {
-        let hasher = std::hash::RandomState::new();
+        let hasher = hashbrown::DefaultHashBuilder::default();
         let mut places = hashbrown::HashTable::with_capacity(secrets.len());
         for (place, secret) in secrets.iter().enumerate() {
             let Ok(place) = u32::try_from(place) else {

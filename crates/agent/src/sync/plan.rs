@@ -2,7 +2,10 @@
 //! what the Director assigns, as data. Pure, so that "an unchanged sync writes
 //! nothing" and "someone else's Application is never touched" are unit facts.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+// foldhash, not SipHash: see the agent's Cargo.toml.
+use hashbrown::{HashMap, HashSet};
 
 use super::actual::{ActualApplication, ActualIndex, ActualSecret, ActualState, SecretsByName};
 use super::digest::OwnedDigest;
