@@ -1754,30 +1754,18 @@ async fn an_idle_read_of_the_cluster_sees_what_a_whole_read_sees_after_edits_by_
 
     let merge = |patch: serde_json::Value| Patch::Merge(patch);
     let params = PatchParams::default();
-    secrets(&world)
-        .patch(
-            &secret_names[0],
-            &params,
-            &merge(json!({"stringData": {"password": "edited"}})),
-        )
-        .await
-        .unwrap();
-    secrets(&world)
-        .patch(
-            &secret_names[1],
-            &params,
-            &merge(json!({"metadata": {"labels": {"bundleId": "edited"}}})),
-        )
-        .await
-        .unwrap();
-    secrets(&world)
-        .patch(
-            &secret_names[2],
-            &params,
-            &merge(json!({"metadata": {"ownerReferences": null}})),
-        )
-        .await
-        .unwrap();
+    // A Secret's data, its labels, its owner: one edit each.
+    let edits = [
+        json!({"stringData": {"password": "edited"}}),
+        json!({"metadata": {"labels": {"bundleId": "edited"}}}),
+        json!({"metadata": {"ownerReferences": null}}),
+    ];
+    for (name, edit) in secret_names.iter().zip(edits) {
+        secrets(&world)
+            .patch(name, &params, &merge(edit))
+            .await
+            .unwrap();
+    }
     applications(&world)
         .patch(
             &application_names[0],
