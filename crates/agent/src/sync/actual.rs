@@ -62,14 +62,15 @@ impl<'a> SecretsByName<'a> {
             let hash = hasher.hash_one(secret.name());
             // Of two Secrets listed under one name (never, in one list),
             // the later counts, as a map's insert would have it.
-            match places.find_entry(hash, |&other: &u32| {
-                secrets[other as usize].name() == secret.name()
-            }) {
-                Ok(mut entry) => *entry.get_mut() = place,
-                Err(_) => {
-                    places.insert_unique(hash, place, |&other| {
-                        hasher.hash_one(secrets[other as usize].name())
-                    });
+            let entry = places.entry(
+                hash,
+                |&other: &u32| secrets[other as usize].name() == secret.name(),
+                |&other| hasher.hash_one(secrets[other as usize].name()),
+            );
+            match entry {
+                hashbrown::hash_table::Entry::Occupied(mut entry) => *entry.get_mut() = place,
+                hashbrown::hash_table::Entry::Vacant(entry) => {
+                    entry.insert(place);
                 }
             }
         }
