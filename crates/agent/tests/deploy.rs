@@ -478,6 +478,9 @@ fn the_rbac_has_no_wildcard_and_grants_what_the_settings_point_at_and_no_more() 
         connections("update", conn),
         (None, CC, "compassconnections/status", "update", conn),
         applications("list", None),
+        // An idle sync lists nothing while these watches see no change.
+        applications("watch", None),
+        secrets(integration, "watch", None),
         applications("create", None),
         applications("get", Some("any-app")),
         applications("update", Some("any-app")),
@@ -544,7 +547,7 @@ fn the_rbac_has_no_wildcard_and_grants_what_the_settings_point_at_and_no_more() 
         connections("delete", conn),
         connections("get", Some("another-connection")),
         connections("list", None),
-        applications("watch", None),
+        applications("deletecollection", None),
         (
             None,
             "rbac.authorization.k8s.io",

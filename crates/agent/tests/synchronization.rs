@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -17,6 +18,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
+use test_support::wait_for;
 
 /// The Application of the Director's `shop`: its name normalized, as the
 /// Director serves it (the runtime's isNormalized is "true") and today's
@@ -1422,19 +1424,23 @@ async fn a_secret_of_the_wanted_name_that_is_someone_elses_is_never_overwritten(
 }
 
 /// The agent's writer, driven by the test itself, so that the test can act
-/// between the sync's read and its writes.
+/// between the sync's read and its writes. It lists the cluster at every
+/// read, as the agent does without watches: a test that edits by hand and
+/// reads at once is not at the mercy of when a watch event arrives.
 fn writer(world: &World) -> compass_runtime_agent::k8s::applications::ApplicationStore {
     use compass_runtime_agent::k8s::access::Access;
+    store(world, Access::everything().for_one_read(), Arc::default())
+}
+
+/// The agent's writer with the RBAC `access` (watches or not), counting
+/// into `metrics`.
+fn store(
+    world: &World,
+    access: compass_runtime_agent::k8s::access::Access,
+    metrics: Arc<compass_runtime_agent::k8s::metrics::KubernetesMetrics>,
+) -> compass_runtime_agent::k8s::applications::ApplicationStore {
     use compass_runtime_agent::k8s::applications::ApplicationStore;
-    use std::sync::Arc;
-    ApplicationStore::new(
-        world.client.clone(),
-        NS,
-        4,
-        100,
-        Arc::default(),
-        Arc::new(Access::everything()),
-    )
+    ApplicationStore::new(world.client.clone(), NS, 4, 100, metrics, Arc::new(access))
 }
 
 /// The Director application `name` (id `id`) with one bundle `bundle` of Basic
@@ -1804,4 +1810,206 @@ async fn an_idle_read_of_the_cluster_sees_what_a_whole_read_sees_after_edits_by_
         before.0[&application_names[1]],
         idle.0[&application_names[1]]
     );
+}
+
+/// The cluster as a read found it, each object by name in its debug form:
+/// what a plan sees.
+fn as_planned(
+    state: &compass_runtime_agent::sync::ActualState,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let applications = state
+        .applications
+        .iter()
+        .map(|a| (a.name.clone(), format!("{a:?}")))
+        .collect();
+    let secrets = state
+        .secrets
+        .iter()
+        .map(|s| (s.name().to_string(), format!("{s:?}")))
+        .collect();
+    (applications, secrets)
+}
+
+/// With the right to watch (this project's RBAC), a read after which the
+/// watches saw no change returns that read's state and lists nothing; each
+/// change by hand (a Secret's data, an Application's spec, a new
+/// Application, a deleted Secret), and the agent's own writes, is read by
+/// the first read after its watch event, and what it reads is what a store
+/// that lists every time reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_cluster_is_not_listed_again_and_each_change_by_hand_is_read() {
+    use compass_runtime_agent::k8s::access::Access;
+    use compass_runtime_agent::k8s::metrics::{ClusterRead, KubernetesMetrics};
+    use compass_runtime_agent::sync::{self, Deletions};
+    let world = World::new().await;
+    let metrics = Arc::new(KubernetesMetrics::default());
+    let store = store(&world, Access::everything(), metrics.clone());
+    let listing = writer(&world);
+    let wanted: Vec<_> = (1..=2)
+        .map(|i| wanted_with_credentials(&format!("app-{i}"), &format!("app{i}"), &format!("b{i}")))
+        .collect();
+    let application_names: Vec<String> = wanted
+        .iter()
+        .map(|w| w.application.metadata.name.clone().unwrap())
+        .collect();
+    let secret_names: Vec<String> = wanted
+        .iter()
+        .map(|w| w.secrets[0].name().to_string())
+        .collect();
+    let empty = store.read_actual().await.unwrap();
+    assert_eq!(metrics.cluster_reads(ClusterRead::Listed), 1);
+    let written = store
+        .apply(sync::plan(wanted, &empty, Deletions::Allowed))
+        .await;
+    assert!(
+        written
+            .results
+            .iter()
+            .all(|r| r.operation == SyncOperation::Created),
+        "{written:?}"
+    );
+    drop(empty);
+
+    // Reads until one sees what a listing store sees: the watch events of a
+    // change forget the kept state, and the read after lists.
+    let read_until_as_listed = |what: &'static str| {
+        let (store, listing) = (&store, &listing);
+        async move {
+            let expected = as_planned(&listing.read_actual().await.unwrap());
+            wait_for(what, SHORT, || async {
+                let read = store.read_actual().await.unwrap();
+                as_planned(&read) == expected
+            })
+            .await;
+            expected
+        }
+    };
+    let mut before = read_until_as_listed("the agent's own writes to be read").await;
+    for name in application_names.iter().chain(&secret_names) {
+        assert!(
+            before.0.contains_key(name) || before.1.contains_key(name),
+            "{name} read after the writes"
+        );
+    }
+
+    // Nothing changes: once both watches have begun, a read is the last
+    // read's state, and lists nothing.
+    wait_for("both watches to begin", SHORT, || async {
+        store.keeps_cluster_state()
+    })
+    .await;
+    let listed = metrics.cluster_reads(ClusterRead::Listed);
+    let kept = metrics.cluster_reads(ClusterRead::Kept);
+    let first = store.read_actual().await.unwrap();
+    let second = store.read_actual().await.unwrap();
+    assert!(Arc::ptr_eq(&first, &second), "the kept state itself");
+    assert_eq!(as_planned(&first), before);
+    assert_eq!(metrics.cluster_reads(ClusterRead::Listed), listed);
+    assert_eq!(metrics.cluster_reads(ClusterRead::Kept), kept + 2);
+    drop((first, second));
+
+    // Each change by hand is read.
+    let params = PatchParams::default();
+    let merge = |patch: serde_json::Value| Patch::Merge(patch);
+    secrets(&world)
+        .patch(
+            &secret_names[0],
+            &params,
+            &merge(json!({"stringData": {"password": "edited"}})),
+        )
+        .await
+        .unwrap();
+    let after = read_until_as_listed("a Secret's data edited by hand to be read").await;
+    assert_ne!(after.1[&secret_names[0]], before.1[&secret_names[0]]);
+    before = after;
+
+    applications(&world)
+        .patch(
+            &application_names[0],
+            &params,
+            &merge(json!({"spec": {"description": "edited by hand"}})),
+        )
+        .await
+        .unwrap();
+    let after = read_until_as_listed("an Application's spec edited by hand to be read").await;
+    assert_ne!(
+        after.0[&application_names[0]],
+        before.0[&application_names[0]]
+    );
+    before = after;
+
+    let foreign: Application = serde_json::from_value(json!({
+        "apiVersion": "applicationconnector.kyma-project.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "made-by-hand"},
+        "spec": {"description": "not from Compass"}
+    }))
+    .unwrap();
+    applications(&world)
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    let after = read_until_as_listed("an Application created by hand to be read").await;
+    assert!(after.0.contains_key("made-by-hand"));
+    assert!(!before.0.contains_key("made-by-hand"));
+
+    secrets(&world)
+        .delete(&secret_names[1], &Default::default())
+        .await
+        .unwrap();
+    let after = read_until_as_listed("a Secret deleted by hand to be missed").await;
+    assert!(!after.1.contains_key(&secret_names[1]));
+
+    // And, the changes read, the state is kept again.
+    wait_for("the watches to begin again", SHORT, || async {
+        store.keeps_cluster_state()
+    })
+    .await;
+    let listed = metrics.cluster_reads(ClusterRead::Listed);
+    assert_eq!(as_planned(&store.read_actual().await.unwrap()), after);
+    assert_eq!(metrics.cluster_reads(ClusterRead::Listed), listed);
+}
+
+/// A role that grants list but no watch, though the agent was told at
+/// start that it may watch (the role changed since): the watch's 403 turns
+/// watching off with one log line, and every read lists, as without the
+/// permission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_watch_turns_keeping_off_and_every_read_lists() {
+    use compass_runtime_agent::k8s::access::Access;
+    use compass_runtime_agent::k8s::applications::ApplicationStore;
+    use compass_runtime_agent::k8s::metrics::{ClusterRead, KubernetesMetrics};
+    let world = World::new().await;
+    // deploy/'s RBAC without `watch` on the Applications and the Secrets.
+    let mut rbac = accounts::deploy_rbac();
+    for object in &mut rbac {
+        let rules = object
+            .get_mut("rules")
+            .and_then(|rules| rules.as_array_mut());
+        for rule in rules.into_iter().flatten() {
+            if let Some(verbs) = rule["verbs"].as_array_mut() {
+                verbs.retain(|verb| verb != "watch");
+            }
+        }
+    }
+    accounts::apply_rbac(&world.client, &rbac).await;
+    let account = "compass-runtime-agent";
+    let token = accounts::service_account_token(&world.client, NS, account).await;
+    let user = format!("system:serviceaccount:{NS}:{account}");
+    let client = accounts::token_client(&world, &token, &user).await;
+    let access = Arc::new(Access::everything());
+    let metrics = Arc::new(KubernetesMetrics::default());
+    let store = ApplicationStore::new(client, NS, 4, 100, metrics.clone(), access.clone());
+
+    store.read_actual().await.unwrap();
+    wait_for("the watch's 403 to turn watching off", SHORT, || async {
+        !access.watch_cluster_state.allowed()
+    })
+    .await;
+    for _ in 0..3 {
+        store.read_actual().await.unwrap();
+    }
+    assert!(!store.keeps_cluster_state());
+    assert_eq!(metrics.cluster_reads(ClusterRead::Listed), 4);
+    assert_eq!(metrics.cluster_reads(ClusterRead::Kept), 0);
 }

@@ -2,7 +2,7 @@
 //! labels), read the cluster, plan, apply, label the Runtime.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use jiff::Timestamp;
@@ -164,7 +164,7 @@ pub async fn plan_sync(
     // the read has ended, the fetch waits for it rather than hold too much
     // whole, or, when answers are known, rather than parse them
     // ([`sync::fetch_waits_for_cluster`], [`read_gate`]).
-    let cluster: OnceLock<ActualState> = OnceLock::new();
+    let cluster: OnceLock<Arc<ActualState>> = OnceLock::new();
     let known = ctx.remembered().take_known_answers();
     let (director_ref, cluster_ref, known_ref) = (&director, &cluster, &known);
     let fetch = |read_gate: ReadGate| async move {
@@ -224,7 +224,9 @@ pub async fn plan_sync(
     sync.last_successful_fetch = Some(Time(now));
     let (unlisted, read_time) = read?;
     let actual = match unlisted {
-        Some(mut actual) => {
+        Some(actual) => {
+            // Not listed, so not kept: this sync's own.
+            let mut actual = Arc::unwrap_or_clone(actual);
             let wanted_secrets: Vec<String> = wanted
                 .iter()
                 .flat_map(HeldApplication::secret_names)
@@ -234,7 +236,7 @@ pub async fn plan_sync(
             ctx.applications
                 .read_named_secrets(&mut actual, wanted_secrets)
                 .await?;
-            actual
+            Arc::new(actual)
         }
         None => cluster.into_inner().unwrap_or_default(),
     };
@@ -362,7 +364,7 @@ const FETCH_TRIES: usize = 3;
 async fn fetch_applications(
     ctx: &Context,
     director: &DirectorClient,
-    cluster: &OnceLock<ActualState>,
+    cluster: &OnceLock<Arc<ActualState>>,
     read_gate: &ReadGate,
     known: &KnownAnswers,
 ) -> Result<Fetched, SyncError> {

@@ -6,6 +6,9 @@
 //! with the resourceVersion) / delete, which both grant. What only some roles
 //! grant has a way around it, chosen here and said once in the log:
 //! - listing the credential Secrets → reading each one it needs by name;
+//! - watching the Applications and the credential Secrets → listing them at
+//!   every sync instead of keeping what the last sync read while nothing
+//!   changes (`k8s::applications::kept`);
 //! - watching the configuration source → reading it every poll period;
 //! - reading a ConfigMap as the configuration source → the Secret only;
 //! - publishing Kubernetes Events → none (logs and status say it all);
@@ -22,11 +25,14 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use kube::api::PostParams;
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Settings, SourceKind};
+use crate::crd::application::Application;
 use crate::report::Report;
+
+const WATCH_CLUSTER_STATE: &str = "watch the Applications and the credential Secrets";
 
 /// Namespace of the Events about the cluster-scoped CompassConnection.
 pub const EVENTS_NAMESPACE: &str = "default";
@@ -65,6 +71,9 @@ impl Permission {
 pub struct Access {
     /// `list` Secrets in the integration namespace; else each is read by name.
     pub list_credential_secrets: Permission,
+    /// `watch` the Applications (cluster-wide) and the Secrets in the
+    /// integration namespace; else the cluster is listed at every sync.
+    pub watch_cluster_state: Permission,
     /// `list` + `watch` the configuration Secret; else it is polled.
     pub watch_source_secret: bool,
     /// `get` the configuration ConfigMap (auto and configmap sources).
@@ -90,6 +99,7 @@ impl Access {
     pub fn everything() -> Access {
         Access::from_answers(Answers {
             list_credential_secrets: true,
+            watch_cluster_state: true,
             watch_source_secret: true,
             read_source_config_map: true,
             watch_source_config_map: true,
@@ -100,12 +110,20 @@ impl Access {
         })
     }
 
+    /// For a single read with no sync after it (`diff`): nothing to keep
+    /// the cluster's state for, so nothing is watched.
+    pub fn for_one_read(mut self) -> Access {
+        self.watch_cluster_state = Permission::new(WATCH_CLUSTER_STATE, false);
+        self
+    }
+
     fn from_answers(answers: Answers) -> Access {
         Access {
             list_credential_secrets: Permission::new(
                 "list the credential Secrets",
                 answers.list_credential_secrets,
             ),
+            watch_cluster_state: Permission::new(WATCH_CLUSTER_STATE, answers.watch_cluster_state),
             watch_source_secret: answers.watch_source_secret,
             read_source_config_map: answers.read_source_config_map,
             watch_source_config_map: answers.watch_source_config_map,
@@ -165,6 +183,18 @@ impl Access {
             may(client, ns, "list", "secrets", name),
             may(client, ns, "watch", "secrets", name),
         )?;
+        let application_group = Application::group(&());
+        let (watch_secrets, watch_applications) = tokio::try_join!(
+            may(client, integration, "watch", "secrets", None),
+            may_in(
+                client,
+                "",
+                "watch",
+                &application_group,
+                "applications",
+                None
+            ),
+        )?;
         let (config_map_get, config_map_list, config_map_watch, events) = tokio::try_join!(
             may(client, ns, "get", "configmaps", name),
             may(client, ns, "list", "configmaps", name),
@@ -195,6 +225,8 @@ impl Access {
         };
         let answers = Answers {
             list_credential_secrets: list_secrets,
+            // Only a listed state can be kept.
+            watch_cluster_state: list_secrets && watch_secrets && watch_applications,
             watch_source_secret: secret_source && source_secret_list && source_secret_watch,
             read_source_config_map: config_map_source && config_map_get,
             watch_source_config_map: config_map_source
@@ -209,6 +241,7 @@ impl Access {
         let access = Access::from_answers(answers);
         tracing::info!(
             credential_secrets = if access.list_credential_secrets.allowed() { "listed" } else { "read one by one by name (no list on Secrets)" },
+            cluster_state = describe_cluster_state(list_secrets, watch_secrets, watch_applications),
             configuration_source = %access.describe_source(settings),
             events = if access.events.allowed() { "published" } else { "not published (no create on events.k8s.io Events in namespace default)" },
             cluster_metrics = %describe_cluster_metrics(interval, nodes, volumes, node_metrics),
@@ -251,6 +284,7 @@ impl Access {
 
 struct Answers {
     list_credential_secrets: bool,
+    watch_cluster_state: bool,
     watch_source_secret: bool,
     read_source_config_map: bool,
     watch_source_config_map: bool,
@@ -258,6 +292,22 @@ struct Answers {
     leader_lease: bool,
     cluster_metrics: bool,
     node_metrics: bool,
+}
+
+/// How a sync reads the Applications and the credential Secrets, for the
+/// log line at start.
+fn describe_cluster_state(
+    list_secrets: bool,
+    watch_secrets: bool,
+    watch_applications: bool,
+) -> &'static str {
+    match (list_secrets, watch_secrets, watch_applications) {
+        (false, _, _) => "read at every sync",
+        (true, true, true) => "kept between syncs while watches see no change",
+        (true, false, true) => "listed at every sync (no watch on Secrets)",
+        (true, true, false) => "listed at every sync (no watch on Applications)",
+        (true, false, false) => "listed at every sync (no watch on Applications or Secrets)",
+    }
 }
 
 /// How the cluster metrics line works, for the log line at start.
@@ -310,7 +360,7 @@ async fn may_in(
     client: &Client,
     namespace: &str,
     verb: &'static str,
-    group: &'static str,
+    group: &str,
     resource: &'static str,
     name: Option<&str>,
 ) -> Result<bool, kube::Error> {
@@ -358,6 +408,27 @@ mod tests {
         assert!(!permission.allowed());
         permission.refused(&forbidden());
         assert!(!permission.allowed());
+    }
+
+    #[test]
+    fn the_cluster_state_is_kept_only_when_both_kinds_may_be_watched_and_secrets_listed() {
+        assert_eq!(
+            describe_cluster_state(true, true, true),
+            "kept between syncs while watches see no change"
+        );
+        assert_eq!(
+            describe_cluster_state(true, false, false),
+            "listed at every sync (no watch on Applications or Secrets)"
+        );
+        assert_eq!(
+            describe_cluster_state(true, false, true),
+            "listed at every sync (no watch on Secrets)"
+        );
+        // Kyma's RBAC: neither list nor watch on Secrets.
+        assert_eq!(
+            describe_cluster_state(false, false, false),
+            "read at every sync"
+        );
     }
 
     #[test]

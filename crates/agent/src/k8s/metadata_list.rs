@@ -65,6 +65,9 @@ pub enum DecodeError {
 /// Where a list goes on after a page.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct PageEnd {
+    /// The version of the whole list (every page's is the first's): a watch
+    /// from it sees every change made after the list.
+    pub resource_version: Option<String>,
     /// Where the next page begins; `None` on the last.
     pub continue_token: Option<String>,
     /// How many objects are still to come, when the server says.
@@ -88,6 +91,7 @@ pub fn decode_page(
             (1, Value::Bytes(bytes)) => {
                 let meta = ListMeta::decode(bytes)?;
                 end = PageEnd {
+                    resource_version: meta.resource_version.filter(|version| !version.is_empty()),
                     continue_token: meta.continue_token.filter(|token| !token.is_empty()),
                     remaining_item_count: meta.remaining_item_count,
                 };
@@ -355,6 +359,8 @@ struct TypeMeta {
 
 #[derive(Clone, PartialEq, Message)]
 struct ListMeta {
+    #[prost(string, optional, tag = "2")]
+    resource_version: Option<String>,
     #[prost(string, optional, tag = "3")]
     continue_token: Option<String>,
     #[prost(int64, optional, tag = "4")]
@@ -413,6 +419,8 @@ mod tests {
             assert!(!items.is_empty());
             assert_eq!(items, expected.items);
             assert_eq!(end.continue_token, expected.metadata.continue_);
+            assert!(end.resource_version.is_some());
+            assert_eq!(end.resource_version, expected.metadata.resource_version);
             assert_eq!(
                 end.remaining_item_count,
                 expected.metadata.remaining_item_count

@@ -1,4 +1,5 @@
-//! The Kubernetes side's metrics: writes by kind, verb and outcome.
+//! The Kubernetes side's metrics: writes by kind, verb and outcome; how
+//! each sync read the cluster.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -29,9 +30,25 @@ struct WriteLabels {
     outcome: Outcome,
 }
 
+/// How a sync read the Applications and the credential Secrets: a label
+/// value.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum ClusterRead {
+    /// From the API server's lists.
+    Listed,
+    /// The last read's state, kept while watches saw no change.
+    Kept,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterReadLabels {
+    how: ClusterRead,
+}
+
 #[derive(Default)]
 pub struct KubernetesMetrics {
     writes: Family<WriteLabels, Counter>,
+    cluster_reads: Family<ClusterReadLabels, Counter>,
     request_timeouts: Counter,
 }
 
@@ -41,6 +58,11 @@ impl KubernetesMetrics {
             "kubernetes_writes",
             "Writes to the Kubernetes API by kind, verb and outcome",
             self.writes.clone(),
+        );
+        registry.register(
+            "kubernetes_cluster_reads",
+            "Reads of the cluster's Applications and credential Secrets by a sync: how=\"listed\" from the API server, how=\"kept\" the last read's state while watches saw no change",
+            self.cluster_reads.clone(),
         );
         registry.register(
             "kubernetes_request_timeouts",
@@ -56,6 +78,19 @@ impl KubernetesMetrics {
     /// Requests that timed out so far.
     pub fn request_timeouts(&self) -> u64 {
         self.request_timeouts.get()
+    }
+
+    pub fn record_cluster_read(&self, how: ClusterRead) {
+        self.cluster_reads
+            .get_or_create(&ClusterReadLabels { how })
+            .inc();
+    }
+
+    /// Reads of the cluster so far that were made `how`.
+    pub fn cluster_reads(&self, how: ClusterRead) -> u64 {
+        self.cluster_reads
+            .get_or_create(&ClusterReadLabels { how })
+            .get()
     }
 
     pub fn record_write(&self, kind: &'static str, verb: &'static str, ok: bool) {

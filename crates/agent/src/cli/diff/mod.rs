@@ -183,7 +183,8 @@ pub async fn diff(settings: Settings) -> Result<DiffReport, Trouble> {
             "the API server did not answer the access review within {bound:?}"
         ))
     })?;
-    let ctx = Context::new(client.clone(), settings, &metrics, Arc::new(access))
+    let access = Arc::new(access.for_one_read());
+    let ctx = Context::new(client.clone(), settings, &metrics, access)
         .map_err(|error| Trouble::Failed(error.to_string()))?;
     dry_run(&ctx).await
 }

@@ -1,9 +1,12 @@
 //! The cluster's Applications and their credential Secrets, through one
 //! [`ApplicationStore`]: `read` lists and summarizes them (with the caches
-//! that spare an idle sync the reading), `apply` carries out a sync plan, each
-//! Application independently, a bounded number at a time.
+//! that spare an idle sync the reading), `kept` keeps what a read found while
+//! watches see no change (sparing an idle sync the listing), `apply` carries
+//! out a sync plan, each Application independently, a bounded number at a
+//! time.
 
 mod apply;
+mod kept;
 mod read;
 
 pub use apply::{secret_body, updated_application, ApplyOutcome, Replacement, WriteError};
@@ -27,6 +30,9 @@ pub struct ApplicationStore {
     /// The same as JSON, for read-modify-replace (see `k8s::replace`).
     raw_applications: Api<DynamicObject>,
     access: Arc<Access>,
+    /// The state of the last whole read while nothing changed it (see
+    /// [`kept`]).
+    kept: kept::KeptState,
     /// The Application summaries of the last read (see [`SummaryCache`]).
     summaries: tokio::sync::Mutex<SummaryCache>,
     secrets: Api<Secret>,
@@ -57,6 +63,7 @@ impl ApplicationStore {
                 &ApiResource::erase::<Application>(&()),
             ),
             access,
+            kept: kept::KeptState::default(),
             summaries: tokio::sync::Mutex::new(SummaryCache::default()),
             secrets: Api::namespaced(client, integration_namespace),
             secret_digests: std::sync::Mutex::new(SecretDigestCache::default()),
@@ -64,6 +71,12 @@ impl ApplicationStore {
             list_page_size,
             metrics,
         }
+    }
+
+    /// Whether the next read returns the last one's state without listing
+    /// (both watches have begun and seen no change).
+    pub fn keeps_cluster_state(&self) -> bool {
+        self.kept.is_kept()
     }
 
     fn secret_digests(&self) -> std::sync::MutexGuard<'_, SecretDigestCache> {

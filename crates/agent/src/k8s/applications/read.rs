@@ -9,16 +9,18 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
-use kube::api::ListParams;
+use kube::api::{ListParams, WatchParams};
 use kube::Api;
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use super::kept::{self, WatchFrom};
 use super::ApplicationStore;
 use crate::crd::application::Application;
 use crate::crd::labels::SECRET_BUNDLE_LABEL;
 use crate::k8s::errors::is_forbidden;
 use crate::k8s::metadata_list::{self, ObjectMetadata};
+use crate::k8s::metrics::ClusterRead;
 use crate::sync::actual::{ListedMetadata, ListedSecret};
 use crate::sync::{self, ActualApplication, ActualSecret, ActualState, ListedApplication};
 
@@ -125,15 +127,62 @@ impl ApplicationStore {
     /// a `bundleId` label (credentials and request parameters), summarized.
     /// When the agent may not list Secrets, none are read here
     /// (`secrets_listed` is false): see [`Self::read_named_secrets`].
-    pub async fn read_actual(&self) -> Result<ActualState, ReadError> {
+    ///
+    /// While the agent may watch both kinds, the state of a whole read is
+    /// kept, and returned again (listing nothing) until a watch sees a change
+    /// ([`super::kept`]).
+    pub async fn read_actual(&self) -> Result<Arc<ActualState>, ReadError> {
+        if let Some(kept) = self.kept.current() {
+            self.metrics.record_cluster_read(ClusterRead::Kept);
+            tracing::debug!("the cluster is as last read: nothing changed since (watched)");
+            return Ok(kept);
+        }
         // Both lists at the same time: a sync waits for the longer, not the sum.
         let (applications, secrets) = tokio::join!(self.read_applications(), self.list_secrets());
-        let secrets = secrets?;
-        Ok(ActualState {
-            applications: applications?,
+        let (applications, secrets) = match (applications, secrets) {
+            (Ok(applications), Ok(secrets)) => (applications, secrets),
+            (Err(error), _) | (_, Err(error)) => {
+                self.kept.forget();
+                return Err(error);
+            }
+        };
+        self.metrics.record_cluster_read(ClusterRead::Listed);
+        let (secrets, secrets_version) = match secrets {
+            Some(listed) => (Some(listed.items), listed.version),
+            None => (None, None),
+        };
+        let state = Arc::new(ActualState {
+            applications: applications.items,
             secrets_listed: secrets.is_some(),
             secrets: secrets.unwrap_or_default(),
-        })
+        });
+        // Only a state read whole can be kept: one without the Secrets'
+        // list depends on the names a sync wants.
+        match (applications.version, secrets_version) {
+            (Some(applications_version), Some(secrets_version))
+                if self.access.watch_cluster_state.allowed() =>
+            {
+                let params = WatchParams::default().timeout(kept::WATCH_TIMEOUT_SECONDS);
+                self.kept.keep(
+                    Arc::clone(&state),
+                    WatchFrom {
+                        api: self.applications.clone(),
+                        params: params.clone(),
+                        version: applications_version,
+                        what: "Applications",
+                    },
+                    WatchFrom {
+                        api: self.secrets.clone(),
+                        params: params.labels(SECRET_BUNDLE_LABEL),
+                        version: secrets_version,
+                        what: "credential Secrets",
+                    },
+                    &self.access,
+                );
+            }
+            _ => self.kept.forget(),
+        }
+        Ok(state)
     }
 
     /// Without the right to list Secrets: reads, one by one, each Secret a
@@ -165,12 +214,12 @@ impl ApplicationStore {
 
     /// Lists the Applications' metadata, and reads in full only those that are
     /// new or changed since the last read (all of them the first time).
-    async fn read_applications(&self) -> Result<Vec<Arc<ActualApplication>>, ReadError> {
+    async fn read_applications(&self) -> Result<Listed<Vec<Arc<ActualApplication>>>, ReadError> {
         let list_error = |source| ReadError::List {
             what: "Applications",
             source,
         };
-        let listed = self
+        let (listed, version) = self
             .list_metadata::<ListedApplication>(
                 self.applications.resource_url(),
                 ListParams::default(),
@@ -208,14 +257,17 @@ impl ApplicationStore {
             );
         }
         self.summaries.lock().await.replace(&summaries);
-        Ok(summaries)
+        Ok(Listed {
+            items: summaries,
+            version,
+        })
     }
 
     /// The credential Secrets, by label; `None` when the agent may not list
     /// Secrets (Kyma's RBAC for it grants no list). Their metadata is listed;
     /// the data is read only of those whose digest is not known for the
     /// version listed ([`SecretDigestCache`]), so an idle sync reads no data.
-    async fn list_secrets(&self) -> Result<Option<Vec<ActualSecret>>, ReadError> {
+    async fn list_secrets(&self) -> Result<Option<Listed<Vec<ActualSecret>>>, ReadError> {
         if !self.access.list_credential_secrets.allowed() {
             return Ok(None);
         }
@@ -234,7 +286,7 @@ impl ApplicationStore {
             digests.begin_read();
             Vec::with_capacity(digests.len())
         };
-        let listed = self
+        let version = match self
             .list_metadata_pages::<ListedSecret>(
                 self.secrets.resource_url(),
                 with_bundle_label.clone(),
@@ -244,15 +296,15 @@ impl ApplicationStore {
                         .resolve(page, &mut secrets, &mut to_read);
                 },
             )
-            .await;
-        match listed {
-            Ok(()) => {}
+            .await
+        {
+            Ok(version) => version,
             Err(ListError::Request(error)) if is_forbidden(&error) => {
                 self.access.list_credential_secrets.refused(&error);
                 return Ok(None);
             }
             Err(error) => return Err(list_error(error)),
-        }
+        };
         let listed_count = secrets.len() + to_read.len();
         tracing::debug!(
             secrets = listed_count,
@@ -287,7 +339,10 @@ impl ApplicationStore {
             .await
             .map_err(list_error)?;
         }
-        Ok(Some(secrets))
+        Ok(Some(Listed {
+            items: secrets,
+            version,
+        }))
     }
 
     /// Reads each object by name, `concurrency` at a time. One gone since it
@@ -321,25 +376,27 @@ impl ApplicationStore {
         &self,
         url: &str,
         params: ListParams,
-    ) -> Result<Vec<S>, ListError> {
+    ) -> Result<(Vec<S>, Option<String>), ListError> {
         let mut all = Vec::new();
-        self.list_metadata_pages::<S>(url, params, |page, remaining| {
-            make_room(&mut all, page.len(), remaining);
-            all.extend(page);
-        })
-        .await?;
-        Ok(all)
+        let version = self
+            .list_metadata_pages::<S>(url, params, |page, remaining| {
+                make_room(&mut all, page.len(), remaining);
+                all.extend(page);
+            })
+            .await?;
+        Ok((all, version))
     }
 
     /// Lists every object's metadata, page by page, in Kubernetes' protobuf
     /// where the server answers it (it does), else in JSON
     /// ([`metadata_list`]), handing each page's summaries to `each_page`.
+    /// Returns the list's version.
     async fn list_metadata_pages<S: ListedSummary>(
         &self,
         url: &str,
         params: ListParams,
         each_page: impl FnMut(Vec<S>, usize),
-    ) -> Result<(), ListError> {
+    ) -> Result<Option<String>, ListError> {
         let request = kube::core::Request::new(url);
         // An object's metadata is a fraction of it: more fit in the same memory.
         let page_size = self.list_page_size.saturating_mul(METADATA_PAGE_FACTOR);
@@ -369,6 +426,7 @@ impl ApplicationStore {
                         .map_err(ListError::Protobuf)?;
                     Ok(ListPage {
                         items,
+                        version: end.resource_version,
                         continue_token: end.continue_token,
                         remaining: end.remaining_item_count,
                     })
@@ -426,7 +484,9 @@ impl ApplicationStore {
                 Ok(ListPage::from(page))
             }
         };
-        page_through(params, self.list_page_size, read_page, each_page).await
+        page_through(params, self.list_page_size, read_page, each_page)
+            .await
+            .map(|_version| ())
     }
 }
 
@@ -451,9 +511,17 @@ impl From<kube::core::request::Error> for ListError {
     }
 }
 
+/// What a list read, with the list's version (`None` when the server gave
+/// none): a watch from it sees every change made after the list.
+struct Listed<T> {
+    items: T,
+    version: Option<String>,
+}
+
 /// One page of a list, summarized.
 struct ListPage<S> {
     items: Vec<S>,
+    version: Option<String>,
     continue_token: Option<String>,
     /// How many objects are still to come, when the server says.
     remaining: Option<i64>,
@@ -463,6 +531,10 @@ impl<K, S> From<SummaryPage<K, S>> for ListPage<S> {
     fn from(page: SummaryPage<K, S>) -> ListPage<S> {
         ListPage {
             items: page.items,
+            version: page
+                .metadata
+                .resource_version
+                .filter(|version| !version.is_empty()),
             continue_token: page.metadata.continue_.filter(|token| !token.is_empty()),
             remaining: page.metadata.remaining_item_count,
         }
@@ -472,18 +544,24 @@ impl<K, S> From<SummaryPage<K, S>> for ListPage<S> {
 /// Reads a list page by page, `page_size` objects a page, handing each
 /// page's summaries to `each_page` with how many objects the list says are
 /// still to come (room for all of them can be made once, not by doubling).
+/// Returns the list's version: the first page's, which the later pages
+/// (read with its continue token) are a snapshot of.
 async fn page_through<S, Page>(
     params: ListParams,
     page_size: u32,
     mut read_page: impl FnMut(ListParams) -> Page,
     mut each_page: impl FnMut(Vec<S>, usize),
-) -> Result<(), ListError>
+) -> Result<Option<String>, ListError>
 where
     Page: std::future::Future<Output = Result<ListPage<S>, ListError>>,
 {
     let mut params = params.limit(page_size.max(1));
+    let mut version = None;
     loop {
         let page = read_page(params.clone()).await?;
+        if version.is_none() {
+            version = page.version;
+        }
         let remaining = page
             .remaining
             .and_then(|count| usize::try_from(count).ok())
@@ -491,7 +569,7 @@ where
         each_page(page.items, remaining);
         match page.continue_token {
             Some(token) => params = params.continue_token(&token),
-            None => return Ok(()),
+            None => return Ok(version),
         }
     }
 }
