@@ -2013,3 +2013,76 @@ async fn a_refused_watch_turns_keeping_off_and_every_read_lists() {
     assert_eq!(metrics.cluster_reads(ClusterRead::Listed), 4);
     assert_eq!(metrics.cluster_reads(ClusterRead::Kept), 0);
 }
+
+/// A partition of the API server link while the state is kept: the HTTP/2
+/// pings drop the silent connection with its watches, the kept state is
+/// forgotten (not used across the partition), a read fails within its
+/// deadline, and once the link heals the store lists and keeps again by
+/// itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_forgets_the_kept_state_and_keeping_resumes_after_it() {
+    use compass_runtime_agent::k8s::access::Access;
+    use compass_runtime_agent::k8s::applications::ApplicationStore;
+    use compass_runtime_agent::k8s::client::{self, Deadlines, PING_AFTER_IDLE, PING_TIMEOUT};
+    use compass_runtime_agent::k8s::metrics::{ClusterRead, KubernetesMetrics};
+    use test_support::{FaultProxy, Mode};
+    let world = World::new().await;
+    let proxy = FaultProxy::tcp_to_apiserver(&world.env.kube_config())
+        .await
+        .unwrap();
+    let metrics = Arc::new(KubernetesMetrics::default());
+    let deadline = Duration::from_secs(5);
+    let client = client::build(
+        proxy.kube_config(world.env.kube_config()),
+        Deadlines::for_request_timeout(deadline),
+        metrics.clone(),
+    )
+    .unwrap();
+    let store = ApplicationStore::new(
+        client,
+        NS,
+        4,
+        100,
+        metrics.clone(),
+        Arc::new(Access::everything()),
+    );
+    store.read_actual().await.unwrap();
+    wait_for("both watches to begin", SHORT, || async {
+        store.keeps_cluster_state()
+    })
+    .await;
+
+    proxy.set_mode(Mode::BlackHole);
+    let cut = tokio::time::Instant::now();
+    wait_for(
+        "the silent connection's watches to end",
+        PING_AFTER_IDLE + PING_TIMEOUT + SHORT,
+        || async { !store.keeps_cluster_state() },
+    )
+    .await;
+    println!("the kept state forgotten {:?} after the cut", cut.elapsed());
+    let listed = metrics.cluster_reads(ClusterRead::Listed);
+    let kept = metrics.cluster_reads(ClusterRead::Kept);
+    let started = tokio::time::Instant::now();
+    let read = store.read_actual().await;
+    assert!(read.is_err(), "a read across the partition fails");
+    assert!(
+        started.elapsed() < deadline * 4,
+        "and within its deadline: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(metrics.cluster_reads(ClusterRead::Kept), kept);
+
+    proxy.set_mode(Mode::Pass);
+    wait_for("a read after the partition", SHORT, || async {
+        store.read_actual().await.is_ok()
+    })
+    .await;
+    assert_eq!(metrics.cluster_reads(ClusterRead::Listed), listed + 1);
+    wait_for("the watches to begin again", SHORT, || async {
+        store.keeps_cluster_state()
+    })
+    .await;
+    store.read_actual().await.unwrap();
+    assert_eq!(metrics.cluster_reads(ClusterRead::Kept), kept + 1);
+}
