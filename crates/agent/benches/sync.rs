@@ -232,6 +232,19 @@ fn director_wait_seconds(metrics: &str) -> f64 {
         .sum()
 }
 
+/// Reads of the cluster by a sync that listed it (not the state kept while
+/// watches saw no change).
+fn cluster_reads_listed(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("compass_runtime_agent_kubernetes_cluster_reads_total{")
+                && l.contains("Listed")
+        })
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum::<f64>() as u64
+}
+
 fn writes(metrics: &str) -> u64 {
     metrics
         .lines()
@@ -263,6 +276,10 @@ struct Round {
     cpu_idle: f64,
     cpu_idle_lowest: f64,
     cpu_idle_highest: f64,
+    /// The apiserver's and etcd's CPU per idle sync (median).
+    apiserver_cpu_idle: Option<f64>,
+    /// How many of the idle syncs listed the cluster.
+    idle_syncs_listed: u64,
     director_wait_idle: f64,
     peak_rss_first_kib: u64,
     rss_anon_first_kib: u64,
@@ -380,7 +397,10 @@ async fn round(count: usize) -> Round {
     let mut idle_syncs = Vec::new();
     let mut cpu_idle_each = Vec::new();
     let mut director_wait_idle_each = Vec::new();
+    let mut apiserver_cpu_idle_each = Vec::new();
+    let listed_before_idle = cluster_reads_listed(&metrics_first);
     let (mut metrics_before, mut cpu_before) = (metrics_first, cpu_first);
+    let mut apiserver_cpu_before = apiserver_cpu();
     let mut director_idle = 0;
     for _ in 0..idle_sync_count() {
         world.sim.clear_request_log();
@@ -411,9 +431,15 @@ async fn round(count: usize) -> Round {
         director_idle = director_requests(&world);
         let cpu_now = cpu_seconds(pid).unwrap_or(0.0);
         cpu_idle_each.push(cpu_now - cpu_before);
+        let apiserver_cpu_now = apiserver_cpu();
+        if let (Some(now), Some(before)) = (apiserver_cpu_now, apiserver_cpu_before) {
+            apiserver_cpu_idle_each.push(now - before);
+        }
+        apiserver_cpu_before = apiserver_cpu_now;
         (metrics_before, cpu_before) = (metrics_idle, cpu_now);
     }
     let writes_idle = writes(&metrics_before) - writes_first;
+    let idle_syncs_listed = cluster_reads_listed(&metrics_before) - listed_before_idle;
     let idle_sync = Duration::from_secs_f64(median(idle_syncs));
     let director_wait_idle = median(director_wait_idle_each);
     let peak_rss = peak_rss_kib(pid).unwrap_or(0);
@@ -442,6 +468,9 @@ async fn round(count: usize) -> Round {
         cpu_idle: median(cpu_idle_each.clone()),
         cpu_idle_lowest: cpu_idle_each.iter().copied().fold(f64::INFINITY, f64::min),
         cpu_idle_highest: cpu_idle_each.iter().copied().fold(0.0, f64::max),
+        apiserver_cpu_idle: (!apiserver_cpu_idle_each.is_empty())
+            .then(|| median(apiserver_cpu_idle_each)),
+        idle_syncs_listed,
         director_wait_idle,
         peak_rss_first_kib: peak_rss_first,
         rss_anon_first_kib: rss_anon_first,
@@ -576,6 +605,20 @@ fn print_table(count: usize, rounds: &[Round]) {
         2,
         "",
         &|r| r.cpu_idle_highest,
+    );
+    row(
+        "idle syncs that listed the cluster (the others: the last read's state, kept while watched)",
+        "",
+        0,
+        "",
+        &|r| r.idle_syncs_listed as f64,
+    );
+    row(
+        "apiserver + etcd CPU time, idle sync (median)",
+        " s",
+        2,
+        "",
+        &|r| cpu(r.apiserver_cpu_idle),
     );
     row(
         "idle sync: time waiting for the Director's pages (sum of the requests' durations; median)",

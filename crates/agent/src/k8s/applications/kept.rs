@@ -77,11 +77,47 @@ impl Kept {
             watch.abort();
         }
     }
+
+    /// Keeps `state` as a new generation's, with none of its watches begun;
+    /// the watches kept before are stopped.
+    fn install(&mut self, state: Arc<ActualState>) -> u64 {
+        self.stop_watches();
+        self.generation += 1;
+        self.state = Some(state);
+        self.begun = 0;
+        self.generation
+    }
+
+    fn watch_began(&mut self, generation: u64) {
+        if self.generation == generation {
+            self.begun += 1;
+        }
+    }
+
+    /// A watch of `generation` stopped: its state is forgotten, unless a
+    /// later read's state has taken its place. Whether it was.
+    fn watch_stopped(&mut self, generation: u64) -> bool {
+        if self.generation != generation {
+            return false;
+        }
+        self.state = None;
+        // The caller is one of them: it ends anyway.
+        self.stop_watches();
+        true
+    }
+
+    fn current(&self) -> Option<Arc<ActualState>> {
+        (self.begun == WATCHES)
+            .then(|| self.state.clone())
+            .flatten()
+    }
 }
 
-impl Drop for Kept {
+impl Drop for KeptState {
+    /// The watches hold the shared part, not the store: they are stopped
+    /// with the store, not when they next hear something.
     fn drop(&mut self) {
-        self.stop_watches();
+        self.lock().stop_watches();
     }
 }
 
@@ -93,10 +129,7 @@ impl KeptState {
     /// The state of the last whole read, if both its watches have begun and
     /// neither has seen a change since.
     pub fn current(&self) -> Option<Arc<ActualState>> {
-        let kept = self.lock();
-        (kept.begun == WATCHES)
-            .then(|| kept.state.clone())
-            .flatten()
+        self.lock().current()
     }
 
     /// Whether a state is kept and watched (for tests and the log).
@@ -117,11 +150,7 @@ impl KeptState {
         S: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     {
         let mut kept = self.lock();
-        kept.stop_watches();
-        kept.generation += 1;
-        kept.state = Some(state);
-        kept.begun = 0;
-        let generation = kept.generation;
+        let generation = kept.install(state);
         let watches = [
             tokio::spawn(watch_for_changes(
                 applications,
@@ -201,10 +230,7 @@ async fn watch_for_changes<K>(
         };
         if !began {
             began = true;
-            let mut kept = lock(&kept);
-            if kept.generation == generation {
-                kept.begun += 1;
-            }
+            lock(&kept).watch_began(generation);
         }
         let mut events = pin!(events);
         let mut heard = false;
@@ -231,14 +257,8 @@ async fn watch_for_changes<K>(
             break Stopped::EndedQuietly;
         }
     };
-    {
-        let mut kept = lock(&kept);
-        if kept.generation != generation {
-            return;
-        }
-        kept.state = None;
-        // This task is one of them: it ends here anyway.
-        kept.stop_watches();
+    if !lock(&kept).watch_stopped(generation) {
+        return;
     }
     match stopped {
         Stopped::Changed => {
@@ -260,5 +280,42 @@ async fn watch_for_changes<K>(
                 "the API server ended the watch at once: the next sync reads the cluster"
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_is_used_once_both_its_watches_have_begun_until_one_stops() {
+        let mut kept = Kept::default();
+        let state = Arc::new(ActualState::default());
+        let generation = kept.install(Arc::clone(&state));
+        assert!(kept.current().is_none(), "no watch has begun");
+        kept.watch_began(generation);
+        assert!(kept.current().is_none(), "one watch has begun");
+        kept.watch_began(generation);
+        assert!(Arc::ptr_eq(&kept.current().unwrap(), &state));
+        assert!(kept.watch_stopped(generation));
+        assert!(kept.current().is_none(), "a change forgets it");
+        assert!(kept.state.is_none(), "and its memory");
+    }
+
+    #[test]
+    fn a_watch_of_an_earlier_read_neither_counts_nor_forgets_a_later_state() {
+        let mut kept = Kept::default();
+        let earlier = kept.install(Arc::new(ActualState::default()));
+        let later_state = Arc::new(ActualState::default());
+        let later = kept.install(Arc::clone(&later_state));
+        kept.watch_began(earlier);
+        kept.watch_began(later);
+        assert!(
+            kept.current().is_none(),
+            "the earlier read's watch does not count"
+        );
+        kept.watch_began(later);
+        assert!(!kept.watch_stopped(earlier));
+        assert!(Arc::ptr_eq(&kept.current().unwrap(), &later_state));
     }
 }
