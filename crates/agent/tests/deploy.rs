@@ -897,7 +897,7 @@ async fn under_the_manifests_rbac_the_agent_connects_synchronizes_renews_reconne
     let agent_client = deploy_rbac_client(&world).await;
     let objects = render(&deploy_dir());
     world.adopt_settings(settings_of(&the_deployment(&objects)));
-    common::drop_in::run(&mut world, &agent_client).await;
+    common::drop_in::run(&mut world, &agent_client, common::drop_in::Rbac::Watches).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,7 +54,7 @@ async fn under_kymas_rbac_and_crds_the_agent_connects_synchronizes_renews_reconn
     let mut world = kyma_world().await;
     let token = service_account_token(&world.client, NS, SERVICE_ACCOUNT).await;
     let client = token_client(&world, &token, SERVICE_ACCOUNT_USER).await;
-    common::drop_in::run(&mut world, &client).await;
+    common::drop_in::run(&mut world, &client, common::drop_in::Rbac::NoWatch).await;
 }
 
 /// The Go agent's state contract, which the components that provision
@@ -361,6 +361,10 @@ async fn the_binary_started_as_kymas_deployment_starts_it_synchronizes_and_serve
         "the mode is logged: {text}"
     );
     assert!(text.contains("read one by one by name"), "{text}");
+    assert!(
+        text.contains("cluster_state=\"read at every sync\""),
+        "no watch under Kyma's RBAC: {text}"
+    );
     assert!(
         !text.contains(&token),
         "the ServiceAccount token is never logged"

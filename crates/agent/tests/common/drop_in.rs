@@ -80,7 +80,24 @@ fn failed_writes(metrics: &str) -> Vec<String> {
 
 /// Runs the whole life; `agent_client` is how the agent talks to the API
 /// server. Returns nothing: it panics at the first thing a user would notice.
-pub async fn run(world: &mut World, agent_client: &Client) {
+/// Whether the role the agent runs under grants watch on the Applications
+/// and the credential Secrets (this project's does, Kyma's does not).
+pub enum Rbac {
+    Watches,
+    NoWatch,
+}
+
+/// Reads of the cluster by syncs, `how` ("Listed" or "Kept"), in `/metrics`.
+fn cluster_reads(metrics: &str, how: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("compass_runtime_agent_kubernetes_cluster_reads_total"))
+        .filter(|line| line.contains(&format!("how=\"{how}\"")))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+pub async fn run(world: &mut World, agent_client: &Client, rbac: Rbac) {
     let admin = world.client.clone();
     let director_apps = compass_sim::model::generate_applications(3, 2, 1, 1);
     for app in &director_apps {
@@ -259,6 +276,26 @@ pub async fn run(world: &mut World, agent_client: &Client) {
         Vec::<String>::new(),
         "no write was refused"
     );
+
+    // 5. Idle syncs: where the RBAC grants watch, a sync after which nothing
+    // changed lists nothing; else every sync reads the cluster.
+    match rbac {
+        Rbac::Watches => {
+            test_support::wait_for("an idle sync that lists nothing", LONG, || async {
+                world.resync_and_wait().await;
+                cluster_reads(&world.metrics_text().await, "Kept") > 0
+            })
+            .await
+        }
+        Rbac::NoWatch => {
+            for _ in 0..2 {
+                world.resync_and_wait().await;
+            }
+            let metrics = world.metrics_text().await;
+            assert_eq!(cluster_reads(&metrics, "Kept"), 0, "nothing is kept");
+            assert!(cluster_reads(&metrics, "Listed") >= 2);
+        }
+    }
     let remaining: BTreeSet<String> = applications
         .list(&ListParams::default())
         .await

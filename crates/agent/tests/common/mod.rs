@@ -283,6 +283,28 @@ impl World {
             .expect("refreshCredentialsNow is set");
     }
 
+    /// Puts `true` into `spec.resyncNow`, as an operator does, and waits
+    /// until the agent has synchronized for it: the flag cleared and one
+    /// more synchronization in `/metrics` (Kyma's CRD keeps no
+    /// `observedGeneration` to tell by).
+    pub async fn resync_and_wait(&self) {
+        let syncs = || async { sync_count(&self.metrics_text().await) };
+        let before = syncs().await;
+        self.connections()
+            .patch(
+                COMPASS_CONNECTION_NAME,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"resyncNow": true}})),
+            )
+            .await
+            .expect("resyncNow is set");
+        test_support::wait_for("the sync asked for by resyncNow", LONG, || async {
+            let cleared = self.connection().await.is_some_and(|c| !c.spec.resync_now);
+            cleared && syncs().await > before
+        })
+        .await;
+    }
+
     pub async fn connection(&self) -> Option<CompassConnection> {
         self.connections()
             .get_opt(COMPASS_CONNECTION_NAME)
@@ -510,4 +532,13 @@ pub fn tool_is_installed(binary: &str, without_it: &str, install: &str) -> bool 
         eprintln!("SKIPPED: {binary} is not installed, so {without_it} ({install})");
     }
     found
+}
+
+/// How many synchronizations the agent's `/metrics` counts.
+fn sync_count(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|line| line.starts_with("compass_runtime_agent_sync_duration_seconds_count"))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
 }
