@@ -61,7 +61,7 @@ impl KubernetesMetrics {
         );
         registry.register(
             "kubernetes_cluster_reads",
-            "Reads of the cluster's Applications and credential Secrets by a sync: how=\"listed\" from the API server, how=\"kept\" the last read's state while watches saw no change",
+            "Reads of the cluster's Applications and credential Secrets by a sync: how=\"Listed\" from the API server, how=\"Kept\" the last read's state while watches saw no change",
             self.cluster_reads.clone(),
         );
         registry.register(
