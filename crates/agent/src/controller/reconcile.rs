@@ -207,6 +207,13 @@ async fn reconcile_once(
             ctx.settings.minimal_compass_sync_time,
         );
         if sync_due {
+            if spec.resync_now {
+                // An operator who asks for a sync gets one that reads the
+                // cluster afresh, not the state kept from the last read: a
+                // change made just before (its watch event perhaps still on
+                // its way) is seen.
+                ctx.applications.forget_kept_state();
+            }
             let management_info = decide::management_info_after(spec, &connected.outcome);
             let (report, replaced) = synchronize(
                 ctx,

@@ -277,25 +277,32 @@ pub async fn run(world: &mut World, agent_client: &Client, rbac: Rbac) {
         "no write was refused"
     );
 
-    // 5. Idle syncs: where the RBAC grants watch, a sync after which nothing
-    // changed lists nothing; else every sync reads the cluster.
+    // 5. Idle syncs (by the period; resyncNow would read afresh): where
+    // the RBAC grants watch, a sync after which nothing changed lists
+    // nothing; else every sync reads the cluster.
     match rbac {
         Rbac::Watches => {
             test_support::wait_for("an idle sync that lists nothing", LONG, || async {
-                world.resync_and_wait().await;
                 cluster_reads(&world.metrics_text().await, "Kept") > 0
             })
-            .await
+            .await;
+            // resyncNow reads the cluster afresh all the same.
+            let listed = cluster_reads(&world.metrics_text().await, "Listed");
+            world.resync_and_wait().await;
+            let metrics = world.metrics_text().await;
+            assert!(
+                cluster_reads(&metrics, "Listed") > listed,
+                "resyncNow listed the cluster"
+            );
         }
         Rbac::NoWatch => {
-            for _ in 0..2 {
-                world.resync_and_wait().await;
-            }
+            world.wait_for_more_syncs(2).await;
             let metrics = world.metrics_text().await;
             assert_eq!(cluster_reads(&metrics, "Kept"), 0, "nothing is kept");
             assert!(cluster_reads(&metrics, "Listed") >= 2);
         }
     }
+
     let remaining: BTreeSet<String> = applications
         .list(&ListParams::default())
         .await

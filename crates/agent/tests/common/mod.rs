@@ -305,6 +305,17 @@ impl World {
         .await;
     }
 
+    /// Waits until the agent has made `count` more synchronizations (by
+    /// its period; `/metrics` counts them).
+    pub async fn wait_for_more_syncs(&self, count: u64) {
+        let syncs = || async { sync_count(&self.metrics_text().await) };
+        let until = syncs().await + count;
+        test_support::wait_for("the agent's next synchronizations", LONG, || async {
+            syncs().await >= until
+        })
+        .await;
+    }
+
     pub async fn connection(&self) -> Option<CompassConnection> {
         self.connections()
             .get_opt(COMPASS_CONNECTION_NAME)
@@ -535,7 +546,7 @@ pub fn tool_is_installed(binary: &str, without_it: &str, install: &str) -> bool 
 }
 
 /// How many synchronizations the agent's `/metrics` counts.
-fn sync_count(metrics: &str) -> u64 {
+pub fn sync_count(metrics: &str) -> u64 {
     metrics
         .lines()
         .find(|line| line.starts_with("compass_runtime_agent_sync_duration_seconds_count"))

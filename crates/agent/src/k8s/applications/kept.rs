@@ -132,7 +132,7 @@ impl KeptState {
         self.lock().current()
     }
 
-    /// Whether a state is kept and watched (for tests and the log).
+    /// Whether the next read would be the kept state (for tests).
     pub fn is_kept(&self) -> bool {
         self.current().is_some()
     }
@@ -180,9 +180,8 @@ impl KeptState {
 }
 
 fn lock(inner: &Mutex<Kept>) -> MutexGuard<'_, Kept> {
-    // Nothing is left half-done under this lock: at worst a state is kept
-    // that a watch meant to forget, and that watch has stopped, so the
-    // state is not used (`begun` stays short) or is forgotten by the next.
+    // Nothing done under this lock can panic (a counter, an `Arc`, abort
+    // handles): a poisoned lock's data is whole.
     inner
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -79,6 +79,11 @@ impl ApplicationStore {
         self.kept.is_kept()
     }
 
+    /// Makes the next read list the cluster, whatever was kept.
+    pub fn forget_kept_state(&self) {
+        self.kept.forget();
+    }
+
     fn secret_digests(&self) -> std::sync::MutexGuard<'_, SecretDigestCache> {
         // A panic while it was held left nothing half-done worth refusing:
         // at worst a digest is missing, and the Secret is read again.
