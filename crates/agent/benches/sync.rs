@@ -384,12 +384,8 @@ async fn round(count: usize) -> Round {
         .zip(apiserver_cpu_before)
         .map(|(after, before)| after - before);
     let director_first = director_requests(&world);
-    let apps_in_cluster = Api::<Application>::all(world.client.clone())
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .len();
+    // The first sync's figures at once: its status write wakes the agent,
+    // and the next sync (the first idle one) begins right after it.
     let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
     let scrape = || async {
         reqwest::get(&metrics_url)
@@ -400,11 +396,18 @@ async fn round(count: usize) -> Round {
             .unwrap()
     };
     let metrics_first = scrape().await;
+    let cpu_first = cpu_seconds(pid).unwrap_or(0.0);
+    let apiserver_cpu_at_first = apiserver_cpu();
     let writes_first = writes(&metrics_first);
     let peak_rss_first = peak_rss_kib(pid).unwrap_or(0);
     let rss_anon_first = status_kib(pid, "RssAnon").unwrap_or(0);
     let rss_file_first = status_kib(pid, "RssFile").unwrap_or(0);
-    let cpu_first = cpu_seconds(pid).unwrap_or(0.0);
+    let apps_in_cluster = Api::<Application>::all(world.client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .len();
 
     // Idle syncs: nothing changed in the Director. Several, one after the
     // other: the agent's CPU in one moves with whatever else the machine
@@ -415,7 +418,7 @@ async fn round(count: usize) -> Round {
     let mut apiserver_cpu_idle_each = Vec::new();
     let listed_before_idle = cluster_reads_listed(&metrics_first);
     let (mut metrics_before, mut cpu_before) = (metrics_first, cpu_first);
-    let mut apiserver_cpu_before = apiserver_cpu();
+    let mut apiserver_cpu_before = apiserver_cpu_at_first;
     let mut director_idle = 0;
     for _ in 0..idle_sync_count() {
         world.sim.clear_request_log();
