@@ -86,7 +86,7 @@ fn machine_speed_reference() -> std::time::Duration {
 /// its Secrets. The same writes into the same empty cluster, without the
 /// agent: the floor of the first sync. Returns the count, the time and the
 /// apiserver's CPU seconds.
-async fn plain_client_write_time(source: World) -> (usize, Duration, Option<f64>) {
+async fn plain_client_write_time(source: World) -> Floor {
     use futures::stream::{self, StreamExt};
     use k8s_openapi::api::core::v1::Secret;
     use kube::api::{ObjectMeta, PostParams};
@@ -143,6 +143,7 @@ async fn plain_client_write_time(source: World) -> (usize, Duration, Option<f64>
     let app_api = Api::<Application>::all(target.client.clone());
     let secret_api = Api::<Secret>::namespaced(target.client.clone(), NS);
     let cpu_before = apiserver_cpu();
+    let client_cpu_before = cpu_seconds(std::process::id());
     let started = Instant::now();
     let results: Vec<Result<(), kube::Error>> = stream::iter(writes)
         .map(|(app, secrets)| {
@@ -162,8 +163,26 @@ async fn plain_client_write_time(source: World) -> (usize, Duration, Option<f64>
     let cpu = apiserver_cpu()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
+    let client_cpu = cpu_seconds(std::process::id())
+        .zip(client_cpu_before)
+        .map(|(after, before)| after - before);
     assert!(results.iter().all(Result::is_ok), "a plain write failed");
-    (count, elapsed, cpu)
+    Floor {
+        writes: count,
+        time: elapsed,
+        apiserver_cpu: cpu,
+        client_cpu,
+    }
+}
+
+/// The floor: the first sync's objects written by a plain kube client.
+struct Floor {
+    writes: usize,
+    time: Duration,
+    /// The apiserver's and etcd's CPU for them.
+    apiserver_cpu: Option<f64>,
+    /// The plain client's own CPU (the bench's process, idle but for it).
+    client_cpu: Option<f64>,
 }
 
 /// CPU seconds (user + system) the process has used.
@@ -282,6 +301,7 @@ struct Round {
     floor_writes: usize,
     floor: Duration,
     apiserver_cpu_floor: Option<f64>,
+    client_cpu_floor: Option<f64>,
     idle_sync: Duration,
     writes_idle: u64,
     director_idle: usize,
@@ -454,7 +474,12 @@ async fn round(count: usize) -> Round {
         .status();
     let _ = agent.wait();
     let server_version = world.env.server_version().to_string();
-    let (floor_writes, floor, apiserver_cpu_floor) = plain_client_write_time(world).await;
+    let Floor {
+        writes: floor_writes,
+        time: floor,
+        apiserver_cpu: apiserver_cpu_floor,
+        client_cpu: client_cpu_floor,
+    } = plain_client_write_time(world).await;
     Round {
         speed_reference,
         server_version,
@@ -466,6 +491,7 @@ async fn round(count: usize) -> Round {
         floor_writes,
         floor,
         apiserver_cpu_floor,
+        client_cpu_floor,
         idle_sync,
         writes_idle,
         director_idle,
@@ -576,6 +602,13 @@ fn print_table(count: usize, rounds: &[Round]) {
     row("apiserver + etcd CPU time, floor", " s", 2, "", &|r| {
         cpu(r.apiserver_cpu_floor)
     });
+    row(
+        "the plain client's CPU time, floor (the bench's process; the agent's own for the first sync is below)",
+        " s",
+        2,
+        "",
+        &|r| cpu(r.client_cpu_floor),
+    );
     row(
         "idle (unchanged) sync, by the period (the agent's sync_duration_seconds; median of the round's idle syncs)",
         " s",
