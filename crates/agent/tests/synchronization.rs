@@ -1469,6 +1469,29 @@ fn wanted_with_credentials(
     sync::to_wanted_application(&director_app, &conversion)
 }
 
+/// `count` Director applications with credentials (`app-1`, …), with
+/// their Applications' and their first Secrets' names.
+fn wanted_applications(
+    count: usize,
+) -> (
+    Vec<compass_runtime_agent::sync::WantedApplication>,
+    Vec<String>,
+    Vec<String>,
+) {
+    let wanted: Vec<_> = (1..=count)
+        .map(|i| wanted_with_credentials(&format!("app-{i}"), &format!("app{i}"), &format!("b{i}")))
+        .collect();
+    let application_names = wanted
+        .iter()
+        .map(|w| w.application.metadata.name.clone().unwrap())
+        .collect();
+    let secret_names = wanted
+        .iter()
+        .map(|w| w.secrets[0].name().to_string())
+        .collect();
+    (wanted, application_names, secret_names)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_someone_else_creates_between_read_and_write_is_left_alone() {
     use compass_runtime_agent::sync::{self, Deletions};
@@ -1727,20 +1750,10 @@ async fn a_restarted_agent_that_lists_the_applications_in_full_rewrites_nothing(
 /// Application's spec and to a Secret's data, labels and owner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_read_of_the_cluster_sees_what_a_whole_read_sees_after_edits_by_hand() {
-    use compass_runtime_agent::sync::{self, ActualState, Deletions};
+    use compass_runtime_agent::sync::{self, Deletions};
     let world = World::new().await;
     let writer = writer(&world);
-    let wanted: Vec<_> = (1..=3)
-        .map(|i| wanted_with_credentials(&format!("app-{i}"), &format!("app{i}"), &format!("b{i}")))
-        .collect();
-    let application_names: Vec<String> = wanted
-        .iter()
-        .map(|w| w.application.metadata.name.clone().unwrap())
-        .collect();
-    let secret_names: Vec<String> = wanted
-        .iter()
-        .map(|w| w.secrets[0].name().to_string())
-        .collect();
+    let (wanted, application_names, secret_names) = wanted_applications(3);
     let written = writer
         .apply(sync::plan(
             wanted,
@@ -1783,20 +1796,7 @@ async fn an_idle_read_of_the_cluster_sees_what_a_whole_read_sees_after_edits_by_
 
     let idle = writer.read_actual().await.unwrap();
     let whole = self::writer(&world).read_actual().await.unwrap();
-    let by_name = |state: &ActualState| {
-        let applications: BTreeMap<String, String> = state
-            .applications
-            .iter()
-            .map(|a| (a.name.clone(), format!("{a:?}")))
-            .collect();
-        let secrets: BTreeMap<String, String> = state
-            .secrets
-            .iter()
-            .map(|s| (s.name().to_string(), format!("{s:?}")))
-            .collect();
-        (applications, secrets)
-    };
-    let (before, idle, whole) = (by_name(&before), by_name(&idle), by_name(&whole));
+    let (before, idle, whole) = (as_planned(&before), as_planned(&idle), as_planned(&whole));
     assert_eq!(idle, whole);
     // And each edit was seen.
     assert_ne!(
@@ -1845,17 +1845,7 @@ async fn an_unchanged_cluster_is_not_listed_again_and_each_change_by_hand_is_rea
     let metrics = Arc::new(KubernetesMetrics::default());
     let store = store(&world, Access::everything(), metrics.clone());
     let listing = writer(&world);
-    let wanted: Vec<_> = (1..=2)
-        .map(|i| wanted_with_credentials(&format!("app-{i}"), &format!("app{i}"), &format!("b{i}")))
-        .collect();
-    let application_names: Vec<String> = wanted
-        .iter()
-        .map(|w| w.application.metadata.name.clone().unwrap())
-        .collect();
-    let secret_names: Vec<String> = wanted
-        .iter()
-        .map(|w| w.secrets[0].name().to_string())
-        .collect();
+    let (wanted, application_names, secret_names) = wanted_applications(2);
     let empty = store.read_actual().await.unwrap();
     assert_eq!(metrics.cluster_reads(ClusterRead::Listed), 1);
     let written = store
