@@ -11,7 +11,8 @@
 //!
 //! Nothing here waits without a bound: each watch asks the API server to end
 //! it within [`WATCH_TIMEOUT_SECONDS`] (it is then resumed from the last
-//! version it saw), its answer must begin within the client's request
+//! version it saw; one still running 5 s later is given up), its answer
+//! must begin within the client's request
 //! deadline, and a connection that stops carrying traffic is dropped by the
 //! client's HTTP/2 pings (`k8s::client`), which ends the watch and forgets
 //! the state. Each sync still writes the CompassConnection's status, so a
@@ -35,6 +36,10 @@ use crate::sync::ActualState;
 /// How long the API server lets one watch run before it ends it (kube-runtime's
 /// watcher asks the same; the server refuses more than 295).
 pub const WATCH_TIMEOUT_SECONDS: u32 = 290;
+
+/// How much longer than its timeout a watch may run: one the server has not
+/// ended by then (it ends them at the timeout) is given up.
+const WATCH_GRACE: Duration = Duration::from_secs(5);
 
 /// A watch that ends sooner than this without a word is not resumed: a
 /// server that closes watches at once would otherwise be asked again and
@@ -192,6 +197,8 @@ enum Stopped {
     Changed,
     Refused(kube::Error),
     Failed(kube::Error),
+    /// The server did not end the watch at its timeout.
+    Overran,
     /// An error event: `410 Gone` (the version is no longer in the server's
     /// window) or another.
     ErrorEvent {
@@ -233,8 +240,14 @@ async fn watch_for_changes<K>(
         }
         let mut events = pin!(events);
         let mut heard = false;
+        let ends_by = tokio::time::Instant::from_std(started)
+            + Duration::from_secs(WATCH_TIMEOUT_SECONDS.into())
+            + WATCH_GRACE;
         loop {
-            match events.try_next().await {
+            let Ok(next) = tokio::time::timeout_at(ends_by, events.try_next()).await else {
+                break 'watching Stopped::Overran;
+            };
+            match next {
                 Ok(Some(WatchEvent::Bookmark(bookmark))) => {
                     version = bookmark.metadata.resource_version;
                     heard = true;
@@ -272,6 +285,12 @@ async fn watch_for_changes<K>(
         }
         Stopped::ErrorEvent { code, message } => {
             tracing::debug!(watched = what, code, %message, "the watch ended: the next sync reads the cluster")
+        }
+        Stopped::Overran => {
+            tracing::debug!(
+                watched = what,
+                "the watch outlived its timeout: the next sync reads the cluster"
+            )
         }
         Stopped::EndedQuietly => {
             tracing::debug!(
