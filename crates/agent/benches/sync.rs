@@ -242,36 +242,24 @@ fn director_requests(world: &World) -> usize {
 /// Seconds the agent has spent waiting for the Director's answers to
 /// `applicationsForRuntime` (its own request-duration histogram's sum).
 fn director_wait_seconds(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("compass_runtime_agent_compass_request_duration_seconds_sum{")
-                && l.contains("applicationsForRuntime")
-        })
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum()
+    let series = "compass_runtime_agent_compass_request_duration_seconds_sum";
+    metric_sum(metrics, series, "applicationsForRuntime")
 }
 
 /// Reads of the cluster by a sync that listed it (not the state kept while
 /// watches saw no change).
 fn cluster_reads_listed(metrics: &str) -> u64 {
-    metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("compass_runtime_agent_kubernetes_cluster_reads_total{")
-                && l.contains("Listed")
-        })
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum::<f64>() as u64
+    let series = "compass_runtime_agent_kubernetes_cluster_reads_total";
+    metric_sum(metrics, series, "how=\"Listed\"") as u64
 }
 
 /// The agent's time in synchronizations so far (`sync_duration_seconds`).
 fn sync_seconds(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with("compass_runtime_agent_sync_duration_seconds_sum"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
+    metric_sum(
+        metrics,
+        "compass_runtime_agent_sync_duration_seconds_sum",
+        "",
+    )
 }
 
 /// The idle syncs' period (`APP_CONTROLLER_SYNC_PERIOD`): each starts a
@@ -279,13 +267,8 @@ fn sync_seconds(metrics: &str) -> f64 {
 const IDLE_PERIOD: &str = "5s";
 
 fn writes(metrics: &str) -> u64 {
-    metrics
-        .lines()
-        .filter(|l| {
-            l.starts_with("compass_runtime_agent_kubernetes_writes_total{") && l.contains("Success")
-        })
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum::<f64>() as u64
+    let series = "compass_runtime_agent_kubernetes_writes_total";
+    metric_sum(metrics, series, "outcome=\"Success\"") as u64
 }
 
 /// The figures of one round: a fresh apiserver and compass-sim, the agent's

@@ -89,12 +89,8 @@ pub enum Rbac {
 
 /// Reads of the cluster by syncs, `how` ("Listed" or "Kept"), in `/metrics`.
 fn cluster_reads(metrics: &str, how: &str) -> u64 {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with("compass_runtime_agent_kubernetes_cluster_reads_total"))
-        .filter(|line| line.contains(&format!("how=\"{how}\"")))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    let series = "compass_runtime_agent_kubernetes_cluster_reads_total";
+    super::metric_sum(metrics, series, &format!("how=\"{how}\"")) as u64
 }
 
 pub async fn run(world: &mut World, agent_client: &Client, rbac: Rbac) {

@@ -547,9 +547,23 @@ pub fn tool_is_installed(binary: &str, without_it: &str, install: &str) -> bool 
 
 /// How many synchronizations the agent's `/metrics` counts.
 pub fn sync_count(metrics: &str) -> u64 {
+    metric_sum(
+        metrics,
+        "compass_runtime_agent_sync_duration_seconds_count",
+        "",
+    ) as u64
+}
+
+/// The sum of the samples of the series `name` in a `/metrics` text whose
+/// labels contain `with` (every sample of it when `with` is empty).
+pub fn metric_sum(metrics: &str, name: &str, with: &str) -> f64 {
     metrics
         .lines()
-        .find(|line| line.starts_with("compass_runtime_agent_sync_duration_seconds_count"))
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
+        .filter(|line| line.contains(with))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
