@@ -273,14 +273,19 @@ impl World {
 
     /// Puts `true` into `spec.refreshCredentialsNow`, as an operator does.
     pub async fn ask_for_renewal(&self) {
+        self.set_spec_flag("refreshCredentialsNow").await;
+    }
+
+    /// Puts `true` into the spec's `flag`, as an operator does.
+    async fn set_spec_flag(&self, flag: &str) {
         self.connections()
             .patch(
                 COMPASS_CONNECTION_NAME,
                 &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"spec": {"refreshCredentialsNow": true}})),
+                &Patch::Merge(serde_json::json!({"spec": {flag: true}})),
             )
             .await
-            .expect("refreshCredentialsNow is set");
+            .unwrap_or_else(|e| panic!("{flag} is set: {e}"));
     }
 
     /// Puts `true` into `spec.resyncNow`, as an operator does, and waits
@@ -290,14 +295,7 @@ impl World {
     pub async fn resync_and_wait(&self) {
         let syncs = || async { sync_count(&self.metrics_text().await) };
         let before = syncs().await;
-        self.connections()
-            .patch(
-                COMPASS_CONNECTION_NAME,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"spec": {"resyncNow": true}})),
-            )
-            .await
-            .expect("resyncNow is set");
+        self.set_spec_flag("resyncNow").await;
         test_support::wait_for("the sync asked for by resyncNow", LONG, || async {
             let cleared = self.connection().await.is_some_and(|c| !c.spec.resync_now);
             cleared && syncs().await > before
