@@ -17,6 +17,11 @@
 //! client's HTTP/2 pings (`k8s::client`), which ends the watch and forgets
 //! the state. Each sync still writes the CompassConnection's status, so a
 //! partition is reported whether the state was kept or not.
+//!
+//! Why not kube-runtime's `watcher`, which the controller uses: it begins
+//! with a list of its own (every object again, in JSON) and, after a `410`
+//! or an error, lists again and goes on, so it cannot say "nothing changed
+//! since this version", which is all this needs.
 
 use std::fmt::Debug;
 use std::pin::pin;
